@@ -1,0 +1,7 @@
+"""reelexport: an incremental doit build of platform-ready exports from finished renders."""
+
+__version__ = "0.1.0"
+
+# Bump when a code change alters the bytes an encode produces: it is part of every
+# export's up-to-date check, so bumping it redoes every export exactly once.
+ENCODER_VERSION = 1

@@ -1,0 +1,29 @@
+"""Errors a user can act on. Each carries a one-line cause; callers add the title/platform."""
+
+
+class ExportError(Exception):
+    """Base class: str(error) is the one line shown to the user."""
+
+
+class SpecError(ExportError):
+    """A platform YAML is invalid: stops the run before any encode."""
+
+
+class LibraryError(ExportError):
+    """The renders tree cannot be turned into titles (bad directory name, duplicate id)."""
+
+
+class SourceError(ExportError):
+    """One source render (or its metadata.json) cannot be exported: fails that export only."""
+
+
+class EncodeError(ExportError):
+    """ffmpeg failed; `stderr_tail` holds its last lines for the error sidecar."""
+
+    def __init__(self, message, stderr_tail=""):
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+
+
+class ConformanceError(ExportError):
+    """The encoded file does not meet its platform spec; it is deleted, never kept."""

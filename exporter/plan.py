@@ -1,0 +1,129 @@
+"""(source probe, spec) -> ffmpeg argv. Pure: no files touched, no processes started."""
+
+from dataclasses import dataclass
+
+from .errors import SourceError
+
+# Sources outside these bounds are refused before ffmpeg spends time on them.
+MAX_SOURCE_DIMENSION = 8192
+MIN_SOURCE_FPS, MAX_SOURCE_FPS = 1.0, 240.0
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    argv: list
+    duration_s: float     # the duration the output must have
+    trimmed: bool         # True when an over-long source was cut to the limit
+
+
+def fit_filter(fit, width, height):
+    """Filter graph text mapping [0:v:0] to [fit] at exactly width x height.
+
+    crop: fill the frame and cut the overflow; pad: letterbox in black;
+    blur: letterbox over a blurred, cropped copy of the same video.
+    """
+    cover = (f"scale={width}:{height}:force_original_aspect_ratio=increase,"
+             f"crop={width}:{height}")
+    contain = f"scale={width}:{height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
+    if fit == "crop":
+        return f"[0:v:0]{cover},setsar=1[fit]"
+    if fit == "pad":
+        return f"[0:v:0]{contain},pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:black,setsar=1[fit]"
+    if fit == "blur":
+        return (f"[0:v:0]split=2[bg_in][fg_in];"
+                f"[bg_in]{cover},boxblur=luma_radius=min(h\\,w)/20:luma_power=2[bg];"
+                f"[fg_in]{contain}[fg];"
+                f"[bg][fg]overlay=(W-w)/2:(H-h)/2,setsar=1[fit]")
+    raise ValueError(f"unknown fit {fit!r}")
+
+
+def video_filter(spec):
+    """Full video graph: fit, constant frame rate, 8-bit 4:2:0. Output label [v]."""
+    video = spec.video
+    return (fit_filter(spec.fit, video["width"], video["height"])
+            + f";[fit]fps={video['fps']},format={video['pix_fmt']}[v]")
+
+
+def output_duration(probe, spec):
+    """Duration to encode; SourceError for an over-long source whose spec says reject."""
+    limit = spec.limits["max_duration_s"]
+    if probe.duration_s <= limit:
+        return probe.duration_s, False
+    if spec.limits["on_overlong"] == "reject":
+        raise SourceError(f"duration {probe.duration_s:.2f} s exceeds the {spec.name} "
+                          f"limit of {limit} s (limits.on_overlong: reject)")
+    return float(limit), True
+
+
+def check_source(probe):
+    """Refuse sources no platform could take, with the reason."""
+    width, height = probe.width, probe.height
+    if not (0 < width <= MAX_SOURCE_DIMENSION and 0 < height <= MAX_SOURCE_DIMENSION):
+        raise SourceError(f"video is {width}x{height}; at most "
+                          f"{MAX_SOURCE_DIMENSION}x{MAX_SOURCE_DIMENSION} is accepted")
+    if not MIN_SOURCE_FPS <= probe.fps <= MAX_SOURCE_FPS:
+        raise SourceError(f"frame rate {probe.fps} fps is outside "
+                          f"{MIN_SOURCE_FPS:g}-{MAX_SOURCE_FPS:g} fps")
+    if probe.duration_s <= 0:
+        raise SourceError("video has no duration")
+
+
+def video_args(spec, preset):
+    video = spec.video
+    args = [
+        "-c:v", "libx264", "-preset", preset,
+        "-profile:v", video["profile"], "-level:v", video["level"],
+        "-pix_fmt", video["pix_fmt"],
+        "-b:v", str(video["bitrate"]), "-maxrate", str(video["maxrate"]),
+        "-bufsize", str(video["bufsize"]),
+        "-g", str(video["gop"]), "-keyint_min", str(video["gop"]),
+        "-fps_mode", "cfr", "-r", str(video["fps"]),
+    ]
+    if video["maxrate"] == video["bitrate"]:
+        # Constant bitrate with filler: the measured rate meets the spec even on a
+        # 3-second clip of easy content, and can never exceed maxrate.
+        args += ["-minrate", str(video["bitrate"]), "-x264-params", "nal-hrd=cbr"]
+    return args
+
+
+def audio_args(spec):
+    audio = spec.audio
+    return ["-c:a", audio["codec"], "-b:a", str(audio["bitrate"]),
+            "-ar", str(audio["sample_rate"]), "-ac", str(audio["channels"])]
+
+
+def silence_input(spec):
+    layout = "stereo" if spec.audio["channels"] == 2 else "mono"
+    return ["-f", "lavfi", "-i",
+            f"anullsrc=channel_layout={layout}:sample_rate={spec.audio['sample_rate']}"]
+
+
+def build_encode(ffmpeg, source, probe, spec, output, preset=None):
+    """The argv that turns `source` into a conforming `output` for `spec`.
+
+    ffmpeg applies the source's rotation on decode (autorotate is its default), so the
+    fit filter sees the picture as a viewer would.
+    """
+    check_source(probe)
+    duration, trimmed = output_duration(probe, spec)
+    preset = preset or spec.video.get("preset", "medium")
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+            "-protocol_whitelist", "file", "-i", str(source)]
+    if probe.has_audio:
+        audio_map = ["-map", "0:a:0"]
+    elif spec.audio_required:
+        argv += silence_input(spec)
+        audio_map = ["-map", "1:a:0"]
+    else:
+        audio_map = []
+    argv += ["-filter_complex", video_filter(spec), "-map", "[v]", *audio_map,
+             "-t", f"{duration:.3f}"]
+    argv += video_args(spec, preset)
+    if audio_map:
+        argv += audio_args(spec)
+    argv += ["-map_metadata", "-1", "-map_chapters", "-1",
+             "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+             "-movflags", "+faststart",
+             "-fs", str(spec.limits["max_size_bytes"]),
+             "-f", "mp4", str(output)]
+    return EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed)

@@ -1,0 +1,150 @@
+"""Probe a media file in-process with PyAV (no ffprobe binary, no shell)."""
+
+import struct
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from .errors import SourceError
+
+# Demuxers of real media containers. Anything else (HLS or concat playlists saved as .mp4,
+# images, raw text) is refused before ffmpeg sees it: those demuxers open other files.
+ALLOWED_FORMATS = {
+    "mov,mp4,m4a,3gp,3g2,mj2",
+    "matroska,webm",
+    "avi",
+    "mpegts",
+}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the encode plan and the conformance check need to know about a file."""
+
+    format_name: str
+    size_bytes: int
+    duration_s: float
+    video_codec: str
+    profile: str | None
+    pix_fmt: str | None
+    width: int            # as stored
+    height: int
+    rotation: int         # degrees of the display matrix; ffmpeg applies it on decode
+    fps: float
+    video_bitrate: int | None
+    has_audio: bool
+    audio_codec: str | None = None
+    audio_channels: int | None = None
+    audio_sample_rate: int | None = None
+    audio_bitrate: int | None = None
+
+    @property
+    def display_size(self):
+        """(width, height) as shown to a viewer, after rotation."""
+        if abs(self.rotation) % 180 == 90:
+            return self.height, self.width
+        return self.width, self.height
+
+    def summary(self):
+        return asdict(self)
+
+
+def stream_duration(stream):
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def first_frame_rotation(container, stream):
+    """Rotation of the first decoded frame; also proves the stream has a decodable frame."""
+    try:
+        for frame in container.decode(stream):
+            return int(round(getattr(frame, "rotation", 0) or 0))
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"video cannot be decoded: {exc.strerror or exc}") from None
+    raise SourceError("video stream has no frames")
+
+
+def probe(path):
+    """Probe `path`; SourceError with a one-line cause when it is not a usable video."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise SourceError(f"{path.name} is missing") from None
+    except OSError as exc:
+        raise SourceError(f"{path.name} is unreadable: {exc.strerror}") from None
+    if size == 0:
+        raise SourceError(f"{path.name} is empty (0 bytes)")
+    try:
+        container = av.open(str(path), options={"protocol_whitelist": "file"})
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"{path.name} is not a readable video: {exc.strerror or exc}") from None
+    with container:
+        if container.format.name not in ALLOWED_FORMATS:
+            raise SourceError(f"{path.name} is a '{container.format.name}' file, "
+                              "not a video container")
+        if not container.streams.video:
+            kind = "audio-only" if container.streams.audio else "no streams"
+            raise SourceError(f"{path.name} has no video stream ({kind})")
+        video = container.streams.video[0]
+        rate = video.average_rate or video.guessed_rate or video.base_rate
+        fps = float(Fraction(rate)) if rate else 0.0
+        duration = stream_duration(video)
+        if duration is None and container.duration is not None:
+            duration = container.duration / av.time_base
+        audio = container.streams.audio[0] if container.streams.audio else None
+        codec = video.codec_context
+        facts = dict(
+            format_name=container.format.name,
+            size_bytes=size,
+            duration_s=round(duration or 0.0, 3),
+            video_codec=codec.name,
+            profile=codec.profile,
+            pix_fmt=codec.format.name if codec.format else None,
+            width=codec.width,
+            height=codec.height,
+            fps=round(fps, 3),
+            video_bitrate=video.bit_rate or None,
+            has_audio=audio is not None,
+        )
+        if audio is not None:
+            facts.update(
+                audio_codec=audio.codec_context.name,
+                audio_channels=audio.codec_context.channels,
+                audio_sample_rate=audio.codec_context.sample_rate,
+                audio_bitrate=audio.bit_rate or None,
+            )
+        facts["rotation"] = first_frame_rotation(container, video)
+    return Probe(**facts)
+
+
+def top_level_boxes(path):
+    """Names of the top-level MP4 boxes in file order (enough to see where moov sits)."""
+    names = []
+    with open(path, "rb") as handle:
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                return names
+            size, name = struct.unpack(">I4s", header)
+            if size == 1:
+                size = struct.unpack(">Q", handle.read(8))[0]
+                body = size - 16
+            elif size == 0:
+                names.append(name.decode("latin-1"))
+                return names
+            else:
+                body = size - 8
+            names.append(name.decode("latin-1"))
+            if body < 0:
+                return names
+            handle.seek(body, 1)
+
+
+def moov_before_mdat(path):
+    """True when the index (moov) precedes the media data: playback can start while downloading."""
+    boxes = top_level_boxes(path)
+    return "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat")

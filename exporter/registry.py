@@ -1,0 +1,60 @@
+"""Dep DB status + sidecars -> registry.json. Pure: the same inputs give the same document.
+
+The registry is a view: regenerate it from doit's DB and the sidecars at any time.
+"""
+
+STATUSES = ("exported", "stale", "failed", "pending")
+REGISTRY_VERSION = 1
+
+
+def export_status(target_present, up_to_date, error_present):
+    """exported: made and up to date; failed: last attempt failed; stale: made from
+    inputs that have changed since; pending: never made."""
+    if target_present and up_to_date:
+        return "exported"
+    if error_present:
+        return "failed"
+    if target_present:
+        return "stale"
+    return "pending"
+
+
+def registry_row(identity, status, output_path, sidecar=None, error=None):
+    """One (title, platform) entry; fields copied from the sidecar or the error record."""
+    row = {**identity, "status": status, "path": output_path}
+    if sidecar and status in ("exported", "stale"):
+        output = sidecar.get("output", {})
+        row.update(size_bytes=output.get("size_bytes"), duration_s=output.get("duration_s"),
+                   sha256=output.get("sha256"), mode=sidecar.get("encode", {}).get("mode"),
+                   finished_at=sidecar.get("finished_at"))
+    if error and status == "failed":
+        row.update(cause=error.get("cause"), failed_at=error.get("failed_at"))
+    return row
+
+
+def empty_totals():
+    return {**{status: 0 for status in STATUSES}, "size_bytes": 0, "duration_s": 0.0}
+
+
+def add_to_totals(totals, row):
+    totals[row["status"]] += 1
+    if row["status"] in ("exported", "stale"):
+        totals["size_bytes"] += row.get("size_bytes") or 0
+        totals["duration_s"] = round(totals["duration_s"] + (row.get("duration_s") or 0), 3)
+
+
+def build_registry(rows, platforms):
+    """The registry document: rows sorted by (segment, age, title, platform) and totals."""
+    rows = sorted(rows, key=lambda r: (r["segment"], r["age"], r["title_id"], r["platform"]))
+    totals = {"all": empty_totals(), "by_segment": {}, "by_age": {}, "by_platform": {}}
+    for row in rows:
+        add_to_totals(totals["all"], row)
+        for group, key in (("by_segment", row["segment"]), ("by_age", row["age"]),
+                           ("by_platform", row["platform"])):
+            add_to_totals(totals[group].setdefault(key, empty_totals()), row)
+    return {
+        "schema_version": REGISTRY_VERSION,
+        "platforms": sorted(platforms),
+        "totals": totals,
+        "exports": rows,
+    }

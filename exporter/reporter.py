@@ -1,0 +1,31 @@
+"""doit reporter: one line per failed export, and registry.json rewritten after every run."""
+
+import sys
+
+from doit.exceptions import TaskFailed, UnmetDependency
+from doit.reporter import ConsoleReporter
+
+
+class ExportReporter(ConsoleReporter):
+    desc = "reelexport: one-line failures, registry after the run"
+
+    def add_failure(self, task, fail):
+        # A group or the registry waiting on a failed export is not news: the export said it.
+        if not isinstance(fail, UnmetDependency):
+            self.failures.append({"task": task, "exception": fail})
+
+    def complete_run(self):
+        """Called after doit has saved its DB, so the registry sees this run's results."""
+        from .ledger import regenerate_registry
+        from .tasks import load_build
+        for failure in self.failures:
+            fail = failure["exception"]
+            # TaskFailed carries our one-line cause; anything else is unexpected: show it all.
+            text = fail.message.strip() if isinstance(fail, TaskFailed) else fail.get_msg()
+            sys.stderr.write(f"FAILED {text}\n")
+        for error in self.runtime_errors:
+            sys.stderr.write(f"ERROR {error}\n")
+        document = regenerate_registry(load_build())
+        counts = document["totals"]["all"]
+        summary = ", ".join(f"{counts[s]} {s}" for s in ("exported", "stale", "failed", "pending"))
+        self.write(f"registry: {summary}\n")

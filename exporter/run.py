@@ -1,0 +1,132 @@
+"""The one place that starts processes and puts files into place.
+
+Every file lands under its final name only by os.replace from a temporary name in the
+same directory, after it is complete: a crash leaves a '.*.tmp' file, never a target.
+"""
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import EncodeError
+
+STDERR_TAIL_LINES = 20
+TEMP_SUFFIX = ".tmp"
+
+
+@functools.cache
+def find_ffmpeg():
+    """REELEXPORT_FFMPEG, else ffmpeg on PATH, else the binary shipped by imageio-ffmpeg."""
+    configured = os.environ.get("REELEXPORT_FFMPEG")
+    if configured:
+        return configured
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    import imageio_ffmpeg  # a dependency: a plain pip install brings its own ffmpeg
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.cache
+def ffmpeg_version(ffmpeg):
+    """First line of `ffmpeg -version`; part of every export's up-to-date check."""
+    result = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, check=False)
+    lines = result.stdout.splitlines()
+    if result.returncode != 0 or not lines:
+        raise EncodeError(f"{ffmpeg} does not run: {result.stderr.strip()[:200]}")
+    return lines[0]
+
+
+def run_ffmpeg(argv):
+    """Run ffmpeg; EncodeError with its stderr tail when it fails or is killed."""
+    result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, check=False)
+    if result.returncode != 0:
+        stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        tail = "\n".join(stderr[-STDERR_TAIL_LINES:])
+        if result.returncode < 0:
+            cause = f"ffmpeg was killed by signal {-result.returncode}"
+        else:
+            last = stderr[-1] if stderr else "no message"
+            cause = f"ffmpeg failed (exit {result.returncode}): {last}"
+        raise EncodeError(cause, stderr_tail=tail)
+
+
+def sha256_file(path, chunk_size=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def temp_path_for(target):
+    """A hidden temporary name beside `target`, unique per process: '.youtube.mp4.1234.tmp'."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+def remove_stale_temps(target):
+    """Delete temporaries a killed run left for `target` (any pid)."""
+    target = Path(target)
+    for stale in target.parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
+def publish(temp, target):
+    """Make a complete temporary file visible under its final name, durably."""
+    with open(temp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temp, target)
+
+
+def current_umask():
+    """The process umask (tempfile creates 0600 files; published files follow the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def json_text(document):
+    """Canonical JSON text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json_atomic(path, document):
+    """Write `document` to `path` atomically; skip the write when the content is unchanged.
+
+    Returns True when the file was (re)written.
+    """
+    path = Path(path)
+    text = json_text(document)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
+                                         prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
+                                         delete=False)
+    try:
+        with handle:
+            handle.write(text)
+        os.chmod(handle.name, 0o666 & ~current_umask())
+        publish(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def read_json(path):
+    """Parsed JSON from path, or None when it is missing or not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None

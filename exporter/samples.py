@@ -1,0 +1,70 @@
+"""Generate small synthetic renders: the bundled sample library and the tests' fixtures."""
+
+import json
+from pathlib import Path
+
+from .run import find_ffmpeg, run_ffmpeg
+
+# (segment, age, title_id, clip options, metadata)
+SAMPLE_LIBRARY = [
+    ("women", "18-23", "sunset-vertical",
+     dict(width=720, height=1280, seconds=3, fps=30, audio=True),
+     {"title": "Sunset, vertical", "description": "A vertical render with sound.",
+      "hashtags": ["sunset", "#Golden Hour"], "language": "en"}),
+    ("women", "24-30", "city-landscape",
+     dict(width=1280, height=720, seconds=3, fps=25, audio=True),
+     {"title": "City, landscape", "description": "A 16:9 render at 25 fps.",
+      "hashtags": ["city"], "language": "en"}),
+    ("men", "18-23", "silent-square",
+     dict(width=720, height=720, seconds=2, fps=30, audio=False),
+     {"title": "Square without sound", "hashtags": ["quiet"], "language": "en"}),
+    ("men", "24-30", "phone-rotated",
+     dict(width=1280, height=720, seconds=2, fps=30, audio=True, rotation=90),
+     {"title": "Phone clip stored sideways", "description": "Rotation in the display matrix.",
+      "hashtags": ["phone"], "language": "en"}),
+]
+
+
+def clip_argv(ffmpeg, path, width, height, seconds, fps=30, audio=True, rotation=0,
+              pattern="testsrc2", crf=32):
+    """argv for a synthetic clip; `rotation` is stored as display-matrix side data."""
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+            "-f", "lavfi", "-i", f"{pattern}=size={width}x{height}:rate={fps}:duration={seconds}"]
+    if audio:
+        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
+    argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    if audio:
+        argv += ["-c:a", "aac", "-b:a", "64k"]
+    if rotation:
+        argv += ["-metadata:s:v:0", f"rotate={rotation}"]
+    return argv + ["-t", str(seconds), str(path)]
+
+
+def make_clip(path, width, height, seconds, fps=30, audio=True, rotation=0, **options):
+    """Write a synthetic clip to `path` (rotation via a stream-copy pass that sets it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ffmpeg = find_ffmpeg()
+    if not rotation:
+        run_ffmpeg(clip_argv(ffmpeg, path, width, height, seconds, fps, audio, **options))
+        return path
+    plain = path.with_name(f".{path.name}.plain.mp4")
+    run_ffmpeg(clip_argv(ffmpeg, plain, width, height, seconds, fps, audio, **options))
+    run_ffmpeg([ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+                "-display_rotation", str(rotation), "-i", str(plain), "-c", "copy", str(path)])
+    plain.unlink()
+    return path
+
+
+def make_title(renders_root, segment, age, title_id, clip, metadata):
+    """One render directory with final.mp4 and metadata.json."""
+    directory = Path(renders_root) / segment / age / title_id
+    make_clip(directory / "final.mp4", **clip)
+    (directory / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n",
+                                             encoding="utf-8")
+    return directory
+
+
+def make_sample_library(renders_root):
+    for segment, age, title_id, clip, metadata in SAMPLE_LIBRARY:
+        make_title(renders_root, segment, age, title_id, clip, metadata)

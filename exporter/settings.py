@@ -1,0 +1,63 @@
+"""Where things are and what is selected: doit command-line vars, then environment, then defaults."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULTS = {
+    "renders": "data/renders",
+    "exports": "data/exports",
+    "platforms_dir": "platforms",
+}
+ENV_NAMES = {
+    "renders": "REELEXPORT_RENDERS",
+    "exports": "REELEXPORT_EXPORTS",
+    "platforms_dir": "REELEXPORT_PLATFORMS",
+    "preset": "REELEXPORT_X264_PRESET",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    renders: Path
+    exports: Path
+    platforms_dir: Path
+    segments: tuple = ()
+    ages: tuple = ()
+    platforms: tuple = ()
+    preset: str | None = None   # overrides every spec's x264 preset (tests use ultrafast)
+
+    @property
+    def dep_file(self):
+        """doit's dependency DB lives in the exports root, not the current directory."""
+        return self.exports / ".doit.db"
+
+    @property
+    def registry_file(self):
+        return self.exports / "registry.json"
+
+
+def split_list(value):
+    """'youtube, tiktok' -> ('youtube', 'tiktok'); empty or None -> ()."""
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def resolve_settings(get_var, environ=None):
+    """Build Settings from doit vars (`get_var(name, default)`) and the environment."""
+    environ = os.environ if environ is None else environ
+
+    def pick(name):
+        value = get_var(name, None)
+        if value is None and name in ENV_NAMES:
+            value = environ.get(ENV_NAMES[name])
+        return value if value is not None else DEFAULTS.get(name)
+
+    return Settings(
+        renders=Path(pick("renders")),
+        exports=Path(pick("exports")),
+        platforms_dir=Path(pick("platforms_dir")),
+        segments=split_list(pick("segment")),
+        ages=split_list(pick("age")),
+        platforms=split_list(pick("platforms")),
+        preset=pick("preset") or None,
+    )

@@ -1,0 +1,98 @@
+"""Renders tree -> titles. Directory names become paths and task names, so they are checked first."""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LibraryError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+SOURCE_NAME = "final.mp4"
+METADATA_NAME = "metadata.json"
+THUMBNAIL_NAME = "thumbnail.jpg"
+
+
+@dataclass(frozen=True, order=True)
+class Title:
+    """One render directory: renders/{segment}/{age}/{title_id}/."""
+
+    segment: str
+    age: str
+    title_id: str
+    directory: Path
+
+    @property
+    def key(self):
+        """'segment/age/title_id': how a title is named in messages and the exports tree."""
+        return f"{self.segment}/{self.age}/{self.title_id}"
+
+    @property
+    def source(self):
+        return self.directory / SOURCE_NAME
+
+    @property
+    def metadata(self):
+        return self.directory / METADATA_NAME
+
+    def export_dir(self, exports_root):
+        return Path(exports_root) / self.segment / self.age / self.title_id
+
+
+def check_name(path, renders_root):
+    """Refuse a directory whose name could not safely become a path or a task name."""
+    name = path.name
+    if not NAME_PATTERN.match(name):
+        raise LibraryError(f"{path}: invalid directory name {name!r}: use letters, digits, "
+                           "'-', '_', '.' (no leading dot, at most 128 characters)")
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(Path(renders_root).resolve()):
+            raise LibraryError(f"{path}: symlink points outside the renders root ({target})")
+
+
+def subdirectories(directory, renders_root):
+    """Checked child directories, sorted; hidden entries (.DS_Store, .git) are skipped."""
+    children = []
+    for child in sorted(directory.iterdir()):
+        if child.name.startswith(".") or not child.is_dir():
+            continue
+        check_name(child, renders_root)
+        children.append(child)
+    return children
+
+
+def discover(renders_root):
+    """Every title under renders_root, sorted by (segment, age, title_id).
+
+    A title is any directory at depth three, with or without its final.mp4: a missing
+    source is that export's error, reported with the others, not a silent skip.
+    """
+    renders_root = Path(renders_root)
+    if not renders_root.is_dir():
+        raise LibraryError(f"{renders_root}: renders directory does not exist")
+    titles, seen = [], {}
+    for segment in subdirectories(renders_root, renders_root):
+        for age in subdirectories(segment, renders_root):
+            for directory in subdirectories(age, renders_root):
+                title = Title(segment.name, age.name, directory.name, directory)
+                if title.title_id in seen:
+                    raise LibraryError(f"duplicate title id {title.title_id!r}: "
+                                       f"{seen[title.title_id].directory} and {directory}")
+                seen[title.title_id] = title
+                titles.append(title)
+    return titles
+
+
+def select(titles, segments=None, ages=None):
+    """Titles whose segment and age are among those asked for (None means all)."""
+    return [t for t in titles
+            if (not segments or t.segment in segments) and (not ages or t.age in ages)]
+
+
+def describe_library(titles):
+    """'women/18-23 (2 titles), men/24-30 (1 title)': what exists, for an empty selection."""
+    counts = {}
+    for title in titles:
+        counts[(title.segment, title.age)] = counts.get((title.segment, title.age), 0) + 1
+    return ", ".join(f"{seg}/{age} ({n} title{'s' if n != 1 else ''})"
+                     for (seg, age), n in sorted(counts.items())) or "no titles"

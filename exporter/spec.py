@@ -1,0 +1,146 @@
+"""Platform YAML -> validated Spec. An invalid file stops the run before any encode."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from . import ENCODER_VERSION
+from .errors import SpecError
+
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+RESERVED_NAMES = {"export", "registry", "list", "run", "clean", "forget", "info", "status"}
+# Container overhead allowance when proving that the size cap cannot be exceeded.
+MUX_OVERHEAD = 1.02
+
+
+def load_schema(name):
+    """Load schemas/{name}.schema.json (shipped beside the package)."""
+    return json.loads((SCHEMAS_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
+def schema_error_line(error):
+    """'video.bitrate: 'fast' is not of type 'integer'' from a jsonschema error."""
+    where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    return f"{where}: {error.message}"
+
+
+def first_schema_error(document, schema):
+    """The most relevant validation error as one line, or None when the document is valid."""
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+    return None if error is None else schema_error_line(error)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One platform's export specification, as written in its YAML file."""
+
+    name: str
+    display_name: str
+    video: dict
+    audio: dict
+    limits: dict
+    fit: str
+    container: dict
+    metadata: dict
+    path: Path
+
+    @property
+    def audio_required(self):
+        return self.audio.get("required", True)
+
+    def encode_settings(self, preset_override=None):
+        """Everything that changes the encoded bytes, and nothing else.
+
+        Shared encodes key on this (DESIGN §4), and doit's config_changed uses it, so
+        editing a metadata rule never redoes a video encode.
+        """
+        video = dict(self.video)
+        video["preset"] = preset_override or video.get("preset", "medium")
+        return {
+            "video": video,
+            "audio": self.audio,
+            "limits": self.limits,
+            "fit": self.fit,
+            "container": self.container,
+            "encoder_version": ENCODER_VERSION,
+        }
+
+
+def digest(document):
+    """Stable sha256 of a JSON-able document (sorted keys, no whitespace)."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def worst_case_size(video, audio, limits):
+    """Largest file an encode can produce: maxrate is a hard VBV cap for the whole duration."""
+    seconds = limits["max_duration_s"]
+    return int((video["maxrate"] + audio["bitrate"]) / 8 * seconds * MUX_OVERHEAD)
+
+
+def check_consistency(doc, stem):
+    """Rules a JSON schema cannot say. Returns one 'field: cause' line or None."""
+    video, audio, limits = doc["video"], doc["audio"], doc["limits"]
+    if doc["name"] != stem:
+        return f"name: '{doc['name']}' must equal the file name '{stem}'"
+    if doc["name"] in RESERVED_NAMES:
+        return f"name: '{doc['name']}' is reserved for a doit task or command"
+    if video["maxrate"] < video["bitrate"]:
+        return f"video.maxrate: {video['maxrate']} is below video.bitrate {video['bitrate']}"
+    worst = worst_case_size(video, audio, limits)
+    if worst > limits["max_size_bytes"]:
+        return (f"limits.max_size_bytes: {limits['max_size_bytes']} could be exceeded: "
+                f"(video.maxrate + audio.bitrate) x limits.max_duration_s is up to {worst} bytes")
+    return None
+
+
+def load_spec(path):
+    """Read, validate and return one platform spec; SpecError('file: field: cause') if invalid."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
+    problem = first_schema_error(doc, load_schema("platform"))
+    if problem is None:
+        problem = check_consistency(doc, path.stem)
+    if problem is not None:
+        raise SpecError(f"{path}: {problem}")
+    return Spec(
+        name=doc["name"],
+        display_name=doc["display_name"],
+        video=doc["video"],
+        audio=doc["audio"],
+        limits=doc["limits"],
+        fit=doc["fit"],
+        container=doc["container"],
+        metadata=doc.get("metadata", {}),
+        path=path,
+    )
+
+
+def load_specs(platforms_dir, names=None):
+    """All specs in platforms_dir (sorted by name), or only `names`; unknown names are an error.
+
+    Every file is validated even when only some are selected: a broken spec is found
+    before it costs a batch, not on the day someone selects it.
+    """
+    platforms_dir = Path(platforms_dir)
+    files = sorted(platforms_dir.glob("*.yaml"))
+    if not files:
+        raise SpecError(f"{platforms_dir}: no platform files (*.yaml)")
+    available = [f.stem for f in files]
+    if names:
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise SpecError(f"platforms={','.join(names)}: unknown platform "
+                            f"{', '.join(unknown)}; available: {', '.join(available)}")
+    specs = {spec.name: spec for spec in map(load_spec, files)}
+    if names:
+        specs = {name: specs[name] for name in sorted(specs) if name in names}
+    return specs

@@ -1,0 +1,113 @@
+"""doit task dicts: one file-target task per (title, platform), groups, and the registry.
+
+dodo.py imports `DOIT_CONFIG` values and `task_exports` from here; everything else lives in
+modules the tests call directly.
+"""
+
+import functools
+
+from doit import get_var
+from doit.exceptions import InvalidDodoFile
+from doit.tools import config_changed
+
+from .errors import LibraryError, SpecError
+from .export import ExportJob, export_action
+from .run import find_ffmpeg
+from .settings import resolve_settings
+from .sources import describe_library, discover, select
+from .spec import load_specs
+
+
+class Build:
+    """The loaded library: every title and spec, and the exports this invocation selected."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.all_specs = load_specs(settings.platforms_dir)
+        selected_specs = load_specs(settings.platforms_dir, settings.platforms)
+        self.all_titles = discover(settings.renders)
+        self.titles = select(self.all_titles, settings.segments, settings.ages)
+        if not self.titles:
+            raise LibraryError(self.empty_selection_message())
+        ffmpeg = find_ffmpeg()
+        self.all_jobs = [ExportJob(title, spec, settings.exports, ffmpeg, settings.preset)
+                         for title in self.all_titles for spec in self.all_specs.values()]
+        wanted = {(t.title_id, name) for t in self.titles for name in selected_specs}
+        self.jobs = [job for job in self.all_jobs
+                     if (job.title.title_id, job.spec.name) in wanted]
+
+    def empty_selection_message(self):
+        asked = " ".join(f"{name}={','.join(values)}" for name, values in
+                         (("segment", self.settings.segments), ("age", self.settings.ages))
+                         if values)
+        return (f"{asked or 'the renders root'} matches no title in {self.settings.renders}; "
+                f"the library has: {describe_library(self.all_titles)}")
+
+
+@functools.cache
+def load_build():
+    """Build from doit's command-line vars, once per process; errors become doit errors."""
+    try:
+        return Build(resolve_settings(get_var))
+    except (SpecError, LibraryError) as error:
+        raise InvalidDodoFile(str(error)) from None
+
+
+def doit_config():
+    """DOIT_CONFIG: dep DB in the exports root, keep going past failures, our reporter."""
+    from .reporter import ExportReporter
+    settings = resolve_settings(get_var)
+    settings.exports.mkdir(parents=True, exist_ok=True)
+    return {
+        "dep_file": str(settings.dep_file),
+        "backend": "sqlite3",      # gdbm is absent from many Python builds; sqlite survives kill -9
+        "continue": True,
+        "reporter": ExportReporter,
+    }
+
+
+def up_to_date_config(job):
+    """The values whose change (not the files' mtimes) makes an export stale."""
+    return {"encode": job.encode_settings(), "metadata_rules": job.spec.metadata}
+
+
+def export_task(job):
+    """The file-target task `{platform}:{title_id}`."""
+    title = job.title
+    return {
+        "basename": job.spec.name,
+        "name": title.title_id,
+        "doc": f"{job.spec.display_name} export of {title.key}",
+        "actions": [(export_action, [job])],
+        "file_dep": [str(p) for p in (title.source, title.metadata) if p.exists()],
+        "targets": [str(p) for p in job.targets],
+        "uptodate": [config_changed(up_to_date_config(job))],
+        "clean": [(clean_export, [job])],
+    }
+
+
+def clean_export(job):
+    """`doit clean`: remove the targets and any error record of one export."""
+    for path in (*job.targets, job.error_path):
+        path.unlink(missing_ok=True)
+
+
+def group_tasks(jobs):
+    """`export:{title_id}`: all selected platforms of one title (explicit names: no wildcards)."""
+    by_title = {}
+    for job in jobs:
+        by_title.setdefault(job.title, []).append(job.task_name)
+    for title, names in by_title.items():
+        yield {"basename": "export", "name": title.title_id, "actions": None,
+               "task_dep": names, "doc": f"all platforms of {title.key}"}
+
+
+def task_exports():
+    """Generate every selected export task, the per-title groups and the registry task."""
+    build = load_build()
+    for job in build.jobs:
+        yield export_task(job)
+    yield from group_tasks(build.jobs)
+    yield {"basename": "registry", "actions": None,
+           "task_dep": [job.task_name for job in build.jobs],
+           "doc": "run the selected exports; registry.json is rewritten after every run"}
