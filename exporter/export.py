@@ -70,7 +70,7 @@ class ExportJob:
 
 
 def now_utc():
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def current_inputs(job):

@@ -24,7 +24,7 @@ class Build:
     def __init__(self, settings):
         self.settings = settings
         self.all_specs = load_specs(settings.platforms_dir)
-        selected_specs = load_specs(settings.platforms_dir, settings.platforms)
+        self.selected_specs = load_specs(settings.platforms_dir, settings.platforms)
         self.all_titles = discover(settings.renders)
         self.titles = select(self.all_titles, settings.segments, settings.ages)
         if not self.titles:
@@ -32,7 +32,7 @@ class Build:
         ffmpeg = find_ffmpeg()
         self.all_jobs = [ExportJob(title, spec, settings.exports, ffmpeg, settings.preset)
                          for title in self.all_titles for spec in self.all_specs.values()]
-        wanted = {(t.title_id, name) for t in self.titles for name in selected_specs}
+        wanted = {(t.title_id, name) for t in self.titles for name in self.selected_specs}
         self.jobs = [job for job in self.all_jobs
                      if (job.title.title_id, job.spec.name) in wanted]
 
@@ -105,6 +105,10 @@ def group_tasks(jobs):
 def task_exports():
     """Generate every selected export task, the per-title groups and the registry task."""
     build = load_build()
+    for spec in build.selected_specs.values():
+        yield {"basename": spec.name, "name": None,
+               "doc": f"all selected titles for {spec.display_name}"}
+    yield {"basename": "export", "name": None, "doc": "all selected exports, by title"}
     for job in build.jobs:
         yield export_task(job)
     yield from group_tasks(build.jobs)

@@ -1,0 +1,156 @@
+"""Shared fixtures: generated clips, a `doit` runner that calls it as a user does, and an
+independent probe (MediaInfo via pymediainfo: not libav, which the tool itself probes with)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pymediainfo import MediaInfo
+
+from exporter.samples import make_clip, make_title
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_PLATFORMS = REPO / "platforms"
+# superfast is the fastest x264 preset that still produces High profile (ultrafast is
+# Constrained Baseline). Tests choose it through the setting, never by editing a spec.
+TEST_PRESET = "superfast"
+
+
+def doit_env(**extra):
+    """Environment for a doit subprocess: the venv's bin first, no user ffmpeg overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELEXPORT_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    env["REELEXPORT_X264_PRESET"] = TEST_PRESET
+    env.update(extra)
+    return env
+
+
+def run_doit(*args, env=None, check=None):
+    """Run `doit ARGS` from the repository root, exactly as a user would type it."""
+    doit = Path(sys.executable).parent / "doit"
+    result = subprocess.run([str(doit), *map(str, args)], cwd=REPO, capture_output=True,
+                            text=True, env=env or doit_env(), timeout=600)
+    if check is not None:
+        assert result.returncode == check, (
+            f"doit {' '.join(map(str, args))} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+    return result
+
+
+def executed_tasks(output):
+    """Task names doit ran ('.  name'), as opposed to skipped ('-- name')."""
+    return sorted(line[3:].strip() for line in output.splitlines() if line.startswith(".  "))
+
+
+def media_facts(path):
+    """What MediaInfo says about a file, in the units the specs use."""
+    info = MediaInfo.parse(str(path))
+    general, video = info.general_tracks[0], info.video_tracks
+    audio = info.audio_tracks
+    facts = {"streamable": general.isstreamable == "Yes", "size_bytes": Path(path).stat().st_size}
+    if video:
+        v = video[0]
+        facts.update(video_format=v.format, profile=v.format_profile, width=v.width,
+                     height=v.height, frame_rate_mode=v.frame_rate_mode,
+                     fps=float(v.frame_rate), video_bitrate=v.bit_rate,
+                     chroma=v.chroma_subsampling, bit_depth=v.bit_depth,
+                     duration_s=v.duration / 1000, rotation=float(v.rotation or 0))
+    if audio:
+        a = audio[0]
+        facts.update(audio_format=a.format, channels=a.channel_s, sample_rate=a.sampling_rate)
+    return facts
+
+
+def assert_conforms(path, spec_document, expected_duration_s):
+    """Check an output against its platform spec with the independent probe."""
+    facts = media_facts(path)
+    video, audio, limits = spec_document["video"], spec_document["audio"], spec_document["limits"]
+    assert facts["video_format"] == "AVC"
+    assert facts["profile"].startswith("High@"), facts["profile"]
+    assert (facts["width"], facts["height"]) == (video["width"], video["height"])
+    assert facts["frame_rate_mode"] == "CFR" and facts["fps"] == video["fps"]
+    assert facts["chroma"] == "4:2:0" and facts["bit_depth"] == 8
+    assert facts["rotation"] == 0
+    assert abs(facts["video_bitrate"] - video["bitrate"]) <= 0.10 * video["bitrate"], facts
+    assert facts["size_bytes"] <= limits["max_size_bytes"]
+    assert abs(facts["duration_s"] - expected_duration_s) <= 0.15, facts
+    assert facts["audio_format"] == "AAC"
+    assert facts["channels"] == audio["channels"] and facts["sample_rate"] == audio["sample_rate"]
+    assert facts["streamable"], "moov must come before mdat (+faststart)"
+    return facts
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def load_yaml(path):
+    import yaml
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def small_platforms(directory, names=("youtube", "tiktok"), **edits):
+    """Copies of shipped specs at a small frame size (fast encodes), plus `edits` per name.
+
+    This is what a user does to add a platform: drop a YAML file in a platforms folder.
+    """
+    import yaml
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        document = load_yaml(SHIPPED_PLATFORMS / f"{name}.yaml")
+        document["video"].update(width=270, height=480)
+        for dotted, value in edits.get(name, {}).items():
+            section, key = dotted.split(".")
+            document[section][key] = value
+        (directory / f"{name}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def clip_cache(tmp_path_factory):
+    """Generated clips by shape, made once per session and copied where needed."""
+    root = tmp_path_factory.mktemp("clips")
+    cache = {}
+
+    def clip(name, **options):
+        if name not in cache:
+            cache[name] = make_clip(root / f"{name}.mp4", **options)
+        return cache[name]
+    return clip
+
+
+@pytest.fixture
+def library(tmp_path, clip_cache):
+    """A function adding titles to a fresh renders root: library.add(segment, age, id, shape)."""
+    renders = tmp_path / "renders"
+    shapes = {
+        "vertical": dict(width=360, height=640, seconds=1, fps=30, audio=True),
+        "landscape": dict(width=640, height=360, seconds=1, fps=25, audio=True),
+        "silent": dict(width=360, height=360, seconds=1, fps=30, audio=False),
+        "two-seconds": dict(width=360, height=640, seconds=2, fps=30, audio=True),
+    }
+
+    class Library:
+        root = renders
+        exports = tmp_path / "exports"
+
+        def add(self, segment, age, title_id, shape="vertical", metadata=None):
+            directory = renders / segment / age / title_id
+            directory.mkdir(parents=True, exist_ok=True)
+            shutil.copy(clip_cache(shape, **shapes[shape]), directory / "final.mp4")
+            document = metadata or {"title": f"Title {title_id}", "hashtags": ["test"]}
+            (directory / "metadata.json").write_text(json.dumps(document), encoding="utf-8")
+            return directory
+
+        def args(self, *extra):
+            return [f"renders={renders}", f"exports={self.exports}", *extra]
+
+    return Library()
+
+
+__all__ = ["make_title"]

@@ -1,0 +1,57 @@
+"""Source metadata loading and plain formatting (no ffmpeg)."""
+
+import json
+
+import jsonschema
+import pytest
+
+from exporter.errors import SourceError
+from exporter.metadata import format_metadata, load_source_metadata
+from exporter.spec import load_schema, load_specs
+
+from conftest import SHIPPED_PLATFORMS
+
+SPECS = load_specs(SHIPPED_PLATFORMS)
+
+
+def write(tmp_path, content):
+    path = tmp_path / "metadata.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"title": 5}', "metadata.json: title: 5 is not of type 'string'"),
+    ('{"description": "x"}', "metadata.json: (top level): 'title' is a required property"),
+    ('{"title": "t", "hashtags": ["a", 3]}', "metadata.json: hashtags.1: 3 is not of type"),
+    ('{"title": "t",', "metadata.json: invalid JSON at line 1"),
+    (b'{"title": "caf\xe9"}', "metadata.json: not UTF-8 (byte 14)"),
+])
+def test_errors_name_the_file_and_the_json_path(tmp_path, content, message):
+    with pytest.raises(SourceError) as caught:
+        load_source_metadata(write(tmp_path, content))
+    assert message in str(caught.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SourceError, match="metadata.json is missing"):
+        load_source_metadata(tmp_path / "metadata.json")
+
+
+def test_unknown_keys_are_allowed(tmp_path):
+    document = {"title": "t", "upstream_step": {"id": 4}}
+    assert load_source_metadata(write(tmp_path, json.dumps(document))) == document
+
+
+def test_plain_formatting_with_overrides_and_required_hashtag():
+    source = {"title": " My story ", "description": "About it.",
+              "hashtags": ["#Summer Vibes", "fun", ""],
+              "platforms": {"youtube": {"title": "My story for YouTube"}}}
+    youtube = format_metadata(source, SPECS["youtube"])
+    assert youtube["title"] == "My story for YouTube"
+    assert youtube["hashtags"] == ["SummerVibes", "fun", "Shorts"]
+    assert youtube["caption"] == "My story for YouTube\n\nAbout it.\n\n#SummerVibes #fun #Shorts"
+    tiktok = format_metadata(source, SPECS["tiktok"])
+    assert tiktok["title"] == "My story" and "Shorts" not in tiktok["hashtags"]
+    for document in (youtube, tiktok):
+        jsonschema.validate(document, load_schema("platform-metadata"))

@@ -1,0 +1,117 @@
+"""Command building: (probe, spec) -> argv, pure (no ffmpeg)."""
+
+import pytest
+
+from exporter.errors import SourceError
+from exporter.plan import build_encode, fit_filter
+from exporter.probe import Probe
+from exporter.spec import load_specs
+
+from conftest import SHIPPED_PLATFORMS
+
+SPECS = load_specs(SHIPPED_PLATFORMS)
+
+
+def source_probe(**changes):
+    facts = dict(format_name="mov,mp4,m4a,3gp,3g2,mj2", size_bytes=1000, duration_s=12.0,
+                 video_codec="h264", profile="High", pix_fmt="yuv420p", width=1920,
+                 height=1080, rotation=0, fps=25.0, video_bitrate=5_000_000, has_audio=True,
+                 audio_codec="aac", audio_channels=2, audio_sample_rate=44100,
+                 audio_bitrate=128_000)
+    facts.update(changes)
+    return Probe(**facts)
+
+
+def option(argv, flag):
+    """The value following `flag` in argv (first occurrence)."""
+    return argv[argv.index(flag) + 1]
+
+
+def build(spec="youtube", **changes):
+    return build_encode("ffmpeg", "in.mp4", source_probe(**changes), SPECS[spec], "out.tmp")
+
+
+def test_argv_is_a_list_with_the_spec_settings():
+    plan = build()
+    argv = plan.argv
+    assert argv[0] == "ffmpeg" and argv[-3:] == ["-f", "mp4", "out.tmp"]
+    assert option(argv, "-protocol_whitelist") == "file"
+    assert option(argv, "-i") == "in.mp4"
+    assert option(argv, "-c:v") == "libx264" and option(argv, "-profile:v") == "high"
+    assert option(argv, "-pix_fmt") == "yuv420p"
+    assert option(argv, "-b:v") == option(argv, "-maxrate") == "8000000"
+    assert option(argv, "-bufsize") == "8000000"
+    assert option(argv, "-x264-params") == "nal-hrd=cbr"
+    assert option(argv, "-fps_mode") == "cfr" and option(argv, "-r") == "30"
+    assert option(argv, "-c:a") == "aac" and option(argv, "-ac") == "2"
+    assert option(argv, "-ar") == "48000"
+    assert option(argv, "-movflags") == "+faststart"
+    assert option(argv, "-map_metadata") == "-1"
+    assert option(argv, "-fs") == "256000000"
+    assert option(argv, "-t") == "12.000" and plan.duration_s == 12.0 and not plan.trimmed
+    assert option(argv, "-preset") == "medium"
+    assert "fps=30,format=yuv420p[v]" in option(argv, "-filter_complex")
+
+
+def test_tiktok_uses_its_own_bitrate():
+    argv = build("tiktok").argv
+    assert option(argv, "-b:v") == "6000000" and option(argv, "-fs") == "287000000"
+
+
+def test_preset_override():
+    plan = build_encode("ffmpeg", "in.mp4", source_probe(), SPECS["youtube"], "o", "veryfast")
+    assert option(plan.argv, "-preset") == "veryfast"
+
+
+def test_source_audio_is_mapped():
+    argv = build().argv
+    assert "0:a:0" in argv and "anullsrc" not in " ".join(argv)
+
+
+def test_silent_track_is_added_when_the_source_has_none():
+    argv = build(has_audio=False, audio_codec=None).argv
+    assert option(argv, "-f") == "lavfi"
+    assert option(argv, "-i") == "in.mp4"
+    assert "anullsrc=channel_layout=stereo:sample_rate=48000" in argv
+    assert "1:a:0" in argv
+
+
+def test_overlong_source_is_rejected_with_duration_and_limit():
+    with pytest.raises(SourceError, match=r"duration 75.00 s exceeds the youtube limit of 60 s"):
+        build(duration_s=75.0)
+    plan = build("instagram", duration_s=75.0)   # 90 s limit: fine
+    assert option(plan.argv, "-t") == "75.000"
+
+
+def test_overlong_source_is_trimmed_when_the_spec_says_trim():
+    spec = SPECS["youtube"]
+    trimming = type(spec)(**{**spec.__dict__, "limits": {**spec.limits, "on_overlong": "trim"}})
+    plan = build_encode("ffmpeg", "in.mp4", source_probe(duration_s=75.0), trimming, "o")
+    assert plan.trimmed and plan.duration_s == 60.0 and option(plan.argv, "-t") == "60.000"
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(width=16384, height=16384), "video is 16384x16384"),
+    (dict(fps=0.0), "frame rate 0.0 fps"),
+    (dict(fps=1000.0), "frame rate 1000.0 fps"),
+    (dict(duration_s=0.0), "no duration"),
+])
+def test_unusable_sources_are_refused_before_ffmpeg(changes, message):
+    with pytest.raises(SourceError, match=message):
+        build(**changes)
+
+
+@pytest.mark.parametrize("fit, expected", [
+    ("crop", "[0:v:0]scale=1080:1920:force_original_aspect_ratio=increase,crop=1080:1920"),
+    ("pad", "pad=1080:1920:(ow-iw)/2:(oh-ih)/2:black"),
+    ("blur", "boxblur"),
+])
+def test_fit_filters(fit, expected):
+    text = fit_filter(fit, 1080, 1920)
+    assert expected in text and text.endswith("[fit]")
+
+
+def test_rotated_probe_reports_display_size():
+    assert source_probe(rotation=90).display_size == (1080, 1920)
+    assert source_probe(rotation=-90).display_size == (1080, 1920)
+    assert source_probe(rotation=180).display_size == (1920, 1080)

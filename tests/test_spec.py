@@ -1,0 +1,108 @@
+"""Platform YAML loading and its errors (no ffmpeg)."""
+
+import pytest
+import yaml
+
+from exporter.errors import SpecError
+from exporter.spec import digest, load_spec, load_specs
+
+from conftest import SHIPPED_PLATFORMS, load_yaml
+
+
+def write_spec(directory, name, **edits):
+    document = load_yaml(SHIPPED_PLATFORMS / "youtube.yaml")
+    document["name"] = name
+    for dotted, value in edits.items():
+        *parents, key = dotted.split(".")
+        node = document
+        for parent in parents:
+            node = node[parent]
+        if value is None:
+            del node[key]
+        else:
+            node[key] = value
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def test_shipped_specs_match_the_design_table():
+    specs = load_specs(SHIPPED_PLATFORMS)
+    table = {name: (s.video["width"], s.video["height"], s.limits["max_duration_s"],
+                    s.limits["max_size_bytes"], s.video["bitrate"], s.video["codec"])
+             for name, s in specs.items()}
+    assert table == {
+        "youtube": (1080, 1920, 60, 256_000_000, 8_000_000, "h264"),
+        "tiktok": (1080, 1920, 60, 287_000_000, 6_000_000, "h264"),
+        "instagram": (1080, 1920, 90, 250_000_000, 8_000_000, "h264"),
+        "facebook": (1080, 1920, 90, 250_000_000, 8_000_000, "h264"),
+    }
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("video.bitrate", "fast", "video.bitrate: 'fast' is not of type 'integer'"),
+    ("video.width", 1081, "video.width: 1081 is not a multiple of 2"),
+    ("fit", "stretch", "fit: 'stretch' is not one of ['crop', 'pad', 'blur']"),
+    ("limits.on_overlong", "cut", "limits.on_overlong: 'cut' is not one of"),
+    ("audio", None, "'audio' is a required property"),
+    ("video.colour", 1, "video: Additional properties are not allowed ('colour' was unexpected)"),
+])
+def test_schema_errors_name_file_and_field(tmp_path, field, value, message):
+    path = write_spec(tmp_path, "custom", **{field: value})
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert message in str(caught.value)
+
+
+def test_name_must_match_file(tmp_path):
+    path = write_spec(tmp_path, "custom")
+    path.rename(tmp_path / "other.yaml")
+    with pytest.raises(SpecError, match="name: 'custom' must equal the file name 'other'"):
+        load_spec(tmp_path / "other.yaml")
+
+
+def test_reserved_name_is_refused(tmp_path):
+    with pytest.raises(SpecError, match="reserved"):
+        load_spec(write_spec(tmp_path, "export"))
+
+
+def test_a_size_cap_that_could_be_exceeded_is_refused(tmp_path):
+    path = write_spec(tmp_path, "custom", **{"limits.max_size_bytes": 10_000_000})
+    with pytest.raises(SpecError, match="limits.max_size_bytes: 10000000 could be exceeded"):
+        load_spec(path)
+
+
+def test_unreadable_yaml_is_a_spec_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n", encoding="utf-8")
+    with pytest.raises(SpecError, match="broken.yaml: cannot read"):
+        load_spec(path)
+
+
+def test_unknown_platform_selection_lists_what_exists():
+    with pytest.raises(SpecError, match="unknown platform vimeo; available: facebook, "
+                                        "instagram, tiktok, youtube"):
+        load_specs(SHIPPED_PLATFORMS, ("youtube", "vimeo"))
+
+
+def test_an_invalid_spec_stops_loading_even_when_not_selected(tmp_path):
+    write_spec(tmp_path, "good")
+    write_spec(tmp_path, "bad", **{"video.fps": 0})
+    with pytest.raises(SpecError, match="bad.yaml: video.fps"):
+        load_specs(tmp_path, ("good",))
+
+
+def test_encode_settings_ignore_metadata_rules_but_follow_the_preset(tmp_path):
+    plain = load_spec(write_spec(tmp_path, "custom"))
+    (tmp_path / "edited").mkdir()
+    relaxed = load_spec(write_spec(tmp_path / "edited", "custom", **{"metadata.max_hashtags": 3}))
+    assert digest(plain.encode_settings()) == digest(relaxed.encode_settings())
+    assert digest(plain.encode_settings()) != digest(plain.encode_settings("ultrafast"))
+    assert plain.encode_settings("ultrafast")["video"]["preset"] == "ultrafast"
+
+
+def test_youtube_instagram_facebook_share_encode_settings_below_60s():
+    specs = load_specs(SHIPPED_PLATFORMS)
+    video = {name: s.encode_settings()["video"] for name, s in specs.items()}
+    assert video["youtube"] == video["instagram"] == video["facebook"] != video["tiktok"]
