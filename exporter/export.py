@@ -84,14 +84,20 @@ def current_inputs(job):
     }
 
 
-def already_exported(job, inputs):
-    """True when the video and its sidecar exist and were made from exactly `inputs`.
+# The encoded video depends on these inputs only; metadata changes never re-encode it.
+VIDEO_INPUTS = ("source_sha256", "encode_key")
+
+
+def video_is_current(job, inputs, sidecar):
+    """True when the video exists, is intact, and was encoded from exactly these inputs.
 
     doit forgets tasks finished in a run that was SIGKILLed (its DB is written at the
     end), so the action itself must recognise finished work instead of encoding again.
     """
-    sidecar = read_json(job.sidecar_path)
-    if not sidecar or sidecar.get("inputs") != inputs or not job.video_path.exists():
+    if not sidecar or not job.video_path.exists():
+        return False
+    recorded = sidecar.get("inputs", {})
+    if any(recorded.get(key) != inputs[key] for key in VIDEO_INPUTS):
         return False
     return sha256_file(job.video_path) == sidecar["output"]["sha256"]
 
@@ -179,7 +185,10 @@ def export(job):
     if not job.title.source.exists():
         raise SourceError(f"{job.title.source.name} is missing")
     inputs = current_inputs(job)
-    if not already_exported(job, inputs):
+    sidecar = read_json(job.sidecar_path)
+    if video_is_current(job, inputs, sidecar):
+        write_json_atomic(job.sidecar_path, {**sidecar, "inputs": inputs})
+    else:
         source_probe = probe(job.title.source)
         temp = temp_path_for(job.video_path)
         plan = build_encode(job.ffmpeg, job.title.source, source_probe, job.spec, temp,

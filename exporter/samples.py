@@ -28,8 +28,9 @@ SAMPLE_LIBRARY = [
 def clip_argv(ffmpeg, path, width, height, seconds, fps=30, audio=True, rotation=0,
               pattern="testsrc2", crf=32):
     """argv for a synthetic clip; `rotation` is stored as display-matrix side data."""
-    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
-            "-f", "lavfi", "-i", f"{pattern}=size={width}x{height}:rate={fps}:duration={seconds}"]
+    separator = ":" if "=" in pattern else "="     # 'testsrc2' or 'color=c=white'
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi",
+            "-i", f"{pattern}{separator}size={width}x{height}:rate={fps}:duration={seconds}"]
     if audio:
         argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
     argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p"]
@@ -68,3 +69,11 @@ def make_title(renders_root, segment, age, title_id, clip, metadata):
 def make_sample_library(renders_root):
     for segment, age, title_id, clip, metadata in SAMPLE_LIBRARY:
         make_title(renders_root, segment, age, title_id, clip, metadata)
+
+
+def make_audio_only(path, seconds=1):
+    """An .mp4 with a sine tone and no video stream (a bad source for tests)."""
+    run_ffmpeg([find_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+                "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+                "-c:a", "aac", str(path)])
+    return Path(path)

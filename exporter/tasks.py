@@ -54,11 +54,17 @@ def load_build():
 
 
 def doit_config():
-    """DOIT_CONFIG: dep DB in the exports root, keep going past failures, our reporter."""
+    """DOIT_CONFIG: dep DB in the exports root, keep going past failures, our reporter.
+
+    Default tasks are named (platform groups, then the rest) so that a bare `doit forget`
+    or `doit clean` acts on the selected exports; doit 0.37's forget fails without them.
+    """
     from .reporter import ExportReporter
     settings = resolve_settings(get_var)
     settings.exports.mkdir(parents=True, exist_ok=True)
+    platforms = settings.platforms or sorted(p.stem for p in settings.platforms_dir.glob("*.yaml"))
     return {
+        "default_tasks": [*platforms, "export", "registry"],
         "dep_file": str(settings.dep_file),
         "backend": "sqlite3",      # gdbm is absent from many Python builds; sqlite survives kill -9
         "continue": True,

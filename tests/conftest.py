@@ -105,8 +105,11 @@ def small_platforms(directory, names=("youtube", "tiktok"), **edits):
         document = load_yaml(SHIPPED_PLATFORMS / f"{name}.yaml")
         document["video"].update(width=270, height=480)
         for dotted, value in edits.get(name, {}).items():
-            section, key = dotted.split(".")
-            document[section][key] = value
+            *sections, key = dotted.split(".")
+            node = document
+            for section in sections:
+                node = node[section]
+            node[key] = value
         (directory / f"{name}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
     return directory
 

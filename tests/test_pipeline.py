@@ -1,0 +1,265 @@
+"""The pipeline as a user drives it: real doit, real ffmpeg, small generated clips.
+
+Platforms here are copies of the shipped specs at 270x480 (a user-added platform folder),
+so each encode takes well under a second.
+"""
+
+import json
+import shutil
+
+import av
+import jsonschema
+import pytest
+
+from exporter.samples import make_audio_only, make_clip
+from exporter.spec import load_schema
+
+from conftest import (assert_conforms, executed_tasks, load_yaml, read_json, run_doit,
+                      small_platforms)
+
+
+@pytest.fixture
+def platforms(tmp_path):
+    return small_platforms(tmp_path / "platforms")
+
+
+def args_for(library, platforms, *extra):
+    return library.args(f"platforms_dir={platforms}", *extra)
+
+
+def mtimes(exports):
+    return {str(p.relative_to(exports)): p.stat().st_mtime_ns
+            for p in exports.rglob("*.mp4")}
+
+
+def test_changes_redo_exactly_the_affected_exports(library, platforms):
+    library.add("women", "18-23", "alpha")
+    library.add("men", "24-30", "beta", shape="landscape")
+    first = run_doit("-n", "2", *args_for(library, platforms), check=0)
+    assert executed_tasks(first.stdout) == ["tiktok:alpha", "tiktok:beta",
+                                            "youtube:alpha", "youtube:beta"]
+
+    # new bytes in one source: both platforms of that title, nothing else
+    shutil.copy(library.root / "men/24-30/beta/final.mp4",
+                library.root / "women/18-23/alpha/final.mp4")
+    second = run_doit(*args_for(library, platforms), check=0)
+    assert executed_tasks(second.stdout) == ["tiktok:alpha", "youtube:alpha"]
+
+    # an edited metadata.json
+    (library.root / "men/24-30/beta/metadata.json").write_text('{"title": "Beta, renamed"}')
+    third = run_doit(*args_for(library, platforms), check=0)
+    assert executed_tasks(third.stdout) == ["tiktok:beta", "youtube:beta"]
+    assert read_json(library.exports / "men/24-30/beta/metadata_tiktok.json")["title"] == \
+        "Beta, renamed"
+
+    # an edited platform spec: only that platform
+    small_platforms(platforms, names=("tiktok",), tiktok={"video.gop": 30})
+    fourth = run_doit(*args_for(library, platforms), check=0)
+    assert executed_tasks(fourth.stdout) == ["tiktok:alpha", "tiktok:beta"]
+
+    # an encode-relevant setting (the x264 preset)
+    from conftest import doit_env
+    fifth = run_doit(*args_for(library, platforms), env=doit_env(REELEXPORT_X264_PRESET="faster"),
+                     check=0)
+    assert len(executed_tasks(fifth.stdout)) == 4
+
+
+def test_metadata_rule_change_rewrites_metadata_without_reencoding(library, platforms):
+    library.add("women", "18-23", "alpha")
+    run_doit(*args_for(library, platforms, "platforms=youtube"), check=0)
+    before = mtimes(library.exports)
+    small_platforms(platforms, names=("youtube",),
+                    youtube={"metadata.required_hashtags": ["Shorts", "Extra"]})
+    rerun = run_doit(*args_for(library, platforms, "platforms=youtube"), check=0)
+    assert executed_tasks(rerun.stdout) == ["youtube:alpha"]
+    assert mtimes(library.exports) == before, "the video must not be encoded again"
+    assert "Extra" in read_json(library.exports /
+                                "women/18-23/alpha/metadata_youtube.json")["hashtags"]
+
+
+def test_selection_vars_choose_the_generated_tasks(library, platforms):
+    library.add("women", "18-23", "alpha")
+    library.add("women", "24-30", "beta")
+    library.add("men", "18-23", "gamma")
+
+    def listed(*extra):
+        result = run_doit("list", "--all", *args_for(library, platforms, *extra), check=0)
+        return sorted(line.split()[0] for line in result.stdout.splitlines()
+                      if line.startswith(("youtube:", "tiktok:")))
+
+    assert len(listed()) == 6
+    assert listed("segment=women", "age=18-23") == ["tiktok:alpha", "youtube:alpha"]
+    assert listed("segment=women", "platforms=youtube") == ["youtube:alpha", "youtube:beta"]
+    assert listed("age=18-23,24-30", "segment=men") == ["tiktok:gamma", "youtube:gamma"]
+
+    one_title = run_doit("export:beta", *args_for(library, platforms), check=0)
+    assert executed_tasks(one_title.stdout) == ["tiktok:beta", "youtube:beta"]
+    one_platform = run_doit("youtube", *args_for(library, platforms), check=0)
+    assert executed_tasks(one_platform.stdout) == ["youtube:alpha", "youtube:gamma"]
+    registry = read_json(library.exports / "registry.json")
+    statuses = {(r["title_id"], r["platform"]): r["status"] for r in registry["exports"]}
+    assert statuses == {("alpha", "youtube"): "exported", ("alpha", "tiktok"): "pending",
+                        ("beta", "youtube"): "exported", ("beta", "tiktok"): "exported",
+                        ("gamma", "youtube"): "exported", ("gamma", "tiktok"): "pending"}
+
+
+def test_a_filter_matching_nothing_says_what_exists(library, platforms):
+    library.add("women", "18-23", "alpha")
+    result = run_doit(*args_for(library, platforms, "segment=kids"))
+    assert result.returncode != 0
+    assert "segment=kids matches no title" in result.stderr
+    assert "women/18-23 (1 title)" in result.stderr
+    unknown = run_doit(*args_for(library, platforms, "platforms=vimeo"))
+    assert unknown.returncode != 0 and "unknown platform vimeo" in unknown.stderr
+
+
+def test_an_invalid_platform_spec_stops_before_any_encode(library, platforms):
+    library.add("women", "18-23", "alpha")
+    small_platforms(platforms, names=("tiktok",), tiktok={"video.bitrate": "fast"})
+    result = run_doit(*args_for(library, platforms))
+    assert result.returncode != 0
+    assert "tiktok.yaml: video.bitrate: 'fast' is not of type 'integer'" in result.stderr
+    assert not list(library.exports.rglob("*.mp4"))
+
+
+def test_bad_sources_fail_alone_with_one_clear_line(library, platforms):
+    good = library.add("women", "18-23", "good")
+    corrupt = library.add("women", "18-23", "corrupt")
+    corrupt_bytes = (good / "final.mp4").read_bytes()
+    (corrupt / "final.mp4").write_bytes(corrupt_bytes[: len(corrupt_bytes) // 3])
+    (library.add("women", "18-23", "empty") / "final.mp4").write_bytes(b"")
+    (library.add("men", "18-23", "text") / "final.mp4").write_text("just some notes\n")
+    (library.add("men", "18-23", "missing") / "final.mp4").unlink()
+    (library.add("men", "18-23", "badmeta") / "metadata.json").write_text('{"title": 7}')
+    make_audio_only(library.add("men", "24-30", "audio-only") / "final.mp4")
+
+    result = run_doit("-n", "2", *args_for(library, platforms, "platforms=youtube"))
+    assert result.returncode != 0
+    failures = [line for line in result.stderr.splitlines() if line.startswith("FAILED ")]
+    expected = {
+        "corrupt": "women/18-23/corrupt",
+        "empty": "final.mp4 is empty (0 bytes)",
+        "text": "final.mp4 is not a readable video",
+        "missing": "final.mp4 is missing",
+        "badmeta": "metadata.json: title: 7 is not of type 'string'",
+        "audio-only": "final.mp4 has no video stream (audio-only)",
+    }
+    assert len(failures) == len(expected), result.stderr
+    for title, cause in expected.items():
+        line = [f for f in failures if f.startswith(f"FAILED youtube:{title} ")]
+        assert len(line) == 1 and cause in line[0], (title, failures)
+        error = read_json(next(library.exports.rglob(f"{title}/youtube.error.json")))
+        jsonschema.validate(error, load_schema("error"))
+    assert (library.exports / "women/18-23/good/youtube.mp4").exists()
+    videos = sorted(p.parent.name for p in library.exports.rglob("*.mp4"))
+    assert videos == ["good"]
+    assert not [p for p in library.exports.rglob(".*") if p.name != ".doit.db"]
+    registry = read_json(library.exports / "registry.json")
+    failed = {r["title_id"]: r["cause"] for r in registry["exports"] if r["status"] == "failed"}
+    assert set(failed) == set(expected)
+
+    # fixing a source makes it build; the error record goes away
+    shutil.copy(good / "final.mp4", corrupt / "final.mp4")
+    run_doit("export:corrupt", *args_for(library, platforms, "platforms=youtube"), check=0)
+    assert not (library.exports / "women/18-23/corrupt/youtube.error.json").exists()
+
+
+@pytest.mark.parametrize("on_overlong", ["reject", "trim"])
+def test_overlong_sources(library, tmp_path, on_overlong):
+    library.add("women", "18-23", "long", shape="two-seconds")
+    platforms = small_platforms(tmp_path / "short", names=("youtube",),
+                                youtube={"limits.max_duration_s": 1,
+                                         "limits.on_overlong": on_overlong})
+    result = run_doit(*args_for(library, platforms))
+    output = library.exports / "women/18-23/long/youtube.mp4"
+    if on_overlong == "reject":
+        assert result.returncode != 0
+        assert ("FAILED youtube:long (women/18-23/long): duration 2.00 s exceeds the youtube "
+                "limit of 1 s (limits.on_overlong: reject)") in result.stderr
+        assert not output.exists()
+    else:
+        assert result.returncode == 0, result.stderr
+        assert_conforms(output, load_yaml(platforms / "youtube.yaml"), 1.0)
+        sidecar = read_json(output.with_name("youtube.export.json"))
+        assert sidecar["encode"]["trimmed"] is True
+
+
+def top_rows_luma(path):
+    """Mean luma of the top 5 % of the first frame: black bars read close to 16."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0)).reformat(format="gray")
+    plane = frame.planes[0]
+    data, stride, rows = bytes(plane), plane.line_size, frame.height // 20
+    values = [data[row * stride + col] for row in range(rows) for col in range(frame.width)]
+    return sum(values) / len(values)
+
+
+def test_rotation_is_honoured_and_silent_sources_get_audio(library, tmp_path, clip_cache):
+    platforms = small_platforms(tmp_path / "pad", names=("youtube",), youtube={"fit": "pad"})
+    rotated = library.add("men", "18-23", "rotated")
+    make_clip(rotated / "final.mp4", width=640, height=360, seconds=1, rotation=90,
+              pattern="color=c=white")
+    landscape = library.add("men", "18-23", "landscape")
+    make_clip(landscape / "final.mp4", width=640, height=360, seconds=1, pattern="color=c=white")
+    library.add("men", "18-23", "silent", shape="silent")
+    run_doit("-n", "2", *args_for(library, platforms), check=0)
+    out = library.exports / "men/18-23"
+    # stored 640x360 turned 90 degrees: a 9:16 picture fills the frame, no bars
+    assert top_rows_luma(out / "rotated/youtube.mp4") > 200
+    # the same picture unrotated is letterboxed: black bars at top and bottom
+    assert top_rows_luma(out / "landscape/youtube.mp4") < 30
+    spec = load_yaml(platforms / "youtube.yaml")
+    for title in ("rotated", "landscape", "silent"):
+        assert_conforms(out / f"{title}/youtube.mp4", spec, 1.0)
+
+
+def test_parallel_runs_encodes_at_the_same_time(library, tmp_path):
+    platforms = small_platforms(tmp_path / "big", names=("youtube",),
+                                youtube={"video.width": 1080, "video.height": 1920})
+    library.add("women", "18-23", "one", shape="two-seconds")
+    library.add("women", "18-23", "two", shape="two-seconds")
+    run_doit("-n", "2", *args_for(library, platforms), check=0)
+    spans = [read_json(p) for p in library.exports.rglob("youtube.export.json")]
+    (a_start, a_end), (b_start, b_end) = [(s["started_at"], s["finished_at"]) for s in spans]
+    assert a_start < b_end and b_start < a_end, "the two encodes did not overlap"
+
+
+def test_clean_forget_and_resume_without_reencoding(library, platforms):
+    library.add("women", "18-23", "alpha")
+    run_doit(*args_for(library, platforms), check=0)
+    before = mtimes(library.exports)
+
+    # forget: doit loses its record, the action recognises the finished export
+    run_doit("forget", *args_for(library, platforms), check=0)
+    rerun = run_doit(*args_for(library, platforms), check=0)
+    assert executed_tasks(rerun.stdout) == ["tiktok:alpha", "youtube:alpha"]
+    assert mtimes(library.exports) == before, "finished exports must not be encoded again"
+
+    # losing the whole DB costs re-hashing, not re-encoding
+    (library.exports / ".doit.db").unlink()
+    run_doit(*args_for(library, platforms), check=0)
+    assert mtimes(library.exports) == before
+
+    run_doit("clean", *args_for(library, platforms), check=0)
+    assert not [p for p in library.exports.rglob("*") if p.is_file()
+                and p.name not in (".doit.db", "registry.json")]
+    status = run_doit("list", "--all", "--status", *args_for(library, platforms), check=0)
+    assert "R youtube:alpha" in status.stdout
+
+
+def test_output_of_a_failed_conformance_check_is_not_kept(library, tmp_path):
+    # A spec whose bitrate x264 cannot reach with CBR off: maxrate far above bitrate,
+    # a flat picture, so the measured rate falls outside the 10 % window.
+    platforms = small_platforms(tmp_path / "loose", names=("youtube",),
+                                youtube={"video.maxrate": 20_000_000,
+                                         "video.bufsize": 40_000_000,
+                                         "limits.max_duration_s": 5})
+    flat = library.add("women", "18-23", "flat")
+    make_clip(flat / "final.mp4", width=270, height=480, seconds=1, pattern="color=c=gray")
+    result = run_doit(*args_for(library, platforms))
+    assert result.returncode != 0
+    assert "output does not conform: video bitrate is" in result.stderr
+    assert not list(library.exports.rglob("*.mp4"))
+    assert not [p for p in library.exports.rglob(".*") if p.name != ".doit.db"]
+    error = json.loads((library.exports / "women/18-23/flat/youtube.error.json").read_text())
+    assert error["error_type"] == "ConformanceError"

@@ -1,0 +1,129 @@
+"""The bundled sample library through real doit + ffmpeg with the shipped specs.
+
+One module-scoped export (16 encodes at 1080x1920), then read-only checks and no-op reruns.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from exporter.spec import load_schema
+
+from conftest import (REPO, SHIPPED_PLATFORMS, assert_conforms, doit_env, executed_tasks,
+                      load_yaml, media_facts, read_json, run_doit)
+
+EXAMPLES = REPO / "examples" / "renders"
+PLATFORMS = ("facebook", "instagram", "tiktok", "youtube")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample")
+    renders = root / "renders"
+    shutil.copytree(EXAMPLES, renders)
+    exports = root / "exports"
+    first = run_doit("-n", "2", f"renders={renders}", f"exports={exports}", check=0)
+    return renders, exports, first
+
+
+def snapshot(exports):
+    """(size, mtime) of every file of the exports tree except doit's own DB."""
+    return {str(p.relative_to(exports)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in exports.rglob("*") if p.is_file() and p.name != ".doit.db"}
+
+
+def test_every_export_conforms_to_its_platform(sample):
+    renders, exports, first = sample
+    titles = sorted(p.parent for p in renders.rglob("final.mp4"))
+    assert len(titles) >= 3
+    for title_dir in titles:
+        source_duration = media_facts(title_dir / "final.mp4")["duration_s"]
+        out_dir = exports / title_dir.relative_to(renders)
+        for platform in PLATFORMS:
+            spec = load_yaml(SHIPPED_PLATFORMS / f"{platform}.yaml")
+            assert_conforms(out_dir / f"{platform}.mp4", spec, source_duration)
+    assert "registry: 16 exported, 0 stale, 0 failed, 0 pending" in first.stdout
+    assert len(executed_tasks(first.stdout)) == 16
+
+
+def test_sidecars_metadata_and_registry_are_valid(sample):
+    renders, exports, _ = sample
+    sidecars = sorted(exports.rglob("*.export.json"))
+    assert len(sidecars) == 16
+    for path in sidecars:
+        sidecar = read_json(path)
+        jsonschema.validate(sidecar, load_schema("sidecar"))
+        video = path.parent / sidecar["output"]["path"]
+        assert sidecar["output"]["size_bytes"] == video.stat().st_size
+        assert sidecar["encode"]["mode"] == "encode"
+        jsonschema.validate(read_json(path.parent / sidecar["metadata_file"]),
+                            load_schema("platform-metadata"))
+    registry = read_json(exports / "registry.json")
+    jsonschema.validate(registry, load_schema("registry"))
+    assert {row["status"] for row in registry["exports"]} == {"exported"}
+    assert registry["totals"]["all"]["size_bytes"] == sum(
+        p.stat().st_size for p in exports.rglob("*.mp4"))
+
+
+def test_no_temporary_or_error_files_are_left(sample):
+    _, exports, _ = sample
+    leftovers = [p for p in exports.rglob("*")
+                 if (p.name.startswith(".") and p.name != ".doit.db") or p.suffix == ".tmp"
+                 or p.name.endswith(".error.json")]
+    assert leftovers == []
+
+
+def test_ffmpeg_comes_from_the_wheel_when_none_is_on_path(sample):
+    if shutil.which("ffmpeg", path=doit_env()["PATH"]):
+        pytest.skip("an ffmpeg is on PATH here; the wheel fallback is not exercised")
+    _, exports, _ = sample
+    sidecar = read_json(next(exports.rglob("youtube.export.json")))
+    assert "imageio_ffmpeg" in sidecar["encode"]["ffmpeg"]
+
+
+def test_rotated_source_is_probed_with_its_rotation(sample):
+    _, exports, _ = sample
+    sidecar = read_json(exports / "men/24-30/phone-rotated/youtube.export.json")
+    assert abs(sidecar["source"]["probe"]["rotation"]) == 90
+    assert sidecar["output"]["probe"]["rotation"] == 0
+
+
+def test_noop_rerun_runs_nothing_and_writes_nothing(sample):
+    renders, exports, _ = sample
+    before = snapshot(exports)
+    rerun = run_doit("-n", "2", f"renders={renders}", f"exports={exports}", check=0)
+    assert executed_tasks(rerun.stdout) == []
+    assert snapshot(exports) == before
+
+
+def test_touch_only_rerun_runs_nothing_and_writes_nothing(sample):
+    renders, exports, _ = sample
+    before = snapshot(exports)
+    for path in renders.rglob("*"):
+        if path.is_file():
+            os.utime(path)      # new mtime, same bytes
+    rerun = run_doit(f"renders={renders}", f"exports={exports}", check=0)
+    assert executed_tasks(rerun.stdout) == []
+    assert snapshot(exports) == before
+
+
+def test_list_status_shows_every_export_up_to_date(sample):
+    renders, exports, _ = sample
+    listing = run_doit("list", "--all", "--status", f"renders={renders}", f"exports={exports}",
+                       check=0)
+    export_lines = [line for line in listing.stdout.splitlines()
+                    if line[2:].split(":")[0].strip() in PLATFORMS and ":" in line]
+    assert len(export_lines) == 16
+    assert all(line.startswith("U ") for line in export_lines), listing.stdout
+
+
+def test_registry_regenerates_to_identical_content(sample):
+    renders, exports, _ = sample
+    registry = exports / "registry.json"
+    original = registry.read_bytes()
+    registry.unlink()
+    run_doit(f"renders={renders}", f"exports={exports}", check=0)
+    assert registry.read_bytes() == original
