@@ -120,4 +120,11 @@ def task_exports():
     yield from group_tasks(build.jobs)
     yield {"basename": "registry", "actions": None,
            "task_dep": [job.task_name for job in build.jobs],
-           "doc": "run the selected exports; registry.json is rewritten after every run"}
+           "doc": "run the selected exports; registry.json is rewritten after every run",
+           # doit cleans dependants before their dependencies, so the registry cannot be
+           # regenerated here; removing it means no view is ever wrong. The next run rewrites it.
+           "clean": [(remove_registry, [build.settings.registry_file])]}
+
+
+def remove_registry(path):
+    path.unlink(missing_ok=True)
