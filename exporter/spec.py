@@ -124,23 +124,23 @@ def load_spec(path):
     )
 
 
-def load_specs(platforms_dir, names=None):
-    """All specs in platforms_dir (sorted by name), or only `names`; unknown names are an error.
+def load_specs(platforms_dir):
+    """Every spec in platforms_dir, by name (sorted); the first invalid file stops the load.
 
-    Every file is validated even when only some are selected: a broken spec is found
+    All files are validated even when only some are selected: a broken spec is found
     before it costs a batch, not on the day someone selects it.
     """
     platforms_dir = Path(platforms_dir)
     files = sorted(platforms_dir.glob("*.yaml"))
     if not files:
         raise SpecError(f"{platforms_dir}: no platform files (*.yaml)")
-    available = [f.stem for f in files]
-    if names:
-        unknown = [n for n in names if n not in available]
-        if unknown:
-            raise SpecError(f"platforms={','.join(names)}: unknown platform "
-                            f"{', '.join(unknown)}; available: {', '.join(available)}")
-    specs = {spec.name: spec for spec in map(load_spec, files)}
-    if names:
-        specs = {name: specs[name] for name in sorted(specs) if name in names}
-    return specs
+    return {spec.name: spec for spec in map(load_spec, files)}
+
+
+def select_specs(specs, names):
+    """The specs named (all when `names` is empty); an unknown name lists what exists."""
+    unknown = [name for name in names if name not in specs]
+    if unknown:
+        raise SpecError(f"platforms={','.join(names)}: unknown platform {', '.join(unknown)}; "
+                        f"available: {', '.join(specs)}")
+    return {name: spec for name, spec in specs.items() if not names or name in names}

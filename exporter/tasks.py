@@ -15,7 +15,7 @@ from .export import ExportJob, export_action
 from .run import find_ffmpeg
 from .settings import resolve_settings
 from .sources import describe_library, discover, select
-from .spec import load_specs
+from .spec import load_specs, select_specs
 
 
 class Build:
@@ -24,7 +24,7 @@ class Build:
     def __init__(self, settings):
         self.settings = settings
         self.all_specs = load_specs(settings.platforms_dir)
-        self.selected_specs = load_specs(settings.platforms_dir, settings.platforms)
+        self.selected_specs = select_specs(self.all_specs, settings.platforms)
         self.all_titles = discover(settings.renders)
         self.titles = select(self.all_titles, settings.segments, settings.ages)
         if not self.titles:
