@@ -18,11 +18,15 @@ class SourceError(ExportError):
 
 
 class EncodeError(ExportError):
-    """ffmpeg failed; `stderr_tail` holds its last lines for the error sidecar."""
+    """ffmpeg failed; `stderr_tail` holds its last lines for the error sidecar.
 
-    def __init__(self, message, stderr_tail=""):
+    `transient` marks failures another attempt may not repeat (killed by a signal, I/O).
+    """
+
+    def __init__(self, message, stderr_tail="", transient=False):
         super().__init__(message)
         self.stderr_tail = stderr_tail
+        self.transient = transient
 
 
 class ConformanceError(ExportError):

@@ -2,10 +2,12 @@
 
 probe -> plan -> ffmpeg into a temporary file -> probe the result -> conformance check ->
 rename into place -> metadata and sidecar. Any ExportError becomes an error sidecar and a
-one-line failure; nothing half-made is left under a target's name.
+one-line failure; nothing half-made is left under a target's name. Transient failures
+(ffmpeg killed by a signal, I/O errors) are retried with exponential backoff.
 """
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +28,17 @@ SIDECAR_VERSION = 1
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3           # tries per run when failures are transient
+    backoff_s: float = 2.0      # wait before the second try, doubled for each further one
+    retry_failed: bool = False  # try again an export that already failed on these inputs
+
+    def delay_before(self, attempt):
+        """Seconds to wait before try number `attempt` (2, 3, ...)."""
+        return self.backoff_s * 2 ** (attempt - 2)
+
+
+@dataclass(frozen=True)
 class ExportJob:
     """Everything one export needs; picklable, so `doit -n N` workers can run it."""
 
@@ -34,6 +47,7 @@ class ExportJob:
     exports_root: Path
     ffmpeg: str
     preset: str | None = None
+    retry: "RetryPolicy" = field(default_factory=lambda: RetryPolicy())
 
     @property
     def task_name(self):
@@ -73,12 +87,15 @@ def now_utc():
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def sha256_or_none(path):
+    return sha256_file(path) if path.exists() else None
+
+
 def current_inputs(job):
-    """Content fingerprint of everything the targets are made from."""
-    metadata = job.title.metadata
+    """Content fingerprint of everything the targets are made from (None: file missing)."""
     return {
-        "source_sha256": sha256_file(job.title.source),
-        "metadata_sha256": sha256_file(metadata) if metadata.exists() else None,
+        "source_sha256": sha256_or_none(job.title.source),
+        "metadata_sha256": sha256_or_none(job.title.metadata),
         "encode_key": digest(job.encode_settings()),
         "metadata_rules_key": digest(job.spec.metadata),
     }
@@ -109,7 +126,7 @@ def identity(job):
 
 
 def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
-                  started_at, finished_at):
+                  started_at, finished_at, attempt):
     """The sidecar document: what was made, from what, how, and the probe of the result."""
     return {
         "schema_version": SIDECAR_VERSION,
@@ -145,22 +162,35 @@ def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
         "inputs": inputs,
         "started_at": started_at,
         "finished_at": finished_at,
-        "attempts": 1,
+        "attempts": attempt,
     }
 
 
-def build_error_record(job, error, started_at):
+def build_error_record(job, error, inputs, attempts, started_at):
     return {
         "schema_version": SIDECAR_VERSION,
         **identity(job),
         "cause": str(error),
         "error_type": type(error).__name__,
+        "transient": is_transient(error),
         "stderr_tail": getattr(error, "stderr_tail", ""),
         "source": str(job.title.source),
-        "attempts": 1,
+        "inputs": inputs,
+        "attempts": attempts,
         "started_at": started_at,
         "failed_at": now_utc(),
     }
+
+
+def is_transient(error):
+    """Worth another try: ffmpeg killed by a signal or hitting an I/O error, or our own I/O.
+
+    A corrupt source, an over-long one or a non-conforming output fails the same way
+    every time, so those are not retried.
+    """
+    if isinstance(error, EncodeError):
+        return error.transient
+    return isinstance(error, OSError)
 
 
 def encode_verified(job, plan, temp):
@@ -175,16 +205,14 @@ def encode_verified(job, plan, temp):
     return result
 
 
-def export(job):
+def export(job, inputs, attempt=1):
     """Make (or recognise as made) one export. Raises ExportError with a one-line cause."""
     started_at = now_utc()
-    job.out_dir.mkdir(parents=True, exist_ok=True)
     for target in job.targets:
         remove_stale_temps(target)
     metadata_document = format_metadata(load_source_metadata(job.title.metadata), job.spec)
-    if not job.title.source.exists():
+    if inputs["source_sha256"] is None:
         raise SourceError(f"{job.title.source.name} is missing")
-    inputs = current_inputs(job)
     sidecar = read_json(job.sidecar_path)
     if video_is_current(job, inputs, sidecar):
         write_json_atomic(job.sidecar_path, {**sidecar, "inputs": inputs})
@@ -201,17 +229,50 @@ def export(job):
             temp.unlink(missing_ok=True)
         write_json_atomic(job.sidecar_path, build_sidecar(
             job, inputs, source_probe, output_probe, output_sha256, plan, started_at,
-            now_utc()))
+            now_utc(), attempt))
     write_json_atomic(job.metadata_path, metadata_document)
     job.error_path.unlink(missing_ok=True)
 
 
+def failed_before(job, inputs):
+    """The error record of an earlier failure on exactly these inputs, unless retry=failed."""
+    if job.retry.retry_failed:
+        return None
+    record = read_json(job.error_path)
+    return record if record and record.get("inputs") == inputs else None
+
+
 def export_action(job):
-    """doit python-action: True on success, TaskFailed with one line naming title and cause."""
+    """doit python-action: True on success, TaskFailed with one line naming title and cause.
+
+    An export that already failed on the same inputs fails again at once, without a new
+    attempt: a bad source stays bad until it changes (or the user says retry=failed).
+    """
     started_at = now_utc()
-    try:
-        export(job)
-    except ExportError as error:
-        write_json_atomic(job.error_path, build_error_record(job, error, started_at))
-        return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
-    return True
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = current_inputs(job)
+    earlier = failed_before(job, inputs)
+    if earlier:
+        return TaskFailed(f"{job.task_name} ({job.title.key}): {earlier['cause']} "
+                          f"(unchanged since {earlier['failed_at']}; retry=failed tries again)")
+    attempt = 1
+    while True:
+        try:
+            export(job, inputs, attempt)
+            return True
+        except (ExportError, OSError) as error:
+            if is_transient(error) and attempt < job.retry.attempts:
+                time.sleep(job.retry.delay_before(attempt + 1))
+                attempt += 1
+                continue
+            write_json_atomic(job.error_path,
+                              build_error_record(job, error, inputs, attempt, started_at))
+            tries = f" after {attempt} attempts" if attempt > 1 else ""
+            return TaskFailed(f"{job.task_name} ({job.title.key}): {describe(error)}{tries}")
+
+
+def describe(error):
+    """One line for an error: ours carry their cause; an OSError gets its file and reason."""
+    if isinstance(error, OSError) and not isinstance(error, ExportError):
+        return f"I/O error: {error.strerror or error} ({error.filename})"
+    return str(error)

@@ -9,6 +9,18 @@ from doit.reporter import ConsoleReporter
 class ExportReporter(ConsoleReporter):
     desc = "reelexport: one-line failures, registry after the run"
 
+    lock_fd = None
+
+    def initialize(self, tasks, selected_tasks):
+        """Take the exports tree's lock before any task runs; refuse at once if it is held."""
+        from .lock import LockHeld, acquire
+        from .tasks import load_build
+        try:
+            self.lock_fd = acquire(load_build().settings.exports / ".lock")
+        except LockHeld as held:
+            sys.stderr.write(f"reelexport: refused: {held}\n")
+            raise SystemExit(4) from None
+
     def add_failure(self, task, fail):
         # A group or the registry waiting on a failed export is not news: the export said it.
         if not isinstance(fail, UnmetDependency):
@@ -25,6 +37,8 @@ class ExportReporter(ConsoleReporter):
             sys.stderr.write(f"FAILED {text}\n")
         for error in self.runtime_errors:
             sys.stderr.write(f"ERROR {error}\n")
+        if self.lock_fd is None:
+            return          # refused: another run owns the tree and its registry
         document = regenerate_registry(load_build())
         counts = document["totals"]["all"]
         summary = ", ".join(f"{counts[s]} {s}" for s in ("exported", "stale", "failed", "pending"))

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,6 +18,9 @@ from .errors import EncodeError
 
 STDERR_TAIL_LINES = 20
 TEMP_SUFFIX = ".tmp"
+# ffmpeg messages that mean the machine, not the input, failed: worth another attempt.
+IO_ERROR_MARKERS = ("No space left on device", "Input/output error", "File too large",
+                    "Disk quota exceeded", "Stale file handle")
 
 
 @functools.cache
@@ -50,11 +54,13 @@ def run_ffmpeg(argv):
         stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()
         tail = "\n".join(stderr[-STDERR_TAIL_LINES:])
         if result.returncode < 0:
-            cause = f"ffmpeg was killed by signal {-result.returncode}"
-        else:
-            last = stderr[-1] if stderr else "no message"
-            cause = f"ffmpeg failed (exit {result.returncode}): {last}"
-        raise EncodeError(cause, stderr_tail=tail)
+            number = -result.returncode
+            cause = f"ffmpeg was killed by signal {number} ({signal.Signals(number).name})"
+            raise EncodeError(cause, stderr_tail=tail, transient=True)
+        last = stderr[-1] if stderr else "no message"
+        cause = f"ffmpeg failed (exit {result.returncode}): {last}"
+        raise EncodeError(cause, stderr_tail=tail,
+                          transient=any(marker in tail for marker in IO_ERROR_MARKERS))
 
 
 def sha256_file(path, chunk_size=1 << 20):

@@ -8,12 +8,16 @@ DEFAULTS = {
     "renders": "data/renders",
     "exports": "data/exports",
     "platforms_dir": "platforms",
+    "attempts": "3",
+    "backoff": "2",
 }
 ENV_NAMES = {
     "renders": "REELEXPORT_RENDERS",
     "exports": "REELEXPORT_EXPORTS",
     "platforms_dir": "REELEXPORT_PLATFORMS",
     "preset": "REELEXPORT_X264_PRESET",
+    "attempts": "REELEXPORT_ATTEMPTS",
+    "backoff": "REELEXPORT_BACKOFF_S",
 }
 
 
@@ -25,7 +29,10 @@ class Settings:
     segments: tuple = ()
     ages: tuple = ()
     platforms: tuple = ()
-    preset: str | None = None   # overrides every spec's x264 preset (tests use ultrafast)
+    preset: str | None = None   # overrides every spec's x264 preset (tests use superfast)
+    attempts: int = 3           # tries per export when failures are transient
+    backoff_s: float = 2.0      # wait before the 2nd try; doubles for each further try
+    retry_failed: bool = False  # retry=failed: try again exports that failed on these inputs
 
     @property
     def dep_file(self):
@@ -60,4 +67,7 @@ def resolve_settings(get_var, environ=None):
         ages=split_list(pick("age")),
         platforms=split_list(pick("platforms")),
         preset=pick("preset") or None,
+        attempts=max(1, int(pick("attempts"))),
+        backoff_s=max(0.0, float(pick("backoff"))),
+        retry_failed=pick("retry") == "failed",
     )

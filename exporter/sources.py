@@ -38,49 +38,69 @@ class Title:
         return Path(exports_root) / self.segment / self.age / self.title_id
 
 
-def check_name(path, renders_root):
-    """Refuse a directory whose name could not safely become a path or a task name."""
+@dataclass(frozen=True)
+class Library:
+    """The titles found, and the directories refused (one line each, naming the path)."""
+
+    titles: list
+    problems: list
+
+
+def name_problem(path, renders_root):
+    """Why a directory cannot become a path or a task name, or None when it can."""
     name = path.name
-    if not NAME_PATTERN.match(name):
-        raise LibraryError(f"{path}: invalid directory name {name!r}: use letters, digits, "
-                           "'-', '_', '.' (no leading dot, at most 128 characters)")
+    if not NAME_PATTERN.match(name) or ".." in name:
+        return (f"{path.parent}/{name!r}: invalid directory name: use letters, digits, "
+                "'-', '_', '.' (no leading dot, no '..', at most 128 characters)")
     if path.is_symlink():
         target = path.resolve()
         if not target.is_relative_to(Path(renders_root).resolve()):
-            raise LibraryError(f"{path}: symlink points outside the renders root ({target})")
+            return f"{path}: symlink points outside the renders root (to {target})"
+    return None
 
 
-def subdirectories(directory, renders_root):
-    """Checked child directories, sorted; hidden entries (.DS_Store, .git) are skipped."""
+def subdirectories(directory, renders_root, problems):
+    """Acceptable child directories, sorted; refused ones are added to `problems`.
+
+    Hidden entries (.git, .DS_Store) are skipped silently.
+    """
     children = []
     for child in sorted(directory.iterdir()):
         if child.name.startswith(".") or not child.is_dir():
             continue
-        check_name(child, renders_root)
-        children.append(child)
+        problem = name_problem(child, renders_root)
+        if problem:
+            problems.append(problem)
+        else:
+            children.append(child)
     return children
 
 
 def discover(renders_root):
-    """Every title under renders_root, sorted by (segment, age, title_id).
+    """Every title under renders_root, sorted by (segment, age, title_id), as a Library.
 
     A title is any directory at depth three, with or without its final.mp4: a missing
-    source is that export's error, reported with the others, not a silent skip.
+    source is that export's error, reported with the others, not a silent skip. A bad
+    directory name or a title id used twice refuses those directories only: the rest of
+    the library still exports, and the run reports the problems and fails.
     """
     renders_root = Path(renders_root)
     if not renders_root.is_dir():
         raise LibraryError(f"{renders_root}: renders directory does not exist")
-    titles, seen = [], {}
-    for segment in subdirectories(renders_root, renders_root):
-        for age in subdirectories(segment, renders_root):
-            for directory in subdirectories(age, renders_root):
+    problems, by_id = [], {}
+    for segment in subdirectories(renders_root, renders_root, problems):
+        for age in subdirectories(segment, renders_root, problems):
+            for directory in subdirectories(age, renders_root, problems):
                 title = Title(segment.name, age.name, directory.name, directory)
-                if title.title_id in seen:
-                    raise LibraryError(f"duplicate title id {title.title_id!r}: "
-                                       f"{seen[title.title_id].directory} and {directory}")
-                seen[title.title_id] = title
-                titles.append(title)
-    return titles
+                by_id.setdefault(title.title_id, []).append(title)
+    titles = []
+    for title_id, same_id in by_id.items():
+        if len(same_id) > 1:
+            paths = " and ".join(str(t.directory) for t in same_id)
+            problems.append(f"duplicate title id {title_id!r}: {paths} (neither is exported)")
+        else:
+            titles.append(same_id[0])
+    return Library(sorted(titles), sorted(problems))
 
 
 def select(titles, segments=None, ages=None):

@@ -7,11 +7,12 @@ modules the tests call directly.
 import functools
 
 from doit import get_var
-from doit.exceptions import InvalidDodoFile
+from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
 
 from .errors import LibraryError, SpecError
-from .export import ExportJob, export_action
+from .export import ExportJob, RetryPolicy, export_action
+from .ledger import set_aside_unreadable_db
 from .run import find_ffmpeg
 from .settings import resolve_settings
 from .sources import describe_library, discover, select
@@ -25,12 +26,14 @@ class Build:
         self.settings = settings
         self.all_specs = load_specs(settings.platforms_dir)
         self.selected_specs = select_specs(self.all_specs, settings.platforms)
-        self.all_titles = discover(settings.renders)
+        library = discover(settings.renders)
+        self.all_titles, self.problems = library.titles, library.problems
         self.titles = select(self.all_titles, settings.segments, settings.ages)
         if not self.titles:
             raise LibraryError(self.empty_selection_message())
         ffmpeg = find_ffmpeg()
-        self.all_jobs = [ExportJob(title, spec, settings.exports, ffmpeg, settings.preset)
+        retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
+        self.all_jobs = [ExportJob(title, spec, settings.exports, ffmpeg, settings.preset, retry)
                          for title in self.all_titles for spec in self.all_specs.values()]
         wanted = {(t.title_id, name) for t in self.titles for name in self.selected_specs}
         self.jobs = [job for job in self.all_jobs
@@ -60,16 +63,26 @@ def doit_config():
     or `doit clean` acts on the selected exports; doit 0.37's forget fails without them.
     """
     from .reporter import ExportReporter
-    settings = resolve_settings(get_var)
+    build = load_build()
+    settings = build.settings
     settings.exports.mkdir(parents=True, exist_ok=True)
-    platforms = settings.platforms or sorted(p.stem for p in settings.platforms_dir.glob("*.yaml"))
+    set_aside_unreadable_db(settings.dep_file)
+    library_check = ["library"] if build.problems else []
     return {
-        "default_tasks": [*platforms, "export", "registry"],
+        "default_tasks": [*build.selected_specs, "export", "registry", *library_check],
         "dep_file": str(settings.dep_file),
         "backend": "sqlite3",      # gdbm is absent from many Python builds; sqlite survives kill -9
         "continue": True,
         "reporter": ExportReporter,
     }
+
+
+def library_task(problems):
+    """`library`: fails listing the directories refused, so the run exits non-zero."""
+    def report():
+        return TaskFailed("library: " + "\n       library: ".join(problems))
+    return {"basename": "library", "actions": [report], "uptodate": [False],
+            "doc": f"{len(problems)} directories of the renders root cannot be exported"}
 
 
 def up_to_date_config(job):
@@ -118,6 +131,8 @@ def task_exports():
     for job in build.jobs:
         yield export_task(job)
     yield from group_tasks(build.jobs)
+    if build.problems:
+        yield library_task(build.problems)
     yield {"basename": "registry", "actions": None,
            "task_dep": [job.task_name for job in build.jobs],
            "doc": "run the selected exports; registry.json is rewritten after every run",

@@ -84,6 +84,17 @@ def assert_conforms(path, spec_document, expected_duration_s):
     return facts
 
 
+# Files of the exports root that are not exports: doit's DB and the one-writer lock.
+BOOKKEEPING = (".doit.db", ".lock")
+
+
+def leftovers(exports):
+    """Temporary or hidden files that a finished run should not leave behind."""
+    return sorted(p for p in Path(exports).rglob("*")
+                  if (p.name.startswith(".") and p.name not in BOOKKEEPING)
+                  or p.name.endswith(".tmp"))
+
+
 def read_json(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

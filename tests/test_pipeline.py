@@ -14,8 +14,8 @@ import pytest
 from exporter.samples import make_audio_only, make_clip
 from exporter.spec import load_schema
 
-from conftest import (assert_conforms, executed_tasks, load_yaml, read_json, run_doit,
-                      small_platforms)
+from conftest import (assert_conforms, executed_tasks, leftovers, load_yaml, read_json,
+                      run_doit, small_platforms)
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_bad_sources_fail_alone_with_one_clear_line(library, platforms):
     assert (library.exports / "women/18-23/good/youtube.mp4").exists()
     videos = sorted(p.parent.name for p in library.exports.rglob("*.mp4"))
     assert videos == ["good"]
-    assert not [p for p in library.exports.rglob(".*") if p.name != ".doit.db"]
+    assert leftovers(library.exports) == []
     registry = read_json(library.exports / "registry.json")
     failed = {r["title_id"]: r["cause"] for r in registry["exports"] if r["status"] == "failed"}
     assert set(failed) == set(expected)
@@ -242,7 +242,7 @@ def test_clean_forget_and_resume_without_reencoding(library, platforms):
 
     run_doit("clean", *args_for(library, platforms), check=0)
     assert not [p for p in library.exports.rglob("*") if p.is_file()
-                and p.name not in (".doit.db", "registry.json")]
+                and p.name not in (".doit.db", ".lock", "registry.json")]
     status = run_doit("list", "--all", "--status", *args_for(library, platforms), check=0)
     assert "R youtube:alpha" in status.stdout
 
@@ -260,6 +260,6 @@ def test_output_of_a_failed_conformance_check_is_not_kept(library, tmp_path):
     assert result.returncode != 0
     assert "output does not conform: video bitrate is" in result.stderr
     assert not list(library.exports.rglob("*.mp4"))
-    assert not [p for p in library.exports.rglob(".*") if p.name != ".doit.db"]
+    assert leftovers(library.exports) == []
     error = json.loads((library.exports / "women/18-23/flat/youtube.error.json").read_text())
     assert error["error_type"] == "ConformanceError"

@@ -12,8 +12,8 @@ import pytest
 
 from exporter.spec import load_schema
 
-from conftest import (REPO, SHIPPED_PLATFORMS, assert_conforms, doit_env, executed_tasks,
-                      load_yaml, media_facts, read_json, run_doit)
+from conftest import (BOOKKEEPING, REPO, SHIPPED_PLATFORMS, assert_conforms, doit_env,
+                      executed_tasks, leftovers, load_yaml, media_facts, read_json, run_doit)
 
 EXAMPLES = REPO / "examples" / "renders"
 PLATFORMS = ("facebook", "instagram", "tiktok", "youtube")
@@ -32,7 +32,7 @@ def sample(tmp_path_factory):
 def snapshot(exports):
     """(size, mtime) of every file of the exports tree except doit's own DB."""
     return {str(p.relative_to(exports)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in exports.rglob("*") if p.is_file() and p.name != ".doit.db"}
+            for p in exports.rglob("*") if p.is_file() and p.name not in BOOKKEEPING}
 
 
 def test_every_export_conforms_to_its_platform(sample):
@@ -70,10 +70,8 @@ def test_sidecars_metadata_and_registry_are_valid(sample):
 
 def test_no_temporary_or_error_files_are_left(sample):
     _, exports, _ = sample
-    leftovers = [p for p in exports.rglob("*")
-                 if (p.name.startswith(".") and p.name != ".doit.db") or p.suffix == ".tmp"
-                 or p.name.endswith(".error.json")]
-    assert leftovers == []
+    assert leftovers(exports) == []
+    assert list(exports.rglob("*.error.json")) == []
 
 
 def test_ffmpeg_comes_from_the_wheel_when_none_is_on_path(sample):

@@ -21,6 +21,10 @@ def test_vars_beat_environment_beat_defaults():
     defaults = resolve_settings(getter({}), {})
     assert (defaults.renders, defaults.exports) == (Path("data/renders"), Path("data/exports"))
     assert defaults.preset is None
+    assert (defaults.attempts, defaults.backoff_s, defaults.retry_failed) == (3, 2.0, False)
+    retrying = resolve_settings(getter({"retry": "failed", "attempts": "5"}),
+                                {"REELEXPORT_BACKOFF_S": "0.5"})
+    assert (retrying.attempts, retrying.backoff_s, retrying.retry_failed) == (5, 0.5, True)
 
 
 def test_split_list():

@@ -1,0 +1,33 @@
+"""One writer per exports tree: an exclusive flock on {exports}/.lock.
+
+The kernel drops an flock when its last holder exits, however it exits, so a lock left by
+a dead run is simply taken over; there is no stale-lock cleanup to get wrong. Worker
+processes forked by `doit -n N` inherit it, so the tree stays locked until they are gone.
+"""
+
+import fcntl
+import os
+from pathlib import Path
+
+from .errors import ExportError
+
+
+class LockHeld(ExportError):
+    """Another live process is writing into the same exports tree."""
+
+
+def acquire(lock_path):
+    """Lock `lock_path` for this process (and its children) or raise LockHeld at once."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise LockHeld(f"{lock_path} is held by pid {holder}: another run is writing "
+                       f"into {lock_path.parent}; wait for it or stop it") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
