@@ -18,8 +18,9 @@ from .errors import ConformanceError, EncodeError, ExportError, SourceError
 from .metadata import format_metadata, load_source_metadata
 from .plan import build_encode
 from .probe import moov_before_mdat, probe
-from .run import (ffmpeg_version, publish, read_json, remove_stale_temps, run_ffmpeg,
-                  sha256_file, temp_path_for, write_json_atomic)
+from .run import (ffmpeg_version, finish_despite_interrupts, publish, read_json,
+                  remove_stale_temps, run_ffmpeg, sha256_file, temp_path_for,
+                  write_json_atomic)
 from .spec import digest
 from .sources import Title
 from .verify import conformance_problems
@@ -226,7 +227,7 @@ def export(job, inputs, attempt=1):
             output_sha256 = sha256_file(temp)
             publish(temp, job.video_path)
         finally:
-            temp.unlink(missing_ok=True)
+            finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
         write_json_atomic(job.sidecar_path, build_sidecar(
             job, inputs, source_probe, output_probe, output_sha256, plan, started_at,
             now_utc(), attempt))

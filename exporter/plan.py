@@ -3,9 +3,9 @@
 from dataclasses import dataclass
 
 from .errors import SourceError
+from .probe import DEMUXER_WHITELIST, check_dimensions
 
 # Sources outside these bounds are refused before ffmpeg spends time on them.
-MAX_SOURCE_DIMENSION = 8192
 MIN_SOURCE_FPS, MAX_SOURCE_FPS = 1.0, 240.0
 
 
@@ -57,10 +57,7 @@ def output_duration(probe, spec):
 
 def check_source(probe):
     """Refuse sources no platform could take, with the reason."""
-    width, height = probe.width, probe.height
-    if not (0 < width <= MAX_SOURCE_DIMENSION and 0 < height <= MAX_SOURCE_DIMENSION):
-        raise SourceError(f"video is {width}x{height}; at most "
-                          f"{MAX_SOURCE_DIMENSION}x{MAX_SOURCE_DIMENSION} is accepted")
+    check_dimensions(probe.width, probe.height)
     if not MIN_SOURCE_FPS <= probe.fps <= MAX_SOURCE_FPS:
         raise SourceError(f"frame rate {probe.fps} fps is outside "
                           f"{MIN_SOURCE_FPS:g}-{MAX_SOURCE_FPS:g} fps")
@@ -108,7 +105,8 @@ def build_encode(ffmpeg, source, probe, spec, output, preset=None):
     duration, trimmed = output_duration(probe, spec)
     preset = preset or spec.video.get("preset", "medium")
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
-            "-protocol_whitelist", "file", "-i", str(source)]
+            "-protocol_whitelist", "file", "-format_whitelist", DEMUXER_WHITELIST,
+            "-i", str(source)]
     if probe.has_audio:
         audio_map = ["-map", "0:a:0"]
     elif spec.audio_required:

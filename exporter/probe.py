@@ -10,13 +10,12 @@ import av
 from .errors import SourceError
 
 # Demuxers of real media containers. Anything else (HLS or concat playlists saved as .mp4,
-# images, raw text) is refused before ffmpeg sees it: those demuxers open other files.
-ALLOWED_FORMATS = {
-    "mov,mp4,m4a,3gp,3g2,mj2",
-    "matroska,webm",
-    "avi",
-    "mpegts",
-}
+# images, raw text) is never opened: those demuxers read other files, which untrusted
+# media must not reach. Given to libav as format_whitelist, for the probe and for ffmpeg.
+ALLOWED_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts")
+DEMUXER_WHITELIST = ",".join(ALLOWED_FORMATS)
+MAX_DIMENSION = 8192
+OPEN_OPTIONS = {"format_whitelist": DEMUXER_WHITELIST, "protocol_whitelist": "file"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,13 @@ class Probe:
         return asdict(self)
 
 
+def check_dimensions(width, height):
+    """Refuse absurd frame sizes before decoding a frame of them."""
+    if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION):
+        raise SourceError(f"video is {width}x{height}; at most "
+                          f"{MAX_DIMENSION}x{MAX_DIMENSION} is accepted")
+
+
 def stream_duration(stream):
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -79,9 +85,10 @@ def probe(path):
     if size == 0:
         raise SourceError(f"{path.name} is empty (0 bytes)")
     try:
-        container = av.open(str(path), options={"protocol_whitelist": "file"})
+        container = av.open(str(path), options=OPEN_OPTIONS)
     except av.error.FFmpegError as exc:
-        raise SourceError(f"{path.name} is not a readable video: {exc.strerror or exc}") from None
+        raise SourceError(f"{path.name} is not a readable video (MP4/MOV, Matroska/WebM, AVI "
+                          f"or MPEG-TS): {exc.strerror or exc}") from None
     with container:
         if container.format.name not in ALLOWED_FORMATS:
             raise SourceError(f"{path.name} is a '{container.format.name}' file, "
@@ -90,6 +97,7 @@ def probe(path):
             kind = "audio-only" if container.streams.audio else "no streams"
             raise SourceError(f"{path.name} has no video stream ({kind})")
         video = container.streams.video[0]
+        check_dimensions(video.codec_context.width, video.codec_context.height)
         rate = video.average_rate or video.guessed_rate or video.base_rate
         fps = float(Fraction(rate)) if rate else 0.0
         duration = stream_duration(video)

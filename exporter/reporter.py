@@ -1,5 +1,6 @@
 """doit reporter: one line per failed export, and registry.json rewritten after every run."""
 
+import signal
 import sys
 
 from doit.exceptions import TaskFailed, UnmetDependency
@@ -20,6 +21,8 @@ class ExportReporter(ConsoleReporter):
         except LockHeld as held:
             sys.stderr.write(f"reelexport: refused: {held}\n")
             raise SystemExit(4) from None
+        # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     def add_failure(self, task, fail):
         # A group or the registry waiting on a failed export is not news: the export said it.

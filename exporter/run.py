@@ -47,20 +47,55 @@ def ffmpeg_version(ffmpeg):
 
 
 def run_ffmpeg(argv):
-    """Run ffmpeg; EncodeError with its stderr tail when it fails or is killed."""
-    result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, check=False)
-    if result.returncode != 0:
-        stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()
+    """Run ffmpeg; EncodeError with its stderr tail when it fails or is killed.
+
+    On Ctrl-C or SIGTERM, ffmpeg is killed and waited for before the interrupt goes on: an
+    ffmpeg left finishing its file could re-create the temporary after it was deleted.
+    """
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        _, stderr_bytes = process.communicate()
+    except BaseException:
+        finish_despite_interrupts(lambda: (process.kill(), process.wait()))
+        raise
+    if process.returncode != 0:
+        stderr = stderr_bytes.decode("utf-8", "replace").strip().splitlines()
         tail = "\n".join(stderr[-STDERR_TAIL_LINES:])
-        if result.returncode < 0:
-            number = -result.returncode
+        if interrupted(process.returncode, tail):
+            raise KeyboardInterrupt(f"ffmpeg stopped by {tail or 'a signal'}")
+        if process.returncode < 0:
+            number = -process.returncode
             cause = f"ffmpeg was killed by signal {number} ({signal.Signals(number).name})"
             raise EncodeError(cause, stderr_tail=tail, transient=True)
         last = stderr[-1] if stderr else "no message"
-        cause = f"ffmpeg failed (exit {result.returncode}): {last}"
+        cause = f"ffmpeg failed (exit {process.returncode}): {last}"
         raise EncodeError(cause, stderr_tail=tail,
                           transient=any(marker in tail for marker in IO_ERROR_MARKERS))
+
+
+def finish_despite_interrupts(cleanup):
+    """Run a short, idempotent cleanup to its end even if more interrupts arrive meanwhile
+    (Ctrl-C reaches a worker, then doit's SIGTERM follows); then re-raise the last one."""
+    pending = None
+    while True:
+        try:
+            cleanup()
+            break
+        except KeyboardInterrupt as interrupt:
+            pending = interrupt
+    if pending is not None:
+        raise pending
+
+
+def interrupted(returncode, stderr_tail):
+    """True when ffmpeg stopped because the user interrupted the run (Ctrl-C, kill).
+
+    That is not a failure of the export: it must not be recorded, retried or remembered.
+    """
+    if returncode < 0:
+        return -returncode in (signal.SIGINT, signal.SIGTERM)
+    return "received signal 2" in stderr_tail or "received signal 15" in stderr_tail
 
 
 def sha256_file(path, chunk_size=1 << 20):

@@ -36,6 +36,7 @@ def test_argv_is_a_list_with_the_spec_settings():
     argv = plan.argv
     assert argv[0] == "ffmpeg" and argv[-3:] == ["-f", "mp4", "out.tmp"]
     assert option(argv, "-protocol_whitelist") == "file"
+    assert option(argv, "-format_whitelist") == "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts"
     assert option(argv, "-i") == "in.mp4"
     assert option(argv, "-c:v") == "libx264" and option(argv, "-profile:v") == "high"
     assert option(argv, "-pix_fmt") == "yuv420p"

@@ -1,0 +1,283 @@
+"""Crashes, interrupts, a second writer, retries and hostile input, through real doit runs."""
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter.samples import make_audio_only, make_clip
+
+from conftest import (REPO, assert_conforms, doit_env, executed_tasks, leftovers, load_yaml,
+                      read_json, run_doit, small_platforms)
+
+
+def start_doit(*args, env=None, **popen):
+    """Start `doit ARGS` in its own process group, as a terminal would run it."""
+    doit = Path(sys.executable).parent / "doit"
+    return subprocess.Popen([str(doit), *map(str, args)], cwd=REPO, env=env or doit_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **popen)
+
+
+def wait_for(condition, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def temporaries(exports):
+    return list(Path(exports).rglob(".*.mp4.*.tmp"))
+
+
+def finished(exports):
+    """{video path: (sidecar finished_at, video mtime)} of exports that completed."""
+    result = {}
+    for sidecar_path in Path(exports).rglob("*.export.json"):
+        sidecar = read_json(sidecar_path)
+        video = sidecar_path.parent / sidecar["output"]["path"]
+        result[str(video)] = (sidecar["finished_at"], video.stat().st_mtime_ns)
+    return result
+
+
+@pytest.fixture
+def batch(library, tmp_path):
+    """Six 2-second titles for one full-size platform: long enough to interrupt mid-encode."""
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",),
+                                youtube={"video.width": 1080, "video.height": 1920})
+    for index in range(6):
+        library.add("women", "18-23", f"title-{index}", shape="two-seconds")
+    return library, platforms
+
+
+def check_all_exported(library, platforms):
+    spec = load_yaml(platforms / "youtube.yaml")
+    videos = sorted(library.exports.rglob("youtube.mp4"))
+    assert len(videos) == 6
+    for video in videos:
+        assert_conforms(video, spec, 2.0)
+    assert leftovers(library.exports) == []
+    registry = read_json(library.exports / "registry.json")
+    assert [row["status"] for row in registry["exports"]] == ["exported"] * 6
+
+
+def test_sigkill_mid_batch_loses_nothing_finished(batch):
+    library, platforms = batch
+    args = library.args(f"platforms_dir={platforms}")
+    run = start_doit("-n", "2", *args)
+    wait_for(lambda: finished(library.exports) and temporaries(library.exports))
+
+    # while it runs: a second run is refused at once, read-only commands work
+    second = run_doit(*args)
+    assert second.returncode == 4
+    assert f"{library.exports / '.lock'} is held by pid {run.pid}" in second.stderr
+    assert run_doit("list", "--status", *args).returncode == 0
+
+    os.killpg(run.pid, signal.SIGKILL)       # power loss: doit, its workers and ffmpeg
+    run.wait()
+    done_before = finished(library.exports)
+    spec = load_yaml(platforms / "youtube.yaml")
+    for video in done_before:
+        assert_conforms(video, spec, 2.0)     # whatever has a target's name is complete
+    assert len(done_before) < 6
+
+    rerun = run_doit("-n", "2", *args, check=0)   # the stale lock is taken over
+    after = finished(library.exports)
+    for video, stamp in done_before.items():
+        assert after[video] == stamp, f"{video} was encoded again"
+    assert len(after) == 6
+    check_all_exported(library, platforms)
+    # doit lost the finished tasks with its unsaved DB; they ran but did not encode
+    assert len(executed_tasks(rerun.stdout)) == 6
+
+
+def test_ctrl_c_mid_batch_then_resume(batch):
+    library, platforms = batch
+    args = library.args(f"platforms_dir={platforms}")
+    run = start_doit("-n", "2", *args)
+    wait_for(lambda: finished(library.exports) and temporaries(library.exports))
+    os.killpg(run.pid, signal.SIGINT)        # what Ctrl-C in a terminal sends
+    run.communicate(timeout=60)
+    assert run.returncode != 0
+    done_before = finished(library.exports)
+    assert 0 < len(done_before) < 6
+    assert temporaries(library.exports) == [], "an interrupted encode left its temporary"
+    assert not list(library.exports.rglob("*.error.json")), "an interrupt is not a failure"
+
+    rerun = run_doit("-n", "2", *args, check=0)
+    # doit saved its DB on SIGINT: only the unfinished exports run
+    assert len(executed_tasks(rerun.stdout)) == 6 - len(done_before)
+    after = finished(library.exports)
+    for video, stamp in done_before.items():
+        assert after[video] == stamp
+    check_all_exported(library, platforms)
+
+
+def limit_file_size():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+
+
+def test_transient_failure_is_retried_then_remembered(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    library.add("women", "18-23", "alpha")
+    args = library.args(f"platforms_dir={platforms}")
+    env = doit_env(REELEXPORT_ATTEMPTS="2", REELEXPORT_BACKOFF_S="0.1")
+    doit = Path(sys.executable).parent / "doit"
+    # a file-size limit, as a full disk would: ffmpeg dies of SIGXFSZ mid-write
+    limited = subprocess.run([str(doit), *args], cwd=REPO, env=env, capture_output=True,
+                             text=True, preexec_fn=limit_file_size, timeout=120)
+    assert limited.returncode != 0
+    assert ("FAILED youtube:alpha (women/18-23/alpha): ffmpeg was killed by signal 25 "
+            "(SIGXFSZ) after 2 attempts") in limited.stderr
+    error = read_json(library.exports / "women/18-23/alpha/youtube.error.json")
+    assert error["attempts"] == 2 and error["transient"] is True
+    assert not list(library.exports.rglob("*.mp4")) and leftovers(library.exports) == []
+
+    # unchanged inputs: not tried again, the cause is repeated
+    again = run_doit(*args)
+    assert again.returncode != 0
+    assert "ffmpeg was killed by signal 25 (SIGXFSZ) (unchanged since" in again.stderr
+    assert not list(library.exports.rglob("*.mp4"))
+
+    # the user asks: retry=failed
+    run_doit(*args, "retry=failed", check=0)
+    assert_conforms(library.exports / "women/18-23/alpha/youtube.mp4",
+                    load_yaml(platforms / "youtube.yaml"), 1.0)
+    assert not (library.exports / "women/18-23/alpha/youtube.error.json").exists()
+
+
+def test_a_bad_source_is_tried_again_only_when_it_changes(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    bad = library.add("women", "18-23", "bad")
+    good_clip = bad / "final.mp4"
+    kept = tmp_path / "good.mp4"
+    shutil.copy(good_clip, kept)
+    good_clip.write_text("not a video")
+    args = library.args(f"platforms_dir={platforms}")
+    assert run_doit(*args).returncode != 0
+    assert "unchanged since" in run_doit(*args).stderr
+    shutil.copy(kept, good_clip)              # the fix
+    fixed = run_doit(*args, check=0)
+    assert executed_tasks(fixed.stdout) == ["youtube:bad"]
+
+
+def test_bad_input_matrix_fails_each_alone(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    library.add("women", "18-23", "good")
+    clips = tmp_path / "clips"
+    cases = {
+        "empty": ("final.mp4 is empty (0 bytes)", lambda p: p.write_bytes(b"")),
+        "truncated": ("final.mp4 is not a readable video",
+                      lambda p: p.write_bytes(p.read_bytes()[:2000])),
+        "text": ("final.mp4 is not a readable video", lambda p: p.write_text("notes\n")),
+        "audio-only": ("final.mp4 has no video stream (audio-only)", make_audio_only),
+        "no-frames": ("final.mp4 is not a readable video", lambda p: make_empty_video(p)),
+        "huge-size": ("video is 16384x16; at most 8192x8192 is accepted",
+                      lambda p: make_clip(p, width=16384, height=16, seconds=0.2, fps=10,
+                                          audio=False, pattern="color=c=gray")),
+        "huge-fps": ("frame rate 1000.0 fps is outside 1-240 fps",
+                     lambda p: make_clip(p, width=64, height=64, seconds=0.1, fps=1000,
+                                         audio=False)),
+        "overlong": ("duration 2.00 s exceeds the youtube limit of 1 s",
+                     lambda p: make_clip(p, width=64, height=64, seconds=2, fps=30)),
+        "missing": ("final.mp4 is missing", lambda p: p.unlink()),
+        "hls": ("final.mp4 is not a readable video",
+                lambda p: p.write_text(playlist_to(clips / "secret.ts"))),
+        # concat's safe mode refuses absolute paths and '..', not a symlink beside the
+        # playlist: without the demuxer allow-list this would export the outside file.
+        "concat": ("final.mp4 is not a readable video", concat_through_symlink(clips)),
+    }
+    make_clip(clips / "secret.mp4", width=270, height=480, seconds=1)
+    subprocess.run([doit_ffmpeg(), "-y", "-loglevel", "error", "-i", str(clips / "secret.mp4"),
+                    "-c", "copy", "-f", "mpegts", str(clips / "secret.ts")], check=True)
+    for title, (_, make) in cases.items():
+        make(library.add("men", "18-23", title) / "final.mp4")
+    meta_cases = {
+        "no-metadata": ("metadata.json is missing", lambda p: p.unlink()),
+        "bad-metadata": ("metadata.json: title: 7 is not of type 'string'",
+                         lambda p: p.write_text('{"title": 7}')),
+        "latin1-metadata": ("metadata.json: not UTF-8 (byte 14)",
+                            lambda p: p.write_bytes(b'{"title": "caf\xe9"}')),
+    }
+    for title, (_, make) in meta_cases.items():
+        make(library.add("men", "24-30", title) / "metadata.json")
+    overlong_platforms = small_platforms(tmp_path / "platforms", names=("youtube",),
+                                         youtube={"limits.max_duration_s": 1})
+
+    result = run_doit("-n", "2", *library.args(f"platforms_dir={overlong_platforms}"))
+    assert result.returncode != 0
+    failures = [line for line in result.stderr.splitlines() if line.startswith("FAILED ")]
+    for title, (cause, _) in {**cases, **meta_cases}.items():
+        lines = [f for f in failures if f.startswith(f"FAILED youtube:{title} ")]
+        assert len(lines) == 1 and cause in lines[0], (title, lines, failures)
+    assert len(failures) == len(cases) + len(meta_cases)
+    assert sorted(p.parent.name for p in library.exports.rglob("*.mp4")) == ["good"]
+    assert leftovers(library.exports) == []
+
+
+def make_empty_video(path):
+    """A Matroska file with a video track header and not one frame."""
+    subprocess.run([doit_ffmpeg(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=s=64x64:d=1", "-frames:v", "0", "-c:v", "libx264",
+                    "-f", "matroska", str(path)], check=True)
+
+
+def concat_through_symlink(clips):
+    def make(path):
+        (path.parent / "peek.mp4").symlink_to(clips / "secret.mp4")
+        path.write_text("ffconcat version 1.0\nfile 'peek.mp4'\n")
+    return make
+
+
+def playlist_to(segment):
+    return ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n"
+            f"#EXTINF:1.0,\n{segment}\n#EXT-X-ENDLIST\n")
+
+
+def doit_ffmpeg():
+    from exporter.run import find_ffmpeg
+    return find_ffmpeg()
+
+
+def test_bad_directories_are_refused_alone(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    library.add("women", "18-23", "good")
+    library.add("women", "18-23", "my story")
+    library.add("women", "18-23", "bell\x07")
+    library.add("women", "18-23", "a..b")
+    library.add("women", "18-23", "twin")
+    library.add("men", "18-23", "twin")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (library.root / "women/18-23/escape").symlink_to(outside)
+    result = run_doit(*library.args(f"platforms_dir={platforms}"))
+    assert result.returncode != 0
+    problems = [line for line in result.stderr.splitlines() if "library: " in line]
+    assert len(problems) == 5, result.stderr
+    expected = ["'my story': invalid directory name", "'bell\\x07': invalid directory name",
+                "'a..b': invalid directory name", "escape: symlink points outside",
+                "duplicate title id 'twin'"]
+    for fragment in expected:
+        assert any(fragment in line for line in problems), (fragment, problems)
+    assert [p.parent.name for p in library.exports.rglob("*.mp4")] == ["good"]
+
+
+def test_an_unreadable_dep_db_is_rebuilt_from_sidecars(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    library.add("women", "18-23", "alpha")
+    args = library.args(f"platforms_dir={platforms}")
+    run_doit(*args, check=0)
+    before = finished(library.exports)
+    (library.exports / ".doit.db").write_bytes(b"this is not a database" * 100)
+    rerun = run_doit(*args, check=0)
+    assert "cannot be read" in rerun.stderr and "rebuilding state from the sidecars" in rerun.stderr
+    assert finished(library.exports) == before
+    assert list(library.exports.glob(".doit.db.unreadable-*"))
