@@ -6,6 +6,7 @@ one-line failure; nothing half-made is left under a target's name. Transient fai
 (ffmpeg killed by a signal, I/O errors) are retried with exponential backoff.
 """
 
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from doit.exceptions import TaskFailed
 
 from . import __version__
 from .errors import ConformanceError, EncodeError, ExportError, SourceError
+from .metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from .metadata import format_metadata, load_source_metadata
 from .plan import build_encode
 from .probe import moov_before_mdat, probe
@@ -88,6 +90,11 @@ def now_utc():
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def metadata_rules_key(spec):
+    """What the metadata files depend on besides metadata.json: the rules and the formatter."""
+    return digest({"rules": spec.metadata, "format_version": METADATA_FORMAT_VERSION})
+
+
 def sha256_or_none(path):
     return sha256_file(path) if path.exists() else None
 
@@ -98,7 +105,7 @@ def current_inputs(job):
         "source_sha256": sha256_or_none(job.title.source),
         "metadata_sha256": sha256_or_none(job.title.metadata),
         "encode_key": digest(job.encode_settings()),
-        "metadata_rules_key": digest(job.spec.metadata),
+        "metadata_rules_key": metadata_rules_key(job.spec),
     }
 
 
@@ -127,7 +134,7 @@ def identity(job):
 
 
 def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
-                  started_at, finished_at, attempt):
+                  started_at, finished_at, attempt, metadata_warnings):
     """The sidecar document: what was made, from what, how, and the probe of the result."""
     return {
         "schema_version": SIDECAR_VERSION,
@@ -145,6 +152,7 @@ def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
             "probe": output_probe.summary(),
         },
         "metadata_file": job.metadata_path.name,
+        "metadata_warnings": metadata_warnings,
         "source": {
             "path": str(job.title.source),
             "sha256": inputs["source_sha256"],
@@ -211,12 +219,13 @@ def export(job, inputs, attempt=1):
     started_at = now_utc()
     for target in job.targets:
         remove_stale_temps(target)
-    metadata_document = format_metadata(load_source_metadata(job.title.metadata), job.spec)
+    metadata_document, metadata_warnings = upload_metadata(job)
     if inputs["source_sha256"] is None:
         raise SourceError(f"{job.title.source.name} is missing")
     sidecar = read_json(job.sidecar_path)
     if video_is_current(job, inputs, sidecar):
-        write_json_atomic(job.sidecar_path, {**sidecar, "inputs": inputs})
+        write_json_atomic(job.sidecar_path, {**sidecar, "inputs": inputs,
+                                             "metadata_warnings": metadata_warnings})
     else:
         source_probe = probe(job.title.source)
         temp = temp_path_for(job.video_path)
@@ -230,9 +239,21 @@ def export(job, inputs, attempt=1):
             finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
         write_json_atomic(job.sidecar_path, build_sidecar(
             job, inputs, source_probe, output_probe, output_sha256, plan, started_at,
-            now_utc(), attempt))
+            now_utc(), attempt, metadata_warnings))
     write_json_atomic(job.metadata_path, metadata_document)
     job.error_path.unlink(missing_ok=True)
+
+
+def upload_metadata(job):
+    """The platform's metadata document and its warnings, each warning shown as it happens."""
+    source = load_source_metadata(job.title.metadata)
+    try:
+        document, warnings = format_metadata(source, job.spec)
+    except SourceError as error:
+        raise SourceError(f"{job.title.metadata.name}: {error}") from None
+    for warning in warnings:
+        sys.stderr.write(f"WARNING {job.task_name} ({job.title.key}): {warning}\n")
+    return document, warnings
 
 
 def failed_before(job, inputs):

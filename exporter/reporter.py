@@ -1,6 +1,5 @@
 """doit reporter: one line per failed export, and registry.json rewritten after every run."""
 
-import signal
 import sys
 
 from doit.exceptions import TaskFailed, UnmetDependency
@@ -15,6 +14,7 @@ class ExportReporter(ConsoleReporter):
     def initialize(self, tasks, selected_tasks):
         """Take the exports tree's lock before any task runs; refuse at once if it is held."""
         from .lock import LockHeld, acquire
+        from .run import stop_on_interrupt_once
         from .tasks import load_build
         try:
             self.lock_fd = acquire(load_build().settings.exports / ".lock")
@@ -22,7 +22,7 @@ class ExportReporter(ConsoleReporter):
             sys.stderr.write(f"reelexport: refused: {held}\n")
             raise SystemExit(4) from None
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        stop_on_interrupt_once()
 
     def add_failure(self, task, fail):
         # A group or the registry waiting on a failed export is not news: the export said it.
@@ -32,7 +32,9 @@ class ExportReporter(ConsoleReporter):
     def complete_run(self):
         """Called after doit has saved its DB, so the registry sees this run's results."""
         from .ledger import regenerate_registry
+        from .run import reap_workers
         from .tasks import load_build
+        reap_workers()
         for failure in self.failures:
             fail = failure["exception"]
             # TaskFailed carries our one-line cause; anything else is unexpected: show it all.

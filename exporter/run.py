@@ -7,11 +7,13 @@ same directory, after it is complete: a crash leaves a '.*.tmp' file, never a ta
 import functools
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import EncodeError
@@ -72,6 +74,38 @@ def run_ffmpeg(argv):
         cause = f"ffmpeg failed (exit {process.returncode}): {last}"
         raise EncodeError(cause, stderr_tail=tail,
                           transient=any(marker in tail for marker in IO_ERROR_MARKERS))
+
+
+def interrupt_once(signum, frame):
+    """Ctrl-C / SIGTERM handler: raise KeyboardInterrupt once, then ignore both signals.
+
+    An interrupt reaches doit, its workers and ffmpeg together, and doit then sends its
+    workers SIGTERM: a second interrupt landing inside a worker's cleanup would skip it
+    and leave ffmpeg finishing a temporary file. One interrupt per process is enough.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_on_interrupt_once():
+    """Install interrupt_once for SIGINT and SIGTERM (inherited by `doit -n` workers)."""
+    signal.signal(signal.SIGINT, interrupt_once)
+    signal.signal(signal.SIGTERM, interrupt_once)
+
+
+def reap_workers(grace_s=15.0):
+    """Wait for `doit -n` workers still cleaning up after an interrupt, then kill stragglers.
+
+    Python joins child processes at exit; a worker that never ends would hang the run
+    after Ctrl-C. A killed straggler can leave a temporary, which the next run removes.
+    """
+    deadline = time.monotonic() + grace_s
+    for child in multiprocessing.active_children():
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+            child.join()
 
 
 def finish_despite_interrupts(cleanup):

@@ -11,7 +11,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
 
 from .errors import LibraryError, SpecError
-from .export import ExportJob, RetryPolicy, export_action
+from .export import ExportJob, RetryPolicy, export_action, metadata_rules_key
 from .ledger import set_aside_unreadable_db
 from .run import find_ffmpeg
 from .settings import resolve_settings
@@ -87,7 +87,7 @@ def library_task(problems):
 
 def up_to_date_config(job):
     """The values whose change (not the files' mtimes) makes an export stale."""
-    return {"encode": job.encode_settings(), "metadata_rules": job.spec.metadata}
+    return {"encode": job.encode_settings(), "metadata_rules": metadata_rules_key(job.spec)}
 
 
 def export_task(job):

@@ -1,4 +1,4 @@
-"""Source metadata loading and plain formatting (no ffmpeg)."""
+"""Source metadata loading and formatting for the shipped platforms (no ffmpeg)."""
 
 import json
 
@@ -43,15 +43,37 @@ def test_unknown_keys_are_allowed(tmp_path):
     assert load_source_metadata(write(tmp_path, json.dumps(document))) == document
 
 
-def test_plain_formatting_with_overrides_and_required_hashtag():
+def test_formatting_with_overrides_and_required_hashtag():
     source = {"title": " My story ", "description": "About it.",
               "hashtags": ["#Summer Vibes", "fun", ""],
               "platforms": {"youtube": {"title": "My story for YouTube"}}}
-    youtube = format_metadata(source, SPECS["youtube"])
+    youtube, youtube_warnings = format_metadata(source, SPECS["youtube"])
     assert youtube["title"] == "My story for YouTube"
     assert youtube["hashtags"] == ["SummerVibes", "fun", "Shorts"]
-    assert youtube["caption"] == "My story for YouTube\n\nAbout it.\n\n#SummerVibes #fun #Shorts"
-    tiktok = format_metadata(source, SPECS["tiktok"])
+    # YouTube posts the title as its own field: the caption is the video description
+    assert youtube["caption"] == "About it.\n\n#SummerVibes #fun #Shorts"
+    assert youtube["tags"] == ["SummerVibes", "fun", "Shorts"]
+    assert youtube_warnings == ["hashtag '' dropped: nothing in it a hashtag can hold"]
+    tiktok, _ = format_metadata(source, SPECS["tiktok"])
     assert tiktok["title"] == "My story" and "Shorts" not in tiktok["hashtags"]
+    assert tiktok["caption"] == "My story\n\nAbout it.\n\n#SummerVibes #fun"
     for document in (youtube, tiktok):
+        jsonschema.validate(document, load_schema("platform-metadata"))
+
+
+def test_unknown_keys_and_per_platform_overrides_are_validated(tmp_path):
+    document = {"title": "t", "platforms": {"tiktok": {"hashtags": "fun", "extra": 1}}}
+    with pytest.raises(SourceError, match="metadata.json: platforms.tiktok.hashtags: 'fun' "
+                                          "is not of type 'array'"):
+        load_source_metadata(write(tmp_path, json.dumps(document)))
+    document["platforms"]["tiktok"]["hashtags"] = ["fun"]
+    assert load_source_metadata(write(tmp_path, json.dumps(document))) == document
+
+
+def test_sample_metadata_is_accepted_and_unchanged_by_every_platform():
+    source = {"title": "Sunset, vertical", "description": "A vertical render with sound.",
+              "hashtags": ["sunset", "#Golden Hour"], "language": "en"}
+    for spec in SPECS.values():
+        document, warnings = format_metadata(source, spec)
+        assert warnings == [] and document["language"] == "en"
         jsonschema.validate(document, load_schema("platform-metadata"))

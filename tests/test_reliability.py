@@ -34,6 +34,15 @@ def wait_for(condition, timeout=90):
     raise AssertionError("condition not reached in time")
 
 
+def group_gone(pgid):
+    """True when no process of the group is left (doit's workers may outlive doit briefly)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def temporaries(exports):
     return list(Path(exports).rglob(".*.mp4.*.tmp"))
 
@@ -83,6 +92,7 @@ def test_sigkill_mid_batch_loses_nothing_finished(batch):
 
     os.killpg(run.pid, signal.SIGKILL)       # power loss: doit, its workers and ffmpeg
     run.wait()
+    wait_for(lambda: group_gone(run.pid), timeout=30)
     done_before = finished(library.exports)
     spec = load_yaml(platforms / "youtube.yaml")
     for video in done_before:
@@ -107,6 +117,7 @@ def test_ctrl_c_mid_batch_then_resume(batch):
     os.killpg(run.pid, signal.SIGINT)        # what Ctrl-C in a terminal sends
     run.communicate(timeout=60)
     assert run.returncode != 0
+    wait_for(lambda: group_gone(run.pid), timeout=30)
     done_before = finished(library.exports)
     assert 0 < len(done_before) < 6
     assert temporaries(library.exports) == [], "an interrupted encode left its temporary"
