@@ -18,8 +18,8 @@ from . import __version__
 from .errors import ConformanceError, EncodeError, ExportError, SourceError
 from .metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from .metadata import format_metadata, load_source_metadata
-from .plan import build_encode
-from .probe import moov_before_mdat, probe
+from .plan import COVER_QUALITIES, build_encode, build_still, cover_input, poster_size
+from .probe import image_size, moov_before_mdat, probe
 from .run import (ffmpeg_version, finish_despite_interrupts, publish, read_json,
                   remove_stale_temps, run_ffmpeg, sha256_file, temp_path_for,
                   write_json_atomic)
@@ -28,6 +28,10 @@ from .sources import Title
 from .verify import conformance_problems
 
 SIDECAR_VERSION = 1
+# Covers and posters show the frame at this fraction of the duration (past fade-ins).
+FRAME_AT = 0.25
+# Bump when a code change alters the cover or poster images.
+IMAGES_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,17 @@ class ExportJob:
         return self.out_dir / f"{self.spec.name}.error.json"
 
     @property
+    def cover_path(self):
+        return self.out_dir / f"{self.spec.name}.cover.jpg"
+
+    @property
+    def poster_path(self):
+        return self.out_dir / f"{self.spec.name}.poster.jpg"
+
+    @property
     def targets(self):
-        return [self.video_path, self.metadata_path, self.sidecar_path]
+        return [self.video_path, self.metadata_path, self.sidecar_path, self.cover_path,
+                self.poster_path]
 
     def encode_settings(self):
         """What the encoded bytes depend on (besides the source): doit's config_changed value."""
@@ -223,25 +236,83 @@ def export(job, inputs, attempt=1):
     if inputs["source_sha256"] is None:
         raise SourceError(f"{job.title.source.name} is missing")
     sidecar = read_json(job.sidecar_path)
-    if video_is_current(job, inputs, sidecar):
-        write_json_atomic(job.sidecar_path, {**sidecar, "inputs": inputs,
-                                             "metadata_warnings": metadata_warnings})
-    else:
-        source_probe = probe(job.title.source)
-        temp = temp_path_for(job.video_path)
-        plan = build_encode(job.ffmpeg, job.title.source, source_probe, job.spec, temp,
-                            job.preset)
-        try:
-            output_probe = encode_verified(job, plan, temp)
-            output_sha256 = sha256_file(temp)
-            publish(temp, job.video_path)
-        finally:
-            finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
-        write_json_atomic(job.sidecar_path, build_sidecar(
-            job, inputs, source_probe, output_probe, output_sha256, plan, started_at,
-            now_utc(), attempt, metadata_warnings))
+    if not video_is_current(job, inputs, sidecar):
+        sidecar = encode_video(job, inputs, started_at, attempt)
+    images = {"cover": make_cover(job, inputs, sidecar),
+              "poster": make_poster(job, sidecar)}
+    write_json_atomic(job.sidecar_path, {**sidecar, **images, "inputs": inputs,
+                                         "metadata_warnings": metadata_warnings})
     write_json_atomic(job.metadata_path, metadata_document)
     job.error_path.unlink(missing_ok=True)
+
+
+def encode_video(job, inputs, started_at, attempt):
+    """Encode, verify and publish the video; returns its sidecar (not yet written)."""
+    source_probe = probe(job.title.source)
+    temp = temp_path_for(job.video_path)
+    plan = build_encode(job.ffmpeg, job.title.source, source_probe, job.spec, temp, job.preset)
+    try:
+        output_probe = encode_verified(job, plan, temp)
+        output_sha256 = sha256_file(temp)
+        publish(temp, job.video_path)
+    finally:
+        finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
+    return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
+                         started_at, now_utc(), attempt, [])
+
+
+def image_is_current(record, key, path):
+    """True when the image exists, is intact, and was made from exactly `key`."""
+    return (bool(record) and record.get("key") == key and path.exists()
+            and sha256_file(path) == record["sha256"])
+
+
+def make_still(job, input_args, fit, size, max_bytes, path):
+    """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record."""
+    temp = temp_path_for(path)
+    try:
+        for quality in COVER_QUALITIES:
+            run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp, quality))
+            if max_bytes is None or temp.stat().st_size <= max_bytes:
+                break
+        else:
+            raise ConformanceError(f"{path.name} cannot be made under {max_bytes} bytes")
+        if image_size(temp) != size:
+            raise ConformanceError(f"{path.name} is {image_size(temp)}, expected {size}")
+        record = {"path": path.name, "width": size[0], "height": size[1],
+                  "size_bytes": temp.stat().st_size, "sha256": sha256_file(temp)}
+        publish(temp, path)
+    finally:
+        finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
+    return record
+
+
+def make_cover(job, inputs, sidecar):
+    """The platform's cover: the render's thumbnail.jpg when present, else a source frame."""
+    thumbnail = job.title.thumbnail if job.title.thumbnail.exists() else None
+    origin = (sha256_file(thumbnail) if thumbnail else inputs["source_sha256"])
+    cover = job.spec.cover
+    key = digest({"from": origin, "cover": cover, "ffmpeg": ffmpeg_version(job.ffmpeg),
+                  "version": IMAGES_VERSION})
+    if image_is_current(sidecar.get("cover"), key, job.cover_path):
+        return sidecar["cover"]
+    seek = sidecar["source"]["probe"]["duration_s"] * FRAME_AT
+    record = make_still(job, cover_input(thumbnail, job.title.source, seek), cover["fit"],
+                        (cover["width"], cover["height"]), cover["max_bytes"], job.cover_path)
+    origin_text = thumbnail.name if thumbnail else f"{job.title.source.name} at {seek:.2f} s"
+    return {**record, "key": key, "from": origin_text}
+
+
+def make_poster(job, sidecar):
+    """A small frame of the export itself, for the gallery."""
+    key = digest({"video": sidecar["output"]["sha256"], "version": IMAGES_VERSION,
+                  "ffmpeg": ffmpeg_version(job.ffmpeg)})
+    if image_is_current(sidecar.get("poster"), key, job.poster_path):
+        return sidecar["poster"]
+    seek = sidecar["output"]["duration_s"] * FRAME_AT
+    record = make_still(job, cover_input(None, job.video_path, seek), "crop",
+                        poster_size(job.spec.video), None, job.poster_path)
+    return {**record, "key": key}
 
 
 def upload_metadata(job):

@@ -125,3 +125,31 @@ def build_encode(ffmpeg, source, probe, spec, output, preset=None):
              "-fs", str(spec.limits["max_size_bytes"]),
              "-f", "mp4", str(output)]
     return EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed)
+
+
+# JPEG quality steps (ffmpeg -q:v, 2 = best) tried until a cover fits its byte limit.
+COVER_QUALITIES = (2, 4, 6, 9, 13, 18, 24, 31)
+POSTER_WIDTH = 270
+
+
+def cover_input(image, video, seek_s):
+    """Input arguments for a cover: the render's thumbnail.jpg, else one frame of the video."""
+    if image is not None:
+        return ["-f", "image2", "-pattern_type", "none", "-i", str(image)]
+    return ["-protocol_whitelist", "file", "-format_whitelist", DEMUXER_WHITELIST,
+            "-ss", f"{seek_s:.3f}", "-i", str(video)]
+
+
+def build_still(ffmpeg, input_args, fit, width, height, output, quality):
+    """argv writing one JPEG of exactly width x height from the first frame of the input."""
+    graph = fit_filter(fit, width, height) + ";[fit]format=yuvj420p[v]"
+    return [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *input_args,
+            "-filter_complex", graph, "-map", "[v]", "-frames:v", "1",
+            "-map_metadata", "-1", "-c:v", "mjpeg", "-q:v", str(quality),
+            "-f", "image2", "-update", "1", str(output)]
+
+
+def poster_size(video):
+    """A small frame for the gallery, in the export's own aspect ratio (even height)."""
+    height = round(POSTER_WIDTH * video["height"] / video["width"] / 2) * 2
+    return POSTER_WIDTH, height

@@ -156,3 +156,10 @@ def moov_before_mdat(path):
     """True when the index (moov) precedes the media data: playback can start while downloading."""
     boxes = top_level_boxes(path)
     return "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat")
+
+
+def image_size(path):
+    """(width, height) of an image this tool wrote (a cover or poster JPEG)."""
+    with av.open(str(path), format="image2") as container:
+        codec = container.streams.video[0].codec_context
+        return codec.width, codec.height

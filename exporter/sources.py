@@ -34,6 +34,10 @@ class Title:
     def metadata(self):
         return self.directory / METADATA_NAME
 
+    @property
+    def thumbnail(self):
+        return self.directory / THUMBNAIL_NAME
+
     def export_dir(self, exports_root):
         return Path(exports_root) / self.segment / self.age / self.title_id
 

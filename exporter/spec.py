@@ -47,6 +47,7 @@ class Spec:
     fit: str
     container: dict
     metadata: dict
+    cover: dict
     path: Path
 
     @property
@@ -119,7 +120,8 @@ def load_spec(path):
         limits=doc["limits"],
         fit=doc["fit"],
         container=doc["container"],
-        metadata=doc.get("metadata", {}),
+        metadata=doc["metadata"],
+        cover={"fit": doc["fit"], **doc["cover"]},
         path=path,
     )
 

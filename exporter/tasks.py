@@ -98,7 +98,8 @@ def export_task(job):
         "name": title.title_id,
         "doc": f"{job.spec.display_name} export of {title.key}",
         "actions": [(export_action, [job])],
-        "file_dep": [str(p) for p in (title.source, title.metadata) if p.exists()],
+        "file_dep": [str(p) for p in (title.source, title.metadata, title.thumbnail)
+                     if p.exists()],
         "targets": [str(p) for p in job.targets],
         "uptodate": [config_changed(up_to_date_config(job))],
         "clean": [(clean_export, [job])],

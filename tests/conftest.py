@@ -65,6 +65,13 @@ def media_facts(path):
     return facts
 
 
+def image_facts(path):
+    """Format and size of an image, from MediaInfo."""
+    image = MediaInfo.parse(str(path)).image_tracks[0]
+    return {"format": image.format, "width": image.width, "height": image.height,
+            "size_bytes": Path(path).stat().st_size}
+
+
 def assert_conforms(path, spec_document, expected_duration_s):
     """Check an output against its platform spec with the independent probe."""
     facts = media_facts(path)

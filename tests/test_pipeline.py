@@ -14,8 +14,8 @@ import pytest
 from exporter.samples import make_audio_only, make_clip
 from exporter.spec import load_schema
 
-from conftest import (assert_conforms, executed_tasks, leftovers, load_yaml, read_json,
-                      run_doit, small_platforms)
+from conftest import (assert_conforms, executed_tasks, image_facts, leftovers, load_yaml,
+                      read_json, run_doit, small_platforms)
 
 
 @pytest.fixture
@@ -30,6 +30,10 @@ def args_for(library, platforms, *extra):
 def mtimes(exports):
     return {str(p.relative_to(exports)): p.stat().st_mtime_ns
             for p in exports.rglob("*.mp4")}
+
+
+def covers(exports):
+    return {str(p.relative_to(exports)): p.stat().st_mtime_ns for p in exports.rglob("*.jpg")}
 
 
 def test_changes_redo_exactly_the_affected_exports(library, platforms):
@@ -67,14 +71,46 @@ def test_changes_redo_exactly_the_affected_exports(library, platforms):
 def test_metadata_rule_change_rewrites_metadata_without_reencoding(library, platforms):
     library.add("women", "18-23", "alpha")
     run_doit(*args_for(library, platforms, "platforms=youtube"), check=0)
-    before = mtimes(library.exports)
+    before, covers_before = mtimes(library.exports), covers(library.exports)
     small_platforms(platforms, names=("youtube",),
                     youtube={"metadata.required_hashtags": ["Shorts", "Extra"]})
     rerun = run_doit(*args_for(library, platforms, "platforms=youtube"), check=0)
     assert executed_tasks(rerun.stdout) == ["youtube:alpha"]
     assert mtimes(library.exports) == before, "the video must not be encoded again"
+    assert covers(library.exports) == covers_before
     assert "Extra" in read_json(library.exports /
                                 "women/18-23/alpha/metadata_youtube.json")["hashtags"]
+
+
+def test_thumbnail_makes_the_cover_and_only_covers_follow_it(library, platforms, tmp_path):
+    title = library.add("women", "18-23", "alpha")
+    make_clip(tmp_path / "frame.mp4", width=640, height=360, seconds=1, pattern="color=c=red")
+    from exporter.run import find_ffmpeg, run_ffmpeg
+    run_ffmpeg([find_ffmpeg(), "-loglevel", "error", "-i", str(tmp_path / "frame.mp4"),
+                "-frames:v", "1", "-update", "1", str(title / "thumbnail.jpg")])
+    args = args_for(library, platforms, "platforms=youtube")
+    run_doit(*args, check=0)
+    out = library.exports / "women/18-23/alpha"
+    sidecar = read_json(out / "youtube.export.json")
+    assert sidecar["cover"]["from"] == "thumbnail.jpg"
+    cover = image_facts(out / "youtube.cover.jpg")
+    assert (cover["format"], cover["width"], cover["height"]) == ("JPEG", 1280, 720)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    # a new thumbnail: the cover is made again, the video and poster are not
+    run_ffmpeg([find_ffmpeg(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                "color=c=blue:s=320x180", "-frames:v", "1", "-update", "1",
+                str(title / "thumbnail.jpg")])
+    rerun = run_doit(*args, check=0)
+    assert executed_tasks(rerun.stdout) == ["youtube:alpha"]
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    changed = sorted(name for name in after if after[name] != before.get(name))
+    assert changed == ["youtube.cover.jpg", "youtube.export.json"]
+
+    # no thumbnail: a frame of the source
+    (title / "thumbnail.jpg").unlink()
+    run_doit(*args, check=0)
+    assert read_json(out / "youtube.export.json")["cover"]["from"] == "final.mp4 at 0.25 s"
 
 
 def test_selection_vars_choose_the_generated_tasks(library, platforms):

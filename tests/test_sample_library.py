@@ -13,7 +13,8 @@ import pytest
 from exporter.spec import load_schema
 
 from conftest import (BOOKKEEPING, REPO, SHIPPED_PLATFORMS, assert_conforms, doit_env,
-                      executed_tasks, leftovers, load_yaml, media_facts, read_json, run_doit)
+                      executed_tasks, image_facts, leftovers, load_yaml, media_facts, read_json,
+                      run_doit)
 
 EXAMPLES = REPO / "examples" / "renders"
 PLATFORMS = ("facebook", "instagram", "tiktok", "youtube")
@@ -61,6 +62,13 @@ def test_sidecars_metadata_and_registry_are_valid(sample):
         assert sidecar["encode"]["mode"] == "encode"
         jsonschema.validate(read_json(path.parent / sidecar["metadata_file"]),
                             load_schema("platform-metadata"))
+        cover_spec = load_yaml(SHIPPED_PLATFORMS / f"{sidecar['platform']}.yaml")["cover"]
+        cover = image_facts(path.parent / sidecar["cover"]["path"])
+        assert cover["format"] == "JPEG"
+        assert (cover["width"], cover["height"]) == (cover_spec["width"], cover_spec["height"])
+        assert cover["size_bytes"] <= cover_spec["max_bytes"]
+        poster = image_facts(path.parent / sidecar["poster"]["path"])
+        assert (poster["format"], poster["width"], poster["height"]) == ("JPEG", 270, 480)
     registry = read_json(exports / "registry.json")
     jsonschema.validate(registry, load_schema("registry"))
     assert {row["status"] for row in registry["exports"]} == {"exported"}
