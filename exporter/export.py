@@ -18,7 +18,8 @@ from . import __version__
 from .errors import ConformanceError, EncodeError, ExportError, SourceError
 from .metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from .metadata import format_metadata, load_source_metadata
-from .plan import COVER_QUALITIES, build_encode, build_still, cover_input, poster_size
+from .plan import COVER_QUALITIES, build_plan, build_still, cover_input, poster_size
+from .shared import SharedCache, share_key
 from .probe import image_size, moov_before_mdat, probe
 from .run import (ffmpeg_version, finish_despite_interrupts, publish, read_json,
                   remove_stale_temps, run_ffmpeg, sha256_file, temp_path_for,
@@ -28,6 +29,8 @@ from .sources import Title
 from .verify import conformance_problems
 
 SIDECAR_VERSION = 1
+# Stands for the output file in a plan's argv until the cache decides where it goes.
+PLAN_OUTPUT = "{output}"
 # Covers and posters show the frame at this fraction of the duration (past fade-ins).
 FRAME_AT = 0.25
 # Bump when a code change alters the cover or poster images.
@@ -147,7 +150,8 @@ def identity(job):
 
 
 def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
-                  started_at, finished_at, attempt, metadata_warnings):
+                  started_at, finished_at, attempt, metadata_warnings, mode, shared_key,
+                  cache_record):
     """The sidecar document: what was made, from what, how, and the probe of the result."""
     return {
         "schema_version": SIDECAR_VERSION,
@@ -173,12 +177,14 @@ def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
         },
         "spec": {"file": str(job.spec.path), "sha256": sha256_file(job.spec.path)},
         "encode": {
-            "mode": "encode",
+            "mode": mode,
             "key": inputs["encode_key"],
+            "shared_key": shared_key,
+            "made_by": cache_record["made_by"],
             "settings": job.encode_settings(),
             "trimmed": plan.trimmed,
             "ffmpeg": job.ffmpeg,
-            "argv": plan.argv,
+            "argv": cache_record["argv"],
             "tool_version": __version__,
         },
         "inputs": inputs,
@@ -215,16 +221,28 @@ def is_transient(error):
     return isinstance(error, OSError)
 
 
-def encode_verified(job, plan, temp):
-    """Run the plan into `temp` and check the result; ConformanceError if it misses the spec."""
-    run_ffmpeg(plan.argv)
-    if not temp.exists():
-        raise EncodeError("ffmpeg exited without writing an output")
-    result = probe(temp)
-    problems = conformance_problems(result, job.spec, plan.duration_s, moov_before_mdat(temp))
+def verified_probe(job, path, plan):
+    """Probe `path` and check it against this export's spec; ConformanceError if it misses."""
+    result = probe(path)
+    problems = conformance_problems(result, job.spec, plan.duration_s, moov_before_mdat(path))
     if problems:
         raise ConformanceError("output does not conform: " + "; ".join(problems))
     return result
+
+
+def encode_into_cache(job, plan, cache, key):
+    """Run the plan into the shared cache under `key`, verified against this spec."""
+    temp = temp_path_for(cache.video(key))
+    argv = [temp if arg == PLAN_OUTPUT else arg for arg in plan.argv]
+    try:
+        run_ffmpeg([str(arg) for arg in argv])
+        if not temp.exists():
+            raise EncodeError("ffmpeg exited without writing an output")
+        verified_probe(job, temp, plan)
+        cache.store(key, temp, {"argv": [str(arg) for arg in argv], "mode": plan.mode,
+                                "made_by": job.task_name})
+    finally:
+        finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
 
 
 def export(job, inputs, attempt=1):
@@ -247,18 +265,30 @@ def export(job, inputs, attempt=1):
 
 
 def encode_video(job, inputs, started_at, attempt):
-    """Encode, verify and publish the video; returns its sidecar (not yet written)."""
+    """Make the video (encode, remux, or link a shared encode), verify and publish it.
+
+    Returns its sidecar (not yet written).
+    """
     source_probe = probe(job.title.source)
-    temp = temp_path_for(job.video_path)
-    plan = build_encode(job.ffmpeg, job.title.source, source_probe, job.spec, temp, job.preset)
+    plan = build_plan(job.ffmpeg, job.title.source, source_probe, job.spec, PLAN_OUTPUT,
+                      job.preset)
+    cache = SharedCache(job.exports_root)
+    key = share_key(inputs["source_sha256"], plan, job.encode_settings())
+    with cache.locked(key):
+        mode = "shared" if cache.has(key) else plan.mode
+        if mode != "shared":
+            encode_into_cache(job, plan, cache, key)
+        record = cache.record(key)
+        temp = cache.link_to(key, temp_path_for(job.video_path))
     try:
-        output_probe = encode_verified(job, plan, temp)
+        output_probe = verified_probe(job, temp, plan)
         output_sha256 = sha256_file(temp)
         publish(temp, job.video_path)
     finally:
         finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
     return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
-                         started_at, now_utc(), attempt, [])
+                         started_at, now_utc(), attempt, [], mode=mode, shared_key=key,
+                         cache_record=record)
 
 
 def image_is_current(record, key, path):

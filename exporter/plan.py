@@ -1,9 +1,10 @@
 """(source probe, spec) -> ffmpeg argv. Pure: no files touched, no processes started."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import SourceError
 from .probe import DEMUXER_WHITELIST, check_dimensions
+from .verify import MP4_FORMAT, conformance_problems
 
 # Sources outside these bounds are refused before ffmpeg spends time on them.
 MIN_SOURCE_FPS, MAX_SOURCE_FPS = 1.0, 240.0
@@ -14,6 +15,7 @@ class EncodePlan:
     argv: list
     duration_s: float     # the duration the output must have
     trimmed: bool         # True when an over-long source was cut to the limit
+    mode: str = "encode"  # or "remux": stream copy of a source that already conforms
 
 
 def fit_filter(fit, width, height):
@@ -93,6 +95,35 @@ def silence_input(spec):
     layout = "stereo" if spec.audio["channels"] == 2 else "mono"
     return ["-f", "lavfi", "-i",
             f"anullsrc=channel_layout={layout}:sample_rate={spec.audio['sample_rate']}"]
+
+
+def remux_problems(probe, spec):
+    """Why the source's streams cannot be copied as they are (empty: they can).
+
+    The source must already be what the conformance check asks of an export; only the
+    container is rewritten (to MP4 with faststart, metadata stripped).
+    """
+    as_remuxed = replace(probe, format_name=MP4_FORMAT)
+    return conformance_problems(as_remuxed, spec, probe.duration_s, faststart=True)
+
+
+def build_remux(ffmpeg, source, probe, spec, output):
+    """argv copying the first video and audio streams into a faststart MP4."""
+    check_source(probe)
+    return EncodePlan(
+        argv=[ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+              "-protocol_whitelist", "file", "-format_whitelist", DEMUXER_WHITELIST,
+              "-i", str(source), "-map", "0:v:0", "-map", "0:a:0", "-c", "copy",
+              "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact",
+              "-movflags", "+faststart", "-f", "mp4", str(output)],
+        duration_s=probe.duration_s, trimmed=False, mode="remux")
+
+
+def build_plan(ffmpeg, source, probe, spec, output, preset=None):
+    """Remux when the source already conforms to `spec`, else encode."""
+    if not remux_problems(probe, spec):
+        return build_remux(ffmpeg, source, probe, spec, output)
+    return build_encode(ffmpeg, source, probe, spec, output, preset)
 
 
 def build_encode(ffmpeg, source, probe, spec, output, preset=None):

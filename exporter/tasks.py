@@ -14,6 +14,7 @@ from .errors import LibraryError, SpecError
 from .export import ExportJob, RetryPolicy, export_action, metadata_rules_key
 from .ledger import set_aside_unreadable_db
 from .run import find_ffmpeg
+from .shared import SharedCache
 from .settings import resolve_settings
 from .sources import describe_library, discover, select
 from .spec import load_specs, select_specs
@@ -139,8 +140,10 @@ def task_exports():
            "doc": "run the selected exports; registry.json is rewritten after every run",
            # doit cleans dependants before their dependencies, so the registry cannot be
            # regenerated here; removing it means no view is ever wrong. The next run rewrites it.
-           "clean": [(remove_registry, [build.settings.registry_file])]}
+           "clean": [(clean_run_state, [build.settings])]}
 
 
-def remove_registry(path):
-    path.unlink(missing_ok=True)
+def clean_run_state(settings):
+    """`doit clean`: the registry (rewritten by the next run) and the shared-encode cache."""
+    settings.registry_file.unlink(missing_ok=True)
+    SharedCache(settings.exports).clear()

@@ -91,8 +91,14 @@ def assert_conforms(path, spec_document, expected_duration_s):
     return facts
 
 
-# Files of the exports root that are not exports: doit's DB and the one-writer lock.
-BOOKKEEPING = (".doit.db", ".lock")
+# Files of the exports root that are not exports: doit's DB, the one-writer lock and the
+# shared-encode cache.
+BOOKKEEPING = (".doit.db", ".lock", ".shared")
+
+
+def exported_videos(exports):
+    """The {platform}.mp4 files of the exports tree (not the shared-encode cache)."""
+    return sorted(p for p in Path(exports).rglob("*.mp4") if ".shared" not in p.parts)
 
 
 def leftovers(exports):

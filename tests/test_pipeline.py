@@ -14,8 +14,8 @@ import pytest
 from exporter.samples import make_audio_only, make_clip
 from exporter.spec import load_schema
 
-from conftest import (assert_conforms, executed_tasks, image_facts, leftovers, load_yaml,
-                      read_json, run_doit, small_platforms)
+from conftest import (assert_conforms, executed_tasks, exported_videos, image_facts,
+                      leftovers, load_yaml, read_json, run_doit, small_platforms)
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def args_for(library, platforms, *extra):
 
 def mtimes(exports):
     return {str(p.relative_to(exports)): p.stat().st_mtime_ns
-            for p in exports.rglob("*.mp4")}
+            for p in exported_videos(exports)}
 
 
 def covers(exports):
@@ -155,7 +155,7 @@ def test_an_invalid_platform_spec_stops_before_any_encode(library, platforms):
     result = run_doit(*args_for(library, platforms))
     assert result.returncode != 0
     assert "tiktok.yaml: video.bitrate: 'fast' is not of type 'integer'" in result.stderr
-    assert not list(library.exports.rglob("*.mp4"))
+    assert not list(exported_videos(library.exports))
 
 
 def test_bad_sources_fail_alone_with_one_clear_line(library, platforms):
@@ -187,7 +187,7 @@ def test_bad_sources_fail_alone_with_one_clear_line(library, platforms):
         error = read_json(next(library.exports.rglob(f"{title}/youtube.error.json")))
         jsonschema.validate(error, load_schema("error"))
     assert (library.exports / "women/18-23/good/youtube.mp4").exists()
-    videos = sorted(p.parent.name for p in library.exports.rglob("*.mp4"))
+    videos = sorted(p.parent.name for p in exported_videos(library.exports))
     assert videos == ["good"]
     assert leftovers(library.exports) == []
     registry = read_json(library.exports / "registry.json")
@@ -278,7 +278,7 @@ def test_clean_forget_and_resume_without_reencoding(library, platforms):
 
     run_doit("clean", *args_for(library, platforms), check=0)
     assert not [p for p in library.exports.rglob("*") if p.is_file()
-                and p.name not in (".doit.db", ".lock", "registry.json")]
+                and p.name not in (".doit.db", ".lock", "registry.json", "index.html")]
     status = run_doit("list", "--all", "--status", *args_for(library, platforms), check=0)
     assert "R youtube:alpha" in status.stdout
 
@@ -295,7 +295,59 @@ def test_output_of_a_failed_conformance_check_is_not_kept(library, tmp_path):
     result = run_doit(*args_for(library, platforms))
     assert result.returncode != 0
     assert "output does not conform: video bitrate is" in result.stderr
-    assert not list(library.exports.rglob("*.mp4"))
+    assert not list(exported_videos(library.exports))
     assert leftovers(library.exports) == []
     error = json.loads((library.exports / "women/18-23/flat/youtube.error.json").read_text())
     assert error["error_type"] == "ConformanceError"
+
+
+ALL_FOUR = ("youtube", "tiktok", "instagram", "facebook")
+
+
+def modes(exports, title):
+    return {p.name.split(".")[0]: read_json(p)["encode"]["mode"]
+            for p in (exports / title).glob("*.export.json")}
+
+
+def test_four_platforms_run_exactly_two_encodes(library, tmp_path):
+    platforms = small_platforms(tmp_path / "four", names=ALL_FOUR)
+    library.add("women", "18-23", "alpha")
+    library.add("women", "18-23", "beta")       # byte-identical source: shares too
+    run_doit("-n", "2", *args_for(library, platforms), check=0)
+    title = library.exports / "women/18-23/alpha"
+    both = modes(library.exports, "women/18-23/alpha") | {
+        f"beta-{k}": v for k, v in modes(library.exports, "women/18-23/beta").items()}
+    assert sorted(both.values()).count("encode") == 2, both
+    assert both["tiktok"] in ("encode", "shared")
+    inodes = {name: (title / f"{name}.mp4").stat().st_ino
+              for name in ("youtube", "instagram", "facebook")}
+    assert len(set(inodes.values())) == 1, "the three 8 Mb/s exports are one file"
+    for name in ALL_FOUR:
+        assert_conforms(title / f"{name}.mp4", load_yaml(platforms / f"{name}.yaml"), 1.0)
+
+    # deleting one export breaks none of the others, and it comes back shared
+    (title / "instagram.mp4").unlink()
+    rerun = run_doit(*args_for(library, platforms), check=0)
+    assert executed_tasks(rerun.stdout) == ["instagram:alpha"]
+    assert modes(library.exports, "women/18-23/alpha")["instagram"] == "shared"
+    assert (title / "instagram.mp4").stat().st_ino == inodes["youtube"]
+
+    run_doit("clean", *args_for(library, platforms), check=0)
+    assert not (library.exports / ".shared").exists()
+
+
+def test_a_conforming_source_is_remuxed_not_encoded(library, tmp_path):
+    platforms = small_platforms(tmp_path / "four", names=ALL_FOUR)
+    library.add("women", "18-23", "first")
+    run_doit(*args_for(library, platforms, "platforms=youtube"), check=0)
+    made = library.exports / "women/18-23/first/youtube.mp4"
+    conforming = library.add("women", "18-23", "conforming")
+    shutil.copy(made, conforming / "final.mp4")      # already a conforming 270x480 export
+    run_doit(*args_for(library, platforms, "segment=women"), check=0)
+    found = modes(library.exports, "women/18-23/conforming")
+    assert sorted(found[name] for name in ("youtube", "instagram", "facebook")) == [
+        "remux", "shared", "shared"]
+    assert found["tiktok"] == "encode"          # 8 Mb/s is not TikTok's 6 Mb/s
+    for name in ALL_FOUR:
+        assert_conforms(library.exports / f"women/18-23/conforming/{name}.mp4",
+                        load_yaml(platforms / f"{name}.yaml"), 1.0)

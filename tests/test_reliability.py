@@ -13,8 +13,8 @@ import pytest
 
 from exporter.samples import make_audio_only, make_clip
 
-from conftest import (REPO, assert_conforms, doit_env, executed_tasks, leftovers, load_yaml,
-                      read_json, run_doit, small_platforms)
+from conftest import (REPO, assert_conforms, doit_env, executed_tasks, exported_videos,
+                      leftovers, load_yaml, read_json, run_doit, small_platforms)
 
 
 def start_doit(*args, env=None, **popen):
@@ -69,7 +69,7 @@ def batch(library, tmp_path):
 
 def check_all_exported(library, platforms):
     spec = load_yaml(platforms / "youtube.yaml")
-    videos = sorted(library.exports.rglob("youtube.mp4"))
+    videos = exported_videos(library.exports)
     assert len(videos) == 6
     for video in videos:
         assert_conforms(video, spec, 2.0)
@@ -150,13 +150,13 @@ def test_transient_failure_is_retried_then_remembered(library, tmp_path):
             "(SIGXFSZ) after 2 attempts") in limited.stderr
     error = read_json(library.exports / "women/18-23/alpha/youtube.error.json")
     assert error["attempts"] == 2 and error["transient"] is True
-    assert not list(library.exports.rglob("*.mp4")) and leftovers(library.exports) == []
+    assert not list(exported_videos(library.exports)) and leftovers(library.exports) == []
 
     # unchanged inputs: not tried again, the cause is repeated
     again = run_doit(*args)
     assert again.returncode != 0
     assert "ffmpeg was killed by signal 25 (SIGXFSZ) (unchanged since" in again.stderr
-    assert not list(library.exports.rglob("*.mp4"))
+    assert not list(exported_videos(library.exports))
 
     # the user asks: retry=failed
     run_doit(*args, "retry=failed", check=0)
@@ -230,7 +230,7 @@ def test_bad_input_matrix_fails_each_alone(library, tmp_path):
         lines = [f for f in failures if f.startswith(f"FAILED youtube:{title} ")]
         assert len(lines) == 1 and cause in lines[0], (title, lines, failures)
     assert len(failures) == len(cases) + len(meta_cases)
-    assert sorted(p.parent.name for p in library.exports.rglob("*.mp4")) == ["good"]
+    assert sorted(p.parent.name for p in exported_videos(library.exports)) == ["good"]
     assert leftovers(library.exports) == []
 
 
@@ -278,7 +278,7 @@ def test_bad_directories_are_refused_alone(library, tmp_path):
                 "duplicate title id 'twin'"]
     for fragment in expected:
         assert any(fragment in line for line in problems), (fragment, problems)
-    assert [p.parent.name for p in library.exports.rglob("*.mp4")] == ["good"]
+    assert [p.parent.name for p in exported_videos(library.exports)] == ["good"]
 
 
 def test_an_unreadable_dep_db_is_rebuilt_from_sidecars(library, tmp_path):

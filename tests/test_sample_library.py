@@ -13,8 +13,8 @@ import pytest
 from exporter.spec import load_schema
 
 from conftest import (BOOKKEEPING, REPO, SHIPPED_PLATFORMS, assert_conforms, doit_env,
-                      executed_tasks, image_facts, leftovers, load_yaml, media_facts, read_json,
-                      run_doit)
+                      executed_tasks, exported_videos, image_facts, leftovers, load_yaml,
+                      media_facts, read_json, run_doit)
 
 EXAMPLES = REPO / "examples" / "renders"
 PLATFORMS = ("facebook", "instagram", "tiktok", "youtube")
@@ -59,7 +59,7 @@ def test_sidecars_metadata_and_registry_are_valid(sample):
         jsonschema.validate(sidecar, load_schema("sidecar"))
         video = path.parent / sidecar["output"]["path"]
         assert sidecar["output"]["size_bytes"] == video.stat().st_size
-        assert sidecar["encode"]["mode"] == "encode"
+        assert sidecar["encode"]["mode"] in ("encode", "shared")
         jsonschema.validate(read_json(path.parent / sidecar["metadata_file"]),
                             load_schema("platform-metadata"))
         cover_spec = load_yaml(SHIPPED_PLATFORMS / f"{sidecar['platform']}.yaml")["cover"]
@@ -69,11 +69,13 @@ def test_sidecars_metadata_and_registry_are_valid(sample):
         assert cover["size_bytes"] <= cover_spec["max_bytes"]
         poster = image_facts(path.parent / sidecar["poster"]["path"])
         assert (poster["format"], poster["width"], poster["height"]) == ("JPEG", 270, 480)
+    modes = sorted(read_json(path)["encode"]["mode"] for path in sidecars)
+    assert modes == ["encode"] * 8 + ["shared"] * 8    # per title: YT/IG/FB share one encode
     registry = read_json(exports / "registry.json")
     jsonschema.validate(registry, load_schema("registry"))
     assert {row["status"] for row in registry["exports"]} == {"exported"}
     assert registry["totals"]["all"]["size_bytes"] == sum(
-        p.stat().st_size for p in exports.rglob("*.mp4"))
+        p.stat().st_size for p in exported_videos(exports))
 
 
 def test_no_temporary_or_error_files_are_left(sample):

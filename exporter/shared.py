@@ -1,0 +1,91 @@
+"""Shared encodes: one encode per (source bytes, effective encode settings), linked into place.
+
+YouTube, Instagram and Facebook ask for the same bytes from a source under 60 s; two titles
+may have byte-identical sources. The cache lives in `{exports}/.shared/{key}.mp4`; each
+export's `{platform}.mp4` is a hardlink to it (a copy across filesystems), so deleting
+or re-making one export never touches another. An entry no export links to any more is
+pruned after the run; `doit clean` removes the cache.
+"""
+
+import fcntl
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from .run import publish, read_json, write_json_atomic
+from .spec import digest
+
+CACHE_DIR = ".shared"
+
+
+def share_key(source_sha256, plan, encode_settings):
+    """What the bytes of an encode depend on, and nothing else.
+
+    The platform's limits only matter through the duration they cut to; its name, metadata
+    rules and cover settings do not enter at all.
+    """
+    effective = {k: v for k, v in encode_settings.items() if k != "limits"}
+    return digest({"source_sha256": source_sha256, "mode": plan.mode,
+                   "duration_s": round(plan.duration_s, 3),
+                   "settings": effective if plan.mode == "encode" else
+                   {"ffmpeg_version": encode_settings["ffmpeg_version"],
+                    "encoder_version": encode_settings["encoder_version"]}})
+
+
+class SharedCache:
+    """The shared encodes of one exports tree."""
+
+    def __init__(self, exports_root):
+        self.root = Path(exports_root) / CACHE_DIR
+
+    def video(self, key):
+        return self.root / f"{key}.mp4"
+
+    def record(self, key):
+        """What made the cached video (argv, the task that encoded it), or None."""
+        return read_json(self.root / f"{key}.json")
+
+    def has(self, key):
+        return self.video(key).exists() and self.record(key) is not None
+
+    @contextmanager
+    def locked(self, key):
+        """Hold `key` while encoding it: a parallel export of the same bytes waits, then shares."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def store(self, key, temp, record):
+        """Publish a verified encode under `key`, with its record (written last)."""
+        publish(temp, self.video(key))
+        write_json_atomic(self.root / f"{key}.json", record)
+
+    def link_to(self, key, path):
+        """Make `path` (a temporary name) hold the cached bytes: a hardlink, or a copy
+        across filesystems. The caller verifies it and renames it into place."""
+        path.unlink(missing_ok=True)
+        try:
+            os.link(self.video(key), path)
+        except OSError:
+            shutil.copyfile(self.video(key), path)
+        return path
+
+    def prune(self):
+        """Drop entries no export links to any more (link count 1: only the cache holds it)."""
+        if not self.root.is_dir():
+            return 0
+        removed = 0
+        for video in self.root.glob("*.mp4"):
+            if video.stat().st_nlink == 1:
+                for path in (video, video.with_suffix(".json"), video.with_suffix(".lock")):
+                    path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def clear(self):
+        shutil.rmtree(self.root, ignore_errors=True)

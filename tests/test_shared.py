@@ -1,0 +1,81 @@
+"""Which exports share an encode, and when a source is remuxed (pure, no ffmpeg)."""
+
+from dataclasses import replace
+
+from exporter.plan import build_encode, build_plan, remux_problems
+from exporter.shared import share_key
+from exporter.spec import load_specs
+
+from conftest import SHIPPED_PLATFORMS
+from test_plan import source_probe
+
+SPECS = load_specs(SHIPPED_PLATFORMS)
+SOURCE = "ab" * 32
+
+
+def key_for(name, duration_s=30.0, source=SOURCE, preset=None):
+    spec = SPECS[name]
+    probe = source_probe(duration_s=duration_s)
+    plan = build_plan("ffmpeg", "in.mp4", probe, spec, "out", preset)
+    settings = {**spec.encode_settings(preset), "ffmpeg_version": "ffmpeg 9"}
+    return share_key(source, plan, settings)
+
+
+def test_youtube_instagram_facebook_share_below_60s_tiktok_does_not():
+    keys = {name: key_for(name) for name in SPECS}
+    assert keys["youtube"] == keys["instagram"] == keys["facebook"]
+    assert keys["tiktok"] != keys["youtube"]
+
+
+def test_a_source_trimmed_for_one_platform_does_not_share_with_the_others():
+    trim = {**SPECS["youtube"].limits, "on_overlong": "trim"}
+    SPECS_TRIM = replace(SPECS["youtube"], limits=trim)
+    probe = source_probe(duration_s=75.0)
+    settings = lambda spec: {**spec.encode_settings(), "ffmpeg_version": "ffmpeg 9"}
+    youtube = build_encode("ffmpeg", "in.mp4", probe, SPECS_TRIM, "out")
+    instagram = build_encode("ffmpeg", "in.mp4", probe, SPECS["instagram"], "out")
+    assert youtube.duration_s == 60.0 and instagram.duration_s == 75.0
+    assert (share_key(SOURCE, youtube, settings(SPECS_TRIM))
+            != share_key(SOURCE, instagram, settings(SPECS["instagram"])))
+
+
+def test_byte_identical_sources_share_and_other_sources_or_presets_do_not():
+    assert key_for("youtube", source="ab" * 32) == key_for("youtube", source="ab" * 32)
+    assert key_for("youtube", source="cd" * 32) != key_for("youtube")
+    assert key_for("youtube", preset="veryfast") != key_for("youtube")
+
+
+def conforming_probe(**changes):
+    facts = dict(format_name="matroska,webm", width=1080, height=1920, fps=30.0,
+                 video_bitrate=8_000_000, audio_channels=2, audio_sample_rate=48000,
+                 duration_s=20.0)
+    facts.update(changes)
+    return source_probe(**facts)
+
+
+def test_a_conforming_source_is_remuxed():
+    plan = build_plan("ffmpeg", "in.mkv", conforming_probe(), SPECS["youtube"], "out.mp4")
+    assert plan.mode == "remux"
+    assert "-c" in plan.argv and plan.argv[plan.argv.index("-c") + 1] == "copy"
+    assert "+faststart" in plan.argv and "-map_metadata" in plan.argv
+    assert remux_problems(conforming_probe(), SPECS["youtube"]) == []
+
+
+def test_any_mismatch_means_encode():
+    for changes in (dict(width=720, height=1280), dict(fps=25.0), dict(rotation=90),
+                    dict(profile="Main"), dict(pix_fmt="yuv422p"), dict(audio_channels=1),
+                    dict(audio_sample_rate=44100), dict(video_bitrate=12_000_000),
+                    dict(has_audio=False, audio_codec=None), dict(duration_s=75.0)):
+        probe = conforming_probe(**changes)
+        assert remux_problems(probe, SPECS["youtube"]), changes
+    # 8 Mb/s is outside TikTok's 6 Mb/s +/-10 %: TikTok encodes while the others remux
+    assert build_plan("ffmpeg", "in", conforming_probe(), SPECS["tiktok"], "o").mode == "encode"
+
+
+def test_remux_and_encode_of_the_same_source_do_not_share():
+    probe = conforming_probe(duration_s=30.0)
+    remux = build_plan("ffmpeg", "in", probe, SPECS["youtube"], "o")
+    encode = build_encode("ffmpeg", "in", probe, SPECS["youtube"], "o")
+    assert (remux.mode, encode.mode) == ("remux", "encode")
+    settings = {**SPECS["youtube"].encode_settings(), "ffmpeg_version": "ffmpeg 9"}
+    assert share_key(SOURCE, remux, settings) != share_key(SOURCE, encode, settings)
