@@ -18,7 +18,8 @@ from . import __version__
 from .errors import ConformanceError, EncodeError, ExportError, SourceError
 from .metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from .metadata import format_metadata, load_source_metadata
-from .plan import COVER_QUALITIES, build_plan, build_still, cover_input, poster_size
+from .plan import (COVER_QUALITIES, build_encodes, build_plan, build_still, cover_input,
+                   poster_size)
 from .shared import SharedCache, share_key
 from .probe import image_size, moov_before_mdat, probe
 from .run import (ffmpeg_version, finish_despite_interrupts, publish, read_json,
@@ -58,6 +59,7 @@ class ExportJob:
     ffmpeg: str
     preset: str | None = None
     retry: "RetryPolicy" = field(default_factory=lambda: RetryPolicy())
+    siblings: tuple = ()  # the other platforms selected for this title, encoded alongside
 
     @property
     def task_name(self):
@@ -96,9 +98,9 @@ class ExportJob:
         return [self.video_path, self.metadata_path, self.sidecar_path, self.cover_path,
                 self.poster_path]
 
-    def encode_settings(self):
+    def encode_settings(self, spec=None):
         """What the encoded bytes depend on (besides the source): doit's config_changed value."""
-        return {**self.spec.encode_settings(self.preset),
+        return {**(spec or self.spec).encode_settings(self.preset),
                 "ffmpeg_version": ffmpeg_version(self.ffmpeg)}
 
 
@@ -221,26 +223,71 @@ def is_transient(error):
     return isinstance(error, OSError)
 
 
-def verified_probe(job, path, plan):
-    """Probe `path` and check it against this export's spec; ConformanceError if it misses."""
+def verified_probe(spec, path, plan):
+    """Probe `path` and check it against `spec`; ConformanceError if it misses."""
     result = probe(path)
-    problems = conformance_problems(result, job.spec, plan.duration_s, moov_before_mdat(path))
+    problems = conformance_problems(result, spec, plan.duration_s, moov_before_mdat(path))
     if problems:
         raise ConformanceError("output does not conform: " + "; ".join(problems))
     return result
 
 
-def encode_into_cache(job, plan, cache, key):
-    """Run the plan into the shared cache under `key`, verified against this spec."""
-    temp = temp_path_for(cache.video(key))
-    argv = [temp if arg == PLAN_OUTPUT else arg for arg in plan.argv]
+def sibling_encodes(job, source_probe, inputs, own_key, cache):
+    """(spec, key) of the other selected platforms' encodes of this source still to make.
+
+    They ride along in this export's ffmpeg process (one decode, several encoders); a
+    sibling that must remux, would be rejected, or is already cached is left to its task.
+    """
+    wanted = {}
+    for spec in job.siblings:
+        try:
+            plan = build_plan(job.ffmpeg, job.title.source, source_probe, spec, PLAN_OUTPUT,
+                              job.preset)
+        except SourceError:
+            continue
+        key = share_key(inputs["source_sha256"], plan, job.encode_settings(spec))
+        if plan.mode == "encode" and key != own_key and not cache.has(key):
+            wanted.setdefault(key, spec)
+    return [(spec, key) for key, spec in wanted.items()]
+
+
+def encode_into_cache(job, source_probe, targets, cache):
+    """Encode `targets` [(spec, key), ...] in one ffmpeg process into the shared cache.
+
+    The first target is this export's own: if it misses its spec, that is this export's
+    failure. A sibling that misses its own is not stored; its task will try by itself.
+    """
+    temps = [temp_path_for(cache.video(key)) for _, key in targets]
+    plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
+                          [(spec, temp) for (spec, _), temp in zip(targets, temps)],
+                          job.preset)
+    argv = plans[0].argv
     try:
-        run_ffmpeg([str(arg) for arg in argv])
-        if not temp.exists():
-            raise EncodeError("ffmpeg exited without writing an output")
-        verified_probe(job, temp, plan)
-        cache.store(key, temp, {"argv": [str(arg) for arg in argv], "mode": plan.mode,
-                                "made_by": job.task_name})
+        run_ffmpeg(argv)
+        for index, ((spec, key), temp, plan) in enumerate(zip(targets, temps, plans)):
+            if not temp.exists():
+                raise EncodeError("ffmpeg exited without writing an output")
+            try:
+                verified_probe(spec, temp, plan)
+            except ConformanceError:
+                if index == 0:
+                    raise
+                continue
+            cache.store(key, temp, {"argv": argv, "mode": "encode",
+                                    "made_by": job.task_name})
+    finally:
+        for temp in temps:
+            finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
+
+
+def remux_into_cache(job, plan, cache, key):
+    """Copy the conforming source's streams into the cache under `key`, verified."""
+    temp = temp_path_for(cache.video(key))
+    argv = [str(temp) if arg == PLAN_OUTPUT else arg for arg in plan.argv]
+    try:
+        run_ffmpeg(argv)
+        verified_probe(job.spec, temp, plan)
+        cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name})
     finally:
         finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
 
@@ -274,14 +321,19 @@ def encode_video(job, inputs, started_at, attempt):
                       job.preset)
     cache = SharedCache(job.exports_root)
     key = share_key(inputs["source_sha256"], plan, job.encode_settings())
-    with cache.locked(key):
+    siblings = (sibling_encodes(job, source_probe, inputs, key, cache)
+                if plan.mode == "encode" else [])
+    with cache.locked([key, *(sibling_key for _, sibling_key in siblings)]):
         mode = "shared" if cache.has(key) else plan.mode
-        if mode != "shared":
-            encode_into_cache(job, plan, cache, key)
+        if mode == "remux":
+            remux_into_cache(job, plan, cache, key)
+        elif mode == "encode":
+            missing = [(spec, k) for spec, k in siblings if not cache.has(k)]
+            encode_into_cache(job, source_probe, [(job.spec, key), *missing], cache)
         record = cache.record(key)
         temp = cache.link_to(key, temp_path_for(job.video_path))
     try:
-        output_probe = verified_probe(job, temp, plan)
+        output_probe = verified_probe(job.spec, temp, plan)
         output_sha256 = sha256_file(temp)
         publish(temp, job.video_path)
     finally:

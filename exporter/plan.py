@@ -18,32 +18,61 @@ class EncodePlan:
     mode: str = "encode"  # or "remux": stream copy of a source that already conforms
 
 
-def fit_filter(fit, width, height):
-    """Filter graph text mapping [0:v:0] to [fit] at exactly width x height.
+def fit_filter(fit, width, height, source="[0:v:0]", output="[fit]", tag=""):
+    """Filter graph text mapping `source` to `output` at exactly width x height.
 
     crop: fill the frame and cut the overflow; pad: letterbox in black;
-    blur: letterbox over a blurred, cropped copy of the same video.
+    blur: letterbox over a blurred, cropped copy of the same video. `tag` keeps the
+    inner labels unique when one graph holds several chains.
     """
     cover = (f"scale={width}:{height}:force_original_aspect_ratio=increase,"
              f"crop={width}:{height}")
     contain = f"scale={width}:{height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
     if fit == "crop":
-        return f"[0:v:0]{cover},setsar=1[fit]"
+        return f"{source}{cover},setsar=1{output}"
     if fit == "pad":
-        return f"[0:v:0]{contain},pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:black,setsar=1[fit]"
+        return f"{source}{contain},pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:black,setsar=1{output}"
     if fit == "blur":
-        return (f"[0:v:0]split=2[bg_in][fg_in];"
-                f"[bg_in]{cover},boxblur=luma_radius=min(h\\,w)/20:luma_power=2[bg];"
-                f"[fg_in]{contain}[fg];"
-                f"[bg][fg]overlay=(W-w)/2:(H-h)/2,setsar=1[fit]")
+        return (f"{source}split=2[bg_in{tag}][fg_in{tag}];"
+                f"[bg_in{tag}]{cover},boxblur=luma_radius=min(h\\,w)/20:luma_power=2[bg{tag}];"
+                f"[fg_in{tag}]{contain}[fg{tag}];"
+                f"[bg{tag}][fg{tag}]overlay=(W-w)/2:(H-h)/2,setsar=1{output}")
     raise ValueError(f"unknown fit {fit!r}")
 
 
-def video_filter(spec):
-    """Full video graph: fit, constant frame rate, 8-bit 4:2:0. Output label [v]."""
+def picture(spec):
+    """What decides an output's pictures: outputs that agree on it share one filter chain."""
     video = spec.video
-    return (fit_filter(spec.fit, video["width"], video["height"])
-            + f";[fit]fps={video['fps']},format={video['pix_fmt']}[v]")
+    return (spec.fit, video["width"], video["height"], video["fps"], video["pix_fmt"])
+
+
+def video_graph(specs):
+    """One filter graph feeding outputs [v0], [v1], ... (one per spec, in order).
+
+    The source is decoded once; each distinct picture (fit, size, fps, pix_fmt) is
+    computed once and split between the outputs that need it.
+    """
+    chains = {}
+    for index, spec in enumerate(specs):
+        chains.setdefault(picture(spec), []).append(index)
+    parts = []
+    if len(chains) > 1:
+        parts.append("[0:v:0]split=" + str(len(chains))
+                     + "".join(f"[in{c}]" for c in range(len(chains))))
+    for c, ((fit, width, height, fps, pix_fmt), outputs) in enumerate(chains.items()):
+        source = "[0:v:0]" if len(chains) == 1 else f"[in{c}]"
+        parts.append(fit_filter(fit, width, height, source, f"[fit{c}]", tag=str(c)))
+        if len(outputs) == 1:
+            parts.append(f"[fit{c}]fps={fps},format={pix_fmt}[v{outputs[0]}]")
+        else:
+            parts.append(f"[fit{c}]fps={fps},format={pix_fmt},split={len(outputs)}"
+                         + "".join(f"[v{i}]" for i in outputs))
+    return ";".join(parts)
+
+
+def video_filter(spec):
+    """The video graph of a single output, labelled [v0]."""
+    return video_graph([spec])
 
 
 def output_duration(probe, spec):
@@ -127,35 +156,45 @@ def build_plan(ffmpeg, source, probe, spec, output, preset=None):
 
 
 def build_encode(ffmpeg, source, probe, spec, output, preset=None):
-    """The argv that turns `source` into a conforming `output` for `spec`.
+    """The argv that turns `source` into a conforming `output` for `spec`."""
+    return build_encodes(ffmpeg, source, probe, [(spec, output)], preset)[0]
 
-    ffmpeg applies the source's rotation on decode (autorotate is its default), so the
-    fit filter sees the picture as a viewer would.
+
+def build_encodes(ffmpeg, source, probe, targets, preset=None):
+    """One ffmpeg process encoding `source` for several (spec, output) targets: one plan each.
+
+    Decoding and filtering once for all outputs beats one process per output on this
+    machine (docs/performance.md). ffmpeg applies the source's rotation on decode
+    (autorotate is its default), so the fit filter sees the picture as a viewer would.
     """
     check_source(probe)
-    duration, trimmed = output_duration(probe, spec)
-    preset = preset or spec.video.get("preset", "medium")
+    specs = [spec for spec, _ in targets]
+    timing = [output_duration(probe, spec) for spec in specs]
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
             "-protocol_whitelist", "file", "-format_whitelist", DEMUXER_WHITELIST,
             "-i", str(source)]
-    if probe.has_audio:
-        audio_map = ["-map", "0:a:0"]
-    elif spec.audio_required:
-        argv += silence_input(spec)
-        audio_map = ["-map", "1:a:0"]
-    else:
-        audio_map = []
-    argv += ["-filter_complex", video_filter(spec), "-map", "[v]", *audio_map,
-             "-t", f"{duration:.3f}"]
-    argv += video_args(spec, preset)
-    if audio_map:
-        argv += audio_args(spec)
-    argv += ["-map_metadata", "-1", "-map_chapters", "-1",
-             "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
-             "-movflags", "+faststart",
-             "-fs", str(spec.limits["max_size_bytes"]),
-             "-f", "mp4", str(output)]
-    return EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed)
+    silent = [spec for spec in specs if not probe.has_audio and spec.audio_required]
+    if silent:
+        argv += silence_input(silent[0])
+    argv += ["-filter_complex", video_graph(specs)]
+    for index, ((spec, output), (duration, _)) in enumerate(zip(targets, timing)):
+        if probe.has_audio:
+            audio_map = ["-map", "0:a:0"]
+        elif spec.audio_required:
+            audio_map = ["-map", "1:a:0"]
+        else:
+            audio_map = []
+        argv += ["-map", f"[v{index}]", *audio_map, "-t", f"{duration:.3f}"]
+        argv += video_args(spec, preset or spec.video.get("preset", "medium"))
+        if audio_map:
+            argv += audio_args(spec)
+        argv += ["-map_metadata", "-1", "-map_chapters", "-1",
+                 "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+                 "-movflags", "+faststart",
+                 "-fs", str(spec.limits["max_size_bytes"]),
+                 "-f", "mp4", str(output)]
+    return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed)
+            for duration, trimmed in timing]
 
 
 # JPEG quality steps (ffmpeg -q:v, 2 = best) tried until a cover fits its byte limit.

@@ -50,15 +50,20 @@ class SharedCache:
         return self.video(key).exists() and self.record(key) is not None
 
     @contextmanager
-    def locked(self, key):
-        """Hold `key` while encoding it: a parallel export of the same bytes waits, then shares."""
+    def locked(self, keys):
+        """Hold `keys` while encoding them: a parallel export of the same bytes waits, then
+        shares. Taken in sorted order, so two exports wanting overlapping keys cannot deadlock."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fds = []
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            for key in sorted(set(keys)):
+                fd = os.open(self.root / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                fds.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     def store(self, key, temp, record):
         """Publish a verified encode under `key`, with its record (written last)."""

@@ -34,8 +34,11 @@ class Build:
             raise LibraryError(self.empty_selection_message())
         ffmpeg = find_ffmpeg()
         retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
-        self.all_jobs = [ExportJob(title, spec, settings.exports, ffmpeg, settings.preset, retry)
-                         for title in self.all_titles for spec in self.all_specs.values()]
+        selected = tuple(self.selected_specs.values())
+        self.all_jobs = [
+            ExportJob(title, spec, settings.exports, ffmpeg, settings.preset, retry,
+                      siblings=tuple(s for s in selected if s.name != spec.name))
+            for title in self.all_titles for spec in self.all_specs.values()]
         wanted = {(t.title_id, name) for t in self.titles for name in self.selected_specs}
         self.jobs = [job for job in self.all_jobs
                      if (job.title.title_id, job.spec.name) in wanted]

@@ -315,10 +315,13 @@ def test_four_platforms_run_exactly_two_encodes(library, tmp_path):
     library.add("women", "18-23", "beta")       # byte-identical source: shares too
     run_doit("-n", "2", *args_for(library, platforms), check=0)
     title = library.exports / "women/18-23/alpha"
-    both = modes(library.exports, "women/18-23/alpha") | {
-        f"beta-{k}": v for k, v in modes(library.exports, "women/18-23/beta").items()}
-    assert sorted(both.values()).count("encode") == 2, both
-    assert both["tiktok"] in ("encode", "shared")
+    sidecars = [read_json(p) for p in library.exports.rglob("*.export.json")]
+    encodes = {s["encode"]["shared_key"]: s["encode"]["argv"] for s in sidecars}
+    assert len(encodes) == 2, "8 Mb/s (YouTube, Instagram, Facebook) and 6 Mb/s (TikTok)"
+    processes = {tuple(argv) for argv in encodes.values()}
+    assert len(processes) == 1 and list(processes)[0].count("-c:v") == 2, \
+        "both encodes come from one ffmpeg process (one decode)"
+    assert sorted(s["encode"]["mode"] for s in sidecars) == ["encode"] + ["shared"] * 7
     inodes = {name: (title / f"{name}.mp4").stat().st_ino
               for name in ("youtube", "instagram", "facebook")}
     assert len(set(inodes.values())) == 1, "the three 8 Mb/s exports are one file"

@@ -3,7 +3,7 @@
 import pytest
 
 from exporter.errors import SourceError
-from exporter.plan import build_encode, fit_filter
+from exporter.plan import build_encode, build_encodes, fit_filter
 from exporter.probe import Probe
 from exporter.spec import load_specs
 
@@ -51,7 +51,8 @@ def test_argv_is_a_list_with_the_spec_settings():
     assert option(argv, "-fs") == "256000000"
     assert option(argv, "-t") == "12.000" and plan.duration_s == 12.0 and not plan.trimmed
     assert option(argv, "-preset") == "medium"
-    assert "fps=30,format=yuv420p[v]" in option(argv, "-filter_complex")
+    assert "fps=30,format=yuv420p[v0]" in option(argv, "-filter_complex")
+    assert option(argv, "-map") == "[v0]"
 
 
 def test_tiktok_uses_its_own_bitrate():
@@ -110,9 +111,34 @@ def test_unusable_sources_are_refused_before_ffmpeg(changes, message):
 def test_fit_filters(fit, expected):
     text = fit_filter(fit, 1080, 1920)
     assert expected in text and text.endswith("[fit]")
+    assert text.startswith("[0:v:0]")
 
 
 def test_rotated_probe_reports_display_size():
     assert source_probe(rotation=90).display_size == (1080, 1920)
     assert source_probe(rotation=-90).display_size == (1080, 1920)
     assert source_probe(rotation=180).display_size == (1920, 1080)
+
+
+def test_one_process_encodes_several_platforms_with_one_filter_chain():
+    plans = build_encodes("ffmpeg", "in.mp4", source_probe(), [
+        (SPECS["youtube"], "a.mp4"), (SPECS["tiktok"], "b.mp4")])
+    assert len(plans) == 2 and plans[0].argv is plans[1].argv
+    argv = plans[0].argv
+    assert argv.count("-i") == 1 and argv.count("-c:v") == 2
+    graph = option(argv, "-filter_complex")
+    # same fit, size and fps: computed once, then split between the two encoders
+    assert graph.count("boxblur") == 1 and graph.endswith("split=2[v0][v1]")
+    outputs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-b:v"]
+    assert outputs == ["8000000", "6000000"]
+    assert argv[-1] == "b.mp4" and "a.mp4" in argv
+
+
+def test_different_pictures_get_their_own_chains():
+    pad = type(SPECS["tiktok"])(**{**SPECS["tiktok"].__dict__, "fit": "pad"})
+    argv = build_encodes("ffmpeg", "in.mp4", source_probe(), [
+        (SPECS["youtube"], "a.mp4"), (pad, "b.mp4")])[0].argv
+    graph = option(argv, "-filter_complex")
+    assert graph.startswith("[0:v:0]split=2[in0][in1]")
+    assert "[in0]split=2[bg_in0][fg_in0]" in graph and "pad=1080:1920" in graph
+    assert graph.endswith("[v1]")
