@@ -226,7 +226,8 @@ def is_transient(error):
 def verified_probe(spec, path, plan):
     """Probe `path` and check it against `spec`; ConformanceError if it misses."""
     result = probe(path)
-    problems = conformance_problems(result, spec, plan.duration_s, moov_before_mdat(path))
+    problems = conformance_problems(result, spec, plan.duration_s, moov_before_mdat(path),
+                                    exact_bitrate=plan.mode != "remux")
     if problems:
         raise ConformanceError("output does not conform: " + "; ".join(problems))
     return result

@@ -54,3 +54,11 @@ def test_bitrate_within_ten_percent_passes():
 def test_missing_faststart_is_a_problem():
     assert conformance_problems(output_probe(), YOUTUBE, 3.0, faststart=False) == [
         "moov is not before mdat (not faststart)"]
+
+
+def test_a_remuxed_source_may_be_below_the_bitrate_but_not_over_maxrate():
+    low = output_probe(video_bitrate=3_000_000)
+    assert conformance_problems(low, YOUTUBE, 3.0, True, exact_bitrate=False) == []
+    high = output_probe(video_bitrate=9_000_000)
+    assert conformance_problems(high, YOUTUBE, 3.0, True, exact_bitrate=False) == [
+        "video bitrate is 9000000 b/s, over the maxrate 8000000"]
