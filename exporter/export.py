@@ -9,6 +9,7 @@ one-line failure; nothing half-made is left under a target's name. Transient fai
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,39 +62,39 @@ class ExportJob:
     retry: "RetryPolicy" = field(default_factory=lambda: RetryPolicy())
     siblings: tuple = ()  # the other platforms selected for this title, encoded alongside
 
-    @property
+    @cached_property
     def task_name(self):
         return f"{self.spec.name}:{self.title.title_id}"
 
-    @property
+    @cached_property
     def out_dir(self):
         return self.title.export_dir(self.exports_root)
 
-    @property
+    @cached_property
     def video_path(self):
         return self.out_dir / f"{self.spec.name}.mp4"
 
-    @property
+    @cached_property
     def metadata_path(self):
         return self.out_dir / f"metadata_{self.spec.name}.json"
 
-    @property
+    @cached_property
     def sidecar_path(self):
         return self.out_dir / f"{self.spec.name}.export.json"
 
-    @property
+    @cached_property
     def error_path(self):
         return self.out_dir / f"{self.spec.name}.error.json"
 
-    @property
+    @cached_property
     def cover_path(self):
         return self.out_dir / f"{self.spec.name}.cover.jpg"
 
-    @property
+    @cached_property
     def poster_path(self):
         return self.out_dir / f"{self.spec.name}.poster.jpg"
 
-    @property
+    @cached_property
     def targets(self):
         return [self.video_path, self.metadata_path, self.sidecar_path, self.cover_path,
                 self.poster_path]
@@ -102,6 +103,24 @@ class ExportJob:
         """What the encoded bytes depend on (besides the source): doit's config_changed value."""
         return {**(spec or self.spec).encode_settings(self.preset),
                 "ffmpeg_version": ffmpeg_version(self.ffmpeg)}
+
+    @cached_property
+    def up_to_date_key(self):
+        """Digest of the settings whose change makes this export stale (not its files)."""
+        return settings_digest(self.spec.path, self.preset, self.ffmpeg, self.spec)
+
+
+_SETTINGS_DIGESTS = {}
+
+
+def settings_digest(spec_path, preset, ffmpeg, spec):
+    """The up-to-date key of a (spec, preset, ffmpeg): computed once per spec, not per task."""
+    cache_key = (str(spec_path), preset, ffmpeg)
+    if cache_key not in _SETTINGS_DIGESTS:
+        settings = {**spec.encode_settings(preset), "ffmpeg_version": ffmpeg_version(ffmpeg)}
+        _SETTINGS_DIGESTS[cache_key] = digest({"encode": settings,
+                                               "metadata_rules": metadata_rules_key(spec)})
+    return _SETTINGS_DIGESTS[cache_key]
 
 
 def now_utc():
@@ -258,6 +277,8 @@ def encode_into_cache(job, source_probe, targets, cache):
     The first target is this export's own: if it misses its spec, that is this export's
     failure. A sibling that misses its own is not stored; its task will try by itself.
     """
+    for _, key in targets:          # we hold these keys: what is there is a killed run's
+        remove_stale_temps(cache.video(key))
     temps = [temp_path_for(cache.video(key)) for _, key in targets]
     plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
                           [(spec, temp) for (spec, _), temp in zip(targets, temps)],
@@ -283,6 +304,7 @@ def encode_into_cache(job, source_probe, targets, cache):
 
 def remux_into_cache(job, plan, cache, key):
     """Copy the conforming source's streams into the cache under `key`, verified."""
+    remove_stale_temps(cache.video(key))
     temp = temp_path_for(cache.video(key))
     argv = [str(temp) if arg == PLAN_OUTPUT else arg for arg in plan.argv]
     try:

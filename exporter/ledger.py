@@ -26,29 +26,50 @@ def up_to_date_names(task_dicts, dep_file):
         dependency.close()
 
 
-def registry_document(build):
-    """The registry for every (title, platform) of the library, selected this run or not."""
+def registry_document(build, outcomes=None, previous=None):
+    """The registry for every (title, platform) of the library, selected this run or not.
+
+    `outcomes` (task name -> "up-to-date", "done" or "failed") is what this run's doit
+    decided; those tasks need no second check. An export doit found up to date keeps its
+    row from the `previous` registry: its sidecar cannot have changed, since only its task
+    writes it. Everything else is checked against doit's DB as `doit list --status` does.
+    """
     from .tasks import export_task
-    fresh = up_to_date_names([export_task(job) for job in build.all_jobs],
-                             build.settings.dep_file)
+    outcomes = outcomes or {}
+    rows_before = {(row["platform"], row["title_id"]): row
+                   for row in (previous or {}).get("exports", [])}
+    unknown = [job for job in build.all_jobs if job.task_name not in outcomes]
+    fresh = (up_to_date_names([export_task(job) for job in unknown], build.settings.dep_file)
+             if unknown else set())
+    fresh |= {name for name, outcome in outcomes.items() if outcome in ("up-to-date", "done")}
     rows = []
     for job in build.all_jobs:
+        identity = {"title_id": job.title.title_id, "segment": job.title.segment,
+                    "age": job.title.age, "platform": job.spec.name}
+        before = rows_before.get((job.spec.name, job.title.title_id))
+        if (outcomes.get(job.task_name) == "up-to-date" and before
+                and before["status"] == "exported"
+                and all(before.get(k) == v for k, v in identity.items())):
+            rows.append(before)
+            continue
         present = job.video_path.exists() and job.sidecar_path.exists()
         error = read_json(job.error_path)
         status = export_status(present, job.task_name in fresh, error is not None)
-        identity = {"title_id": job.title.title_id, "segment": job.title.segment,
-                    "age": job.title.age, "platform": job.spec.name}
         output_path = str(job.video_path.relative_to(build.settings.exports))
         rows.append(registry_row(identity, status, output_path,
                                  read_json(job.sidecar_path) if present else None, error))
     return build_registry(rows, build.all_specs)
 
 
-def regenerate_registry(build):
-    """Write registry.json atomically (untouched when nothing changed); returns the document."""
-    document = registry_document(build)
-    write_json_atomic(build.settings.registry_file, document)
-    return document
+def regenerate_registry(build, outcomes=None):
+    """Write registry.json atomically (untouched when nothing changed).
+
+    Returns (document, changed).
+    """
+    previous = read_json(build.settings.registry_file)
+    document = registry_document(build, outcomes, previous)
+    changed = write_json_atomic(build.settings.registry_file, document)
+    return document, changed
 
 
 def db_read_error(path):

@@ -1,5 +1,6 @@
-"""doit reporter: one line per failed export, and registry.json rewritten after every run."""
+"""doit reporter: live progress, one line per failed export, registry.json after every run."""
 
+import gc
 import sys
 
 from doit.exceptions import TaskFailed, UnmetDependency
@@ -10,6 +11,13 @@ class ExportReporter(ConsoleReporter):
     desc = "reelexport: one-line failures, registry after the run"
 
     lock_fd = None
+    progress = None     # exporter.progress.ProgressDisplay, from initialize to complete_run
+
+    def __init__(self, outstream, options):
+        super().__init__(outstream, options)
+        # task name -> "up-to-date" | "done" | "failed": what this run's doit decided, so
+        # the registry need not check those exports again (exporter.ledger).
+        self.outcomes = {}
 
     def initialize(self, tasks, selected_tasks):
         """Take the exports tree's lock before any task runs; refuse at once if it is held."""
@@ -23,18 +31,56 @@ class ExportReporter(ConsoleReporter):
             raise SystemExit(4) from None
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
+        gc.freeze()     # the loaded tasks live to the end: keep them out of collections
+        gc.enable()     # (disabled while loading them: exporter.tasks.doit_config)
+        self.start_progress(tasks, selected_tasks)
+
+    def start_progress(self, tasks, selected_tasks):
+        """Live progress of the exports this run may execute (we hold the lock: ours alone)."""
+        from .progress import Batch, ProgressDisplay, exports_in_run
+        from .tasks import load_build
+        build = load_build()
+        names = exports_in_run(tasks, selected_tasks, [job.task_name for job in build.jobs])
+        self.progress = ProgressDisplay(build.settings.exports, Batch(names), self.outstream)
+        self.progress.start()
+
+    def execute_task(self, task):
+        super().execute_task(task)
+        if self.progress:
+            self.progress.batch.started(task.name)
+
+    def add_success(self, task):
+        if task.actions:    # groups (export:x, youtube, registry) run nothing
+            self.outcomes[task.name] = "done"
+        if self.progress:
+            self.progress.batch.finished(task.name, ok=True)
+
+    def skip_uptodate(self, task):
+        super().skip_uptodate(task)
+        if task.actions:
+            self.outcomes[task.name] = "up-to-date"
+        if self.progress:
+            self.progress.batch.skipped(task.name)
 
     def add_failure(self, task, fail):
+        if task.actions:
+            self.outcomes[task.name] = "failed"
+        if self.progress:
+            self.progress.batch.finished(task.name, ok=False)
         # A group or the registry waiting on a failed export is not news: the export said it.
         if not isinstance(fail, UnmetDependency):
             self.failures.append({"task": task, "exception": fail})
 
     def complete_run(self):
         """Called after doit has saved its DB, so the registry sees this run's results."""
+        from .gallery import write_gallery
         from .ledger import regenerate_registry
         from .run import reap_workers
+        from .shared import SharedCache
         from .tasks import load_build
         reap_workers()
+        if self.progress:
+            self.progress.stop()    # gives the terminal back before anything else prints
         for failure in self.failures:
             fail = failure["exception"]
             # TaskFailed carries our one-line cause; anything else is unexpected: show it all.
@@ -44,7 +90,12 @@ class ExportReporter(ConsoleReporter):
             sys.stderr.write(f"ERROR {error}\n")
         if self.lock_fd is None:
             return          # refused: another run owns the tree and its registry
-        document = regenerate_registry(load_build())
+        SharedCache(load_build().settings.exports).prune()   # encodes no export links to
+        document, changed = regenerate_registry(load_build(), self.outcomes)
+        # The gallery reads every sidecar and caption: only when something may have changed.
+        ran = any(outcome != "up-to-date" for outcome in self.outcomes.values())
+        if changed or ran or not (load_build().settings.exports / "index.html").exists():
+            write_gallery(load_build(), document)
         counts = document["totals"]["all"]
         summary = ", ".join(f"{counts[s]} {s}" for s in ("exported", "stale", "failed", "pending"))
         self.write(f"registry: {summary}\n")

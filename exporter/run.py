@@ -6,6 +6,7 @@ same directory, after it is complete: a crash leaves a '.*.tmp' file, never a ta
 
 import functools
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -13,10 +14,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from .errors import EncodeError
+from .progress import progress_updates
 
 STDERR_TAIL_LINES = 20
 TEMP_SUFFIX = ".tmp"
@@ -48,16 +51,24 @@ def ffmpeg_version(ffmpeg):
     return lines[0]
 
 
-def run_ffmpeg(argv):
+def run_ffmpeg(argv, progress=None):
     """Run ffmpeg; EncodeError with its stderr tail when it fails or is killed.
 
     On Ctrl-C or SIGTERM, ffmpeg is killed and waited for before the interrupt goes on: an
     ffmpeg left finishing its file could re-create the temporary after it was deleted.
+
+    `progress`, when given, is called with each ProgressUpdate of ffmpeg's `-progress`
+    output (about twice a second, the last one with done=True); `argv` itself is left as
+    the caller recorded it.
     """
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    if progress is not None:
+        argv = [argv[0], "-progress", "pipe:1", "-nostats", *argv[1:]]
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL if progress is None else subprocess.PIPE,
                                stderr=subprocess.PIPE)
     try:
-        _, stderr_bytes = process.communicate()
+        stderr_bytes = (process.communicate()[1] if progress is None
+                        else follow_progress(process, progress))
     except BaseException:
         finish_despite_interrupts(lambda: (process.kill(), process.wait()))
         raise
@@ -74,6 +85,23 @@ def run_ffmpeg(argv):
         cause = f"ffmpeg failed (exit {process.returncode}): {last}"
         raise EncodeError(cause, stderr_tail=tail,
                           transient=any(marker in tail for marker in IO_ERROR_MARKERS))
+
+
+def follow_progress(process, progress):
+    """Feed ffmpeg's stdout progress to `progress` until it exits; return its stderr bytes.
+
+    stderr is drained by a thread meanwhile: ffmpeg blocks when a pipe nobody reads fills.
+    """
+    stderr = []
+    drain = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
+    drain.start()
+    with io.TextIOWrapper(process.stdout, encoding="utf-8", errors="replace") as lines:
+        for update in progress_updates(lines):
+            progress(update)
+    process.wait()
+    drain.join()
+    process.stderr.close()
+    return stderr[0] if stderr else b""
 
 
 def interrupt_once(signum, frame):
@@ -177,8 +205,15 @@ def write_json_atomic(path, document):
 
     Returns True when the file was (re)written.
     """
+    return write_text_atomic(path, json_text(document))
+
+
+def write_text_atomic(path, text):
+    """Write `text` to `path` atomically (temporary file + rename), only when it differs.
+
+    Returns True when the file was (re)written.
+    """
     path = Path(path)
-    text = json_text(document)
     try:
         if path.read_text(encoding="utf-8") == text:
             return False

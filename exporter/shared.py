@@ -81,9 +81,12 @@ class SharedCache:
         return path
 
     def prune(self):
-        """Drop entries no export links to any more (link count 1: only the cache holds it)."""
+        """Drop entries no export links to any more (link count 1: only the cache holds it),
+        and temporaries of encodes a killed run left (called when no encode is running)."""
         if not self.root.is_dir():
             return 0
+        for stale in self.root.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         removed = 0
         for video in self.root.glob("*.mp4"):
             if video.stat().st_nlink == 1:

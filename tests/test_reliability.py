@@ -58,12 +58,15 @@ def finished(exports):
 
 
 @pytest.fixture
-def batch(library, tmp_path):
-    """Six 2-second titles for one full-size platform: long enough to interrupt mid-encode."""
+def batch(library, tmp_path, clip_cache):
+    """Six different 2-second titles for one full-size platform: long enough to interrupt
+    mid-encode, and distinct bytes, so no export can share another's encode."""
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",),
                                 youtube={"video.width": 1080, "video.height": 1920})
     for index in range(6):
-        library.add("women", "18-23", f"title-{index}", shape="two-seconds")
+        title = library.add("women", "18-23", f"title-{index}")
+        shutil.copy(clip_cache(f"distinct-{index}", width=352 + 8 * index, height=640,
+                               seconds=2, fps=30, audio=True), title / "final.mp4")
     return library, platforms
 
 

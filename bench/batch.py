@@ -1,0 +1,132 @@
+"""This tool vs the old exporter on a batch of titles × the 4 shipped platforms.
+
+    python bench/batch.py [--titles 2] [--seconds 12] [--preset medium]
+
+Sources have the real shapes (1080x1920 and 1920x1080, half each). Two cases:
+- non-conforming: renders the platforms must re-encode (a landscape frame, 25 fps, 10 Mb/s);
+- conforming: renders already made for the platforms (1080x1920, 30 fps, H.264 High,
+  5 Mb/s CBR, AAC 48 kHz stereo), which the tool remuxes for every platform.
+
+Baseline: the old exporter, i.e. the very ffmpeg argv this tool builds for one platform
+(`exporter.plan.build_encode`), run once per (title, platform), one after another.
+Tool: `doit -n 1 renders=... exports=...` from a clean exports root, the user's command.
+Tool overhead: the tool's wall time minus the time spent inside the ffmpeg processes it
+ran (measured by a thin wrapper given as REELEXPORT_FFMPEG that logs each run's duration).
+Everything runs in one go and prints the figures side by side.
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from exporter.plan import build_encode  # noqa: E402
+from exporter.probe import probe  # noqa: E402
+from exporter.run import find_ffmpeg, run_ffmpeg  # noqa: E402
+from exporter.spec import load_specs  # noqa: E402
+
+SHAPES = [(1080, 1920), (1920, 1080)]
+
+
+def make_source(ffmpeg, path, width, height, seconds, conforming):
+    """A synthetic render: moving test pattern and a tone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if conforming:   # what a final-encode step made for the platforms already
+        video = ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
+                 "-pix_fmt", "yuv420p", "-r", "30", "-b:v", "5M", "-minrate", "5M",
+                 "-maxrate", "5M", "-bufsize", "5M", "-x264-params", "nal-hrd=cbr"]
+        size, rate = "1080x1920", 30
+    else:
+        video = ["-c:v", "libx264", "-preset", "veryfast", "-b:v", "10M", "-r", "25"]
+        size, rate = f"{width}x{height}", 25
+    run_ffmpeg([ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+                "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
+                "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
+                *video, "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2",
+                "-movflags", "+faststart", str(path)])
+    (path.parent / "metadata.json").write_text('{"title": "Bench title"}')
+
+
+def timing_wrapper(directory, ffmpeg, log):
+    """A shell script that runs ffmpeg and appends its wall time (ns) to `log`."""
+    wrapper = directory / "ffmpeg-timed"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "start=$(date +%s%N)\n"
+        f'"{ffmpeg}" "$@"\n'
+        "status=$?\n"
+        f'echo $(( $(date +%s%N) - start )) >> "{log}"\n'
+        "exit $status\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return wrapper
+
+
+def run_baseline(ffmpeg, renders, out_dir, specs, preset):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for source in sorted(renders.rglob("final.mp4")):
+        source_probe = probe(source)
+        for spec in specs.values():
+            output = out_dir / f"{source.parent.name}-{spec.name}.mp4"
+            run_ffmpeg(build_encode(ffmpeg, source, source_probe, spec, output, preset).argv)
+    return time.perf_counter() - start
+
+
+def run_tool(ffmpeg, renders, exports, preset, work):
+    log = work / f"ffmpeg-times-{exports.parent.name}.log"
+    env = {**os.environ, "REELEXPORT_X264_PRESET": preset,
+           "REELEXPORT_FFMPEG": str(timing_wrapper(work, ffmpeg, log))}
+    start = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "doit"), "-n", "1",
+                    f"renders={renders}", f"exports={exports}"],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    inside = sum(int(line) for line in log.read_text().split()) / 1e9
+    return wall, inside
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--titles", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=12)
+    parser.add_argument("--preset", default="medium")
+    options = parser.parse_args()
+    ffmpeg = find_ffmpeg()
+    specs = load_specs(REPO / "platforms")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for case, conforming in (("non-conforming", False), ("conforming", True)):
+            renders = work / case / "renders"
+            for index in range(options.titles):
+                width, height = SHAPES[index % len(SHAPES)]
+                make_source(ffmpeg, renders / "bench" / "all" / f"title-{index}" / "final.mp4",
+                            width, height, options.seconds, conforming)
+            baseline = run_baseline(ffmpeg, renders, work / case / "baseline", specs,
+                                    options.preset)
+            tool, inside = run_tool(ffmpeg, renders, work / case / "exports", options.preset,
+                                    work)
+            rows.append((case, baseline, tool, inside))
+    print(f"{options.titles} titles x {len(specs)} platforms, {options.seconds} s sources, "
+          f"x264 preset {options.preset}, {os.cpu_count()} cores, {platform.machine()}, "
+          f"Python {platform.python_version()}")
+    print(f"{'sources':16}{'baseline s':>12}{'tool s':>10}{'speed-up':>10}"
+          f"{'in ffmpeg s':>13}{'overhead':>10}")
+    for case, baseline, tool, inside in rows:
+        overhead = (tool - inside) / inside
+        print(f"{case:16}{baseline:12.1f}{tool:10.1f}{baseline / tool:9.1f}x"
+              f"{inside:13.1f}{overhead:10.1%}")
+    print("targets: >= 2x non-conforming, >= 20x conforming, overhead <= 3 %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""No-op cost at library scale: `doit` and `doit list --status` with everything up to date.
+
+    python bench/noop.py [--titles 1000 10000]
+
+How the up-to-date state is built cheaply, without encoding 40,000 exports:
+1. One real title is exported by the real pipeline (4 platforms).
+2. Every other title's render is a hardlink of that title's final.mp4 and metadata.json, so
+   all sources have the same bytes; each title's exports are hardlinks of the real title's
+   outputs, with sidecars rewritten for the title (same inputs, same hashes).
+3. doit's dependency DB is filled through doit's own API (`Dependency.save_success` on the
+   very task definitions the dodo generates): what doit itself stores after a run.
+The no-op runs then find everything up to date: nothing encodes, nothing is rewritten.
+Peak RSS is the child's ru_maxrss.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SEGMENTS = ("women", "men", "kids", "seniors")
+AGES = ("13-17", "18-23", "24-30", "31-45", "46-plus")
+
+
+def peak_rss_of(*args, env):
+    """Wall time and peak RSS of one doit run, measured alone (fresh interpreter)."""
+    code = (
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "wall = time.perf_counter() - start\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(wall, peak, r.returncode)\n"
+        "sys.stderr.write(r.stderr[-2000:] if r.returncode else '')\n")
+    result = subprocess.run([sys.executable, "-c", code,
+                             str(Path(sys.executable).parent / "doit"), *args],
+                            cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    wall, peak, code_ = result.stdout.split()
+    if code_ != "0":
+        raise SystemExit(f"doit {' '.join(args)} failed:\n{result.stderr}")
+    return float(wall), float(peak)
+
+
+def build_library(root, titles, env):
+    renders, exports = root / "renders", root / "exports"
+    first = renders / SEGMENTS[0] / AGES[0] / "title-00000"
+    from exporter.samples import make_title
+    make_title(renders, SEGMENTS[0], AGES[0], "title-00000",
+               dict(width=360, height=640, seconds=1, fps=30, audio=True),
+               {"title": "Bench title", "hashtags": ["bench"]})
+    subprocess.run([str(Path(sys.executable).parent / "doit"), "-n", "2",
+                    f"renders={renders}", f"exports={exports}"],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    made = exports / SEGMENTS[0] / AGES[0] / "title-00000"
+    for index in range(1, titles):
+        segment = SEGMENTS[index % len(SEGMENTS)]
+        age = AGES[(index // len(SEGMENTS)) % len(AGES)]
+        title_id = f"title-{index:05d}"
+        source_dir = renders / segment / age / title_id
+        source_dir.mkdir(parents=True)
+        for name in ("final.mp4", "metadata.json"):
+            os.link(first / name, source_dir / name)
+        out_dir = exports / segment / age / title_id
+        out_dir.mkdir(parents=True)
+        for path in made.iterdir():
+            if path.name.endswith(".export.json"):
+                sidecar = json.loads(path.read_text())
+                sidecar.update(title_id=title_id, segment=segment, age=age)
+                sidecar["source"]["path"] = str(source_dir / "final.mp4")
+                (out_dir / path.name).write_text(json.dumps(sidecar, indent=2, sort_keys=True)
+                                                 + "\n")
+            else:
+                os.link(path, out_dir / path.name)
+    fill_dep_db(renders, exports, env)
+    return renders, exports
+
+
+def fill_dep_db(renders, exports, env):
+    """Record every export task as done, through doit's own Dependency API."""
+    code = (
+        "import sys\n"
+        "from doit.dependency import Dependency, MD5Checker, SqliteDB\n"
+        "from doit.task import dict_to_task\n"
+        "from exporter.settings import resolve_settings\n"
+        "from exporter.tasks import Build, export_task\n"
+        "values = dict(arg.split('=', 1) for arg in sys.argv[1:])\n"
+        "build = Build(resolve_settings(lambda name, default=None: values.get(name, default)))\n"
+        "dependency = Dependency(SqliteDB, str(build.settings.dep_file), checker_cls=MD5Checker)\n"
+        "for job in build.all_jobs:\n"
+        "    d = export_task(job)\n"
+        "    fields = {k: v for k, v in d.items() if k not in ('basename', 'name')}\n"
+        "    task = dict_to_task({'name': f\"{d['basename']}:{d['name']}\", **fields})\n"
+        "    task.init_options()\n"
+        "    dependency.save_success(task)\n"
+        "dependency.close()\n")
+    subprocess.run([sys.executable, "-c", code, f"renders={renders}", f"exports={exports}"],
+                   cwd=REPO, env=env, check=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--titles", type=int, nargs="+", default=[1000, 10000])
+    options = parser.parse_args()
+    env = {**os.environ, "REELEXPORT_X264_PRESET": "superfast", "PYTHONPATH": str(REPO)}
+    rows = []
+    for titles in options.titles:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            renders, exports = build_library(Path(tmp), titles, env)
+            setup = time.perf_counter() - start
+            args = [f"renders={renders}", f"exports={exports}"]
+            run_wall, run_rss = peak_rss_of(*args, env=env)
+            list_wall, list_rss = peak_rss_of("list", "--status", *args, env=env)
+            registry = json.loads((exports / "registry.json").read_text())
+            exported = registry["totals"]["all"]["exported"]
+            rows.append((titles, titles * 4, exported, setup, run_wall, run_rss, list_wall,
+                         list_rss))
+    print(f"no-op on {os.cpu_count()} cores; targets at 10,000 titles: doit <= 2 s, "
+          "doit list --status <= 3 s, each <= 300 MB")
+    print(f"{'titles':>7}{'exports':>9}{'exported':>10}{'setup s':>9}"
+          f"{'doit s':>9}{'RSS MB':>8}{'list s':>9}{'RSS MB':>8}")
+    for row in rows:
+        titles, exports_n, exported, setup, run_wall, run_rss, list_wall, list_rss = row
+        print(f"{titles:>7}{exports_n:>9}{exported:>10}{setup:>9.1f}"
+              f"{run_wall:>9.2f}{run_rss:>8.0f}{list_wall:>9.2f}{list_rss:>8.0f}")
+    if len(rows) > 1:
+        (a, *_), (b, *_) = rows[0], rows[-1]
+        print(f"growth {a} -> {b} titles: doit x{rows[-1][4] / rows[0][4]:.1f}, "
+              f"list x{rows[-1][6] / rows[0][6]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

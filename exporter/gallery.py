@@ -1,0 +1,225 @@
+"""index.html in the exports root: one card per title, a poster per platform, offline.
+
+`gallery_html` is pure (registry document + sidecars + metadata docs -> HTML text) and
+deterministic, so the page is rewritten only when an export changed. Everything is inline:
+no server, no network; posters and videos are linked by paths relative to the page.
+"""
+
+import posixpath
+from html import escape
+from urllib.parse import quote
+
+from .registry import STATUSES
+from .run import read_json, write_text_atomic
+from .status import MADE, format_duration, format_size
+
+PAGE = "index.html"
+POSTER_SCALE = 2     # posters are drawn at half their pixel size: sharp on dense screens
+
+STYLE = """
+:root { font: 14px/1.4 system-ui, sans-serif; color: #1d1d1f; background: #f4f4f6; }
+body { margin: 0; padding: 1rem 1.5rem; }
+h1 { margin: 0 0 .25rem; font-size: 1.4rem; }
+header p { margin: .25rem 0 .75rem; color: #555; }
+form { display: flex; flex-wrap: wrap; gap: .75rem; align-items: center; margin-bottom: 1rem; }
+select { margin-left: .25rem; }
+main { display: grid; grid-template-columns: repeat(auto-fill, minmax(34rem, 1fr)); gap: 1rem; }
+.card { background: #fff; border-radius: 8px; padding: .75rem 1rem; box-shadow: 0 1px 3px #0002; }
+.card h2 { margin: 0; font-size: 1.1rem; }
+.card .where { margin: 0 0 .5rem; color: #666; }
+.exports { display: flex; flex-wrap: wrap; gap: .75rem; }
+.export { margin: 0; width: 136px; }
+.poster, .placeholder { display: block; border-radius: 4px; background: #222; }
+.placeholder { display: flex; align-items: center; justify-content: center; color: #bbb;
+  text-align: center; padding: .5rem; box-sizing: border-box; }
+img.missing { outline: 2px dashed #c00; }
+.head { display: flex; flex-wrap: wrap; justify-content: space-between; align-items: baseline;
+  gap: 0 .25rem; margin-top: .3rem; }
+.platform { font-weight: 600; }
+.badge { border-radius: 999px; padding: 0 .45rem; font-size: .75rem; color: #fff; }
+.badge.exported { background: #1a7f37; } .badge.stale { background: #9a6700; }
+.badge.failed { background: #cf222e; } .badge.pending { background: #6e7781; }
+dl { display: grid; grid-template-columns: auto 1fr; gap: 0 .4rem; margin: .25rem 0;
+  font-size: .8rem; }
+dt { color: #666; } dd { margin: 0; text-align: right; }
+.caption { white-space: pre-wrap; font-size: .78rem; margin: .25rem 0 0; max-height: 9rem;
+  overflow: auto; overflow-wrap: anywhere; }
+.title { font-weight: 600; font-size: .8rem; margin: .25rem 0 0; overflow-wrap: anywhere; }
+.cause { color: #cf222e; font-size: .8rem; overflow-wrap: anywhere; margin: .25rem 0 0; }
+[hidden] { display: none !important; }
+"""
+
+# Filters: <select> values, preset from the URL (?status=failed&platform=youtube).
+SCRIPT = """
+const form = document.getElementById('filters');
+const params = new URLSearchParams(location.search);
+for (const select of form.querySelectorAll('select')) {
+  if (params.has(select.name)) select.value = params.get(select.name);
+}
+function applyFilters() {
+  const want = Object.fromEntries(new FormData(form));
+  const cards = document.querySelectorAll('.card');
+  let shown = 0;
+  for (const card of cards) {
+    let any = false;
+    for (const tile of card.querySelectorAll('.export')) {
+      tile.hidden = (want.platform && tile.dataset.platform !== want.platform)
+        || (want.status && tile.dataset.status !== want.status);
+      any = any || !tile.hidden;
+    }
+    card.hidden = !any || (want.segment && card.dataset.segment !== want.segment)
+      || (want.age && card.dataset.age !== want.age);
+    if (!card.hidden) shown++;
+  }
+  document.getElementById('shown').textContent = shown + ' of ' + cards.length + ' titles';
+}
+form.addEventListener('change', applyFilters);
+applyFilters();
+"""
+
+
+def attr(value):
+    return escape(str(value), quote=True)
+
+
+def href(path):
+    """A relative URL for a path under the exports root (index.html sits at its top)."""
+    return attr(quote(path))
+
+
+def bitrate_text(output):
+    bits = output.get("video_bitrate")
+    if not bits and output.get("duration_s"):
+        bits = output.get("size_bytes", 0) * 8 / output["duration_s"]
+    return f"{bits / 1e6:.2f} Mb/s" if bits else "?"
+
+
+def facts_html(row, sidecar):
+    output = sidecar.get("output", {})
+    facts = (("duration", format_duration(row.get("duration_s"))),
+             ("size", format_size(row.get("size_bytes"))),
+             ("bitrate", bitrate_text(output)),
+             ("frame", f"{output.get('width')}x{output.get('height')}"))
+    return "<dl>" + "".join(f"<dt>{name}</dt><dd>{escape(value)}</dd>"
+                            for name, value in facts) + "</dl>"
+
+
+def picture_html(row, sidecar):
+    """The poster, linked to the video; a placeholder when there is no video to show."""
+    poster = sidecar.get("poster") if sidecar else None
+    if row["status"] not in MADE or not poster:
+        words = {"failed": "failed", "pending": "not exported yet"}.get(row["status"], "no poster")
+        return (f'<div class="placeholder" style="width:135px;height:240px">'
+                f"{escape(words)}</div>")
+    folder = posixpath.dirname(row["path"])
+    # the query changes with the image, so a browser never shows a cached older poster
+    source = f"{quote(posixpath.join(folder, poster['path']))}?v={poster['sha256'][:12]}"
+    width, height = poster["width"] // POSTER_SCALE, poster["height"] // POSTER_SCALE
+    alt = f"{row['platform']} poster of {row['title_id']}"
+    return (f'<a href="{href(row["path"])}"><img class="poster" src="{attr(source)}" '
+            f'width="{width}" height="{height}" alt="{attr(alt)}" loading="lazy" '
+            f"onerror=\"this.classList.add('missing')\"></a>")
+
+
+def caption_html(metadata):
+    """The caption as it will be posted; the title too where it is a separate field."""
+    title, caption = metadata.get("title") or "", metadata.get("caption") or ""
+    heading = (f'<p class="title">{escape(title)}</p>'
+               if title and not caption.startswith(title) else "")
+    return heading + (f'<p class="caption">{escape(caption)}</p>' if caption else "")
+
+
+def tile_html(row, sidecar, metadata):
+    """One platform of a title: poster, status badge, facts, caption or failure cause."""
+    status = row["status"]
+    parts = [picture_html(row, sidecar),
+             f'<div class="head"><span class="platform">{escape(row["platform"])}</span>'
+             f'<span class="badge {attr(status)}">{escape(status)}</span></div>']
+    if status in MADE and sidecar:
+        parts.append(facts_html(row, sidecar))
+        parts.append(caption_html(metadata or {}))
+    if status == "failed":
+        parts.append(f'<p class="cause">{escape(row.get("cause") or "unknown cause")}</p>')
+    return (f'<figure class="export" data-platform="{attr(row["platform"])}" '
+            f'data-status="{attr(status)}">' + "".join(parts) + "</figure>")
+
+
+def card_html(rows, sidecars, metadata):
+    """One title: every platform's tile. Data attributes carry what the filters match."""
+    first = rows[0]
+    keys = [(row["title_id"], row["platform"]) for row in rows]
+    tiles = "".join(tile_html(row, sidecars.get(key), metadata.get(key))
+                    for row, key in zip(rows, keys))
+    statuses = " ".join(sorted({row["status"] for row in rows}))
+    platforms = " ".join(row["platform"] for row in rows)
+    return (f'<article class="card" data-segment="{attr(first["segment"])}" '
+            f'data-age="{attr(first["age"])}" data-title="{attr(first["title_id"])}" '
+            f'data-platform="{attr(platforms)}" data-status="{attr(statuses)}">'
+            f'<h2>{escape(first["title_id"])}</h2>'
+            f'<p class="where">{escape(first["segment"])} / {escape(first["age"])}</p>'
+            f'<div class="exports">{tiles}</div></article>')
+
+
+def select_html(name, label, values):
+    options = "".join(f'<option value="{attr(v)}">{escape(v)}</option>' for v in values)
+    return (f'<label>{escape(label)}<select name="{attr(name)}">'
+            f'<option value="">all</option>{options}</select></label>')
+
+
+def by_title(rows):
+    """Rows grouped per title, in registry order (segment, age, title, platform)."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["segment"], row["age"], row["title_id"]), []).append(row)
+    return [groups[key] for key in sorted(groups)]
+
+
+def gallery_html(document, sidecars, metadata):
+    """The page. `sidecars` and `metadata` map (title_id, platform) to the parsed files of
+    the made exports; rows without them show their status only."""
+    rows = document["exports"]
+    counts = document["totals"]["all"]
+    summary = " · ".join([*(f"{counts[s]} {s}" for s in STATUSES),
+                          format_size(counts["size_bytes"]),
+                          format_duration(counts["duration_s"])])
+    filters = "".join((
+        select_html("segment", "Segment", sorted({r["segment"] for r in rows})),
+        select_html("age", "Age", sorted({r["age"] for r in rows})),
+        select_html("platform", "Platform", document["platforms"]),
+        select_html("status", "Status", STATUSES)))
+    cards = "\n".join(card_html(group, sidecars, metadata) for group in by_title(rows))
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>reelexport gallery</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<header>
+<h1>Exports</h1>
+<p class="totals">{escape(summary)} · <a href="registry.json">registry.json</a></p>
+<form id="filters">{filters}<output id="shown"></output></form>
+</header>
+<main>
+{cards}
+</main>
+<script>{SCRIPT}</script>
+</body>
+</html>
+"""
+
+
+def write_gallery(build, document):
+    """Write {exports}/index.html for `document` (the registry just regenerated), reading
+    the sidecar and metadata of every made export; untouched when nothing changed."""
+    jobs = {(job.title.title_id, job.spec.name): job for job in build.all_jobs}
+    sidecars, metadata = {}, {}
+    for row in document["exports"]:
+        key = (row["title_id"], row["platform"])
+        if row["status"] in MADE and key in jobs:
+            sidecars[key] = read_json(jobs[key].sidecar_path)
+            metadata[key] = read_json(jobs[key].metadata_path)
+    page = gallery_html(document, {k: v for k, v in sidecars.items() if v}, metadata)
+    return write_text_atomic(build.settings.exports / PAGE, page)

@@ -1,0 +1,535 @@
+"""Live progress of the running exports: ffmpeg's `-progress` output -> state files -> display.
+
+`doit -n N` runs exports in worker processes while the reporter lives in the parent, so
+progress crosses processes through small files: a worker's ProgressFile keeps
+{exports}/.progress/{platform}__{title_id}.json current during its encode, and the
+parent's ProgressDisplay polls that folder and renders it: rich's Live display on a
+terminal, a plain greppable line every few seconds otherwise (CI, logs).
+"""
+
+import collections
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROGRESS_DIR = ".progress"
+WRITE_INTERVAL_S = 0.5           # a worker rewrites its state file at most twice a second
+SPEED_WINDOW_S = 10.0            # encode speed is measured over this much recent time
+POLL_INTERVAL_S = 0.5            # the parent reads the folder twice a second
+PLAIN_INTERVAL_S = 10.0          # a plain line this often when output is not a terminal
+INTERVAL_ENV = "REELEXPORT_PROGRESS_INTERVAL_S"
+BAR_WIDTH = 24
+
+
+# --- ffmpeg's -progress output ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    out_time_s: float        # output media time written so far (0 while ffmpeg says N/A)
+    speed: float | None      # x realtime, as ffmpeg measures it; None until it knows
+    done: bool               # the last block (progress=end)
+    frame: int | None = None  # video frames written
+
+
+def parse_block(fields):
+    """One `-progress` block ({key: value}) -> ProgressUpdate.
+
+    out_time_us is the exact field (out_time_ms is microseconds too, a historic misnomer);
+    before the first packet ffmpeg writes N/A or a negative time, read as 0.
+    out_time is the furthest stream: with audio it runs ahead of the video while x264
+    fills its lookahead, drops back when the audio ends, and may be N/A near the end.
+    """
+    out_time_us = parse_number(fields.get("out_time_us"))
+    out_time_s = (out_time_us / 1e6 if out_time_us is not None
+                  else parse_clock(fields.get("out_time")))
+    speed = parse_number((fields.get("speed") or "").strip().removesuffix("x"))
+    frame = parse_number(fields.get("frame"))
+    return ProgressUpdate(out_time_s=max(0.0, out_time_s or 0.0),
+                          speed=speed if speed and speed > 0 else None,
+                          done=fields.get("progress") == "end",
+                          frame=int(frame) if frame is not None and frame >= 0 else None)
+
+
+def progress_updates(lines):
+    """Yield a ProgressUpdate for each block of `ffmpeg -progress` lines (ends at progress=)."""
+    fields = {}
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            continue
+        fields[key] = value.strip()
+        if key == "progress":
+            yield parse_block(fields)
+            fields = {}
+
+
+def parse_number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_clock(text):
+    """'00:01:02.500000' -> 62.5; None for N/A or anything else."""
+    parts = (text or "").split(":")
+    numbers = [parse_number(part) for part in parts]
+    if len(parts) != 3 or None in numbers:
+        return None
+    hours, minutes, seconds = numbers
+    return hours * 3600 + minutes * 60 + seconds
+
+
+# --- pure arithmetic ---------------------------------------------------------------------
+
+def percent(out_time_s, duration_s):
+    """Share of the output written, 0-100 (None when the duration is unknown)."""
+    if not duration_s or duration_s <= 0:
+        return None
+    return min(100.0, max(0.0, 100.0 * out_time_s / duration_s))
+
+
+def export_eta(out_time_s, duration_s, speed):
+    """Wall seconds left in an encode: media seconds left at the speed so far."""
+    if not speed or not duration_s:
+        return None
+    return max(0.0, duration_s - out_time_s) / speed
+
+
+def batch_eta(remaining, queued, per_export_s, slots):
+    """Wall seconds until the batch is done, or None while there is nothing to go on.
+
+    remaining: wall seconds left of each running export; queued: exports not started;
+    per_export_s: typical wall time of one export; slots: how many run at once (doit's
+    -n, as observed). The work left, running exports' remaining time plus per_export_s
+    for each queued one, is shared by the slots; the batch cannot end before its slowest
+    running export. Exports that doit will find up to date count as queued until it
+    checks them, so early in a mostly up-to-date run the estimate errs on the long side.
+    """
+    if None in remaining or (queued and per_export_s is None):
+        return None
+    shared = (sum(remaining) + queued * (per_export_s or 0.0)) / max(1, slots)
+    return max([shared, *remaining])
+
+
+def format_duration(seconds):
+    """H:MM:SS, or '?' when unknown: stable, greppable."""
+    if seconds is None:
+        return "?"
+    total = int(round(seconds))
+    return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
+
+
+def format_percent(value):
+    """Whole percent, rounded down: 100% only when the encode is complete."""
+    return f"{int(value)}%"
+
+
+def format_speed(speed):
+    if speed is None:
+        return "?x"
+    return f"{speed:.1f}x" if speed >= 0.1 else f"{speed:.2f}x"
+
+
+# --- worker side: the state file --------------------------------------------------------
+
+def progress_dir(exports_root):
+    return Path(exports_root) / PROGRESS_DIR
+
+
+def state_path(exports_root, task_name):
+    return progress_dir(exports_root) / f"{task_name.replace(':', '__')}.json"
+
+
+class ProgressFile:
+    """The `progress` callback of run_ffmpeg for one export's encode, as a context manager.
+
+    With the output's frame rate, progress is counted in video frames (frame / fps), which
+    only grow; ffmpeg's out_time follows whichever stream is ahead (see parse_block).
+    Speed is measured over the last SPEED_WINDOW_S rather than since the start (ffmpeg's
+    figure): it leaves out the seconds before the first frame (x264's lookahead) and
+    follows the load, e.g. when another encode ends. Progress is advisory: a write that
+    fails (disk full, folder just removed) is skipped, never the export's failure. The
+    file is removed on leaving the `with`, whatever happened; the folder too when empty,
+    so direct calls leave nothing behind.
+    """
+
+    def __init__(self, exports_root, task_name, title_key, duration_s, fps=None,
+                 min_interval_s=WRITE_INTERVAL_S, clock=time.time):
+        self.path = state_path(exports_root, task_name)
+        self.fps = fps
+        self.document = {"task": task_name, "title": title_key, "duration_s": duration_s,
+                         "pid": os.getpid(), "out_time_s": 0.0, "speed": None, "done": False}
+        self.min_interval_s = min_interval_s
+        self.clock = clock
+        self.last_write = None
+        self.samples = collections.deque()      # (wall time, media seconds) in the window
+
+    def __enter__(self):
+        self.document["started_at"] = self.clock()
+        self.write()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.path.unlink(missing_ok=True)
+        try:
+            self.path.parent.rmdir()
+        except OSError:
+            pass            # other exports still running, or already gone
+
+    def __call__(self, update):
+        now = self.clock()
+        media_s = (update.frame / self.fps if self.fps and update.frame is not None
+                   else update.out_time_s)
+        media_s = max(media_s, self.document["out_time_s"])
+        self.document.update(out_time_s=media_s, done=update.done,
+                             speed=self.measure(now, media_s))
+        if update.done or self.last_write is None or now - self.last_write >= self.min_interval_s:
+            self.write()
+
+    def measure(self, now, media_s):
+        """Media seconds per wall second over the window; None until there are two points."""
+        if media_s > 0:
+            self.samples.append((now, media_s))
+        while len(self.samples) > 2 and self.samples[1][0] <= now - SPEED_WINDOW_S:
+            self.samples.popleft()
+        if len(self.samples) < 2:
+            return self.document["speed"]
+        (start, first), (end, last) = self.samples[0], self.samples[-1]
+        return (last - first) / (end - start) if end > start else self.document["speed"]
+
+    def write(self):
+        now = self.clock()
+        self.document["updated_at"] = now
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temp.write_text(json.dumps(self.document), encoding="utf-8")
+            os.replace(temp, self.path)     # the reader sees the old or the new, never half
+            self.last_write = now
+        except OSError:
+            temp.unlink(missing_ok=True)
+
+
+def read_states(folder):
+    """{task: state} of the state files in `folder`; unreadable or vanished files skipped."""
+    states = {}
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return states
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.endswith(".json"):
+            continue
+        try:
+            state = json.loads(Path(entry.path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and isinstance(state.get("task"), str):
+            states[state["task"]] = state
+    return states
+
+
+# --- parent side: what the reporter knows, and what is shown ----------------------------
+
+class Batch:
+    """The run's exports as the reporter sees them: started, finished, up to date.
+
+    doit calls the reporter in the parent's main thread (for `-n N` too: workers send it
+    their events), while the display reads from its own thread: hence the lock.
+    """
+
+    def __init__(self, names, clock=time.monotonic):
+        self.names = frozenset(names)
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.running = {}           # name -> clock() at start
+        self.done = 0
+        self.failed = 0
+        self.durations = []         # wall seconds of exports that ran and succeeded
+        self.peak = 0               # most exports seen running at once: doit's -n, in effect
+
+    def started(self, name):
+        if name in self.names:
+            with self.lock:
+                self.running[name] = self.clock()
+                self.peak = max(self.peak, len(self.running))
+
+    def finished(self, name, ok):
+        if name not in self.names:
+            return
+        with self.lock:
+            start = self.running.pop(name, None)
+            self.done += 1
+            if not ok:
+                self.failed += 1
+            elif start is not None:
+                self.durations.append(self.clock() - start)
+
+    def skipped(self, name):
+        self.finished(name, ok=True)
+
+    def snapshot(self):
+        """(running {name: elapsed_s}, done, failed, total, durations, slots), consistent."""
+        with self.lock:
+            now = self.clock()
+            running = {name: now - start for name, start in self.running.items()}
+            return (running, self.done, self.failed, len(self.names), list(self.durations),
+                    max(1, self.peak))
+
+
+def exports_in_run(tasks, selected, export_names):
+    """The exports this doit invocation may run: the selected tasks and what they depend on.
+
+    tasks: doit's {name: Task}; selected: the names asked for (a group, a title, ...).
+    """
+    seen, pending = set(), list(selected)
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in tasks:
+            continue
+        seen.add(name)
+        pending += [*tasks[name].task_dep, *tasks[name].setup_tasks]
+    return seen & set(export_names)
+
+
+@dataclass(frozen=True)
+class ExportView:
+    task: str
+    phase: str                  # "preparing", "encoding" or "finishing"
+    percent: float | None = None
+    speed: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchView:
+    done: int
+    total: int
+    failed: int
+    exports: tuple
+    eta_s: float | None
+
+    @property
+    def summary(self):
+        return (f"{self.done}/{self.total} done, {len(self.exports)} running, "
+                f"{self.failed} failed, ETA {format_duration(self.eta_s)}")
+
+
+def summarize(snapshot, states, encoded):
+    """Combine the reporter's counts with the state files into what is shown.
+
+    Only exports doit says are running are shown, so a stale file cannot show up. A
+    running export without a state file is preparing (probe, hashes) or, once its encode
+    was seen (`encoded`), finishing (verify, covers); it is expected to take the typical
+    export time: the mean of the exports finished so far or, before any, the encodes'
+    projected times (elapsed + ETA).
+    """
+    running, done, failed, total, durations, slots = snapshot
+    exports, projected = [], []
+    for name, elapsed in sorted(running.items(), key=lambda item: -item[1]):
+        state = states.get(name)
+        if state is None:
+            exports.append(ExportView(name, "finishing" if name in encoded else "preparing"))
+            continue
+        out_time, duration = state.get("out_time_s") or 0.0, state.get("duration_s")
+        speed = state.get("speed")
+        eta = export_eta(out_time, duration, speed)
+        exports.append(ExportView(name, "encoding", percent(out_time, duration), speed, eta))
+        if eta is not None:
+            projected.append(elapsed + eta)
+    typical = durations or projected
+    per_export = sum(typical) / len(typical) if typical else None
+    remaining = [view.eta_s if view.eta_s is not None
+                 else None if per_export is None else max(0.0, per_export - running[view.task])
+                 for view in exports]
+    queued = max(0, total - done - len(running))
+    return BatchView(done, total, failed, tuple(exports),
+                     batch_eta(remaining, queued, per_export, slots))
+
+
+def plain_line(view):
+    """`progress: 3/16 done, 2 running, 0 failed, ETA 0:01:10 | youtube:a 42% 1.3x ETA 0:00:05`"""
+    parts = [f"progress: {view.summary}"]
+    for export in view.exports:
+        if export.phase != "encoding" or export.percent is None:
+            parts.append(f"{export.task} {export.phase}")
+        else:
+            parts.append(f"{export.task} {format_percent(export.percent)} "
+                         f"{format_speed(export.speed)} ETA {format_duration(export.eta_s)}")
+    return " | ".join(parts)
+
+
+def rich_view(view):
+    """The live display: a bar per running export, then the batch line."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(width=BAR_WIDTH)
+    for _ in range(3):
+        grid.add_column(justify="right", no_wrap=True)
+    for export in view.exports:
+        if export.phase == "encoding" and export.percent is not None:
+            grid.add_row(export.task, ProgressBar(total=100, completed=export.percent,
+                                                  width=BAR_WIDTH),
+                         format_percent(export.percent), format_speed(export.speed),
+                         f"ETA {format_duration(export.eta_s)}")
+        else:
+            grid.add_row(export.task, Text(export.phase, style="dim"), "", "", "")
+    return Group(grid, Text(view.summary, style="bold"))
+
+
+# --- the display ------------------------------------------------------------------------
+
+def plain_interval_s(environ=None):
+    """Seconds between plain lines: REELEXPORT_PROGRESS_INTERVAL_S (0 turns them off)."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(INTERVAL_ENV, "").strip()
+    if not text:
+        return PLAIN_INTERVAL_S
+    value = parse_number(text)
+    if value is None or value < 0:
+        sys.stderr.write(f"reelexport: {INTERVAL_ENV}={text!r} is not a number of seconds; "
+                         f"using {PLAIN_INTERVAL_S:g}\n")
+        return PLAIN_INTERVAL_S
+    return value
+
+
+def is_live_terminal(stream):
+    """True when `stream` is this process's stdout on an interactive terminal.
+
+    Decided by isatty itself: FORCE_COLOR, often set on CI, must not bring the live
+    display into a log. TERM=dumb or TTY_INTERACTIVE=0 (rich's switches) give plain lines.
+    """
+    try:
+        if stream.fileno() != 1 or not os.isatty(1):
+            return False
+    except (AttributeError, OSError, ValueError):
+        return False
+    from rich.console import Console
+    return Console(file=stream).is_interactive
+
+
+class ProgressDisplay:
+    """Polls the state folder from a background thread and renders what runs.
+
+    Owns {exports}/.progress for the run: emptied at start (files of a killed run) and
+    removed at stop. The caller holds the exports tree's lock, so no other run uses it.
+    """
+
+    def __init__(self, exports_root, batch, stream, live=None, interval_s=None,
+                 poll_s=POLL_INTERVAL_S):
+        self.folder = progress_dir(exports_root)
+        self.batch = batch
+        self.stream = stream
+        self.live = is_live_terminal(stream) if live is None else live
+        self.interval_s = plain_interval_s() if interval_s is None else interval_s
+        self.poll_s = poll_s
+        self.encoded = set()
+        self.stopping = threading.Event()
+        self.thread = None
+        self.terminal = None
+
+    def view(self):
+        states = read_states(self.folder)
+        self.encoded.update(states)
+        return summarize(self.batch.snapshot(), states, self.encoded)
+
+    def start(self):
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.live:
+            self.terminal = TerminalOwner()
+            self.terminal.start()
+        elif not self.interval_s:
+            return
+        self.thread = threading.Thread(target=self.run, name="reelexport-progress", daemon=True)
+        self.thread.start()
+
+    def run(self):
+        # The first plain line comes an interval after start, once doit has forked its
+        # workers: a fork while this thread holds sys.stdout's lock would hang them.
+        last_line = time.monotonic()
+        while not self.stopping.wait(self.poll_s):
+            if self.live:
+                self.terminal.show(rich_view(self.view()))
+            elif time.monotonic() - last_line >= self.interval_s:
+                last_line = time.monotonic()
+                self.stream.write(plain_line(self.view()) + "\n")
+                self.stream.flush()
+
+    def stop(self):
+        """Stop rendering and give the terminal back; safe to call more than once."""
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.terminal is not None:
+            self.terminal.stop()
+            self.terminal = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class TerminalOwner:
+    """rich's Live display, with every other line of the run printed above it.
+
+    doit, the reporter and the `-n N` workers (separate processes) all write to file
+    descriptors 1 and 2; a line reaching the terminal behind Live's back would be erased
+    by its next redraw. So while it runs, the terminal's descriptors are pointed at a
+    pipe whose lines a thread prints through the display (rich's own redirection replaces
+    sys.stdout in this process only). stop() restores them before anything else prints.
+    """
+
+    def __init__(self):
+        self.saved = {}
+        self.reader = None
+        self.live = None
+
+    def start(self):
+        from rich.console import Console
+        from rich.live import Live
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = {fd: os.dup(fd) for fd in (1, 2) if os.isatty(fd)}
+        terminal = open(self.saved[1], "w", encoding="utf-8", errors="replace", closefd=False)
+        console = Console(file=terminal, force_terminal=True)
+        self.live = Live(console=console, auto_refresh=False, transient=True,
+                         redirect_stdout=False, redirect_stderr=False)
+        self.live.start()
+        read_fd, write_fd = os.pipe()
+        for fd in self.saved:
+            os.dup2(write_fd, fd)
+        os.close(write_fd)
+        self.reader = threading.Thread(target=self.print_lines, args=(read_fd,),
+                                       name="reelexport-output", daemon=True)
+        self.reader.start()
+
+    def print_lines(self, read_fd):
+        from rich.text import Text
+        with open(read_fd, "rb") as pipe:
+            for raw in pipe:
+                text = raw.decode("utf-8", "replace").rstrip("\n")
+                self.live.console.print(Text.from_ansi(text), soft_wrap=True)
+
+    def show(self, renderable):
+        self.live.update(renderable, refresh=True)
+
+    def stop(self):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in self.saved.items():
+            os.dup2(saved, fd)      # drops this process's write end of the pipe
+        # EOF comes when the workers' copies are gone too (they have exited by now).
+        self.reader.join(timeout=2.0)
+        self.live.stop()
+        if not self.reader.is_alive():      # else a straggler still writes: leave it a way out
+            for saved in self.saved.values():
+                os.close(saved)
+        self.saved = {}

@@ -1,0 +1,187 @@
+"""`doit status`: exported / stale / failed / pending by segment, age and platform.
+
+The statuses are the registry's own (exporter.ledger.registry_document: doit's dep DB and
+the sidecars), computed as of now, so a source edited since the last run shows as stale.
+Nothing is encoded, written or locked: it is safe while a run holds the exports tree.
+"""
+
+import copy
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from doit.cmd_base import Command
+from doit.cmdparse import CmdParseError
+from doit.dependency import DatabaseException
+from doit.exceptions import InvalidDodoFile
+
+from .registry import STATUSES, add_to_totals, empty_totals
+from .settings import Settings
+
+MADE = ("exported", "stale")    # statuses whose video exists
+
+
+def select_rows(rows, segments=(), ages=(), platforms=()):
+    """The registry rows a selection covers; an empty selection covers everything."""
+    return [row for row in rows
+            if (not segments or row["segment"] in segments)
+            and (not ages or row["age"] in ages)
+            and (not platforms or row["platform"] in platforms)]
+
+
+def status_report(document, segments=(), ages=(), platforms=()):
+    """Registry document -> {groups, total, failures} for the selected rows.
+
+    One group per (segment, age, platform), sorted; failures carry their one-line cause.
+    """
+    rows = select_rows(document["exports"], segments, ages, platforms)
+    groups, total = {}, empty_totals()
+    for row in rows:
+        add_to_totals(groups.setdefault((row["segment"], row["age"], row["platform"]),
+                                        empty_totals()), row)
+        add_to_totals(total, row)
+    failures = [{"task": f"{row['platform']}:{row['title_id']}",
+                 "title": f"{row['segment']}/{row['age']}/{row['title_id']}",
+                 "cause": one_line(row.get("cause")), "failed_at": row.get("failed_at")}
+                for row in rows if row["status"] == "failed"]
+    return {
+        "groups": [{"segment": segment, "age": age, "platform": platform, **totals}
+                   for (segment, age, platform), totals in sorted(groups.items())],
+        "total": total,
+        "failures": failures,
+    }
+
+
+def one_line(text):
+    lines = (text or "unknown cause").strip().splitlines()
+    return lines[0] if lines else "unknown cause"
+
+
+def format_size(size_bytes):
+    """Decimal units, as upload limits are stated: 37497578 -> '37.5 MB'."""
+    size = float(size_bytes or 0)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds):
+    """40.0 -> '40.0 s', 125 -> '2m05s', 3725 -> '1h02m05s'."""
+    seconds = float(seconds or 0)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+TABLE_COLUMNS = ("segment", "age", "platform", *STATUSES, "size", "duration")
+
+
+def table_cells(line):
+    return [*(str(line[status]) for status in STATUSES), format_size(line["size_bytes"]),
+            format_duration(line["duration_s"])]
+
+
+def format_report(report):
+    """The report as an aligned text table, then one FAILED line per failed export."""
+    lines = [list(TABLE_COLUMNS)]
+    lines += [[g["segment"], g["age"], g["platform"], *table_cells(g)] for g in report["groups"]]
+    lines.append(["total", "", "", *table_cells(report["total"])])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_COLUMNS))]
+    text = []
+    for line in lines:
+        cells = [cell.ljust(width) if i < 3 else cell.rjust(width)
+                 for i, (cell, width) in enumerate(zip(line, widths))]
+        text.append("  ".join(cells).rstrip())
+    text += [f"FAILED {f['task']} ({f['title']}): {f['cause']}" for f in report["failures"]]
+    return "\n".join(text) + "\n"
+
+
+def lock_holder(lock_path, proc_locks="/proc/locks"):
+    """Pid of the run holding the exports tree's flock, or None; read from /proc/locks.
+
+    Never by taking the lock: even a probe would make a run starting at that moment refuse.
+    """
+    try:
+        stat = os.stat(lock_path)
+        locks = Path(proc_locks).read_text(encoding="ascii")
+    except OSError:
+        return None
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in locks.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 3144 fe:00:2146437 0 EOF"; waiters have a "->" field
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+            return int(fields[4])
+    return None
+
+
+class EmptyLedger(Settings):
+    """Settings whose dep DB is an empty in-memory one: nothing is up to date."""
+
+    dep_file = ":memory:"
+
+
+def current_registry(build):
+    """The registry as of now, written nowhere.
+
+    Without a dep DB (no run yet in this tree, or it was deleted) nothing is up to date; the
+    check then runs on an empty in-memory DB rather than letting sqlite create the file.
+    """
+    from .ledger import registry_document
+    dep_file = build.settings.dep_file
+    if not dep_file.exists():
+        build = copy.copy(build)
+        build.settings = EmptyLedger(**vars(build.settings))
+    try:
+        return registry_document(build)
+    except (DatabaseException, sqlite3.DatabaseError) as error:
+        raise InvalidDodoFile(f"dependency DB {dep_file} cannot be read ({error}); "
+                              "the next run sets it aside") from None
+
+
+def status_document(build):
+    """What `doit status --json` prints: the report plus where it comes from."""
+    settings = build.settings
+    report = status_report(current_registry(build), settings.segments, settings.ages,
+                           settings.platforms)
+    return {"exports": str(settings.exports), "run_in_progress": lock_holder(
+        settings.exports / ".lock"), **report}
+
+
+def format_status(document):
+    """Text output: a note when a run is going, then the table and failures."""
+    pid = document["run_in_progress"]
+    note = (f"a run (pid {pid}) is writing {document['exports']}: until it ends, exports it "
+            "makes may read stale (doit saves its DB at the end)\n") if pid else ""
+    return note + format_report(document)
+
+
+class Status(Command):
+    """doit command plugin: `status = "exporter.status:Status"` in pyproject.toml."""
+
+    name = "status"
+    doc_purpose = "exported, stale, failed and pending exports by segment, age and platform"
+    doc_usage = "[--json] [segment=...] [age=...] [platforms=...] [renders=...] [exports=...]"
+    doc_description = ("Read-only: doit's dep DB and the sidecars, as of now. Nothing is "
+                       "encoded or written, and it runs while another doit run is going.")
+    cmd_options = ({"name": "json", "short": "", "long": "json", "type": bool,
+                    "default": False, "help": "print the report as JSON"},)
+
+    def execute(self, params, args):
+        from .tasks import load_build
+        if args:
+            raise CmdParseError(f"doit status takes no task names ({' '.join(args)}); "
+                                "select with segment=, age= and platforms=")
+        document = status_document(load_build())
+        if params["json"]:
+            sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        else:
+            sys.stdout.write(format_status(document))
+        return 0
