@@ -372,18 +372,31 @@ def image_is_current(record, key, path):
             and sha256_file(path) == record["sha256"])
 
 
-def make_still(job, input_args, fit, size, max_bytes, path):
-    """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record."""
-    temp = temp_path_for(path)
+def make_still(job, input_args, fit, size, max_bytes, path, key):
+    """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record.
+
+    Made once per key in the shared cache (the cover of Instagram, Facebook and TikTok is
+    the same image) and linked into place like a shared encode.
+    """
+    cache = SharedCache(job.exports_root)
+    with cache.locked([key]):
+        if not cache.has(key, ".jpg"):
+            remove_stale_temps(cache.path(key, ".jpg"))
+            temp = temp_path_for(cache.path(key, ".jpg"))
+            try:
+                for quality in COVER_QUALITIES:
+                    run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp, quality))
+                    if max_bytes is None or temp.stat().st_size <= max_bytes:
+                        break
+                else:
+                    raise ConformanceError(f"{path.name} cannot be made under {max_bytes} bytes")
+                if image_size(temp) != size:
+                    raise ConformanceError(f"{path.name} is {image_size(temp)}, expected {size}")
+                cache.store(key, temp, {"made_by": job.task_name}, ".jpg")
+            finally:
+                finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
+        temp = cache.link_to(key, temp_path_for(path), ".jpg")
     try:
-        for quality in COVER_QUALITIES:
-            run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp, quality))
-            if max_bytes is None or temp.stat().st_size <= max_bytes:
-                break
-        else:
-            raise ConformanceError(f"{path.name} cannot be made under {max_bytes} bytes")
-        if image_size(temp) != size:
-            raise ConformanceError(f"{path.name} is {image_size(temp)}, expected {size}")
         record = {"path": path.name, "width": size[0], "height": size[1],
                   "size_bytes": temp.stat().st_size, "sha256": sha256_file(temp)}
         publish(temp, path)
@@ -403,20 +416,22 @@ def make_cover(job, inputs, sidecar):
         return sidecar["cover"]
     seek = sidecar["source"]["probe"]["duration_s"] * FRAME_AT
     record = make_still(job, cover_input(thumbnail, job.title.source, seek), cover["fit"],
-                        (cover["width"], cover["height"]), cover["max_bytes"], job.cover_path)
+                        (cover["width"], cover["height"]), cover["max_bytes"], job.cover_path,
+                        key)
     origin_text = thumbnail.name if thumbnail else f"{job.title.source.name} at {seek:.2f} s"
     return {**record, "key": key, "from": origin_text}
 
 
 def make_poster(job, sidecar):
     """A small frame of the export itself, for the gallery."""
-    key = digest({"video": sidecar["output"]["sha256"], "version": IMAGES_VERSION,
-                  "ffmpeg": ffmpeg_version(job.ffmpeg)})
+    size = poster_size(job.spec.video)
+    key = digest({"video": sidecar["output"]["sha256"], "size": size,
+                  "version": IMAGES_VERSION, "ffmpeg": ffmpeg_version(job.ffmpeg)})
     if image_is_current(sidecar.get("poster"), key, job.poster_path):
         return sidecar["poster"]
     seek = sidecar["output"]["duration_s"] * FRAME_AT
-    record = make_still(job, cover_input(None, job.video_path, seek), "crop",
-                        poster_size(job.spec.video), None, job.poster_path)
+    record = make_still(job, cover_input(None, job.video_path, seek), "crop", size, None,
+                        job.poster_path, key)
     return {**record, "key": key}
 
 

@@ -1,5 +1,7 @@
 """Shared encodes: one encode per (source bytes, effective encode settings), linked into place.
 
+Covers and posters are shared the same way, keyed by what they are made from.
+
 YouTube, Instagram and Facebook ask for the same bytes from a source under 60 s; two titles
 may have byte-identical sources. The cache lives in `{exports}/.shared/{key}.mp4`; each
 export's `{platform}.mp4` is a hardlink to it (a copy across filesystems), so deleting
@@ -39,15 +41,18 @@ class SharedCache:
     def __init__(self, exports_root):
         self.root = Path(exports_root) / CACHE_DIR
 
+    def path(self, key, suffix=".mp4"):
+        return self.root / f"{key}{suffix}"
+
     def video(self, key):
-        return self.root / f"{key}.mp4"
+        return self.path(key)
 
     def record(self, key):
-        """What made the cached video (argv, the task that encoded it), or None."""
+        """What made the cached file (argv, the task that encoded it), or None."""
         return read_json(self.root / f"{key}.json")
 
-    def has(self, key):
-        return self.video(key).exists() and self.record(key) is not None
+    def has(self, key, suffix=".mp4"):
+        return self.path(key, suffix).exists() and self.record(key) is not None
 
     @contextmanager
     def locked(self, keys):
@@ -65,19 +70,19 @@ class SharedCache:
             for fd in fds:
                 os.close(fd)
 
-    def store(self, key, temp, record):
-        """Publish a verified encode under `key`, with its record (written last)."""
-        publish(temp, self.video(key))
+    def store(self, key, temp, record, suffix=".mp4"):
+        """Publish a verified file under `key`, with its record (written last)."""
+        publish(temp, self.path(key, suffix))
         write_json_atomic(self.root / f"{key}.json", record)
 
-    def link_to(self, key, path):
+    def link_to(self, key, path, suffix=".mp4"):
         """Make `path` (a temporary name) hold the cached bytes: a hardlink, or a copy
         across filesystems. The caller verifies it and renames it into place."""
         path.unlink(missing_ok=True)
         try:
-            os.link(self.video(key), path)
+            os.link(self.path(key, suffix), path)
         except OSError:
-            shutil.copyfile(self.video(key), path)
+            shutil.copyfile(self.path(key, suffix), path)
         return path
 
     def prune(self):
@@ -88,9 +93,9 @@ class SharedCache:
         for stale in self.root.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
         removed = 0
-        for video in self.root.glob("*.mp4"):
-            if video.stat().st_nlink == 1:
-                for path in (video, video.with_suffix(".json"), video.with_suffix(".lock")):
+        for cached in [*self.root.glob("*.mp4"), *self.root.glob("*.jpg")]:
+            if cached.stat().st_nlink == 1:
+                for path in (cached, cached.with_suffix(".json"), cached.with_suffix(".lock")):
                     path.unlink(missing_ok=True)
                 removed += 1
         return removed
