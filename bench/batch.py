@@ -37,8 +37,9 @@ from exporter.spec import load_specs  # noqa: E402
 SHAPES = [(1080, 1920), (1920, 1080)]
 
 
-def make_source(ffmpeg, path, width, height, seconds, conforming):
-    """A synthetic render: moving test pattern and a tone."""
+def make_source(ffmpeg, path, width, height, seconds, conforming, index):
+    """A synthetic render: moving test pattern and a tone (its pitch makes each title's
+    bytes different, so no title shares another's encode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if conforming:   # what a final-encode step made for the platforms already
         video = ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
@@ -50,7 +51,8 @@ def make_source(ffmpeg, path, width, height, seconds, conforming):
         size, rate = f"{width}x{height}", 25
     run_ffmpeg([ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
                 "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
-                "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
+                "-f", "lavfi", "-i",
+                f"sine=frequency={330 + 20 * index}:sample_rate=48000:duration={seconds}",
                 *video, "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2",
                 "-movflags", "+faststart", str(path)])
     (path.parent / "metadata.json").write_text('{"title": "Bench title"}')
@@ -110,7 +112,7 @@ def main():
             for index in range(options.titles):
                 width, height = SHAPES[index % len(SHAPES)]
                 make_source(ffmpeg, renders / "bench" / "all" / f"title-{index}" / "final.mp4",
-                            width, height, options.seconds, conforming)
+                            width, height, options.seconds, conforming, index)
             baseline = run_baseline(ffmpeg, renders, work / case / "baseline", specs,
                                     options.preset)
             tool, inside = run_tool(ffmpeg, renders, work / case / "exports", options.preset,

@@ -21,6 +21,7 @@ from .metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from .metadata import format_metadata, load_source_metadata
 from .plan import (COVER_QUALITIES, build_encodes, build_plan, build_still, cover_input,
                    poster_size)
+from .progress import ProgressFile
 from .shared import SharedCache, share_key
 from .probe import image_size, moov_before_mdat, probe
 from .run import (ffmpeg_version, finish_despite_interrupts, publish, read_json,
@@ -285,7 +286,9 @@ def encode_into_cache(job, source_probe, targets, cache):
                           job.preset)
     argv = plans[0].argv
     try:
-        run_ffmpeg(argv)
+        with ProgressFile(job.exports_root, job.task_name, job.title.key, plans[0].duration_s,
+                          job.spec.video["fps"]) as progress:
+            run_ffmpeg(argv, progress=progress)
         for index, ((spec, key), temp, plan) in enumerate(zip(targets, temps, plans)):
             if not temp.exists():
                 raise EncodeError("ffmpeg exited without writing an output")
@@ -308,7 +311,9 @@ def remux_into_cache(job, plan, cache, key):
     temp = temp_path_for(cache.video(key))
     argv = [str(temp) if arg == PLAN_OUTPUT else arg for arg in plan.argv]
     try:
-        run_ffmpeg(argv)
+        with ProgressFile(job.exports_root, job.task_name, job.title.key, plan.duration_s,
+                          job.spec.video["fps"]) as progress:
+            run_ffmpeg(argv, progress=progress)
         verified_probe(job.spec, temp, plan)
         cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name})
     finally:

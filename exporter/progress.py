@@ -133,7 +133,7 @@ def format_percent(value):
 def format_speed(speed):
     if speed is None:
         return "?x"
-    return f"{speed:.1f}x" if speed >= 0.1 else f"{speed:.2f}x"
+    return f"{speed:.1f}x" if speed >= 0.095 else f"{speed:.2f}x"
 
 
 # --- worker side: the state file --------------------------------------------------------

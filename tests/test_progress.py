@@ -79,6 +79,7 @@ def test_formats_are_stable():
     assert format_duration(3 * 3600 + 5) == "3:00:05"
     assert format_duration(None) == "?"
     assert format_speed(1.34) == "1.3x" and format_speed(0.042) == "0.04x"
+    assert format_speed(0.0996) == "0.1x"
     assert format_speed(None) == "?x"
 
 
