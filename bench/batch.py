@@ -18,7 +18,6 @@ Everything runs in one go and prints the figures side by side.
 import argparse
 import os
 import platform
-import shutil
 import stat
 import subprocess
 import sys

@@ -16,8 +16,6 @@ Peak RSS is the child's ru_maxrss.
 import argparse
 import json
 import os
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile

@@ -184,7 +184,6 @@ def test_a_bad_source_is_tried_again_only_when_it_changes(library, tmp_path):
 
 
 def test_bad_input_matrix_fails_each_alone(library, tmp_path):
-    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     library.add("women", "18-23", "good")
     clips = tmp_path / "clips"
     cases = {

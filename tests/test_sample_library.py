@@ -5,7 +5,6 @@ One module-scoped export (16 encodes at 1080x1920), then read-only checks and no
 
 import os
 import shutil
-from pathlib import Path
 
 import jsonschema
 import pytest
