@@ -1,5 +1,6 @@
 """Probe a media file in-process with PyAV (no ffprobe binary, no shell)."""
 
+import functools
 import struct
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -8,6 +9,7 @@ from pathlib import Path
 import av
 
 from .errors import SourceError
+from .run import file_identity
 
 # Demuxers of real media containers. Anything else (HLS or concat playlists saved as .mp4,
 # images, raw text) is never opened: those demuxers read other files, which untrusted
@@ -74,8 +76,25 @@ def first_frame_rotation(container, stream):
 
 
 def probe(path):
-    """Probe `path`; SourceError with a one-line cause when it is not a usable video."""
-    path = Path(path)
+    """Probe `path`; SourceError with a one-line cause when it is not a usable video.
+
+    Remembered per process while the file is unchanged: the platforms of a title probe the
+    same source.
+    """
+    try:
+        identity = file_identity(path)
+    except OSError:
+        return probe_file(Path(path))       # reports the missing / unreadable file
+    return _probe_cached(str(path), identity)
+
+
+@functools.lru_cache(maxsize=256)
+def _probe_cached(path, identity):
+    return probe_file(Path(path))
+
+
+def probe_file(path):
+    """Open and probe `path` with PyAV (no cache)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:

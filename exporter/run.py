@@ -160,12 +160,29 @@ def interrupted(returncode, stderr_tail):
     return "received signal 2" in stderr_tail or "received signal 15" in stderr_tail
 
 
-def sha256_file(path, chunk_size=1 << 20):
+def file_identity(path):
+    """(device, inode, size, mtime in ns): changes whenever the file's content can have.
+
+    Files are replaced, never rewritten in place, by this tool (a new inode), so this is a
+    safe key for remembering what was computed from a file within one process.
+    """
+    stat = os.stat(path)
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sha256_of(path, identity, chunk_size=1 << 20):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file(path):
+    """sha256 of a file, hashed once per process while the file is unchanged (the four
+    platform exports of a title hash the same source)."""
+    return _sha256_of(str(path), file_identity(path))
 
 
 def temp_path_for(target):
