@@ -68,6 +68,8 @@ def regenerate_registry(build, outcomes=None):
     """
     previous = read_json(build.settings.registry_file)
     document = registry_document(build, outcomes, previous)
+    if document == previous:        # cheaper than serialising 40,000 rows to compare text
+        return document, False
     changed = write_json_atomic(build.settings.registry_file, document)
     return document, changed
 

@@ -6,6 +6,7 @@ modules the tests call directly.
 
 import functools
 import gc
+import os
 
 from doit import get_var
 from doit.exceptions import InvalidDodoFile, TaskFailed
@@ -17,7 +18,8 @@ from .ledger import set_aside_unreadable_db
 from .run import find_ffmpeg
 from .shared import SharedCache
 from .settings import resolve_settings
-from .sources import describe_library, discover, select
+from .sources import (METADATA_NAME, SOURCE_NAME, THUMBNAIL_NAME, describe_library, discover,
+                      select)
 from .spec import load_specs, select_specs
 
 
@@ -97,14 +99,15 @@ def library_task(problems):
 def export_task(job):
     """The file-target task `{platform}:{title_id}`."""
     title = job.title
+    inputs = [os.path.join(title.directory, name)
+              for name in (SOURCE_NAME, METADATA_NAME, THUMBNAIL_NAME)]
     return {
         "basename": job.spec.name,
         "name": title.title_id,
         "doc": f"{job.spec.display_name} export of {title.key}",
         "actions": [(export_action, [job])],
-        "file_dep": [str(p) for p in (title.source, title.metadata, title.thumbnail)
-                     if p.exists()],
-        "targets": [str(p) for p in job.targets],
+        "file_dep": [path for path in inputs if os.path.exists(path)],
+        "targets": job.target_names,
         "uptodate": [config_changed(job.up_to_date_key)],
         "clean": [(clean_export, [job])],
     }
