@@ -7,8 +7,9 @@ How the up-to-date state is built cheaply, without encoding 40,000 exports:
 2. Every other title's render is a hardlink of that title's final.mp4 and metadata.json, so
    all sources have the same bytes; each title's exports are hardlinks of the real title's
    outputs, with sidecars rewritten for the title (same inputs, same hashes).
-3. doit's dependency DB is filled through doit's own API (`Dependency.save_success` on the
-   very task definitions the dodo generates): what doit itself stores after a run.
+3. doit's dependency DB is filled through doit's own API, in the order its runner uses
+   (`get_status`, `save_extra_values`, `save_success`) on the very task definitions the
+   dodo generates: what doit itself stores after a run.
 The first run then finds every export up to date but has no registry rows or gallery for
 the new titles: it writes them (reading every sidecar once); that is reported separately.
 The no-op measured is the next run, the state after any finished run: nothing encodes,
@@ -100,6 +101,7 @@ def fill_dep_db(renders, exports, env):
         "    fields = {k: v for k, v in d.items() if k not in ('basename', 'name')}\n"
         "    task = dict_to_task({'name': f\"{d['basename']}:{d['name']}\", **fields})\n"
         "    task.init_options()\n"
+        "    dependency.get_status(task, {})   # evaluates uptodate, as doit's runner does\n"
         "    task.save_extra_values()\n"
         "    dependency.save_success(task)\n"
         "dependency.close()\n")
