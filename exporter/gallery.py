@@ -10,9 +10,10 @@ from html import escape
 from urllib.parse import quote
 
 from .registry import STATUSES
-from .run import read_json, write_text_atomic
+from .run import read_json, write_json_atomic, write_text_atomic
 from .status import MADE, format_duration, format_size
 
+CACHE_NAME = ".gallery-cache.json"
 PAGE = "index.html"
 POSTER_SCALE = 2     # posters are drawn at half their pixel size: sharp on dense screens
 
@@ -211,15 +212,44 @@ def gallery_html(document, sidecars, metadata):
 """
 
 
-def write_gallery(build, document):
-    """Write {exports}/index.html for `document` (the registry just regenerated), reading
-    the sidecar and metadata of every made export; untouched when nothing changed."""
+def tile_parts(sidecar, metadata):
+    """Only what a tile shows, so the gallery's cache stays small at 40,000 exports."""
+    kept_sidecar = ({"output": {k: sidecar.get("output", {}).get(k) for k in
+                                ("video_bitrate", "duration_s", "size_bytes", "width", "height")},
+                     "poster": sidecar.get("poster")} if sidecar else None)
+    kept_metadata = ({k: metadata.get(k) for k in ("title", "caption")} if metadata else None)
+    return kept_sidecar, kept_metadata
+
+
+def write_gallery(build, document, changed=None):
+    """Write {exports}/index.html for `document` (the registry just regenerated); untouched
+    when nothing changed.
+
+    A tile needs its export's sidecar and metadata. `changed` names the export tasks this
+    run made or remade: only those files are read, the others' parts come from the cache
+    the previous gallery left (`.gallery-cache.json`, keyed by the video's sha256). With
+    `changed=None` every file is read.
+    """
+    cache_path = build.settings.exports / CACHE_NAME
+    cache = (read_json(cache_path) or {}) if changed is not None else {}
     jobs = {(job.title.title_id, job.spec.name): job for job in build.all_jobs}
-    sidecars, metadata = {}, {}
+    sidecars, metadata, kept = {}, {}, {}
     for row in document["exports"]:
         key = (row["title_id"], row["platform"])
-        if row["status"] in MADE and key in jobs:
-            sidecars[key] = read_json(jobs[key].sidecar_path)
-            metadata[key] = read_json(jobs[key].metadata_path)
-    page = gallery_html(document, {k: v for k, v in sidecars.items() if v}, metadata)
-    return write_text_atomic(build.settings.exports / PAGE, page)
+        name = f"{row['platform']}:{row['title_id']}"
+        if row["status"] not in MADE or key not in jobs:
+            continue
+        entry = cache.get(name)
+        if (changed is None or name in changed or not entry
+                or entry.get("sha256") != row.get("sha256")):
+            parts = tile_parts(read_json(jobs[key].sidecar_path),
+                               read_json(jobs[key].metadata_path))
+            entry = {"sha256": row.get("sha256"), "sidecar": parts[0], "metadata": parts[1]}
+        kept[name] = entry
+        if entry["sidecar"]:
+            sidecars[key] = entry["sidecar"]
+        metadata[key] = entry["metadata"]
+    page = gallery_html(document, sidecars, metadata)
+    written = write_text_atomic(build.settings.exports / PAGE, page)
+    write_json_atomic(cache_path, kept)
+    return written

@@ -93,9 +93,9 @@ class ExportReporter(ConsoleReporter):
         SharedCache(load_build().settings.exports).prune()   # encodes no export links to
         document, changed = regenerate_registry(load_build(), self.outcomes)
         # The gallery reads every sidecar and caption: only when something may have changed.
-        ran = any(outcome != "up-to-date" for outcome in self.outcomes.values())
+        ran = {name for name, outcome in self.outcomes.items() if outcome != "up-to-date"}
         if changed or ran or not (load_build().settings.exports / "index.html").exists():
-            write_gallery(load_build(), document)
+            write_gallery(load_build(), document, changed=ran)
         counts = document["totals"]["all"]
         summary = ", ".join(f"{counts[s]} {s}" for s in ("exported", "stale", "failed", "pending"))
         self.write(f"registry: {summary}\n")

@@ -154,4 +154,5 @@ def clean_run_state(settings):
     shared-encode cache."""
     settings.registry_file.unlink(missing_ok=True)
     (settings.exports / "index.html").unlink(missing_ok=True)
+    (settings.exports / ".gallery-cache.json").unlink(missing_ok=True)
     SharedCache(settings.exports).clear()

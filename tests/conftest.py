@@ -91,9 +91,9 @@ def assert_conforms(path, spec_document, expected_duration_s):
     return facts
 
 
-# Files of the exports root that are not exports: doit's DB, the one-writer lock and the
-# shared-encode cache.
-BOOKKEEPING = (".doit.db", ".lock", ".shared")
+# Files of the exports root that are not exports: doit's DB, the one-writer lock, the
+# shared-encode cache and the gallery's cache.
+BOOKKEEPING = (".doit.db", ".lock", ".shared", ".gallery-cache.json")
 
 
 def exported_videos(exports):

@@ -354,3 +354,17 @@ def test_a_conforming_source_is_remuxed_not_encoded(library, tmp_path):
     for name in ALL_FOUR:
         assert_conforms(library.exports / f"women/18-23/conforming/{name}.mp4",
                         load_yaml(platforms / f"{name}.yaml"), 1.0)
+
+
+def test_gallery_follows_a_changed_caption_without_reading_unchanged_exports(library, platforms):
+    library.add("women", "18-23", "alpha", metadata={"title": "First caption"})
+    library.add("women", "18-23", "beta", metadata={"title": "Beta caption"})
+    args = args_for(library, platforms, "platforms=youtube")
+    run_doit(*args, check=0)
+    page = library.exports / "index.html"
+    assert "First caption" in page.read_text() and "Beta caption" in page.read_text()
+    (library.root / "women/18-23/alpha/metadata.json").write_text('{"title": "Second caption"}')
+    run_doit(*args, check=0)
+    text = page.read_text()
+    assert "Second caption" in text and "First caption" not in text
+    assert "Beta caption" in text          # from the cache: beta's task did not run
