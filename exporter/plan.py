@@ -126,6 +126,20 @@ def silence_input(spec):
             f"anullsrc=channel_layout={layout}:sample_rate={spec.audio['sample_rate']}"]
 
 
+# How every ffmpeg here starts: quiet, never waiting for input, overwriting its temporary.
+QUIET = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+# Source metadata (titles, creation time, GPS) and chapters are not carried into exports.
+STRIP_METADATA = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
+
+
+def untrusted_input(path, seek_s=None):
+    """Input arguments for a render: local files only, and only real media containers, so a
+    playlist disguised as a video cannot make ffmpeg read other files."""
+    seek = ["-ss", f"{seek_s:.3f}"] if seek_s is not None else []
+    return ["-protocol_whitelist", "file", "-format_whitelist", DEMUXER_WHITELIST, *seek,
+            "-i", str(path)]
+
+
 def remux_problems(probe, spec):
     """Why the source's streams cannot be copied as they are (empty: they can).
 
@@ -141,10 +155,8 @@ def build_remux(ffmpeg, source, probe, spec, output):
     """argv copying the first video and audio streams into a faststart MP4."""
     check_source(probe)
     return EncodePlan(
-        argv=[ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
-              "-protocol_whitelist", "file", "-format_whitelist", DEMUXER_WHITELIST,
-              "-i", str(source), "-map", "0:v:0", "-map", "0:a:0", "-c", "copy",
-              "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact",
+        argv=[ffmpeg, *QUIET, *untrusted_input(source),
+              "-map", "0:v:0", "-map", "0:a:0", "-c", "copy", *STRIP_METADATA,
               "-movflags", "+faststart", "-f", "mp4", str(output)],
         duration_s=probe.duration_s, trimmed=False, mode="remux")
 
@@ -171,9 +183,7 @@ def build_encodes(ffmpeg, source, probe, targets, preset=None):
     check_source(probe)
     specs = [spec for spec, _ in targets]
     timing = [output_duration(probe, spec) for spec in specs]
-    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
-            "-protocol_whitelist", "file", "-format_whitelist", DEMUXER_WHITELIST,
-            "-i", str(source)]
+    argv = [ffmpeg, *QUIET, *untrusted_input(source)]
     silent = [spec for spec in specs if not probe.has_audio and spec.audio_required]
     if silent:
         argv += silence_input(silent[0])
@@ -189,8 +199,7 @@ def build_encodes(ffmpeg, source, probe, targets, preset=None):
         argv += video_args(spec, preset or spec.video.get("preset", "medium"))
         if audio_map:
             argv += audio_args(spec)
-        argv += ["-map_metadata", "-1", "-map_chapters", "-1",
-                 "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+        argv += [*STRIP_METADATA, "-flags:v", "+bitexact", "-flags:a", "+bitexact",
                  "-movflags", "+faststart",
                  "-fs", str(spec.limits["max_size_bytes"]),
                  "-f", "mp4", str(output)]
@@ -207,14 +216,13 @@ def cover_input(image, video, seek_s):
     """Input arguments for a cover: the render's thumbnail.jpg, else one frame of the video."""
     if image is not None:
         return ["-f", "image2", "-pattern_type", "none", "-i", str(image)]
-    return ["-protocol_whitelist", "file", "-format_whitelist", DEMUXER_WHITELIST,
-            "-ss", f"{seek_s:.3f}", "-i", str(video)]
+    return untrusted_input(video, seek_s)
 
 
 def build_still(ffmpeg, input_args, fit, width, height, output, quality):
     """argv writing one JPEG of exactly width x height from the first frame of the input."""
     graph = fit_filter(fit, width, height) + ";[fit]format=yuvj420p[v]"
-    return [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *input_args,
+    return [ffmpeg, *QUIET, *input_args,
             "-filter_complex", graph, "-map", "[v]", "-frames:v", "1",
             "-map_metadata", "-1", "-c:v", "mjpeg", "-q:v", str(quality),
             "-f", "image2", "-update", "1", str(output)]
