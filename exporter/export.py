@@ -9,6 +9,7 @@ one-line failure; nothing half-made is left under a target's name. Transient fai
 import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
@@ -25,14 +26,15 @@ from .plan import (COVER_QUALITIES, build_encodes, build_plan, build_still, cove
 from .progress import ProgressFile
 from .shared import SharedCache, share_key
 from .probe import image_size, moov_before_mdat, probe
-from .run import (ffmpeg_version, finish_despite_interrupts, publish, read_json,
-                  remove_stale_temps, run_ffmpeg, sha256_file, temp_path_for,
-                  write_json_atomic)
+from .run import (ffmpeg_version, publish, read_json, remove_stale_temps, run_ffmpeg,
+                  sha256_file, temporary, write_json_atomic)
 from .spec import digest
 from .sources import Title
 from .verify import conformance_problems
 
 SIDECAR_VERSION = 1
+# The files an export's doit task declares as its targets (its error record is not one).
+TARGET_KINDS = ("video", "metadata", "sidecar", "cover", "poster")
 # Stands for the output file in a plan's argv until the cache decides where it goes.
 PLAN_OUTPUT = "{output}"
 # Covers and posters show the frame at this fraction of the duration (past fade-ins).
@@ -73,43 +75,46 @@ class ExportJob:
         return self.title.export_dir(self.exports_root)
 
     @cached_property
+    def file_names(self):
+        """The name of each file this export writes, by kind; the targets come first."""
+        name = self.spec.name
+        return {"video": f"{name}.mp4", "metadata": f"metadata_{name}.json",
+                "sidecar": f"{name}.export.json", "cover": f"{name}.cover.jpg",
+                "poster": f"{name}.poster.jpg", "error": f"{name}.error.json"}
+
+    @property
     def video_path(self):
-        return self.out_dir / f"{self.spec.name}.mp4"
+        return self.out_dir / self.file_names["video"]
 
-    @cached_property
+    @property
     def metadata_path(self):
-        return self.out_dir / f"metadata_{self.spec.name}.json"
+        return self.out_dir / self.file_names["metadata"]
 
-    @cached_property
+    @property
     def sidecar_path(self):
-        return self.out_dir / f"{self.spec.name}.export.json"
+        return self.out_dir / self.file_names["sidecar"]
 
-    @cached_property
+    @property
     def error_path(self):
-        return self.out_dir / f"{self.spec.name}.error.json"
+        return self.out_dir / self.file_names["error"]
 
-    @cached_property
+    @property
     def cover_path(self):
-        return self.out_dir / f"{self.spec.name}.cover.jpg"
+        return self.out_dir / self.file_names["cover"]
 
-    @cached_property
+    @property
     def poster_path(self):
-        return self.out_dir / f"{self.spec.name}.poster.jpg"
+        return self.out_dir / self.file_names["poster"]
 
     @cached_property
     def target_names(self):
-        """The targets as strings, built without Path objects (40,000 tasks load per run)."""
-        out_dir = os.path.join(self.exports_root, self.title.segment, self.title.age,
-                               self.title.title_id)
-        name = self.spec.name
-        return [os.path.join(out_dir, file) for file in (
-            f"{name}.mp4", f"metadata_{name}.json", f"{name}.export.json",
-            f"{name}.cover.jpg", f"{name}.poster.jpg")]
+        """The targets as strings: built for 40,000 tasks on every run, so without Paths."""
+        out_dir = str(self.out_dir)
+        return [os.path.join(out_dir, self.file_names[kind]) for kind in TARGET_KINDS]
 
-    @cached_property
+    @property
     def targets(self):
-        return [self.video_path, self.metadata_path, self.sidecar_path, self.cover_path,
-                self.poster_path]
+        return [Path(name) for name in self.target_names]
 
     def encode_settings(self, spec=None):
         """What the encoded bytes depend on (besides the source): doit's config_changed value."""
@@ -118,21 +123,19 @@ class ExportJob:
 
     @cached_property
     def up_to_date_key(self):
-        """Digest of the settings whose change makes this export stale (not its files)."""
-        return settings_digest(self.spec.path, self.preset, self.ffmpeg, self.spec)
+        """Digest of the settings whose change makes this export stale (not its files).
+
+        The same for every title of a platform: computed once per (spec, preset, ffmpeg).
+        """
+        cache_key = (str(self.spec.path), self.preset, self.ffmpeg)
+        if cache_key not in _UP_TO_DATE_KEYS:
+            _UP_TO_DATE_KEYS[cache_key] = digest({
+                "encode": self.encode_settings(),
+                "metadata_rules": metadata_rules_key(self.spec)})
+        return _UP_TO_DATE_KEYS[cache_key]
 
 
-_SETTINGS_DIGESTS = {}
-
-
-def settings_digest(spec_path, preset, ffmpeg, spec):
-    """The up-to-date key of a (spec, preset, ffmpeg): computed once per spec, not per task."""
-    cache_key = (str(spec_path), preset, ffmpeg)
-    if cache_key not in _SETTINGS_DIGESTS:
-        settings = {**spec.encode_settings(preset), "ffmpeg_version": ffmpeg_version(ffmpeg)}
-        _SETTINGS_DIGESTS[cache_key] = digest({"encode": settings,
-                                               "metadata_rules": metadata_rules_key(spec)})
-    return _SETTINGS_DIGESTS[cache_key]
+_UP_TO_DATE_KEYS = {}
 
 
 def now_utc():
@@ -291,12 +294,12 @@ def encode_into_cache(job, source_probe, targets, cache):
     """
     for _, key in targets:          # we hold these keys: what is there is a killed run's
         remove_stale_temps(cache.video(key))
-    temps = [temp_path_for(cache.video(key)) for _, key in targets]
-    plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
-                          [(spec, temp) for (spec, _), temp in zip(targets, temps)],
-                          job.preset)
-    argv = plans[0].argv
-    try:
+    with ExitStack() as stack:
+        temps = [stack.enter_context(temporary(cache.video(key))) for _, key in targets]
+        plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
+                              [(spec, temp) for (spec, _), temp in zip(targets, temps)],
+                              job.preset)
+        argv = plans[0].argv
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plans[0].duration_s,
                           job.spec.video["fps"]) as progress:
             run_ffmpeg(argv, progress=progress)
@@ -311,24 +314,18 @@ def encode_into_cache(job, source_probe, targets, cache):
                 continue
             cache.store(key, temp, {"argv": argv, "mode": "encode",
                                     "made_by": job.task_name})
-    finally:
-        for temp in temps:
-            finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
 
 
 def remux_into_cache(job, plan, cache, key):
     """Copy the conforming source's streams into the cache under `key`, verified."""
     remove_stale_temps(cache.video(key))
-    temp = temp_path_for(cache.video(key))
-    argv = [str(temp) if arg == PLAN_OUTPUT else arg for arg in plan.argv]
-    try:
+    with temporary(cache.video(key)) as temp:
+        argv = [str(temp) if arg == PLAN_OUTPUT else arg for arg in plan.argv]
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plan.duration_s,
                           job.spec.video["fps"]) as progress:
             run_ffmpeg(argv, progress=progress)
         verified_probe(job.spec, temp, plan)
         cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name})
-    finally:
-        finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
 
 
 def export(job, inputs, attempt=1):
@@ -362,21 +359,19 @@ def encode_video(job, inputs, started_at, attempt):
     key = share_key(inputs["source_sha256"], plan, job.encode_settings())
     siblings = (sibling_encodes(job, source_probe, inputs, key, cache)
                 if plan.mode == "encode" else [])
-    with cache.locked([key, *(sibling_key for _, sibling_key in siblings)]):
-        mode = "shared" if cache.has(key) else plan.mode
-        if mode == "remux":
-            remux_into_cache(job, plan, cache, key)
-        elif mode == "encode":
-            missing = [(spec, k) for spec, k in siblings if not cache.has(k)]
-            encode_into_cache(job, source_probe, [(job.spec, key), *missing], cache)
-        record = cache.record(key)
-        temp = cache.link_to(key, temp_path_for(job.video_path))
-    try:
+    with temporary(job.video_path) as temp:
+        with cache.locked([key, *(sibling_key for _, sibling_key in siblings)]):
+            mode = "shared" if cache.has(key) else plan.mode
+            if mode == "remux":
+                remux_into_cache(job, plan, cache, key)
+            elif mode == "encode":
+                missing = [(spec, k) for spec, k in siblings if not cache.has(k)]
+                encode_into_cache(job, source_probe, [(job.spec, key), *missing], cache)
+            record = cache.record(key)
+            cache.link_to(key, temp)
         output_probe = verified_probe(job.spec, temp, plan)
         output_sha256 = sha256_file(temp)
         publish(temp, job.video_path)
-    finally:
-        finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
     return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
                          started_at, now_utc(), attempt, [], mode=mode, shared_key=key,
                          cache_record=record)
@@ -395,29 +390,27 @@ def make_still(job, input_args, fit, size, max_bytes, path, key):
     the same image) and linked into place like a shared encode.
     """
     cache = SharedCache(job.exports_root)
-    with cache.locked([key]):
-        if not cache.has(key, ".jpg"):
-            remove_stale_temps(cache.path(key, ".jpg"))
-            temp = temp_path_for(cache.path(key, ".jpg"))
-            try:
-                for quality in COVER_QUALITIES:
-                    run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp, quality))
-                    if max_bytes is None or temp.stat().st_size <= max_bytes:
-                        break
-                else:
-                    raise ConformanceError(f"{path.name} cannot be made under {max_bytes} bytes")
-                if image_size(temp) != size:
-                    raise ConformanceError(f"{path.name} is {image_size(temp)}, expected {size}")
-                cache.store(key, temp, {"made_by": job.task_name}, ".jpg")
-            finally:
-                finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
-        temp = cache.link_to(key, temp_path_for(path), ".jpg")
-    try:
+    with temporary(path) as linked:
+        with cache.locked([key]):
+            if not cache.has(key, ".jpg"):
+                remove_stale_temps(cache.path(key, ".jpg"))
+                with temporary(cache.path(key, ".jpg")) as temp:
+                    for quality in COVER_QUALITIES:
+                        run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp,
+                                               quality))
+                        if max_bytes is None or temp.stat().st_size <= max_bytes:
+                            break
+                    else:
+                        raise ConformanceError(
+                            f"{path.name} cannot be made under {max_bytes} bytes")
+                    if image_size(temp) != size:
+                        raise ConformanceError(
+                            f"{path.name} is {image_size(temp)}, expected {size}")
+                    cache.store(key, temp, {"made_by": job.task_name}, ".jpg")
+            cache.link_to(key, linked, ".jpg")
         record = {"path": path.name, "width": size[0], "height": size[1],
-                  "size_bytes": temp.stat().st_size, "sha256": sha256_file(temp)}
-        publish(temp, path)
-    finally:
-        finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
+                  "size_bytes": linked.stat().st_size, "sha256": sha256_file(linked)}
+        publish(linked, path)
     return record
 
 

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import EncodeError
@@ -189,6 +190,17 @@ def temp_path_for(target):
     """A hidden temporary name beside `target`, unique per process: '.youtube.mp4.1234.tmp'."""
     target = Path(target)
     return target.with_name(f".{target.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+@contextmanager
+def temporary(target):
+    """A hidden temporary name beside `target` for the block, deleted afterwards however the
+    block ends, interrupts included (once published by `publish`, it is already gone)."""
+    temp = temp_path_for(target)
+    try:
+        yield temp
+    finally:
+        finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
 
 
 def remove_stale_temps(target):
