@@ -117,6 +117,30 @@ def load_yaml(path):
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 
+def set_field(document, dotted, value):
+    """Set 'video.bitrate'-style fields of a spec document; None deletes the field."""
+    *parents, key = dotted.split(".")
+    node = document
+    for parent in parents:
+        node = node[parent]
+    if value is None:
+        del node[key]
+    else:
+        node[key] = value
+
+
+def probe_of(**changes):
+    """A Probe of a conforming 1080x1920 YouTube export, with `changes` applied."""
+    from exporter.probe import Probe
+    facts = dict(format_name="mov,mp4,m4a,3gp,3g2,mj2", size_bytes=3_100_000, duration_s=3.0,
+                 video_codec="h264", profile="High", pix_fmt="yuv420p", width=1080,
+                 height=1920, rotation=0, fps=30.0, video_bitrate=8_000_000, has_audio=True,
+                 audio_codec="aac", audio_channels=2, audio_sample_rate=48000,
+                 audio_bitrate=128_000)
+    facts.update(changes)
+    return Probe(**facts)
+
+
 def small_platforms(directory, names=("youtube", "tiktok"), **edits):
     """Copies of shipped specs at a small frame size (fast encodes), plus `edits` per name.
 
@@ -129,11 +153,7 @@ def small_platforms(directory, names=("youtube", "tiktok"), **edits):
         document = load_yaml(SHIPPED_PLATFORMS / f"{name}.yaml")
         document["video"].update(width=270, height=480)
         for dotted, value in edits.get(name, {}).items():
-            *sections, key = dotted.split(".")
-            node = document
-            for section in sections:
-                node = node[section]
-            node[key] = value
+            set_field(document, dotted, value)
         (directory / f"{name}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
     return directory
 

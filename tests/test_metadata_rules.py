@@ -16,7 +16,8 @@ from exporter.metadata import (ELLIPSIS, INLINE_TAG, clean_text, cut, format_met
                                measure)
 from exporter.spec import load_schema, load_spec, load_specs
 
-from conftest import SHIPPED_PLATFORMS, load_yaml
+from conftest import SHIPPED_PLATFORMS
+from test_spec import write_spec
 
 SPECS = load_specs(SHIPPED_PLATFORMS)
 OUTPUT_SCHEMA = load_schema("platform-metadata")
@@ -344,20 +345,8 @@ def test_formatting_is_deterministic():
     ("metadata.forbidden_chars", "<#>", "metadata.forbidden_chars: '<#>' does not match"),
 ])
 def test_metadata_rules_are_validated(tmp_path, field, value, message):
-    import yaml
-    document = load_yaml(SHIPPED_PLATFORMS / "youtube.yaml")
-    *parents, key = field.split(".")
-    node = document
-    for parent in parents:
-        node = node[parent]
-    if value is None:
-        del node[key]
-    else:
-        node[key] = value
-    path = tmp_path / "youtube.yaml"
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
     with pytest.raises(SpecError) as caught:
-        load_spec(path)
+        load_spec(write_spec(tmp_path, "youtube", **{field: value}))
     assert message in str(caught.value)
 
 

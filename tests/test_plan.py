@@ -4,22 +4,18 @@ import pytest
 
 from exporter.errors import SourceError
 from exporter.plan import build_encode, build_encodes, fit_filter
-from exporter.probe import Probe
 from exporter.spec import load_specs
 
-from conftest import SHIPPED_PLATFORMS
+from conftest import SHIPPED_PLATFORMS, probe_of
 
 SPECS = load_specs(SHIPPED_PLATFORMS)
 
 
 def source_probe(**changes):
-    facts = dict(format_name="mov,mp4,m4a,3gp,3g2,mj2", size_bytes=1000, duration_s=12.0,
-                 video_codec="h264", profile="High", pix_fmt="yuv420p", width=1920,
-                 height=1080, rotation=0, fps=25.0, video_bitrate=5_000_000, has_audio=True,
-                 audio_codec="aac", audio_channels=2, audio_sample_rate=44100,
-                 audio_bitrate=128_000)
-    facts.update(changes)
-    return Probe(**facts)
+    """A 12 s landscape 25 fps render with 44.1 kHz audio: every platform must encode it."""
+    landscape = dict(size_bytes=1000, duration_s=12.0, width=1920, height=1080, fps=25.0,
+                     video_bitrate=5_000_000, audio_sample_rate=44100)
+    return probe_of(**{**landscape, **changes})
 
 
 def option(argv, flag):

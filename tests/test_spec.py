@@ -6,21 +6,14 @@ import yaml
 from exporter.errors import SpecError
 from exporter.spec import digest, load_spec, load_specs, select_specs
 
-from conftest import SHIPPED_PLATFORMS, load_yaml
+from conftest import SHIPPED_PLATFORMS, load_yaml, set_field
 
 
 def write_spec(directory, name, **edits):
     document = load_yaml(SHIPPED_PLATFORMS / "youtube.yaml")
     document["name"] = name
     for dotted, value in edits.items():
-        *parents, key = dotted.split(".")
-        node = document
-        for parent in parents:
-            node = node[parent]
-        if value is None:
-            del node[key]
-        else:
-            node[key] = value
+        set_field(document, dotted, value)
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path

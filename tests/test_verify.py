@@ -2,23 +2,16 @@
 
 import pytest
 
-from exporter.probe import Probe
 from exporter.spec import load_specs
 from exporter.verify import conformance_problems
 
-from conftest import SHIPPED_PLATFORMS
+from conftest import SHIPPED_PLATFORMS, probe_of
 
 YOUTUBE = load_specs(SHIPPED_PLATFORMS)["youtube"]
 
 
 def output_probe(**changes):
-    facts = dict(format_name="mov,mp4,m4a,3gp,3g2,mj2", size_bytes=3_100_000, duration_s=3.0,
-                 video_codec="h264", profile="High", pix_fmt="yuv420p", width=1080,
-                 height=1920, rotation=0, fps=30.0, video_bitrate=8_000_000, has_audio=True,
-                 audio_codec="aac", audio_channels=2, audio_sample_rate=48000,
-                 audio_bitrate=128_000)
-    facts.update(changes)
-    return Probe(**facts)
+    return probe_of(**changes)
 
 
 def test_a_conforming_output_has_no_problems():
