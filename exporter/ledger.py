@@ -11,13 +11,15 @@ from .registry import build_registry, export_status, registry_row
 from .run import read_json, write_json_atomic
 
 
+def task_from_dict(task_dict):
+    """The doit Task of one of our `{basename, name, ...}` task dicts."""
+    fields = {k: v for k, v in task_dict.items() if k not in ("basename", "name")}
+    return dict_to_task({"name": f"{task_dict['basename']}:{task_dict['name']}", **fields})
+
+
 def up_to_date_names(task_dicts, dep_file):
     """Names of the tasks doit itself would skip: the check `doit list --status` makes."""
-    tasks = {}
-    for task_dict in task_dicts:
-        fields = {k: v for k, v in task_dict.items() if k not in ("basename", "name")}
-        name = f"{task_dict['basename']}:{task_dict['name']}"
-        tasks[name] = dict_to_task({"name": name, **fields})
+    tasks = {task.name: task for task in map(task_from_dict, task_dicts)}
     dependency = Dependency(SqliteDB, str(dep_file), checker_cls=MD5Checker)
     try:
         return {name for name, task in tasks.items()
