@@ -121,18 +121,20 @@ class ExportJob:
         return {**(spec or self.spec).encode_settings(self.preset),
                 "ffmpeg_version": ffmpeg_version(self.ffmpeg)}
 
-    @cached_property
+    @property
     def up_to_date_key(self):
-        """Digest of the settings whose change makes this export stale (not its files).
+        """Digest of the settings whose change makes this export stale (not its files)."""
+        return up_to_date_key(self.spec, self.preset, self.ffmpeg)
 
-        The same for every title of a platform: computed once per (spec, preset, ffmpeg).
-        """
-        cache_key = (str(self.spec.path), self.preset, self.ffmpeg)
-        if cache_key not in _UP_TO_DATE_KEYS:
-            _UP_TO_DATE_KEYS[cache_key] = digest({
-                "encode": self.encode_settings(),
-                "metadata_rules": metadata_rules_key(self.spec)})
-        return _UP_TO_DATE_KEYS[cache_key]
+
+def up_to_date_key(spec, preset, ffmpeg):
+    """The same for every title of a platform: computed once per (spec file, preset, ffmpeg)."""
+    cache_key = (str(spec.path), preset, ffmpeg)
+    if cache_key not in _UP_TO_DATE_KEYS:
+        _UP_TO_DATE_KEYS[cache_key] = digest({
+            "encode": {**spec.encode_settings(preset), "ffmpeg_version": ffmpeg_version(ffmpeg)},
+            "metadata_rules": metadata_rules_key(spec)})
+    return _UP_TO_DATE_KEYS[cache_key]
 
 
 _UP_TO_DATE_KEYS = {}

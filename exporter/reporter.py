@@ -33,7 +33,8 @@ class ExportReporter(ConsoleReporter):
         stop_on_interrupt_once()
         gc.freeze()     # the loaded tasks live to the end: keep them out of collections
         gc.enable()     # (disabled while loading them: exporter.tasks.doit_config)
-        self.start_progress(tasks, selected_tasks)
+        if load_build().proven_up_to_date is None:
+            self.start_progress(tasks, selected_tasks)
 
     def start_progress(self, tasks, selected_tasks):
         """Live progress of the exports this run may execute (we hold the lock: ours alone)."""
@@ -56,8 +57,8 @@ class ExportReporter(ConsoleReporter):
             self.progress.batch.finished(task.name, ok=True)
 
     def skip_uptodate(self, task):
-        super().skip_uptodate(task)
-        if task.actions:
+        if task.actions:    # a group is up to date only on the fast path: not news
+            super().skip_uptodate(task)
             self.outcomes[task.name] = "up-to-date"
         if self.progress:
             self.progress.batch.skipped(task.name)
@@ -77,6 +78,7 @@ class ExportReporter(ConsoleReporter):
         from .ledger import regenerate_registry
         from .run import reap_workers
         from .shared import SharedCache
+        from .stamp import write_stamp
         from .tasks import load_build
         reap_workers()
         if self.progress:
@@ -90,12 +92,31 @@ class ExportReporter(ConsoleReporter):
             sys.stderr.write(f"ERROR {error}\n")
         if self.lock_fd is None:
             return          # refused: another run owns the tree and its registry
-        SharedCache(load_build().settings.exports).prune()   # encodes no export links to
-        document, changed = regenerate_registry(load_build(), self.outcomes)
+        build = load_build()
+        stamp = build.proven_up_to_date
+        if stamp is not None:
+            self.write(f"{len(build.jobs)} exports up to date: nothing changed since the run "
+                       f"of {stamp['written_at']} that left every export up to date\n")
+            self.write_summary(stamp["registry_totals"])
+            return
+        SharedCache(build.settings.exports).prune()   # encodes no export links to
+        document, changed = regenerate_registry(build, self.outcomes)
         # The gallery reads every sidecar and caption: only when something may have changed.
         ran = {name for name, outcome in self.outcomes.items() if outcome != "up-to-date"}
-        if changed or ran or not (load_build().settings.exports / "index.html").exists():
-            write_gallery(load_build(), document, changed=ran)
-        counts = document["totals"]["all"]
-        summary = ", ".join(f"{counts[s]} {s}" for s in ("exported", "stale", "failed", "pending"))
+        if changed or ran or not (build.settings.exports / "index.html").exists():
+            write_gallery(build, document, changed=ran)
+        totals = document["totals"]["all"]
+        if self.left_everything_up_to_date(build):
+            write_stamp(build, totals)
+        self.write_summary(totals)
+
+    def left_everything_up_to_date(self, build):
+        """True when this run found or made every export of the library up to date."""
+        if self.failures or self.runtime_errors or build.problems:
+            return False
+        return all(self.outcomes.get(job.task_name) in ("up-to-date", "done")
+                   for job in build.all_jobs)
+
+    def write_summary(self, totals):
+        summary = ", ".join(f"{totals[s]} {s}" for s in ("exported", "stale", "failed", "pending"))
         self.write(f"registry: {summary}\n")

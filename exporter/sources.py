@@ -10,6 +10,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 SOURCE_NAME = "final.mp4"
 METADATA_NAME = "metadata.json"
 THUMBNAIL_NAME = "thumbnail.jpg"
+# A title's files its exports are made from: every export task's file_dep (when present).
+INPUT_NAMES = (SOURCE_NAME, METADATA_NAME, THUMBNAIL_NAME)
 
 
 @dataclass(frozen=True, order=True)

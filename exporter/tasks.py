@@ -17,9 +17,9 @@ from .export import ExportJob, RetryPolicy, export_action
 from .ledger import set_aside_unreadable_db
 from .run import find_ffmpeg
 from .shared import SharedCache
+from .stamp import inputs_fingerprint, remove_stamp
 from .settings import resolve_settings
-from .sources import (METADATA_NAME, SOURCE_NAME, THUMBNAIL_NAME, describe_library, discover,
-                      select)
+from .sources import INPUT_NAMES, describe_library, discover, select
 from .spec import load_specs, select_specs
 
 
@@ -35,16 +35,22 @@ class Build:
         self.titles = select(self.all_titles, settings.segments, settings.ages)
         if not self.titles:
             raise LibraryError(self.empty_selection_message())
-        ffmpeg = find_ffmpeg()
+        self.ffmpeg = find_ffmpeg()
         retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
         selected = tuple(self.selected_specs.values())
         self.all_jobs = [
-            ExportJob(title, spec, settings.exports, ffmpeg, settings.preset, retry,
+            ExportJob(title, spec, settings.exports, self.ffmpeg, settings.preset, retry,
                       siblings=tuple(s for s in selected if s.name != spec.name))
             for title in self.all_titles for spec in self.all_specs.values()]
         wanted = {(t.title_id, name) for t in self.titles for name in self.selected_specs}
         self.jobs = [job for job in self.all_jobs
                      if (job.title.title_id, job.spec.name) in wanted]
+        # Taken now, before any task runs: a source changed during the run must not be
+        # stamped as up to date at its end (exporter.stamp).
+        self.inputs_fingerprint = inputs_fingerprint(self)
+        # The library stamp when exporter.loader found it holding: this run skips doit's
+        # per-task checks, and the reporter has nothing to write.
+        self.proven_up_to_date = None
 
     def empty_selection_message(self):
         asked = " ".join(f"{name}={','.join(values)}" for name, values in
@@ -82,7 +88,9 @@ def doit_config():
     return {
         "default_tasks": [*build.selected_specs, "export", "registry", *library_check],
         "dep_file": str(settings.dep_file),
-        "backend": "sqlite3",      # gdbm is absent from many Python builds; sqlite survives kill -9
+        # gdbm is absent from many Python builds; sqlite survives kill -9. Ours is doit's
+        # sqlite3 backend without its read cache (exporter/backend.py).
+        "backend": "sqlite3-lean",
         "continue": True,
         "reporter": ExportReporter,
     }
@@ -96,17 +104,37 @@ def library_task(problems):
             "doc": f"{len(problems)} directories of the renders root cannot be exported"}
 
 
+EXPORT_GROUP_DOC = "all selected exports, by title"
+REGISTRY_DOC = "run the selected exports; registry.json is rewritten after every run"
+
+
+def export_doc(job):
+    return f"{job.spec.display_name} export of {job.title.key}"
+
+
+def title_group_doc(title):
+    return f"all platforms of {title.key}"
+
+
+def platform_group_doc(spec):
+    return f"all selected titles for {spec.display_name}"
+
+
+def export_inputs(title):
+    """An export's file_dep: the title's source, metadata and (when present) thumbnail."""
+    directory = str(title.directory)
+    return [path for path in (os.path.join(directory, name) for name in INPUT_NAMES)
+            if os.path.exists(path)]
+
+
 def export_task(job):
     """The file-target task `{platform}:{title_id}`."""
-    title = job.title
-    inputs = [os.path.join(title.directory, name)
-              for name in (SOURCE_NAME, METADATA_NAME, THUMBNAIL_NAME)]
     return {
         "basename": job.spec.name,
-        "name": title.title_id,
-        "doc": f"{job.spec.display_name} export of {title.key}",
+        "name": job.title.title_id,
+        "doc": export_doc(job),
         "actions": [(export_action, [job])],
-        "file_dep": [path for path in inputs if os.path.exists(path)],
+        "file_dep": export_inputs(job.title),
         "targets": job.target_names,
         "uptodate": [config_changed(job.up_to_date_key)],
         "clean": [(clean_export, [job])],
@@ -126,16 +154,15 @@ def group_tasks(jobs):
         by_title.setdefault(job.title, []).append(job.task_name)
     for title, names in by_title.items():
         yield {"basename": "export", "name": title.title_id, "actions": None,
-               "task_dep": names, "doc": f"all platforms of {title.key}"}
+               "task_dep": names, "doc": title_group_doc(title)}
 
 
 def task_exports():
     """Generate every selected export task, the per-title groups and the registry task."""
     build = load_build()
     for spec in build.selected_specs.values():
-        yield {"basename": spec.name, "name": None,
-               "doc": f"all selected titles for {spec.display_name}"}
-    yield {"basename": "export", "name": None, "doc": "all selected exports, by title"}
+        yield {"basename": spec.name, "name": None, "doc": platform_group_doc(spec)}
+    yield {"basename": "export", "name": None, "doc": EXPORT_GROUP_DOC}
     for job in build.jobs:
         yield export_task(job)
     yield from group_tasks(build.jobs)
@@ -143,7 +170,7 @@ def task_exports():
         yield library_task(build.problems)
     yield {"basename": "registry", "actions": None,
            "task_dep": [job.task_name for job in build.jobs],
-           "doc": "run the selected exports; registry.json is rewritten after every run",
+           "doc": REGISTRY_DOC,
            # doit cleans dependants before their dependencies, so the registry cannot be
            # regenerated here; removing it means no view is ever wrong. The next run rewrites it.
            "clean": [(clean_run_state, [build.settings])]}
@@ -153,6 +180,7 @@ def clean_run_state(settings):
     """`doit clean`: the registry and gallery (rewritten by the next run) and the
     shared-encode cache."""
     settings.registry_file.unlink(missing_ok=True)
+    remove_stamp(settings)
     (settings.exports / "index.html").unlink(missing_ok=True)
     (settings.exports / ".gallery-cache.json").unlink(missing_ok=True)
     SharedCache(settings.exports).clear()

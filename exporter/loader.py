@@ -1,0 +1,66 @@
+"""doit task loader: dodo.py's tasks, or far fewer when the library stamp proves a no-op.
+
+Registered in pyproject.toml (`[tool.doit] loader`). For `doit` and `doit list` without task
+names, when exporter.stamp shows that nothing doit would check has changed since a run that
+left every export up to date:
+
+- `doit` gets only the group tasks it was asked for, already up to date: no export task is
+  built or checked, nothing is written, and the reporter says why;
+- `doit list` gets every task it would list, each export with the stamp's verdict on its
+  settings and targets in place of config_changed and its target list; doit still compares
+  each file_dep with its DB (`--status`), so the listing is the same one the full load gives.
+
+Anything else (task names, `-a`, other commands, a stamp that does not hold) loads dodo.py.
+"""
+
+from doit.cmd_base import DodoTaskLoader
+from doit.task import Task
+
+from .stamp import holding_stamp
+from .tasks import (EXPORT_GROUP_DOC, REGISTRY_DOC, export_doc, export_inputs, load_build,
+                    platform_group_doc, title_group_doc)
+
+FAST_COMMANDS = ("run", "list")
+
+
+class ExportLoader(DodoTaskLoader):
+    """dodo.py's loader, with the no-op fast path."""
+
+    def setup(self, opt_values):
+        super().setup(opt_values)
+        self.always_execute = bool(opt_values.get("always"))
+
+    def load_tasks(self, cmd, pos_args):
+        if cmd.get_name() in FAST_COMMANDS and not pos_args and not self.always_execute:
+            build = load_build()
+            stamp = holding_stamp(build)
+            if stamp is not None:
+                build.proven_up_to_date = stamp
+                if cmd.get_name() == "list":
+                    return listed_tasks(build)
+                return group_tasks_up_to_date(build)
+        return super().load_tasks(cmd, pos_args)
+
+
+def group_tasks_up_to_date(build):
+    """The default tasks, up to date (so doit records nothing: its DB stays as stamped)."""
+    names = [*build.selected_specs, "export", "registry"]
+    return [Task(name, None, uptodate=[True]) for name in names]
+
+
+def listed_tasks(build):
+    """What the full load lists: groups, then every selected export with its file_dep."""
+    tasks = [Task(name, None, doc=platform_group_doc(spec), has_subtask=True)
+             for name, spec in build.selected_specs.items()]
+    tasks.append(Task("export", None, doc=EXPORT_GROUP_DOC, has_subtask=True))
+    tasks.append(Task("registry", None, doc=REGISTRY_DOC))
+    inputs = {}
+    for job in build.jobs:
+        title = job.title
+        if title not in inputs:
+            inputs[title] = export_inputs(title)
+            tasks.append(Task(f"export:{title.title_id}", None, doc=title_group_doc(title),
+                              subtask_of="export"))
+        tasks.append(Task(job.task_name, None, doc=export_doc(job), file_dep=inputs[title],
+                          uptodate=[True], subtask_of=job.spec.name))
+    return tasks

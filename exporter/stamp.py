@@ -1,0 +1,126 @@
+"""The library stamp: proof that every export was up to date when the last complete run ended.
+
+A no-op at 10,000 titles spends its time in doit's per-task machinery: a Task object and a
+dependency check for each of 40,000 exports. When nothing doit would look at has changed
+since a run that found or made *every* export up to date, that work can only conclude
+"up to date" again; the stamp lets `doit` and `doit list` skip it (exporter.loader).
+
+The stamp holds two fingerprints, each a digest of file states (inode, size, mtime, ctime;
+ctime cannot be set back by hand, so a `touch -d` or a restored mtime still counts):
+
+- inputs, taken when the run loaded its tasks: every title and its final.mp4,
+  metadata.json and thumbnail.jpg (doit's file_dep), every platform's up-to-date key (doit's
+  config_changed), the platform YAML files and this package's code;
+- outputs, taken after the run ended: every title's exports directory (a target created,
+  deleted or renamed changes it), doit's DB (`forget`, `ignore`, `clean` change it), the
+  registry and the gallery.
+
+Anything differing means the normal path: doit checks every task (content, not mtime: a
+touched source is hashed and found unchanged) and the run writes a new stamp. The stamp is
+conservative by construction: it can send a run down the slow path needlessly, never skip
+a change doit would have seen.
+"""
+
+import hashlib
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import doit
+
+from . import __version__
+from .export import up_to_date_key
+from .run import read_json, write_json_atomic
+from .sources import INPUT_NAMES
+
+STAMP_NAME = ".up-to-date.json"
+STAMP_VERSION = 1
+CODE_DIR = Path(__file__).resolve().parent
+
+
+def file_state(path):
+    """What changes whenever the file at `path` is written, touched, replaced or removed."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+class Fingerprint:
+    """An incremental digest of values, fed in a fixed order."""
+
+    def __init__(self):
+        self._digest = hashlib.blake2b(digest_size=20)
+
+    def feed(self, *values):
+        self._digest.update(repr(values).encode())
+        self._digest.update(b"\0")
+
+    def hexdigest(self):
+        return self._digest.hexdigest()
+
+
+def inputs_fingerprint(build):
+    """Everything an export task's up-to-date check reads besides the exports tree and DB."""
+    settings = build.settings
+    fingerprint = Fingerprint()
+    fingerprint.feed(STAMP_VERSION, __version__, doit.__version__, str(settings.renders),
+                     str(settings.exports), str(settings.platforms_dir), settings.preset,
+                     build.ffmpeg, tuple(build.problems))
+    for path in sorted([*CODE_DIR.glob("*.py"), *settings.platforms_dir.iterdir()]):
+        fingerprint.feed(str(path), file_state(path))
+    for spec in build.all_specs.values():
+        fingerprint.feed(spec.name, up_to_date_key(spec, settings.preset, build.ffmpeg))
+    for title in build.all_titles:
+        directory = str(title.directory)
+        fingerprint.feed(title.key, directory,
+                         *(file_state(os.path.join(directory, name)) for name in INPUT_NAMES))
+    return fingerprint.hexdigest()
+
+
+def outputs_fingerprint(build):
+    """The exports tree as doit's target checks and the registry see it, and doit's DB."""
+    settings = build.settings
+    fingerprint = Fingerprint()
+    exports = str(settings.exports)
+    for title in build.all_titles:
+        fingerprint.feed(title.key, file_state(os.path.join(exports, title.key)))
+    for path in (settings.dep_file, settings.registry_file, settings.exports / "index.html",
+                 settings.exports / ".gallery-cache.json"):
+        fingerprint.feed(str(path), file_state(path))
+    return fingerprint.hexdigest()
+
+
+def stamp_path(settings):
+    return settings.exports / STAMP_NAME
+
+
+def holding_stamp(build):
+    """The stamp when it still holds for this library, else None."""
+    if build.problems:
+        return None
+    stamp = read_json(stamp_path(build.settings))
+    if not isinstance(stamp, dict) or stamp.get("version") != STAMP_VERSION:
+        return None
+    if stamp.get("inputs") != build.inputs_fingerprint:
+        return None
+    if stamp.get("outputs") != outputs_fingerprint(build):
+        return None
+    return stamp
+
+
+def write_stamp(build, registry_totals):
+    """Record that every export is up to date: call only after such a run has ended."""
+    write_json_atomic(stamp_path(build.settings), {
+        "version": STAMP_VERSION,
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exports": len(build.all_jobs),
+        "registry_totals": registry_totals,
+        "inputs": build.inputs_fingerprint,
+        "outputs": outputs_fingerprint(build),
+    })
+
+
+def remove_stamp(settings):
+    stamp_path(settings).unlink(missing_ok=True)
