@@ -10,15 +10,16 @@ left every export up to date:
   settings and targets in place of config_changed and its target list; doit still compares
   each file_dep with its DB (`--status`), so the listing is the same one the full load gives.
 
-Anything else (task names, `-a`, other commands, a stamp that does not hold) loads dodo.py.
+`doit youtube` (group names only) takes the fast path too. Anything else (export task names,
+`-a`, another checker or DB, other commands, a stamp that does not hold) loads dodo.py.
 """
 
 from doit.cmd_base import DodoTaskLoader
 from doit.task import Task
 
 from .stamp import holding_stamp
-from .tasks import (EXPORT_GROUP_DOC, REGISTRY_DOC, export_doc, export_inputs, load_build,
-                    platform_group_doc, title_group_doc)
+from .tasks import (DOIT_CONFIG_BACKEND, EXPORT_GROUP_DOC, REGISTRY_DOC, export_doc,
+                    export_inputs, load_build, platform_group_doc, title_group_doc)
 
 FAST_COMMANDS = ("run", "list")
 
@@ -28,24 +29,40 @@ class ExportLoader(DodoTaskLoader):
 
     def setup(self, opt_values):
         super().setup(opt_values)
-        self.always_execute = bool(opt_values.get("always"))
+        # The command's options, completed with DOIT_CONFIG before load_tasks is called.
+        self.options = opt_values
 
     def load_tasks(self, cmd, pos_args):
-        if cmd.get_name() in FAST_COMMANDS and not pos_args and not self.always_execute:
+        command = cmd.get_name()
+        if command in FAST_COMMANDS and self.fast_path_applies(command, pos_args):
             build = load_build()
             stamp = holding_stamp(build)
             if stamp is not None:
                 build.proven_up_to_date = stamp
-                if cmd.get_name() == "list":
+                if command == "list":
                     return listed_tasks(build)
                 return group_tasks_up_to_date(build)
         return super().load_tasks(cmd, pos_args)
 
+    def fast_path_applies(self, command, pos_args):
+        """The stamp speaks for doit's md5 check of our DB, and for whole groups only."""
+        options, settings = self.options, load_build().settings
+        if (options.get("always") or options.get("check_file_uptodate") != "md5"
+                or options.get("dep_file") != str(settings.dep_file)
+                or options.get("backend") != DOIT_CONFIG_BACKEND):
+            return False
+        if command == "list":
+            return not pos_args
+        return set(pos_args) <= set(default_group_names(load_build()))
+
+
+def default_group_names(build):
+    return [*build.selected_specs, "export", "registry"]
+
 
 def group_tasks_up_to_date(build):
     """The default tasks, up to date (so doit records nothing: its DB stays as stamped)."""
-    names = [*build.selected_specs, "export", "registry"]
-    return [Task(name, None, uptodate=[True]) for name in names]
+    return [Task(name, None, uptodate=[True]) for name in default_group_names(build)]
 
 
 def listed_tasks(build):

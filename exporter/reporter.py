@@ -6,6 +6,8 @@ import sys
 from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 
+from .stamp import targets_in_place, write_stamp
+
 
 class ExportReporter(ConsoleReporter):
     desc = "reelexport: one-line failures, registry after the run"
@@ -78,7 +80,6 @@ class ExportReporter(ConsoleReporter):
         from .ledger import regenerate_registry
         from .run import reap_workers
         from .shared import SharedCache
-        from .stamp import write_stamp
         from .tasks import load_build
         reap_workers()
         if self.progress:
@@ -114,8 +115,9 @@ class ExportReporter(ConsoleReporter):
         """True when this run found or made every export of the library up to date."""
         if self.failures or self.runtime_errors or build.problems:
             return False
-        return all(self.outcomes.get(job.task_name) in ("up-to-date", "done")
-                   for job in build.all_jobs)
+        return (all(self.outcomes.get(job.task_name) in ("up-to-date", "done")
+                    for job in build.all_jobs)
+                and targets_in_place(build))
 
     def write_summary(self, totals):
         summary = ", ".join(f"{totals[s]} {s}" for s in ("exported", "stale", "failed", "pending"))

@@ -110,6 +110,15 @@ def holding_stamp(build):
     return stamp
 
 
+def targets_in_place(build):
+    """Every export's targets exist: what doit's check of them would find right now.
+
+    The outputs fingerprint is taken after the run, so a target deleted by someone else
+    while the run went on would be in it; checking them first keeps that out of a stamp.
+    """
+    return all(os.path.exists(name) for job in build.all_jobs for name in job.target_names)
+
+
 def write_stamp(build, registry_totals):
     """Record that every export is up to date: call only after such a run has ended."""
     write_json_atomic(stamp_path(build.settings), {

@@ -69,6 +69,9 @@ def load_build():
         raise InvalidDodoFile(str(error)) from None
 
 
+DOIT_CONFIG_BACKEND = "sqlite3-lean"
+
+
 def doit_config():
     """DOIT_CONFIG: dep DB in the exports root, keep going past failures, our reporter.
 
@@ -90,7 +93,7 @@ def doit_config():
         "dep_file": str(settings.dep_file),
         # gdbm is absent from many Python builds; sqlite survives kill -9. Ours is doit's
         # sqlite3 backend without its read cache (exporter/backend.py).
-        "backend": "sqlite3-lean",
+        "backend": DOIT_CONFIG_BACKEND,
         "continue": True,
         "reporter": ExportReporter,
     }

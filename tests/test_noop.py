@@ -1,0 +1,162 @@
+"""The no-op fast path (exporter.stamp, exporter.loader): taken when nothing doit would
+check has changed since a run that left every export up to date, and never otherwise."""
+
+import os
+import shutil
+
+import pytest
+
+from exporter.settings import resolve_settings
+from exporter.stamp import STAMP_NAME, holding_stamp
+from exporter.tasks import Build
+
+from conftest import TEST_PRESET, executed_tasks, run_doit, small_platforms
+
+FAST = "nothing changed since the run of"
+
+
+@pytest.fixture
+def stamped(library, tmp_path):
+    """Two titles x two platforms, exported by a complete run (which stamps the library)."""
+    platforms = small_platforms(tmp_path / "platforms")
+    library.add("women", "18-23", "alpha")
+    library.add("men", "24-30", "beta", shape="landscape")
+    library.platforms = platforms
+    library.all_args = library.args(f"platforms_dir={platforms}")
+    first = run_doit(*library.all_args, check=0)
+    assert len(executed_tasks(first.stdout)) == 4
+    assert FAST not in first.stdout
+    assert (library.exports / STAMP_NAME).exists()
+    return library
+
+
+def stamp_holds(args, **environ):
+    """What exporter.loader decides, computed here as a fresh `doit` would."""
+    values = dict(arg.split("=", 1) for arg in args)
+    settings = resolve_settings(lambda name, default=None: values.get(name, default),
+                                environ={"REELEXPORT_X264_PRESET": TEST_PRESET, **environ})
+    return holding_stamp(Build(settings)) is not None
+
+
+def tree_state(root):
+    """Every file and directory with what a write would change (but the run's lock file)."""
+    return {str(path): (path.stat().st_ino, path.stat().st_size, path.stat().st_mtime_ns)
+            for path in root.rglob("*") if path.name != ".lock"}
+
+
+def test_a_noop_takes_the_fast_path_and_writes_nothing(stamped):
+    before = tree_state(stamped.exports)
+    second = run_doit(*stamped.all_args, check=0)
+    assert executed_tasks(second.stdout) == []
+    assert second.stdout.splitlines() == [
+        f"4 exports up to date: {FAST} "
+        f"{second.stdout.split(FAST)[1].split()[0]} that left every export up to date",
+        "registry: 4 exported, 0 stale, 0 failed, 0 pending"]
+    assert tree_state(stamped.exports) == before
+    # a platform group named on the command line is proven the same way
+    assert FAST in run_doit("youtube", *stamped.all_args, check=0).stdout
+
+
+def test_the_fast_listing_is_the_full_listing(stamped):
+    assert stamp_holds(stamped.all_args)
+    fast = run_doit("list", "--status", *stamped.all_args, check=0).stdout
+    stamp = stamped.exports / STAMP_NAME
+    stamp.rename(stamp.with_name("set-aside"))
+    full = run_doit("list", "--status", *stamped.all_args, check=0).stdout
+    assert fast == full
+    assert "U youtube:alpha" in fast and "U tiktok:beta" in fast
+
+
+def touch(path):
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def rewrite_same_bytes(path):
+    path.write_bytes(path.read_bytes())
+
+
+CHANGES = {
+    "source touched": lambda lib: touch(lib.root / "women/18-23/alpha/final.mp4"),
+    "metadata rewritten with the same bytes":
+        lambda lib: rewrite_same_bytes(lib.root / "men/24-30/beta/metadata.json"),
+    "thumbnail added": lambda lib: shutil.copy(lib.exports / "women/18-23/alpha/youtube.cover.jpg",
+                                               lib.root / "women/18-23/alpha/thumbnail.jpg"),
+    "target deleted": lambda lib: (lib.exports / "men/24-30/beta/tiktok.cover.jpg").unlink(),
+    "registry deleted": lambda lib: (lib.exports / "registry.json").unlink(),
+    "gallery deleted": lambda lib: (lib.exports / "index.html").unlink(),
+    "title added": lambda lib: lib.add("kids", "13-17", "gamma"),
+    "title removed": lambda lib: shutil.rmtree(lib.root / "men/24-30/beta"),
+    "platform spec edited": lambda lib: (lib.platforms / "tiktok.yaml").write_text(
+        (lib.platforms / "tiktok.yaml").read_text() + "# a comment\n"),
+    "doit forget": lambda lib: run_doit("forget", "youtube:alpha", *lib.all_args, check=0),
+    "doit ignore": lambda lib: run_doit("ignore", "youtube:alpha", *lib.all_args, check=0),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_anything_doit_would_check_ends_the_fast_path(stamped, change):
+    assert stamp_holds(stamped.all_args)
+    CHANGES[change](stamped)
+    assert not stamp_holds(stamped.all_args)
+
+
+def test_settings_that_change_the_exports_end_the_fast_path(stamped):
+    assert not stamp_holds(stamped.all_args, REELEXPORT_X264_PRESET="faster")
+    other_exports = [arg for arg in stamped.all_args if not arg.startswith("exports=")]
+    assert not stamp_holds([*other_exports, f"exports={stamped.exports}-copy"])
+
+
+def test_a_touched_source_gets_the_full_content_check_then_the_fast_path_again(stamped):
+    touch(stamped.root / "women/18-23/alpha/final.mp4")
+    full = run_doit(*stamped.all_args, check=0)
+    assert FAST not in full.stdout
+    assert executed_tasks(full.stdout) == [], "same bytes: nothing is redone"
+    assert FAST in run_doit(*stamped.all_args, check=0).stdout
+
+    # new bytes in the source: its exports are redone, and only those
+    shutil.copy(stamped.root / "men/24-30/beta/final.mp4",
+                stamped.root / "women/18-23/alpha/final.mp4")
+    changed = run_doit(*stamped.all_args, check=0)
+    assert executed_tasks(changed.stdout) == ["tiktok:alpha", "youtube:alpha"]
+    assert FAST in run_doit(*stamped.all_args, check=0).stdout
+
+
+def test_a_deleted_target_is_made_again(stamped):
+    (stamped.exports / "men/24-30/beta/tiktok.mp4").unlink()
+    rerun = run_doit(*stamped.all_args, check=0)
+    assert executed_tasks(rerun.stdout) == ["tiktok:beta"]
+    assert (stamped.exports / "men/24-30/beta/tiktok.mp4").exists()
+
+
+def test_forced_and_named_runs_check_every_task(stamped):
+    forced = run_doit("-a", *stamped.all_args, check=0)
+    assert FAST not in forced.stdout
+    assert len(executed_tasks(forced.stdout)) == 4
+    named = run_doit("youtube:alpha", *stamped.all_args, check=0)
+    assert FAST not in named.stdout and "-- youtube:alpha" in named.stdout
+
+
+def test_a_run_with_a_failure_writes_no_stamp(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    args = library.args(f"platforms_dir={platforms}")
+    library.add("women", "18-23", "alpha")
+    broken = library.add("women", "18-23", "broken")
+    (broken / "final.mp4").write_bytes(b"not a video")
+    for _ in range(2):      # the failure is reported by every run, never stamped away
+        run = run_doit(*args)
+        assert run.returncode != 0 and "broken" in run.stderr
+        assert FAST not in run.stdout
+        assert not (library.exports / STAMP_NAME).exists()
+
+
+def test_a_filtered_run_writes_no_stamp(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    library.add("women", "18-23", "alpha")
+    library.add("men", "18-23", "beta")
+    args = library.args(f"platforms_dir={platforms}")
+    run_doit(*args, "segment=women", check=0)
+    assert not (library.exports / STAMP_NAME).exists()
+    second = run_doit(*args, check=0)
+    assert executed_tasks(second.stdout) == ["youtube:beta"]
+    assert (library.exports / STAMP_NAME).exists()
