@@ -10,15 +10,19 @@ How the up-to-date state is built cheaply, without encoding 40,000 exports:
 3. doit's dependency DB is filled through doit's own API, in the order its runner uses
    (`get_status`, `save_extra_values`, `save_success`) on the very task definitions the
    dodo generates: what doit itself stores after a run.
-The first run then finds every export up to date but has no registry rows or gallery for
-the new titles: it writes them (reading every sidecar once); that is reported separately.
-The no-op measured is the next run, the state after any finished run: nothing encodes,
-nothing is rewritten. Peak RSS is the child's ru_maxrss.
+The first run then finds every export up to date but has no registry rows, gallery or
+library stamp: doit checks every task, the run writes them (reading every sidecar once).
+The no-op measured is the next run, the state after any complete run: the stamp holds, so
+doit checks no task (exporter/stamp.py). Then one source is rewritten with the same bytes:
+the stamp no longer holds, and `doit list --status` and `doit` check every task as doit does
+("full check"); that run re-stamps, and the run after it is a no-op again.
+Peak RSS is the child's ru_maxrss.
 """
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,15 +44,15 @@ def peak_rss_of(*args, env):
         "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "wall = time.perf_counter() - start\n"
         "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(wall, peak, r.returncode)\n"
+        "print(wall, peak, r.returncode, int('nothing changed since' in r.stdout))\n"
         "sys.stderr.write(r.stderr[-2000:] if r.returncode else '')\n")
     result = subprocess.run([sys.executable, "-c", code,
                              str(Path(sys.executable).parent / "doit"), *args],
                             cwd=REPO, env=env, capture_output=True, text=True, check=True)
-    wall, peak, code_ = result.stdout.split()
+    wall, peak, code_, fast = result.stdout.split()
     if code_ != "0":
         raise SystemExit(f"doit {' '.join(args)} failed:\n{result.stderr}")
-    return float(wall), float(peak)
+    return float(wall), float(peak), fast == "1"
 
 
 def build_library(root, titles, env):
@@ -119,26 +123,41 @@ def main():
             renders, exports = build_library(Path(tmp), titles, env)
             setup = time.perf_counter() - start
             args = [f"renders={renders}", f"exports={exports}"]
-            first_wall, _ = peak_rss_of(*args, env=env)
-            run_wall, run_rss = peak_rss_of(*args, env=env)
-            list_wall, list_rss = peak_rss_of("list", "--status", *args, env=env)
+            first_wall, _, _ = peak_rss_of(*args, env=env)
+            run_wall, run_rss, fast = peak_rss_of(*args, env=env)
+            assert fast, "the no-op did not find the library stamp holding"
+            list_wall, list_rss, _ = peak_rss_of("list", "--status", *args, env=env)
+            # every render is a hardlink of one file: touching it would touch them all
+            source = renders / SEGMENTS[0] / AGES[0] / "title-00000" / "final.mp4"
+            shutil.copyfile(source, source.with_name("rewritten"))
+            os.replace(source.with_name("rewritten"), source)
+            full_list_wall, full_list_rss, _ = peak_rss_of("list", "--status", *args, env=env)
+            full_wall, full_rss, fast = peak_rss_of(*args, env=env)
+            assert not fast, "a rewritten source must be checked by doit"
+            assert peak_rss_of(*args, env=env)[2], "the full check did not re-stamp"
             registry = json.loads((exports / "registry.json").read_text())
             exported = registry["totals"]["all"]["exported"]
             rows.append((titles, titles * 4, exported, setup, first_wall, run_wall, run_rss,
-                         list_wall, list_rss))
-    print(f"no-op on {os.cpu_count()} cores; targets at 10,000 titles: doit <= 2 s, "
+                         list_wall, list_rss, full_wall, full_rss, full_list_wall,
+                         full_list_rss))
+    print(f"{os.cpu_count()} cores; targets at 10,000 titles: no-op doit <= 2 s, "
           "doit list --status <= 3 s, each <= 300 MB")
-    print(f"{'titles':>7}{'exports':>9}{'exported':>10}{'setup s':>9}{'1st run s':>11}"
-          f"{'doit s':>9}{'RSS MB':>8}{'list s':>9}{'RSS MB':>8}")
+    print(f"{'':>36}{'no-op (stamp holds)':-^30}{'':>4}{'full check (1 rewritten)':-^30}")
+    print(f"{'titles':>7}{'exports':>9}{'setup s':>9}{'1st run s':>11}"
+          f"{'doit s':>9}{'MB':>6}{'list s':>9}{'MB':>6}{'':>4}"
+          f"{'doit s':>9}{'MB':>6}{'list s':>9}{'MB':>6}")
     for row in rows:
         (titles, exports_n, exported, setup, first_wall, run_wall, run_rss, list_wall,
-         list_rss) = row
-        print(f"{titles:>7}{exports_n:>9}{exported:>10}{setup:>9.1f}{first_wall:>11.2f}"
-              f"{run_wall:>9.2f}{run_rss:>8.0f}{list_wall:>9.2f}{list_rss:>8.0f}")
+         list_rss, full_wall, full_rss, full_list_wall, full_list_rss) = row
+        assert exported == exports_n, f"registry: {exported} of {exports_n} exported"
+        print(f"{titles:>7}{exports_n:>9}{setup:>9.1f}{first_wall:>11.2f}"
+              f"{run_wall:>9.2f}{run_rss:>6.0f}{list_wall:>9.2f}{list_rss:>6.0f}{'':>4}"
+              f"{full_wall:>9.2f}{full_rss:>6.0f}{full_list_wall:>9.2f}{full_list_rss:>6.0f}")
     if len(rows) > 1:
-        (a, *_), (b, *_) = rows[0], rows[-1]
-        print(f"growth {a} -> {b} titles: doit x{rows[-1][5] / rows[0][5]:.1f}, "
-              f"list x{rows[-1][7] / rows[0][7]:.1f}")
+        first, last = rows[0], rows[-1]
+        print(f"growth {first[0]} -> {last[0]} titles: no-op doit x{last[5] / first[5]:.1f}, "
+              f"list x{last[7] / first[7]:.1f}; full check doit x{last[9] / first[9]:.1f}, "
+              f"list x{last[11] / first[11]:.1f}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import os
 
 from doit import get_var
 from doit.exceptions import InvalidDodoFile, TaskFailed
-from doit.tools import config_changed
 
 from .errors import LibraryError, SpecError
 from .export import ExportJob, RetryPolicy, export_action
@@ -139,9 +138,24 @@ def export_task(job):
         "actions": [(export_action, [job])],
         "file_dep": export_inputs(job.title),
         "targets": job.target_names,
-        "uptodate": [config_changed(job.up_to_date_key)],
+        "uptodate": [(settings_unchanged, [job.up_to_date_key])],
         "clean": [(clean_export, [job])],
     }
+
+
+# The DB value doit's config_changed used for the same key: states saved by it stay valid.
+SETTINGS_VALUE = "_config_changed"
+
+
+def settings_unchanged(task, values, key):
+    """doit uptodate: the export's settings key is the one saved at its last success.
+
+    What `doit.tools.config_changed(key)` does, as a plain function: doit inspects the
+    signature of every uptodate callable on every check, which for a callable object
+    costs ~30 µs, over a second at 40,000 exports.
+    """
+    task.value_savers.append(lambda: {SETTINGS_VALUE: key})
+    return values.get(SETTINGS_VALUE) == key
 
 
 def clean_export(job):
