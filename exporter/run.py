@@ -45,10 +45,15 @@ def find_ffmpeg():
 @functools.cache
 def ffmpeg_version(ffmpeg):
     """First line of `ffmpeg -version`; part of every export's up-to-date check."""
-    result = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True,
+                                check=False)
+    except OSError as error:
+        raise EncodeError(f"ffmpeg {ffmpeg} does not run: {error.strerror}") from None
     lines = result.stdout.splitlines()
     if result.returncode != 0 or not lines:
-        raise EncodeError(f"{ffmpeg} does not run: {result.stderr.strip()[:200]}")
+        raise EncodeError(f"ffmpeg {ffmpeg} does not run: exit status {result.returncode} "
+                          f"{result.stderr.strip()[:200]}".rstrip())
     return lines[0]
 
 

@@ -11,7 +11,7 @@ import os
 from doit import get_var
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
-from .errors import LibraryError, SpecError
+from .errors import EncodeError, LibraryError, SpecError
 from .export import ExportJob, RetryPolicy, export_action
 from .ledger import set_aside_unreadable_db
 from .run import find_ffmpeg
@@ -64,7 +64,7 @@ def load_build():
     """Build from doit's command-line vars, once per process; errors become doit errors."""
     try:
         return Build(resolve_settings(get_var))
-    except (SpecError, LibraryError) as error:
+    except (SpecError, LibraryError, EncodeError) as error:   # EncodeError: ffmpeg missing
         raise InvalidDodoFile(str(error)) from None
 
 

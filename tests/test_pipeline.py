@@ -158,6 +158,16 @@ def test_an_invalid_platform_spec_stops_before_any_encode(library, platforms):
     assert not list(exported_videos(library.exports))
 
 
+@pytest.mark.parametrize("ffmpeg, cause", [("/nonexistent/ffmpeg", "No such file or directory"),
+                                           ("/bin/false", "exit status 1")])
+def test_an_ffmpeg_that_does_not_run_is_one_clear_line(library, platforms, ffmpeg, cause):
+    from conftest import doit_env
+    library.add("women", "18-23", "alpha")
+    result = run_doit(*args_for(library, platforms), env=doit_env(REELEXPORT_FFMPEG=ffmpeg))
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"ERROR: ffmpeg {ffmpeg} does not run: {cause}"
+
+
 def test_bad_sources_fail_alone_with_one_clear_line(library, platforms):
     good = library.add("women", "18-23", "good")
     corrupt = library.add("women", "18-23", "corrupt")
