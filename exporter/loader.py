@@ -12,20 +12,28 @@ left every export up to date:
 
 `doit youtube` (group names only) takes the fast path too. Anything else (export task names,
 `-a`, another checker or DB, other commands, a stamp that does not hold) loads dodo.py.
+
+`doit clean`, `forget`, `ignore` and `reset-dep` take the exports tree's lock here, as a run
+does in its reporter: refused at once while a run writes the same tree.
 """
 
 from doit.cmd_base import DodoTaskLoader
 from doit.task import Task
 
+from .lock import acquire_or_exit
 from .stamp import holding_stamp
 from .tasks import (DOIT_CONFIG_BACKEND, EXPORT_GROUP_DOC, REGISTRY_DOC, export_doc,
                     export_inputs, load_build, platform_group_doc, title_group_doc)
 
 FAST_COMMANDS = ("run", "list")
+# doit commands besides `run` that write the exports tree or doit's DB: they take the lock.
+WRITING_COMMANDS = ("clean", "forget", "ignore", "reset-dep")
 
 
 class ExportLoader(DodoTaskLoader):
     """dodo.py's loader, with the no-op fast path."""
+
+    lock_fd = None      # held to the end of a clean/forget/ignore/reset-dep
 
     def setup(self, opt_values):
         super().setup(opt_values)
@@ -34,6 +42,9 @@ class ExportLoader(DodoTaskLoader):
 
     def load_tasks(self, cmd, pos_args):
         command = cmd.get_name()
+        if command in WRITING_COMMANDS:
+            # they change exports or doit's DB under a run that may be writing both
+            self.lock_fd = acquire_or_exit(load_build().settings.exports)
         if command in FAST_COMMANDS and self.fast_path_applies(command, pos_args):
             build = load_build()
             stamp = holding_stamp(build)

@@ -7,6 +7,7 @@ processes forked by `doit -n N` inherit it, so the tree stays locked until they 
 
 import fcntl
 import os
+import sys
 from pathlib import Path
 
 from .errors import ExportError
@@ -31,3 +32,12 @@ def acquire(lock_path):
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     return fd
+
+
+def acquire_or_exit(exports):
+    """The exports tree's lock, or exit 4 at once saying who holds it."""
+    try:
+        return acquire(Path(exports) / ".lock")
+    except LockHeld as held:
+        sys.stderr.write(f"reelexport: refused: {held}\n")
+        raise SystemExit(4) from None

@@ -23,14 +23,10 @@ class ExportReporter(ConsoleReporter):
 
     def initialize(self, tasks, selected_tasks):
         """Take the exports tree's lock before any task runs; refuse at once if it is held."""
-        from .lock import LockHeld, acquire
+        from .lock import acquire_or_exit
         from .run import stop_on_interrupt_once
         from .tasks import load_build
-        try:
-            self.lock_fd = acquire(load_build().settings.exports / ".lock")
-        except LockHeld as held:
-            sys.stderr.write(f"reelexport: refused: {held}\n")
-            raise SystemExit(4) from None
+        self.lock_fd = acquire_or_exit(load_build().settings.exports)
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
         gc.freeze()     # the loaded tasks live to the end: keep them out of collections

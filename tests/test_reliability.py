@@ -92,6 +92,9 @@ def test_sigkill_mid_batch_loses_nothing_finished(batch):
     assert second.returncode == 4
     assert f"{library.exports / '.lock'} is held by pid {run.pid}" in second.stderr
     assert run_doit("list", "--status", *args).returncode == 0
+    for command in ("forget", "clean"):     # they would change what the run is writing
+        refused = run_doit(command, *args)
+        assert refused.returncode == 4 and "is held by pid" in refused.stderr, command
 
     os.killpg(run.pid, signal.SIGKILL)       # power loss: doit, its workers and ffmpeg
     run.wait()
