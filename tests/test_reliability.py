@@ -28,8 +28,11 @@ def start_doit(*args, env=None, **popen):
 def wait_for(condition, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():
-            return True
+        try:
+            if condition():
+                return True
+        except FileNotFoundError:
+            pass    # the run removed a directory while the condition walked the tree
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
 
