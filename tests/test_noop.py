@@ -160,3 +160,12 @@ def test_a_filtered_run_writes_no_stamp(library, tmp_path):
     second = run_doit(*args, check=0)
     assert executed_tasks(second.stdout) == ["youtube:beta"]
     assert (library.exports / STAMP_NAME).exists()
+
+
+def test_status_reads_the_stamped_registry_and_says_the_same(stamped):
+    assert stamp_holds(stamped.all_args)
+    fast = run_doit("status", "--json", *stamped.all_args, check=0).stdout
+    stamp = stamped.exports / STAMP_NAME
+    stamp.rename(stamp.with_name("set-aside"))
+    assert run_doit("status", "--json", *stamped.all_args, check=0).stdout == fast
+    assert '"exported": 4' in fast
