@@ -23,7 +23,8 @@ from doit.task import Task
 from .lock import acquire_or_exit
 from .stamp import holding_stamp
 from .tasks import (DOIT_CONFIG_BACKEND, EXPORT_GROUP_DOC, REGISTRY_DOC, export_doc,
-                    export_inputs, load_build, platform_group_doc, title_group_doc)
+                    default_task_names, export_inputs, load_build, platform_group_doc,
+                    task_exports, title_group_doc)
 
 FAST_COMMANDS = ("run", "list")
 # doit commands besides `run` that write the exports tree or doit's DB: they take the lock.
@@ -56,24 +57,26 @@ class ExportLoader(DodoTaskLoader):
         return super().load_tasks(cmd, pos_args)
 
     def fast_path_applies(self, command, pos_args):
-        """The stamp speaks for doit's md5 check of our DB, and for whole groups only."""
-        options, settings = self.options, load_build().settings
+        """The stamp speaks for our tasks under doit's md5 check of our DB, and for whole
+        groups only: not for a task someone added to dodo.py."""
+        options, build = self.options, load_build()
         if (options.get("always") or options.get("check_file_uptodate") != "md5"
-                or options.get("dep_file") != str(settings.dep_file)
-                or options.get("backend") != DOIT_CONFIG_BACKEND):
+                or options.get("dep_file") != str(build.settings.dep_file)
+                or options.get("backend") != DOIT_CONFIG_BACKEND
+                or options.get("default_tasks") != default_task_names(build)):
+            return False
+        creators = {name: value for name, value in self.namespace.items()
+                    if name.startswith("task_")}
+        if creators != {"task_exports": task_exports}:
             return False
         if command == "list":
             return not pos_args
-        return set(pos_args) <= set(default_group_names(load_build()))
-
-
-def default_group_names(build):
-    return [*build.selected_specs, "export", "registry"]
+        return set(pos_args) <= set(default_task_names(build))
 
 
 def group_tasks_up_to_date(build):
     """The default tasks, up to date (so doit records nothing: its DB stays as stamped)."""
-    return [Task(name, None, uptodate=[True]) for name in default_group_names(build)]
+    return [Task(name, None, uptodate=[True]) for name in default_task_names(build)]
 
 
 def listed_tasks(build):

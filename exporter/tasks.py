@@ -71,6 +71,12 @@ def load_build():
 DOIT_CONFIG_BACKEND = "sqlite3-lean"
 
 
+def default_task_names(build):
+    """What a bare `doit` runs: the platform groups, every title, the registry, and the
+    library check when some directories are refused."""
+    return [*build.selected_specs, "export", "registry", *(["library"] if build.problems else [])]
+
+
 def doit_config():
     """DOIT_CONFIG: dep DB in the exports root, keep going past failures, our reporter.
 
@@ -86,9 +92,8 @@ def doit_config():
     settings = build.settings
     settings.exports.mkdir(parents=True, exist_ok=True)
     set_aside_unreadable_db(settings.dep_file)
-    library_check = ["library"] if build.problems else []
     return {
-        "default_tasks": [*build.selected_specs, "export", "registry", *library_check],
+        "default_tasks": default_task_names(build),
         "dep_file": str(settings.dep_file),
         # gdbm is absent from many Python builds; sqlite survives kill -9. Ours is doit's
         # sqlite3 backend without its read cache (exporter/backend.py).

@@ -169,3 +169,19 @@ def test_status_reads_the_stamped_registry_and_says_the_same(stamped):
     stamp.rename(stamp.with_name("set-aside"))
     assert run_doit("status", "--json", *stamped.all_args, check=0).stdout == fast
     assert '"exported": 4' in fast
+
+
+def test_a_task_added_to_dodo_is_not_skipped(stamped, tmp_path):
+    dodo = tmp_path / "my_dodo.py"
+    dodo.write_text(
+        "from exporter.tasks import doit_config, task_exports  # noqa: F401\n"
+        "DOIT_CONFIG = doit_config()\n"
+        "DOIT_CONFIG['default_tasks'].append('hello')\n"
+        "def task_hello():\n"
+        "    return {'actions': ['echo hello > hello.txt'], 'targets': ['hello.txt'],\n"
+        "            'doc': 'a task of our own'}\n")
+    assert stamp_holds(stamped.all_args)
+    listing = run_doit("-f", dodo, "list", "--status", *stamped.all_args, check=0).stdout
+    assert "R hello" in listing and "U youtube:alpha" in listing
+    run = run_doit("-f", dodo, *stamped.all_args, check=0)
+    assert FAST not in run.stdout and (tmp_path / "hello.txt").exists()
