@@ -156,8 +156,8 @@ def settings_unchanged(task, values, key):
     """doit uptodate: the export's settings key is the one saved at its last success.
 
     What `doit.tools.config_changed(key)` does, as a plain function: doit inspects the
-    signature of every uptodate callable on every check, which for a callable object
-    costs ~30 µs, over a second at 40,000 exports.
+    signature of every uptodate callable on every check, and an object's costs more (at
+    40,000 exports, under cProfile: 2.1 s for config_changed objects, 1.3 s for this).
     """
     task.value_savers.append(lambda: {SETTINGS_VALUE: key})
     return values.get(SETTINGS_VALUE) == key
