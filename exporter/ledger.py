@@ -4,9 +4,10 @@ import sqlite3
 import sys
 import time
 
-from doit.dependency import Dependency, MD5Checker, SqliteDB
+from doit.dependency import Dependency, SqliteDB
 from doit.task import dict_to_task
 
+from .checker import MD5Checker
 from .registry import build_registry, export_status, registry_row
 from .run import read_json, write_json_atomic
 

@@ -20,6 +20,7 @@ does in its reporter: refused at once while a run writes the same tree.
 from doit.cmd_base import DodoTaskLoader
 from doit.task import Task
 
+from .checker import MD5Checker
 from .lock import acquire_or_exit
 from .stamp import holding_stamp
 from .tasks import (DOIT_CONFIG_BACKEND, EXPORT_GROUP_DOC, REGISTRY_DOC, export_doc,
@@ -57,10 +58,10 @@ class ExportLoader(DodoTaskLoader):
         return super().load_tasks(cmd, pos_args)
 
     def fast_path_applies(self, command, pos_args):
-        """The stamp speaks for our tasks under doit's md5 check of our DB, and for whole
+        """The stamp speaks for our tasks under our md5 check of our DB, and for whole
         groups only: not for a task someone added to dodo.py."""
         options, build = self.options, load_build()
-        if (options.get("always") or options.get("check_file_uptodate") != "md5"
+        if (options.get("always") or options.get("check_file_uptodate") is not MD5Checker
                 or options.get("dep_file") != str(build.settings.dep_file)
                 or options.get("backend") != DOIT_CONFIG_BACKEND
                 or options.get("default_tasks") != default_task_names(build)):

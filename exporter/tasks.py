@@ -11,6 +11,7 @@ import os
 from doit import get_var
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
+from .checker import MD5Checker
 from .errors import EncodeError, LibraryError, SpecError
 from .export import ExportJob, RetryPolicy, export_action
 from .ledger import set_aside_unreadable_db
@@ -98,6 +99,7 @@ def doit_config():
         # gdbm is absent from many Python builds; sqlite survives kill -9. Ours is doit's
         # sqlite3 backend without its read cache (exporter/backend.py).
         "backend": DOIT_CONFIG_BACKEND,
+        "check_file_uptodate": MD5Checker,     # content, hashed once per file per run
         "continue": True,
         "reporter": ExportReporter,
     }
