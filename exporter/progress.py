@@ -101,20 +101,36 @@ def export_eta(out_time_s, duration_s, speed):
     return max(0.0, duration_s - out_time_s) / speed
 
 
-def batch_eta(remaining, queued, per_export_s, slots):
+def batch_eta(remaining, queued_s, slots):
     """Wall seconds until the batch is done, or None while there is nothing to go on.
 
-    remaining: wall seconds left of each running export; queued: exports not started;
-    per_export_s: typical wall time of one export; slots: how many run at once (doit's
-    -n, as observed). The work left, running exports' remaining time plus per_export_s
-    for each queued one, is shared by the slots; the batch cannot end before its slowest
-    running export. Exports that doit will find up to date count as queued until it
+    remaining: wall seconds left of each running export; queued_s: the expected wall time of
+    the exports not started (None: unknown yet); slots: how many run at once (doit's -n, as
+    observed). The work left is shared by the slots; the batch cannot end before its
+    slowest running export. Exports that doit will find up to date count as queued until it
     checks them, so early in a mostly up-to-date run the estimate errs on the long side.
     """
-    if None in remaining or (queued and per_export_s is None):
+    if None in remaining or queued_s is None:
         return None
-    shared = (sum(remaining) + queued * (per_export_s or 0.0)) / max(1, slots)
+    shared = (sum(remaining) + queued_s) / max(1, slots)
     return max([shared, *remaining])
+
+
+def queued_work(first, followers, per_first_s, per_follower_s):
+    """Expected wall time of the queued exports, or None when a needed figure is unknown.
+
+    A title's first export in the run makes every encode its platforms need (one decode,
+    shared outputs); the title's other exports (followers) then mostly link them, so each
+    kind is timed apart. A follower counts as free until one has been timed.
+    """
+    if first and per_first_s is None:
+        return None
+    return first * (per_first_s or 0.0) + followers * (per_follower_s or 0.0)
+
+
+def title_of(task_name):
+    """'youtube:my-story' -> 'my-story'."""
+    return task_name.split(":", 1)[-1]
 
 
 def format_duration(seconds):
@@ -237,6 +253,20 @@ def read_states(folder):
 
 # --- parent side: what the reporter knows, and what is shown ----------------------------
 
+@dataclass(frozen=True)
+class BatchSnapshot:
+    running: dict               # name -> wall seconds since it started
+    done: int
+    failed: int
+    total: int
+    durations: list             # wall seconds of first exports of a title that succeeded
+    follower_durations: list    # ... and of its later exports (see queued_work)
+    followers: frozenset        # running or finished names that followed their title's first
+    queued_first: int
+    queued_followers: int
+    slots: int                  # most exports seen running at once: doit's -n, in effect
+
+
 class Batch:
     """The run's exports as the reporter sees them: started, finished, up to date.
 
@@ -249,14 +279,23 @@ class Batch:
         self.clock = clock
         self.lock = threading.Lock()
         self.running = {}           # name -> clock() at start
+        self.accounted = set()      # names started, finished or found up to date
+        self.titles_run = set()     # titles with an export started in this run
+        self.followers = set()      # exports started after another of their title
         self.done = 0
         self.failed = 0
-        self.durations = []         # wall seconds of exports that ran and succeeded
-        self.peak = 0               # most exports seen running at once: doit's -n, in effect
+        self.durations = []
+        self.follower_durations = []
+        self.peak = 0
 
     def started(self, name):
         if name in self.names:
             with self.lock:
+                title = title_of(name)
+                if title in self.titles_run:
+                    self.followers.add(name)
+                self.titles_run.add(title)
+                self.accounted.add(name)
                 self.running[name] = self.clock()
                 self.peak = max(self.peak, len(self.running))
 
@@ -264,23 +303,32 @@ class Batch:
         if name not in self.names:
             return
         with self.lock:
+            self.accounted.add(name)
             start = self.running.pop(name, None)
             self.done += 1
             if not ok:
                 self.failed += 1
             elif start is not None:
-                self.durations.append(self.clock() - start)
+                timed = self.follower_durations if name in self.followers else self.durations
+                timed.append(self.clock() - start)
 
     def skipped(self, name):
         self.finished(name, ok=True)
 
     def snapshot(self):
-        """(running {name: elapsed_s}, done, failed, total, durations, slots), consistent."""
+        """A consistent BatchSnapshot."""
         with self.lock:
             now = self.clock()
-            running = {name: now - start for name, start in self.running.items()}
-            return (running, self.done, self.failed, len(self.names), list(self.durations),
-                    max(1, self.peak))
+            queued = self.names - self.accounted
+            # one export per title not started yet will be its first; the rest follow
+            firsts = len({title_of(name) for name in queued} - self.titles_run)
+            return BatchSnapshot(
+                running={name: now - start for name, start in self.running.items()},
+                done=self.done, failed=self.failed, total=len(self.names),
+                durations=list(self.durations),
+                follower_durations=list(self.follower_durations),
+                followers=frozenset(self.followers), queued_first=firsts,
+                queued_followers=len(queued) - firsts, slots=max(1, self.peak))
 
 
 def exports_in_run(tasks, selected, export_names):
@@ -327,10 +375,10 @@ def summarize(snapshot, states, encoded):
     Only exports doit says are running are shown, so a stale file cannot show up. A
     running export without a state file is preparing (probe, hashes) or, once its encode
     was seen (`encoded`), finishing (verify, covers); it is expected to take the typical
-    export time: the mean of the exports finished so far or, before any, the encodes'
-    projected times (elapsed + ETA).
+    time of its kind (queued_work): for a title's first export, the mean of those finished
+    so far or, before any, the encodes' projected times (elapsed + ETA).
     """
-    running, done, failed, total, durations, slots = snapshot
+    running = snapshot.running
     exports, projected = [], []
     for name, elapsed in sorted(running.items(), key=lambda item: -item[1]):
         state = states.get(name)
@@ -343,14 +391,21 @@ def summarize(snapshot, states, encoded):
         exports.append(ExportView(name, "encoding", percent(out_time, duration), speed, eta))
         if eta is not None:
             projected.append(elapsed + eta)
-    typical = durations or projected
-    per_export = sum(typical) / len(typical) if typical else None
-    remaining = [view.eta_s if view.eta_s is not None
-                 else None if per_export is None else max(0.0, per_export - running[view.task])
-                 for view in exports]
-    queued = max(0, total - done - len(running))
-    return BatchView(done, total, failed, tuple(exports),
-                     batch_eta(remaining, queued, per_export, slots))
+    typical = snapshot.durations or projected
+    per_first = sum(typical) / len(typical) if typical else None
+    followed = snapshot.follower_durations
+    per_follower = sum(followed) / len(followed) if followed else 0.0
+
+    def left(view):
+        if view.eta_s is not None:
+            return view.eta_s
+        expected = per_follower if view.task in snapshot.followers else per_first
+        return None if expected is None else max(0.0, expected - running[view.task])
+
+    queued_s = queued_work(snapshot.queued_first, snapshot.queued_followers, per_first,
+                           per_follower)
+    return BatchView(snapshot.done, snapshot.total, snapshot.failed, tuple(exports),
+                     batch_eta([left(view) for view in exports], queued_s, snapshot.slots))
 
 
 def plain_line(view):

@@ -15,9 +15,10 @@ from rich.console import Console
 from exporter.errors import EncodeError
 from exporter.progress import (Batch, BatchView, ExportView, ProgressDisplay, ProgressFile,
                                ProgressUpdate, batch_eta, export_eta, exports_in_run,
-                               format_duration, format_speed, is_live_terminal, parse_clock,
+                               BatchSnapshot, format_duration, format_speed, is_live_terminal, parse_clock,
                                percent, plain_interval_s, plain_line, progress_dir,
-                               progress_updates, read_states, rich_view, state_path, summarize)
+                               progress_updates, queued_work, read_states, rich_view,
+                               state_path, summarize)
 from exporter.run import find_ffmpeg, run_ffmpeg
 from exporter.samples import make_clip
 
@@ -65,13 +66,49 @@ def test_percent_and_eta():
 
 
 def test_batch_eta_shares_the_work_left_among_the_workers():
-    # two running (10 s and 30 s left), four queued of 20 s each, two at a time
-    assert batch_eta([10.0, 30.0], 4, 20.0, 2) == (40 + 80) / 2
+    # two running (10 s and 30 s left), 80 s of queued work, two at a time
+    assert batch_eta([10.0, 30.0], 80.0, 2) == (40 + 80) / 2
     # never before the slowest running export
-    assert batch_eta([50.0, 1.0], 0, 20.0, 2) == 50.0
-    assert batch_eta([], 0, None, 1) == 0.0
-    assert batch_eta([5.0], 3, None, 1) is None      # no idea yet what an export takes
-    assert batch_eta([None], 0, 5.0, 1) is None
+    assert batch_eta([50.0, 1.0], 0.0, 2) == 50.0
+    assert batch_eta([], 0.0, 1) == 0.0
+    assert batch_eta([5.0], None, 1) is None      # no idea yet what an export takes
+    assert batch_eta([None], 0.0, 1) is None
+
+
+def test_queued_work_times_a_titles_first_export_and_its_followers_apart():
+    assert queued_work(2, 6, 100.0, 1.5) == 2 * 100 + 6 * 1.5
+    assert queued_work(0, 6, None, 1.5) == 9.0      # only followers left
+    assert queued_work(2, 6, 100.0, None) == 200.0  # no follower timed yet: free
+    assert queued_work(2, 0, None, None) is None
+
+
+def test_followers_of_a_title_do_not_inherit_its_encode_time():
+    clock = FakeClock()
+    batch = Batch({f"{platform}:{title}" for platform in ("youtube", "tiktok", "facebook")
+                   for title in ("a", "b", "c")}, clock=clock)
+    batch.started("youtube:a")
+    clock.now = 100.0
+    batch.finished("youtube:a", ok=True)          # encoded every output of title a
+    batch.started("youtube:b")
+    snapshot = batch.snapshot()
+    # one of title c's exports will encode; the other six follow a title's first
+    assert (snapshot.queued_first, snapshot.queued_followers) == (1, 6)
+    # youtube:b has ~100 s left, title c 100 s; followers are free until one is timed
+    assert summarize(snapshot, {}, set()).eta_s == pytest.approx(200.0)
+    batch.started("tiktok:a")
+    clock.now = 102.0
+    batch.finished("tiktok:a", ok=True)
+    snapshot = batch.snapshot()
+    assert snapshot.follower_durations == [2.0] and snapshot.queued_followers == 5
+    # two have run at once now: the work left is shared by two slots
+    assert summarize(snapshot, {}, set()).eta_s == pytest.approx((98.0 + 100.0 + 5 * 2.0) / 2)
+
+
+class FakeClock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
 
 
 def test_formats_are_stable():
@@ -195,7 +232,10 @@ def test_summary_of_running_exports():
                            "speed": 1.0},
               "youtube:gone": {"task": "youtube:gone", "duration_s": 9.0}}
     running = {"youtube:a": 14.0, "tiktok:b": 4.0, "tiktok:c": 2.0}
-    view = summarize((running, 3, 1, 10, [], 3), states, {"tiktok:c"})
+    view = summarize(BatchSnapshot(running, done=3, failed=1, total=10, durations=[],
+                                   follower_durations=[], followers=frozenset(),
+                                   queued_first=4, queued_followers=0, slots=3),
+                     states, {"tiktok:c"})
     assert [e.task for e in view.exports] == ["youtube:a", "tiktok:b", "tiktok:c"]
     a, b, c = view.exports
     assert (a.percent, a.speed, a.eta_s) == (40.0, 2.0, 18.0)
