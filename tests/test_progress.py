@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 
 from exporter.errors import EncodeError
-from exporter.progress import (Batch, BatchView, ExportView, ProgressDisplay, ProgressFile,
-                               ProgressUpdate, batch_eta, export_eta, exports_in_run,
-                               BatchSnapshot, format_duration, format_speed, is_live_terminal, parse_clock,
-                               percent, plain_interval_s, plain_line, progress_dir,
+from exporter.progress import (Batch, BatchSnapshot, BatchView, ExportView, ProgressDisplay,
+                               ProgressFile, ProgressUpdate, batch_eta, export_eta,
+                               exports_in_run, format_duration, format_speed, is_live_terminal,
+                               parse_clock, percent, plain_interval_s, plain_line, progress_dir,
                                progress_updates, queued_work, read_states, rich_view,
                                state_path, summarize)
 from exporter.run import find_ffmpeg, run_ffmpeg
