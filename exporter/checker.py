@@ -3,24 +3,27 @@
 A title's four platform tasks all have its final.mp4 as a file_dep, and doit's MD5Checker
 hashes it for each of them when they are saved after a first run, and again for each when
 its mtime changed (DESIGN §7: ~1 s per 500 MB, four times). Here the digest is remembered
-by (path, inode, size, mtime): any write, rename or touch asks for a new one. The states
+by path and run.file_identity: any write, rename or touch asks for a new one. The states
 saved are doit's own (mtime, size, md5), so the DB stays readable by doit.
 """
 
+import functools
 import os
 
 from doit import dependency
 
-_DIGESTS = {}
+from .run import file_identity
+
+
+@functools.lru_cache(maxsize=None)
+def _md5_of(path, identity):
+    return dependency.get_file_md5(path)
 
 
 def file_md5(path):
-    """The file's md5, computed at most once per (path, inode, size, mtime) in a process."""
-    stat = os.stat(path)
-    key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = dependency.get_file_md5(path)
-    return _DIGESTS[key]
+    """The file's md5, computed at most once per file identity (run.file_identity) in a
+    process, as run.sha256_file does for sha256."""
+    return _md5_of(path, file_identity(path))
 
 
 class MD5Checker(dependency.MD5Checker):

@@ -109,7 +109,7 @@ class ExportJob:
     @cached_property
     def target_names(self):
         """The targets as strings: built for 40,000 tasks on every run, so without Paths."""
-        out_dir = os.path.join(str(self.exports_root), self.title.key)   # == self.out_dir
+        out_dir = os.path.join(str(self.exports_root), self.title.key)   # Title.export_dir
         return [os.path.join(out_dir, self.file_names[kind]) for kind in TARGET_KINDS]
 
     @property

@@ -72,7 +72,7 @@ class ExportReporter(ConsoleReporter):
 
     def complete_run(self):
         """Called after doit has saved its DB, so the registry sees this run's results."""
-        from .gallery import write_gallery
+        from .gallery import PAGE, write_gallery
         from .ledger import regenerate_registry
         from .run import reap_workers
         from .shared import SharedCache
@@ -100,7 +100,7 @@ class ExportReporter(ConsoleReporter):
         document, changed = regenerate_registry(build, self.outcomes)
         # The gallery reads every sidecar and caption: only when something may have changed.
         ran = {name for name, outcome in self.outcomes.items() if outcome != "up-to-date"}
-        if changed or ran or not (build.settings.exports / "index.html").exists():
+        if changed or ran or not (build.settings.exports / PAGE).exists():
             write_gallery(build, document, changed=ran)
         totals = document["totals"]["all"]
         if self.left_everything_up_to_date(build):

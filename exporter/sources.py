@@ -41,7 +41,7 @@ class Title:
         return self.directory / THUMBNAIL_NAME
 
     def export_dir(self, exports_root):
-        return Path(exports_root) / self.segment / self.age / self.title_id
+        return Path(exports_root, self.key)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import doit
 
-from . import __version__
+from . import __version__, gallery
 from .export import up_to_date_key
 from .run import read_json, write_json_atomic
 from .sources import INPUT_NAMES
@@ -86,8 +86,8 @@ def outputs_fingerprint(build):
     exports = str(settings.exports)
     for title in build.all_titles:
         fingerprint.feed(title.key, file_state(os.path.join(exports, title.key)))
-    for path in (settings.dep_file, settings.registry_file, settings.exports / "index.html",
-                 settings.exports / ".gallery-cache.json"):
+    for path in (settings.dep_file, settings.registry_file, settings.exports / gallery.PAGE,
+                 settings.exports / gallery.CACHE_NAME):
         fingerprint.feed(str(path), file_state(path))
     return fingerprint.hexdigest()
 

@@ -11,6 +11,7 @@ import os
 from doit import get_var
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
+from . import gallery
 from .checker import MD5Checker
 from .errors import EncodeError, LibraryError, SpecError
 from .export import ExportJob, RetryPolicy, export_action
@@ -205,6 +206,6 @@ def clean_run_state(settings):
     shared-encode cache."""
     settings.registry_file.unlink(missing_ok=True)
     remove_stamp(settings)
-    (settings.exports / "index.html").unlink(missing_ok=True)
-    (settings.exports / ".gallery-cache.json").unlink(missing_ok=True)
+    (settings.exports / gallery.PAGE).unlink(missing_ok=True)
+    (settings.exports / gallery.CACHE_NAME).unlink(missing_ok=True)
     SharedCache(settings.exports).clear()

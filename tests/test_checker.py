@@ -17,7 +17,7 @@ def counting_md5(monkeypatch):
         calls.append(path)
         return real(path)
     monkeypatch.setattr(dependency, "get_file_md5", counted)
-    monkeypatch.setattr(checker, "_DIGESTS", {})
+    checker._md5_of.cache_clear()
     return calls
 
 
