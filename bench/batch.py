@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from exporter.plan import build_encode  # noqa: E402
 from exporter.probe import probe  # noqa: E402
-from exporter.run import find_ffmpeg, run_ffmpeg  # noqa: E402
+from exporter.ffmpeg_binary import check_ffmpeg, choose_ffmpeg  # noqa: E402
+from exporter.run import run_ffmpeg  # noqa: E402
 from exporter.spec import load_specs  # noqa: E402
 
 SHAPES = [(1080, 1920), (1920, 1080)]
@@ -101,7 +102,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--preset", default="medium")
     options = parser.parse_args()
-    ffmpeg = find_ffmpeg()
+    ffmpeg = check_ffmpeg(choose_ffmpeg(os.environ.get("REELEXPORT_FFMPEG"))).path
     specs = load_specs(REPO / "platforms")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,3 +31,12 @@ class EncodeError(ExportError):
 
 class ConformanceError(ExportError):
     """The encoded file does not meet its platform spec; it is deleted, never kept."""
+
+
+class RateOvershoot(ConformanceError):
+    """The encode's average video bitrate landed over what the spec allows: an encode
+    aiming lower can fix it (`bitrate` is what was measured)."""
+
+    def __init__(self, message, bitrate):
+        super().__init__(message)
+        self.bitrate = bitrate

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,19 +18,20 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from . import __version__
-from .errors import ConformanceError, EncodeError, ExportError, SourceError
+from .errors import ConformanceError, EncodeError, ExportError, RateOvershoot, SourceError
 from .metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from .metadata import format_metadata, load_source_metadata
-from .plan import (COVER_QUALITIES, build_encodes, build_plan, build_still, cover_input,
+from .plan import (COVER_QUALITIES, build_encodes, build_plan, build_still, cover_inputs,
                    poster_size)
 from .progress import ProgressFile
 from .shared import SharedCache, share_key
 from .probe import image_size, moov_before_mdat, probe
-from .run import (ffmpeg_version, publish, read_json, remove_stale_temps, run_ffmpeg,
+from .ffmpeg_binary import check_ffmpeg
+from .run import (publish, read_json, remove_stale_temps, run_ffmpeg,
                   sha256_file, temporary, write_json_atomic)
 from .spec import digest
 from .sources import Title
-from .verify import conformance_problems
+from .verify import conformance_problems, rate_over
 
 SIDECAR_VERSION = 1
 # The files an export's doit task declares as its targets (its error record is not one).
@@ -125,6 +126,11 @@ class ExportJob:
     def up_to_date_key(self):
         """Digest of the settings whose change makes this export stale (not its files)."""
         return up_to_date_key(self.spec, self.preset, self.ffmpeg)
+
+
+def ffmpeg_version(ffmpeg):
+    """First line of `ffmpeg -version`: part of every export's up-to-date and shared keys."""
+    return check_ffmpeg(ffmpeg).version
 
 
 def up_to_date_key(spec, preset, ffmpeg):
@@ -222,6 +228,7 @@ def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
             "settings": job.encode_settings(),
             "trimmed": plan.trimmed,
             "ffmpeg": job.ffmpeg,
+            "ffmpeg_version": ffmpeg_version(job.ffmpeg),
             "argv": cache_record["argv"],
             "tool_version": __version__,
         },
@@ -263,9 +270,12 @@ def verified_probe(spec, path, plan):
     """Probe `path` and check it against `spec`; ConformanceError if it misses."""
     result = probe(path)
     problems = conformance_problems(result, spec, plan.duration_s, moov_before_mdat(path),
-                                    exact_bitrate=plan.mode != "remux")
+                                    encoded=plan.mode != "remux")
     if problems:
-        raise ConformanceError("output does not conform: " + "; ".join(problems))
+        message = "output does not conform: " + "; ".join(problems)
+        if plan.mode != "remux" and rate_over(result.video_bitrate, spec.video):
+            raise RateOvershoot(message, result.video_bitrate)
+        raise ConformanceError(message)
     return result
 
 
@@ -308,14 +318,52 @@ def encode_into_cache(job, source_probe, targets, cache):
         for index, ((spec, key), temp, plan) in enumerate(zip(targets, temps, plans)):
             if not temp.exists():
                 raise EncodeError("ffmpeg exited without writing an output")
+            made_by = argv
             try:
                 verified_probe(spec, temp, plan)
+            except RateOvershoot as over:
+                if index != 0:
+                    continue
+                made_by = corrected_encode(job, source_probe, temp, plan, over)
             except ConformanceError:
                 if index == 0:
                     raise
                 continue
-            cache.store(key, temp, {"argv": argv, "mode": "encode",
+            cache.store(key, temp, {"argv": made_by, "mode": "encode",
                                     "made_by": job.task_name})
+
+
+# A corrected encode aims this far under the spec's bitrate, scaled by how far over the
+# last one landed; after MAX_CORRECTIONS the export fails with the last measurement.
+CORRECTION_AIM = 0.97
+MAX_CORRECTIONS = 2
+
+
+def corrected_encode(job, source_probe, temp, plan, over):
+    """Encode this export again into `temp`, aiming lower, after it landed `over` its rate.
+
+    The sized VBV buffer keeps a constant-rate spec within its promise; a spec that lets
+    the rate vary (maxrate above bitrate) can overshoot on a short clip, where x264's
+    average-rate control has too few frames to settle. Returns the argv that made it.
+    """
+    spec, scale = job.spec, 1.0
+    for _ in range(MAX_CORRECTIONS):
+        scale *= spec.video["bitrate"] / over.bitrate * CORRECTION_AIM
+        aimed = replace(spec, video={**spec.video, **{
+            name: max(1, int(spec.video[name] * scale))
+            for name in ("bitrate", "maxrate", "bufsize")}})
+        argv = build_encodes(job.ffmpeg, job.title.source, source_probe, [(aimed, temp)],
+                             job.preset)[0].argv
+        temp.unlink(missing_ok=True)
+        with ProgressFile(job.exports_root, job.task_name, job.title.key, plan.duration_s,
+                          spec.video["fps"]) as progress:
+            run_ffmpeg(argv, progress=progress)
+        try:
+            verified_probe(spec, temp, plan)
+            return argv
+        except RateOvershoot as again:
+            over = again
+    raise over
 
 
 def remux_into_cache(job, plan, cache, key):
@@ -385,7 +433,7 @@ def image_is_current(record, key, path):
             and sha256_file(path) == record["sha256"])
 
 
-def make_still(job, input_args, fit, size, max_bytes, path, key):
+def make_still(job, input_choices, fit, size, max_bytes, path, key, origin):
     """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record.
 
     Made once per key in the shared cache (the cover of Instagram, Facebook and TikTok is
@@ -397,9 +445,18 @@ def make_still(job, input_args, fit, size, max_bytes, path, key):
             if not cache.has(key, ".jpg"):
                 remove_stale_temps(cache.path(key, ".jpg"))
                 with temporary(cache.path(key, ".jpg")) as temp:
-                    for quality in COVER_QUALITIES:
+                    for input_args in input_choices:
                         run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp,
-                                               quality))
+                                               COVER_QUALITIES[0]))
+                        if temp.exists():
+                            break
+                    else:
+                        raise SourceError(f"{path.name}: no frame could be decoded from "
+                                          f"{origin}")
+                    for quality in COVER_QUALITIES:
+                        if quality != COVER_QUALITIES[0]:
+                            run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp,
+                                                   quality))
                         if max_bytes is None or temp.stat().st_size <= max_bytes:
                             break
                     else:
@@ -416,6 +473,12 @@ def make_still(job, input_args, fit, size, max_bytes, path, key):
     return record
 
 
+def frame_time(duration_s, fps):
+    """Where a cover or poster is taken: FRAME_AT of the way in, but never past the start
+    of the last frame (a clip of one frame has its only frame at 0)."""
+    return max(0.0, min(duration_s * FRAME_AT, duration_s - 1 / fps))
+
+
 def make_cover(job, inputs, sidecar):
     """The platform's cover: the render's thumbnail.jpg when present, else a source frame."""
     thumbnail = job.title.thumbnail if job.title.thumbnail.exists() else None
@@ -425,11 +488,12 @@ def make_cover(job, inputs, sidecar):
                   "version": IMAGES_VERSION})
     if image_is_current(sidecar.get("cover"), key, job.cover_path):
         return sidecar["cover"]
-    seek = sidecar["source"]["probe"]["duration_s"] * FRAME_AT
-    record = make_still(job, cover_input(thumbnail, job.title.source, seek), cover["fit"],
-                        (cover["width"], cover["height"]), cover["max_bytes"], job.cover_path,
-                        key)
+    source = sidecar["source"]["probe"]
+    seek = frame_time(source["duration_s"], source["fps"])
     origin_text = thumbnail.name if thumbnail else f"{job.title.source.name} at {seek:.2f} s"
+    record = make_still(job, cover_inputs(thumbnail, job.title.source, seek), cover["fit"],
+                        (cover["width"], cover["height"]), cover["max_bytes"], job.cover_path,
+                        key, origin_text)
     return {**record, "key": key, "from": origin_text}
 
 
@@ -440,9 +504,9 @@ def make_poster(job, sidecar):
                   "version": IMAGES_VERSION, "ffmpeg": ffmpeg_version(job.ffmpeg)})
     if image_is_current(sidecar.get("poster"), key, job.poster_path):
         return sidecar["poster"]
-    seek = sidecar["output"]["duration_s"] * FRAME_AT
-    record = make_still(job, cover_input(None, job.video_path, seek), "crop", size, None,
-                        job.poster_path, key)
+    seek = frame_time(sidecar["output"]["duration_s"], job.spec.video["fps"])
+    record = make_still(job, cover_inputs(None, job.video_path, seek), "crop", size, None,
+                        job.poster_path, key, f"{job.video_path.name} at {seek:.2f} s")
     return {**record, "key": key}
 
 

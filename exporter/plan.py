@@ -61,11 +61,14 @@ def video_graph(specs):
                      + "".join(f"[in{c}]" for c in range(len(chains))))
     for c, ((fit, width, height, fps, pix_fmt), outputs) in enumerate(chains.items()):
         source = "[0:v:0]" if len(chains) == 1 else f"[in{c}]"
-        parts.append(fit_filter(fit, width, height, source, f"[fit{c}]", tag=str(c)))
+        # The frame rate first: ffmpeg 5.1's fps filter after the blur's overlay drops
+        # the only frame of a one-frame clip (and fewer frames go through the fit).
+        parts.append(f"{source}fps={fps}[rate{c}]")
+        parts.append(fit_filter(fit, width, height, f"[rate{c}]", f"[fit{c}]", tag=str(c)))
         if len(outputs) == 1:
-            parts.append(f"[fit{c}]fps={fps},format={pix_fmt}[v{outputs[0]}]")
+            parts.append(f"[fit{c}]format={pix_fmt}[v{outputs[0]}]")
         else:
-            parts.append(f"[fit{c}]fps={fps},format={pix_fmt},split={len(outputs)}"
+            parts.append(f"[fit{c}]format={pix_fmt},split={len(outputs)}"
                          + "".join(f"[v{i}]" for i in outputs))
     return ";".join(parts)
 
@@ -96,22 +99,49 @@ def check_source(probe):
         raise SourceError("video has no duration")
 
 
-def video_args(spec, preset):
+# x264 starts decoding with its VBV buffer this full (its own default, stated so no build's
+# default can change it).
+VBV_INIT = 0.9
+# How far above the spec's bitrate the buffer may lift a clip's average; verification
+# allows 5 % (verify.BITRATE_OVER), this keeps a point in hand.
+RATE_MARGIN = 0.04
+
+
+def clip_bufsize(video, duration_s):
+    """The VBV buffer for a clip of `duration_s`: the spec's, or smaller for a short clip.
+
+    An encode may spend the bits its buffer starts with on top of the bitrate: over N
+    frames it writes at most VBV_INIT * bufsize + bitrate * (N - 1) / fps bits. Keeping
+    VBV_INIT * bufsize within one frame's share plus RATE_MARGIN of the clip's bits holds
+    the average within RATE_MARGIN of the bitrate, from a single frame to the cap. From
+    about 20 s on, the spec's own buffer (one second of maxrate) is already that small.
+    Measured on both ffmpegs: docs/platforms.md.
+    """
+    fps, bitrate = video["fps"], video["bitrate"]
+    frames = max(1, round(duration_s * fps))
+    allowed = bitrate / fps * (1 + RATE_MARGIN * frames)
+    return min(video["bufsize"], int(allowed / VBV_INIT))
+
+
+def video_args(spec, preset, duration_s):
     video = spec.video
+    bufsize = clip_bufsize(video, duration_s)
+    x264 = f"vbv-init={VBV_INIT}"
     args = [
         "-c:v", "libx264", "-preset", preset,
         "-profile:v", video["profile"], "-level:v", video["level"],
         "-pix_fmt", video["pix_fmt"],
         "-b:v", str(video["bitrate"]), "-maxrate", str(video["maxrate"]),
-        "-bufsize", str(video["bufsize"]),
+        "-bufsize", str(bufsize),
         "-g", str(video["gop"]), "-keyint_min", str(video["gop"]),
         "-fps_mode", "cfr", "-r", str(video["fps"]),
     ]
     if video["maxrate"] == video["bitrate"]:
-        # Constant bitrate with filler: the measured rate meets the spec even on a
-        # 3-second clip of easy content, and can never exceed maxrate.
-        args += ["-minrate", str(video["bitrate"]), "-x264-params", "nal-hrd=cbr"]
-    return args
+        # Constant bitrate with filler: the average meets the spec on any content (a flat
+        # colour included), never above it by more than the buffer allows.
+        args += ["-minrate", str(video["bitrate"])]
+        x264 += ":nal-hrd=cbr"
+    return args + ["-x264-params", x264]
 
 
 def audio_args(spec):
@@ -148,7 +178,7 @@ def remux_problems(probe, spec):
     """
     as_remuxed = replace(probe, format_name=MP4_FORMAT)
     return conformance_problems(as_remuxed, spec, probe.duration_s, faststart=True,
-                                exact_bitrate=False)
+                                encoded=False)
 
 
 def build_remux(ffmpeg, source, probe, spec, output):
@@ -196,7 +226,7 @@ def build_encodes(ffmpeg, source, probe, targets, preset=None):
         else:
             audio_map = []
         argv += ["-map", f"[v{index}]", *audio_map, "-t", f"{duration:.3f}"]
-        argv += video_args(spec, preset or spec.video.get("preset", "medium"))
+        argv += video_args(spec, preset or spec.video.get("preset", "medium"), duration)
         if audio_map:
             argv += audio_args(spec)
         argv += [*STRIP_METADATA, "-flags:v", "+bitexact", "-flags:a", "+bitexact",
@@ -212,11 +242,14 @@ COVER_QUALITIES = (2, 4, 6, 9, 13, 18, 24, 31)
 POSTER_WIDTH = 270
 
 
-def cover_input(image, video, seek_s):
-    """Input arguments for a cover: the render's thumbnail.jpg, else one frame of the video."""
+def cover_inputs(image, video, seek_s):
+    """Input arguments for a cover, best first: the render's thumbnail.jpg, else one frame
+    of the video at `seek_s`, found by a fast seek or, when that finds no frame (an MPEG-TS
+    source with one keyframe), by decoding from the start."""
     if image is not None:
-        return ["-f", "image2", "-pattern_type", "none", "-i", str(image)]
-    return untrusted_input(video, seek_s)
+        return [["-f", "image2", "-pattern_type", "none", "-i", str(image)]]
+    return [untrusted_input(video, seek_s),
+            [*untrusted_input(video), "-ss", f"{seek_s:.3f}"]]
 
 
 def build_still(ffmpeg, input_args, fit, width, height, output, quality):

@@ -26,7 +26,8 @@ def registry_row(identity, status, output_path, sidecar=None, error=None):
         output = sidecar.get("output", {})
         row.update(size_bytes=output.get("size_bytes"), duration_s=output.get("duration_s"),
                    sha256=output.get("sha256"), mode=sidecar.get("encode", {}).get("mode"),
-                   finished_at=sidecar.get("finished_at"))
+                   finished_at=sidecar.get("finished_at"),
+                   ffmpeg=sidecar.get("encode", {}).get("ffmpeg_version"))
     if error and status == "failed":
         row.update(cause=error.get("cause"), failed_at=error.get("failed_at"))
     return row

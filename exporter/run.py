@@ -10,7 +10,6 @@ import io
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -27,34 +26,6 @@ TEMP_SUFFIX = ".tmp"
 # ffmpeg messages that mean the machine, not the input, failed: worth another attempt.
 IO_ERROR_MARKERS = ("No space left on device", "Input/output error", "File too large",
                     "Disk quota exceeded", "Stale file handle")
-
-
-@functools.cache
-def find_ffmpeg():
-    """REELEXPORT_FFMPEG, else ffmpeg on PATH, else the binary shipped by imageio-ffmpeg."""
-    configured = os.environ.get("REELEXPORT_FFMPEG")
-    if configured:
-        return configured
-    on_path = shutil.which("ffmpeg")
-    if on_path:
-        return on_path
-    import imageio_ffmpeg  # a dependency: a plain pip install brings its own ffmpeg
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-@functools.cache
-def ffmpeg_version(ffmpeg):
-    """First line of `ffmpeg -version`; part of every export's up-to-date check."""
-    try:
-        result = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True,
-                                check=False)
-    except OSError as error:
-        raise EncodeError(f"ffmpeg {ffmpeg} does not run: {error.strerror}") from None
-    lines = result.stdout.splitlines()
-    if result.returncode != 0 or not lines:
-        raise EncodeError(f"ffmpeg {ffmpeg} does not run: exit status {result.returncode} "
-                          f"{result.stderr.strip()[:200]}".rstrip())
-    return lines[0]
 
 
 def run_ffmpeg(argv, progress=None):

@@ -3,7 +3,8 @@
 import json
 from pathlib import Path
 
-from .run import find_ffmpeg, run_ffmpeg
+from .ffmpeg_binary import bundled_ffmpeg
+from .run import run_ffmpeg
 
 # (segment, age, title_id, clip options, metadata)
 SAMPLE_LIBRARY = [
@@ -25,15 +26,28 @@ SAMPLE_LIBRARY = [
 ]
 
 
+# Full-frame noise, new every frame: the hardest content for a rate control.
+NOISE = "noise"
+
+
 def clip_argv(ffmpeg, path, width, height, seconds, fps=30, audio=True, rotation=0,
-              pattern="testsrc2", crf=32):
-    """argv for a synthetic clip; `rotation` is stored as display-matrix side data."""
-    separator = ":" if "=" in pattern else "="     # 'testsrc2' or 'color=c=white'
+              pattern="testsrc2", crf=32, pix_fmt="yuv420p", codec="libx264"):
+    """argv for a synthetic clip; `rotation` is stored as display-matrix side data.
+
+    `pattern` is a lavfi source ('testsrc2', 'color=c=white') or NOISE.
+    """
+    source, video_filter = pattern, []
+    if pattern == NOISE:
+        source, video_filter = "color=c=gray", ["-vf", "noise=alls=100:allf=t+u"]
+    separator = ":" if "=" in source else "="
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi",
-            "-i", f"{pattern}{separator}size={width}x{height}:rate={fps}:duration={seconds}"]
+            "-i", f"{source}{separator}size={width}x{height}:rate={fps}:duration={seconds}"]
     if audio:
         argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
-    argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    argv += [*video_filter, "-c:v", codec]
+    if codec.startswith("libx26"):
+        argv += ["-preset", "veryfast", "-crf", str(crf)]
+    argv += ["-pix_fmt", pix_fmt]
     if audio:
         argv += ["-c:a", "aac", "-b:a", "64k"]
     if rotation:
@@ -45,7 +59,7 @@ def make_clip(path, width, height, seconds, fps=30, audio=True, rotation=0, **op
     """Write a synthetic clip to `path` (rotation via a stream-copy pass that sets it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ffmpeg = find_ffmpeg()
+    ffmpeg = bundled_ffmpeg()
     if not rotation:
         run_ffmpeg(clip_argv(ffmpeg, path, width, height, seconds, fps, audio, **options))
         return path
@@ -73,7 +87,7 @@ def make_sample_library(renders_root):
 
 def make_audio_only(path, seconds=1):
     """An .mp4 with a sine tone and no video stream (a bad source for tests)."""
-    run_ffmpeg([find_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+    run_ffmpeg([bundled_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
                 "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
                 "-c:a", "aac", str(path)])
     return Path(path)

@@ -16,6 +16,7 @@ ENV_NAMES = {
     "exports": "REELEXPORT_EXPORTS",
     "platforms_dir": "REELEXPORT_PLATFORMS",
     "preset": "REELEXPORT_X264_PRESET",
+    "ffmpeg": "REELEXPORT_FFMPEG",
     "attempts": "REELEXPORT_ATTEMPTS",
     "backoff": "REELEXPORT_BACKOFF_S",
 }
@@ -30,6 +31,7 @@ class Settings:
     ages: tuple = ()
     platforms: tuple = ()
     preset: str | None = None   # overrides every spec's x264 preset (tests use superfast)
+    ffmpeg: str | None = None   # the ffmpeg binary; None: the one bundled in imageio-ffmpeg
     attempts: int = 3           # tries per export when failures are transient
     backoff_s: float = 2.0      # wait before the 2nd try; doubles for each further try
     retry_failed: bool = False  # retry=failed: try again exports that failed on these inputs
@@ -67,6 +69,7 @@ def resolve_settings(get_var, environ=None):
         ages=split_list(pick("age")),
         platforms=split_list(pick("platforms")),
         preset=pick("preset") or None,
+        ffmpeg=pick("ffmpeg") or None,
         attempts=max(1, int(pick("attempts"))),
         backoff_s=max(0.0, float(pick("backoff"))),
         retry_failed=pick("retry") == "failed",

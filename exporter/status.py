@@ -52,7 +52,22 @@ def status_report(document, segments=(), ages=(), platforms=()):
                    for (segment, age, platform), totals in sorted(groups.items())],
         "total": total,
         "failures": failures,
+        "made_with": made_with(rows),
     }
+
+
+def made_with(rows):
+    """{ffmpeg -version line: number of exports it made} over the rows whose video exists.
+
+    An ffmpeg change makes every export stale, so two lines here mean a library half
+    re-made with a new ffmpeg (the registry row of each export names its own).
+    """
+    counts = {}
+    for row in rows:
+        if row["status"] in MADE:
+            version = row.get("ffmpeg") or "unknown (made before ffmpeg was recorded)"
+            counts[version] = counts.get(version, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def one_line(text):
@@ -100,6 +115,8 @@ def format_report(report):
         cells = [cell.ljust(width) if i < 3 else cell.rjust(width)
                  for i, (cell, width) in enumerate(zip(line, widths))]
         text.append("  ".join(cells).rstrip())
+    text += [f"made with {version}: {count} exports"
+             for version, count in report.get("made_with", {}).items()]
     text += [f"FAILED {f['task']} ({f['title']}): {f['cause']}" for f in report["failures"]]
     return "\n".join(text) + "\n"
 

@@ -16,7 +16,7 @@ from .checker import MD5Checker
 from .errors import EncodeError, LibraryError, SpecError
 from .export import ExportJob, RetryPolicy, export_action
 from .ledger import set_aside_unreadable_db
-from .run import find_ffmpeg
+from .ffmpeg_binary import check_ffmpeg, choose_ffmpeg
 from .shared import SharedCache
 from .stamp import inputs_fingerprint, remove_stamp
 from .settings import resolve_settings
@@ -36,7 +36,7 @@ class Build:
         self.titles = select(self.all_titles, settings.segments, settings.ages)
         if not self.titles:
             raise LibraryError(self.empty_selection_message())
-        self.ffmpeg = find_ffmpeg()
+        self.ffmpeg = check_ffmpeg(choose_ffmpeg(settings.ffmpeg)).path
         retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
         selected = tuple(self.selected_specs.values())
         self.all_jobs = [

@@ -6,16 +6,19 @@ so each encode takes well under a second.
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import av
 import jsonschema
 import pytest
 
-from exporter.samples import make_audio_only, make_clip
+from exporter.samples import NOISE, make_audio_only, make_clip
 from exporter.spec import load_schema
 
-from conftest import (assert_conforms, executed_tasks, exported_videos, image_facts,
-                      leftovers, load_yaml, read_json, run_doit, small_platforms)
+from conftest import (TEST_FFMPEG, assert_conforms, executed_tasks, exported_videos,
+                      image_facts, leftovers, load_yaml, media_facts, read_json, run_doit,
+                      small_platforms)
 
 
 @pytest.fixture
@@ -85,8 +88,8 @@ def test_metadata_rule_change_rewrites_metadata_without_reencoding(library, plat
 def test_thumbnail_makes_the_cover_and_only_covers_follow_it(library, platforms, tmp_path):
     title = library.add("women", "18-23", "alpha")
     make_clip(tmp_path / "frame.mp4", width=640, height=360, seconds=1, pattern="color=c=red")
-    from exporter.run import find_ffmpeg, run_ffmpeg
-    run_ffmpeg([find_ffmpeg(), "-loglevel", "error", "-i", str(tmp_path / "frame.mp4"),
+    from exporter.run import run_ffmpeg
+    run_ffmpeg([TEST_FFMPEG, "-loglevel", "error", "-i", str(tmp_path / "frame.mp4"),
                 "-frames:v", "1", "-update", "1", str(title / "thumbnail.jpg")])
     args = args_for(library, platforms, "platforms=youtube")
     run_doit(*args, check=0)
@@ -98,7 +101,7 @@ def test_thumbnail_makes_the_cover_and_only_covers_follow_it(library, platforms,
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
     # a new thumbnail: the cover is made again, the video and poster are not
-    run_ffmpeg([find_ffmpeg(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+    run_ffmpeg([TEST_FFMPEG, "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                 "color=c=blue:s=320x180", "-frames:v", "1", "-update", "1",
                 str(title / "thumbnail.jpg")])
     rerun = run_doit(*args, check=0)
@@ -293,22 +296,48 @@ def test_clean_forget_and_resume_without_reencoding(library, platforms):
     assert "R youtube:alpha" in status.stdout
 
 
-def test_output_of_a_failed_conformance_check_is_not_kept(library, tmp_path):
-    # A spec whose bitrate x264 cannot reach with CBR off: maxrate far above bitrate,
-    # a flat picture, so the measured rate falls outside the 10 % window.
-    platforms = small_platforms(tmp_path / "loose", names=("youtube",),
-                                youtube={"video.maxrate": 20_000_000,
-                                         "video.bufsize": 40_000_000,
-                                         "limits.max_duration_s": 5})
-    flat = library.add("women", "18-23", "flat")
-    make_clip(flat / "final.mp4", width=270, height=480, seconds=1, pattern="color=c=gray")
-    result = run_doit(*args_for(library, platforms))
+def faulty_ffmpeg(directory):
+    """The ffmpeg under test behind a wrapper that drops +faststart: a real encoder fault
+    (a build whose mp4 muxer ignores the flag), which the conformance check must catch."""
+    wrapper = Path(directory) / "ffmpeg-without-faststart"
+    wrapper.write_text(f"""#!{sys.executable}
+import os, sys
+args = ["-frag_keyframe" if a == "+faststart" else a for a in sys.argv[1:]]
+os.execv({TEST_FFMPEG!r}, [{TEST_FFMPEG!r}, *args])
+""")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_output_of_a_failed_conformance_check_is_not_kept(library, platforms, tmp_path):
+    library.add("women", "18-23", "alpha")
+    result = run_doit(*args_for(library, platforms, "platforms=youtube",
+                                f"ffmpeg={faulty_ffmpeg(tmp_path)}"))
     assert result.returncode != 0
-    assert "output does not conform: video bitrate is" in result.stderr
+    assert "output does not conform: moov is not before mdat" in result.stderr
+    assert "try another ffmpeg (ffmpeg=PATH)" in result.stderr
     assert not list(exported_videos(library.exports))
     assert leftovers(library.exports) == []
-    error = json.loads((library.exports / "women/18-23/flat/youtube.error.json").read_text())
+    error = json.loads((library.exports / "women/18-23/alpha/youtube.error.json").read_text())
     assert error["error_type"] == "ConformanceError"
+
+
+def test_a_variable_rate_encode_over_its_bitrate_is_encoded_again_aiming_lower(library,
+                                                                                tmp_path):
+    """One frame of noise: x264's average-rate control overshoots a spec whose maxrate is
+    above its bitrate; the corrected encode lands within 5 %, and says how it was made."""
+    platforms = small_platforms(tmp_path / "vbr", names=("youtube",),
+                                youtube={"video.maxrate": 20_000_000,
+                                         "video.bufsize": 20_000_000})
+    title = library.add("women", "18-23", "noisy")
+    make_clip(title / "final.mp4", width=270, height=480, seconds=1 / 30, pattern=NOISE,
+              crf=5)
+    run_doit(*args_for(library, platforms), check=0)
+    video = library.exports / "women/18-23/noisy/youtube.mp4"
+    facts = media_facts(video)
+    assert facts["video_bitrate"] <= 1.05 * 8_000_000, facts
+    argv = read_json(video.with_name("youtube.export.json"))["encode"]["argv"]
+    assert int(argv[argv.index("-b:v") + 1]) < 8_000_000, "the recorded argv is the corrected one"
 
 
 ALL_FOUR = ("youtube", "tiktok", "instagram", "facebook")

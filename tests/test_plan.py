@@ -37,8 +37,8 @@ def test_argv_is_a_list_with_the_spec_settings():
     assert option(argv, "-c:v") == "libx264" and option(argv, "-profile:v") == "high"
     assert option(argv, "-pix_fmt") == "yuv420p"
     assert option(argv, "-b:v") == option(argv, "-maxrate") == "8000000"
-    assert option(argv, "-bufsize") == "8000000"
-    assert option(argv, "-x264-params") == "nal-hrd=cbr"
+    assert option(argv, "-bufsize") == "4562962"      # clip_bufsize of a 12 s clip
+    assert option(argv, "-x264-params") == "vbv-init=0.9:nal-hrd=cbr"
     assert option(argv, "-fps_mode") == "cfr" and option(argv, "-r") == "30"
     assert option(argv, "-c:a") == "aac" and option(argv, "-ac") == "2"
     assert option(argv, "-ar") == "48000"
@@ -47,8 +47,33 @@ def test_argv_is_a_list_with_the_spec_settings():
     assert option(argv, "-fs") == "256000000"
     assert option(argv, "-t") == "12.000" and plan.duration_s == 12.0 and not plan.trimmed
     assert option(argv, "-preset") == "medium"
-    assert "fps=30,format=yuv420p[v0]" in option(argv, "-filter_complex")
+    graph = option(argv, "-filter_complex")
+    assert graph.startswith("[0:v:0]fps=30[rate0];") and "format=yuv420p[v0]" in graph
     assert option(argv, "-map") == "[v0]"
+
+
+@pytest.mark.parametrize("seconds, bufsize", [
+    (1 / 30, 8_000_000 / 30 * 1.04 / 0.9),     # one frame: its own share, plus 4 %
+    (1.0, 8_000_000 / 30 * (1 + 0.04 * 30) / 0.9),
+    (3.0, 8_000_000 / 30 * (1 + 0.04 * 90) / 0.9),
+    (30.0, 8_000_000),                          # the spec's own buffer from about 20 s
+    (60.0, 8_000_000),
+])
+def test_the_buffer_is_sized_to_the_clip(seconds, bufsize):
+    """What the buffer may add to the average stays within 4 % of the bitrate."""
+    from exporter.plan import VBV_INIT, clip_bufsize
+    video = SPECS["youtube"].video
+    assert clip_bufsize(video, seconds) == int(bufsize)
+    frames = round(seconds * 30)
+    worst = VBV_INIT * clip_bufsize(video, seconds) + video["bitrate"] * (frames - 1) / 30
+    assert worst / seconds <= 1.04 * video["bitrate"] + 1
+
+
+def test_a_variable_rate_spec_gets_no_filler():
+    from dataclasses import replace
+    vbr = replace(SPECS["youtube"], video={**SPECS["youtube"].video, "maxrate": 12_000_000})
+    argv = build_encode("ffmpeg", "in.mp4", source_probe(), vbr, "o").argv
+    assert option(argv, "-x264-params") == "vbv-init=0.9" and "-minrate" not in argv
 
 
 def test_tiktok_uses_its_own_bitrate():
@@ -136,5 +161,6 @@ def test_different_pictures_get_their_own_chains():
         (SPECS["youtube"], "a.mp4"), (pad, "b.mp4")])[0].argv
     graph = option(argv, "-filter_complex")
     assert graph.startswith("[0:v:0]split=2[in0][in1]")
-    assert "[in0]split=2[bg_in0][fg_in0]" in graph and "pad=1080:1920" in graph
+    assert "[in0]fps=30[rate0];[rate0]split=2[bg_in0][fg_in0]" in graph
+    assert "[in1]fps=30[rate1];[rate1]scale" in graph and "pad=1080:1920" in graph
     assert graph.endswith("[v1]")

@@ -19,10 +19,10 @@ from exporter.progress import (Batch, BatchSnapshot, BatchView, ExportView, Prog
                                parse_clock, percent, plain_interval_s, plain_line, progress_dir,
                                progress_updates, queued_work, read_states, rich_view,
                                state_path, summarize)
-from exporter.run import find_ffmpeg, run_ffmpeg
+from exporter.run import run_ffmpeg
 from exporter.samples import make_clip
 
-from conftest import REPO
+from conftest import REPO, TEST_FFMPEG
 
 # What ffmpeg 6-8 print with `-progress pipe:1` (abridged): N/A and a negative time before
 # the first packet, then blocks every 0.5 s, the last one ending in progress=end.
@@ -190,7 +190,7 @@ def test_speed_follows_the_last_seconds(tmp_path):
 def test_run_ffmpeg_reports_progress_of_a_real_encode(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", width=320, height=240, seconds=2, fps=30)
     # -re reads the input at its own pace: the encode takes ~2 s on any machine
-    argv = [find_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-re",
+    argv = [TEST_FFMPEG, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-re",
             "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
             "-f", "mp4", str(tmp_path / "out.mp4")]
     recorded = list(argv)
@@ -209,7 +209,7 @@ def test_run_ffmpeg_reports_progress_of_a_real_encode(tmp_path):
 def test_run_ffmpeg_with_progress_still_reports_failures(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
-    argv = [find_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+    argv = [TEST_FFMPEG, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
             "-i", str(bad), "-f", "mp4", str(tmp_path / "out.mp4")]
     with pytest.raises(EncodeError) as failure:
         run_ffmpeg(argv, progress=lambda update: None)

@@ -13,7 +13,7 @@ import pytest
 
 from exporter.samples import make_audio_only, make_clip
 
-from conftest import (REPO, assert_conforms, doit_env, executed_tasks, exported_videos,
+from conftest import (REPO, TEST_FFMPEG, assert_conforms, doit_env, executed_tasks, exported_videos,
                       leftovers, load_yaml, read_json, run_doit, small_platforms)
 
 
@@ -262,8 +262,7 @@ def playlist_to(segment):
 
 
 def doit_ffmpeg():
-    from exporter.run import find_ffmpeg
-    return find_ffmpeg()
+    return TEST_FFMPEG
 
 
 def test_bad_directories_are_refused_alone(library, tmp_path):

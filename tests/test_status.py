@@ -17,7 +17,8 @@ from exporter.status import format_duration, format_report, format_size, lock_ho
 from conftest import REPO, read_json, run_doit, small_platforms
 
 SIDECAR = {"output": {"size_bytes": 2_500_000, "duration_s": 2.0, "sha256": "ab" * 32},
-           "encode": {"mode": "encode"}, "finished_at": "2026-11-25T08:00:00.000+00:00"}
+           "encode": {"mode": "encode", "ffmpeg_version": "ffmpeg version 5.1.9-0+deb12u1"},
+           "finished_at": "2026-11-25T08:00:00.000+00:00"}
 ERROR = {"cause": "final.mp4 is empty (0 bytes)\nsecond line is not shown",
          "failed_at": "2026-11-25T08:01:00.000+00:00"}
 
@@ -52,6 +53,7 @@ def test_report_groups_by_segment_age_platform_and_lists_failures():
     assert report["failures"] == [{"task": "tiktok:b", "title": "women/18-23/b",
                                    "cause": "final.mp4 is empty (0 bytes)",
                                    "failed_at": "2026-11-25T08:01:00.000+00:00"}]
+    assert report["made_with"] == {"ffmpeg version 5.1.9-0+deb12u1": 4}   # exported + stale
 
 
 def test_report_selection_narrows_rows_and_totals():
@@ -70,7 +72,8 @@ def test_table_is_aligned_with_a_total_line_and_failure_lines():
                                 "2.0", "s"]
     assert lines[5].split() == ["total", "3", "1", "1", "1", "10.0", "MB", "8.0", "s"]
     assert len({len(line) for line in lines[:6]}) == 1, "columns are aligned"
-    assert lines[6:] == ["FAILED tiktok:b (women/18-23/b): final.mp4 is empty (0 bytes)"]
+    assert lines[6:] == ["made with ffmpeg version 5.1.9-0+deb12u1: 4 exports",
+                         "FAILED tiktok:b (women/18-23/b): final.mp4 is empty (0 bytes)"]
 
 
 @pytest.mark.parametrize("value, text", [(0, "0 B"), (999, "999 B"), (37_497_578, "37.5 MB"),

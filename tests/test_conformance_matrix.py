@@ -1,0 +1,129 @@
+"""Every valid render exports, on any clip: a matrix of generated sources (length, content,
+shape, pixel format, frame rate, audio, container), exported for all four platforms by the
+ffmpeg under test and checked with the independent probe (MediaInfo).
+
+Each dimension's values are spread over a few titles rather than multiplied out, so the
+matrix runs in about a minute on 2 cores. Platforms are the shipped specs at 270x480
+(tests/conftest.small_platforms): the rate control is the same at any frame size.
+"""
+
+import subprocess
+
+import pytest
+from pymediainfo import MediaInfo
+
+from exporter.ffmpeg_binary import bundled_ffmpeg
+from exporter.samples import NOISE
+
+from conftest import (assert_conforms, exported_videos, leftovers, load_yaml, read_json,
+                      run_doit, small_platforms)
+
+ALL_FOUR = ("youtube", "tiktok", "instagram", "facebook")
+
+AUDIO = {
+    "none": [],
+    "mono-22k": ["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=22050"],
+    "5.1": ["-f", "lavfi", "-i",
+            "aevalsrc=sin(440*2*PI*t)|sin(550*2*PI*t)|0|0|0|0:channel_layout=5.1:s=48000"],
+    "stereo-48k": ["-f", "lavfi", "-i",
+                   "aevalsrc=sin(440*2*PI*t)|sin(660*2*PI*t):channel_layout=stereo:s=48000"],
+}
+# (title, seconds, content, width x height, rotation, pix_fmt, fps, audio, container)
+CASES = [
+    ("one-frame", 1 / 30, "testsrc2", (360, 640), 0, "yuv420p", "30", "stereo-48k", "mp4"),
+    ("half-second-noise-10bit", 0.5, NOISE, (640, 360), 0, "yuv420p10le", "25", "mono-22k",
+     "mkv"),
+    ("one-second-flat-422", 1, "color=c=0x336699", (480, 480), 0, "yuv422p", "24", "none",
+     "mov"),
+    ("three-seconds-odd-444", 3, "testsrc2", (361, 641), 0, "yuv444p", "30000/1001", "5.1",
+     "mp4"),
+    ("fifteen-seconds-rotated", 15, "testsrc2", (568, 320), 90, "yuv420p", "60",
+     "stereo-48k", "mp4"),
+    ("webm-vp9", 2, "testsrc2", (360, 640), 0, "yuv420p", "50", "stereo-48k", "webm"),
+    ("mpegts-noise", 3, NOISE, (360, 640), 0, "yuv420p", "25", "stereo-48k", "ts"),
+    ("variable-frame-rate", 3, "testsrc2", (360, 640), 0, "yuv420p", "vfr", "mono-22k", "mp4"),
+]
+
+
+def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container):
+    """argv of one matrix source, made by the bundled ffmpeg (the same bytes in both CI runs)."""
+    width, height = size
+    rate = "30" if fps == "vfr" else fps
+    source, video_filter = content, []
+    if content == NOISE:
+        source, video_filter = "color=c=gray", ["noise=alls=100:allf=t+u"]
+    separator = ":" if "=" in source else "="
+    argv = [bundled_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+            "-f", "lavfi", "-i", f"{source}{separator}size={width}x{height}:rate={rate}",
+            *AUDIO[audio]]
+    if fps == "vfr":       # drop two frames of every three after the first second
+        video_filter.append("select='lt(t\\,1)+not(mod(n\\,3))'")
+    if video_filter:
+        argv += ["-vf", ",".join(video_filter)]
+    argv += ["-map", "0:v"] + (["-map", "1:a"] if AUDIO[audio] else [])
+    if container == "webm":
+        argv += ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8",
+                 "-b:v", "1M", "-pix_fmt", pix_fmt, "-c:a", "libopus"]
+    else:
+        argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", pix_fmt]
+        argv += ["-c:a", "mp2" if container == "ts" else "aac"] if AUDIO[audio] else []
+    if fps == "vfr":
+        argv += ["-fps_mode", "vfr"]
+    return argv + ["-t", f"{seconds:.4f}", str(path)]
+
+
+def make_source(directory, seconds, content, size, rotation, pix_fmt, fps, audio, container):
+    directory.mkdir(parents=True)
+    made = directory / f"made.{container}"
+    subprocess.run(source_argv(made, seconds, content, size, pix_fmt, fps, audio, container),
+                   check=True)
+    final = directory / "final.mp4"        # any container ffmpeg reads, under the usual name
+    if rotation:
+        subprocess.run([bundled_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel",
+                        "error", "-display_rotation", str(rotation), "-i", str(made),
+                        "-c", "copy", "-f", "mp4", str(final)], check=True)
+        made.unlink()
+    else:
+        made.rename(final)
+    (directory / "metadata.json").write_text('{"title": "matrix", "hashtags": ["test"]}')
+    return final
+
+
+def source_duration(path):
+    """The source's duration by MediaInfo (not the tool's own probe)."""
+    video = MediaInfo.parse(str(path)).video_tracks[0]
+    return float(video.duration) / 1000
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    root = tmp_path_factory.mktemp("matrix")
+    renders, exports = root / "renders", root / "exports"
+    durations = {}
+    for title, *shape in CASES:
+        final = make_source(renders / "matrix" / "all" / title, *shape)
+        durations[title] = source_duration(final)
+    platforms = small_platforms(root / "platforms", names=ALL_FOUR)
+    result = run_doit(f"renders={renders}", f"exports={exports}",
+                      f"platforms_dir={platforms}", "-n", "2")
+    return result, exports, platforms, durations
+
+
+def test_every_clip_exports_for_every_platform(matrix):
+    result, exports, _, _ = matrix
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(exported_videos(exports)) == len(CASES) * len(ALL_FOUR)
+    assert leftovers(exports) == []
+
+
+@pytest.mark.parametrize("title", [case[0] for case in CASES])
+@pytest.mark.parametrize("platform", ALL_FOUR)
+def test_each_export_conforms_by_the_independent_probe(matrix, title, platform):
+    _, exports, platforms, durations = matrix
+    video = exports / "matrix" / "all" / title / f"{platform}.mp4"
+    spec = load_yaml(platforms / f"{platform}.yaml")
+    facts = assert_conforms(video, spec, durations[title])
+    sidecar = read_json(video.with_name(f"{platform}.export.json"))
+    assert sidecar["output"]["sha256"] and sidecar["encode"]["ffmpeg_version"]
+    if durations[title] >= 3:       # real-looking motion for 3 s or more: at the rate asked
+        assert facts["video_bitrate"] >= 0.85 * spec["video"]["bitrate"], facts
