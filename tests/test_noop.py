@@ -10,7 +10,7 @@ from exporter.settings import resolve_settings
 from exporter.stamp import STAMP_NAME, holding_stamp
 from exporter.tasks import Build
 
-from conftest import TEST_PRESET, executed_tasks, run_doit, small_platforms
+from conftest import TEST_FFMPEG, TEST_PRESET, executed_tasks, run_doit, small_platforms
 
 FAST = "nothing changed since the run of"
 
@@ -34,7 +34,8 @@ def stamp_holds(args, **environ):
     """What exporter.loader decides, computed here as a fresh `doit` would."""
     values = dict(arg.split("=", 1) for arg in args)
     settings = resolve_settings(lambda name, default=None: values.get(name, default),
-                                environ={"REELEXPORT_X264_PRESET": TEST_PRESET, **environ})
+                                environ={"REELEXPORT_X264_PRESET": TEST_PRESET,
+                                         "REELEXPORT_FFMPEG": TEST_FFMPEG, **environ})
     return holding_stamp(Build(settings)) is not None
 
 
