@@ -156,7 +156,9 @@ def metadata_rules_key(spec):
 
 
 def sha256_or_none(path):
-    return sha256_file(path) if path.exists() else None
+    """sha256 of a regular file; None when it is absent or anything else (a FIFO, a device:
+    reading one would never end), which `export` then refuses with its cause."""
+    return sha256_file(path) if path.is_file() else None
 
 
 def current_inputs(job):
@@ -381,6 +383,9 @@ def remux_into_cache(job, plan, cache, key):
 def export(job, inputs, attempt=1):
     """Make (or recognise as made) one export. Raises ExportError with a one-line cause."""
     started_at = now_utc()
+    problems = job.title.input_problems()
+    if problems:
+        raise SourceError("; ".join(problems))
     for target in job.targets:
         remove_stale_temps(target)
     metadata_document, metadata_warnings = upload_metadata(job)
@@ -389,8 +394,14 @@ def export(job, inputs, attempt=1):
     sidecar = read_json(job.sidecar_path)
     if not video_is_current(job, inputs, sidecar):
         sidecar = encode_video(job, inputs, started_at, attempt)
-    images = {"cover": make_cover(job, inputs, sidecar),
-              "poster": make_poster(job, sidecar)}
+    try:
+        images = {"cover": make_cover(job, inputs, sidecar),
+                  "poster": make_poster(job, sidecar)}
+    except Exception:
+        # a failed export leaves no target: not a video without its sidecar and images
+        for target in job.targets:
+            target.unlink(missing_ok=True)
+        raise
     write_json_atomic(job.sidecar_path, {**sidecar, **images, "inputs": inputs,
                                          "metadata_warnings": metadata_warnings})
     write_json_atomic(job.metadata_path, metadata_document)
@@ -491,9 +502,14 @@ def make_cover(job, inputs, sidecar):
     source = sidecar["source"]["probe"]
     seek = frame_time(source["duration_s"], source["fps"])
     origin_text = thumbnail.name if thumbnail else f"{job.title.source.name} at {seek:.2f} s"
-    record = make_still(job, cover_inputs(thumbnail, job.title.source, seek), cover["fit"],
-                        (cover["width"], cover["height"]), cover["max_bytes"], job.cover_path,
-                        key, origin_text)
+    try:
+        record = make_still(job, cover_inputs(thumbnail, job.title.source, seek),
+                            cover["fit"], (cover["width"], cover["height"]),
+                            cover["max_bytes"], job.cover_path, key, origin_text)
+    except EncodeError as error:
+        if thumbnail is None or error.transient:
+            raise
+        raise SourceError(f"{thumbnail.name} cannot be read as an image: {error}") from None
     return {**record, "key": key, "from": origin_text}
 
 

@@ -1,12 +1,16 @@
 """One writer per exports tree: an exclusive flock on {exports}/.lock.
 
 The kernel drops an flock when its last holder exits, however it exits, so a lock left by
-a dead run is simply taken over; there is no stale-lock cleanup to get wrong. Worker
-processes forked by `doit -n N` inherit it, so the tree stays locked until they are gone.
+a dead run is simply taken over; there is no stale-lock cleanup to get wrong. A process
+forked while the lock is held (a `doit -n N` worker) closes its inherited copy at once and
+is told to stop when its parent dies: otherwise a `kill -9` of the run would leave workers
+that keep the tree locked forever.
 """
 
+import ctypes
 import fcntl
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,7 +35,34 @@ def acquire(lock_path):
                        f"into {lock_path.parent}; wait for it or stop it") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    os.register_at_fork(after_in_child=lambda: release_in_child(fd))
     return fd
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum=signal.SIGTERM):
+    """Ask Linux to send `signum` to this process when its parent dies (a no-op elsewhere).
+
+    SIGTERM, not SIGKILL: a worker's interrupt handler then stops its ffmpeg and deletes
+    the temporary, as on Ctrl-C.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def release_in_child(fd):
+    """In a process forked while the lock is held: drop the inherited lock descriptor (the
+    flock stays with the parent alone) and die with the parent."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    die_with_parent()
 
 
 def acquire_or_exit(exports):

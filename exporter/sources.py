@@ -1,6 +1,8 @@
 """Renders tree -> titles. Directory names become paths and task names, so they are checked first."""
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,41 @@ class Title:
     def export_dir(self, exports_root):
         return Path(exports_root, self.key)
 
+    def input_problems(self):
+        """Why some of this title's input files cannot be read as files (empty: they can)."""
+        root = self.directory.parent.parent.parent
+        return [problem for problem in (input_file_problem(self.directory / name, root)
+                                        for name in INPUT_NAMES) if problem]
+
+
+FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+              (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"))
+
+
+def input_file_problem(path, renders_root):
+    """Why `path` cannot be an input (None: it is a regular file, or absent).
+
+    Anything but a regular file (a FIFO, /dev/zero, a directory) would hang or break the
+    hashing and probing of every later title. A link is followed only to a file inside the
+    renders root: the rule for linked title directories too (`name_problem`).
+    """
+    name = path.name
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{name} is a broken link" if os.path.islink(path) else None
+    except OSError as error:
+        return f"{name} cannot be read: {error.strerror}"
+    if not stat.S_ISREG(mode):
+        kind = next((text for test, text in FILE_KINDS if test(mode)), "a special file")
+        return f"{name} is {kind}, not a regular file"
+    if os.path.islink(path):
+        target = path.resolve()
+        if not target.is_relative_to(Path(renders_root).resolve()):
+            return f"{name} links outside the renders root (to {target})"
+    return None
+
 
 @dataclass(frozen=True)
 class Library:
@@ -65,7 +102,7 @@ def name_problem(path, renders_root):
     return None
 
 
-def subdirectories(directory, renders_root, problems):
+def subdirectories(directory, renders_root, problems, reserved=()):
     """Acceptable child directories, sorted; refused ones are added to `problems`.
 
     Hidden entries (.git, .DS_Store) are skipped silently.
@@ -75,6 +112,9 @@ def subdirectories(directory, renders_root, problems):
         if child.name.startswith(".") or not child.is_dir():
             continue
         problem = name_problem(child, renders_root)
+        if problem is None and child.name in reserved:
+            problem = (f"{child}: the name {child.name!r} is taken by a file of the exports "
+                       f"root ({', '.join(reserved)}); rename the directory")
         if problem:
             problems.append(problem)
         else:
@@ -82,7 +122,7 @@ def subdirectories(directory, renders_root, problems):
     return children
 
 
-def discover(renders_root):
+def discover(renders_root, reserved_segments=()):
     """Every title under renders_root, sorted by (segment, age, title_id), as a Library.
 
     A title is any directory at depth three, with or without its final.mp4: a missing
@@ -94,7 +134,7 @@ def discover(renders_root):
     if not renders_root.is_dir():
         raise LibraryError(f"{renders_root}: renders directory does not exist")
     problems, by_id = [], {}
-    for segment in subdirectories(renders_root, renders_root, problems):
+    for segment in subdirectories(renders_root, renders_root, problems, reserved_segments):
         for age in subdirectories(segment, renders_root, problems):
             for directory in subdirectories(age, renders_root, problems):
                 title = Title(segment.name, age.name, directory.name, directory)

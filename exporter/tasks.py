@@ -31,7 +31,9 @@ class Build:
         self.settings = settings
         self.all_specs = load_specs(settings.platforms_dir)
         self.selected_specs = select_specs(self.all_specs, settings.platforms)
-        library = discover(settings.renders)
+        # a segment directory named like a file of the exports root would collide with it
+        library = discover(settings.renders,
+                           reserved_segments=(settings.registry_file.name, gallery.PAGE))
         self.all_titles, self.problems = library.titles, library.problems
         self.titles = select(self.all_titles, settings.segments, settings.ages)
         if not self.titles:
@@ -134,7 +136,7 @@ def export_inputs(title):
     """An export's file_dep: the title's source, metadata and (when present) thumbnail."""
     directory = str(title.directory)
     return [path for path in (os.path.join(directory, name) for name in INPUT_NAMES)
-            if os.path.exists(path)]
+            if os.path.isfile(path)]    # not a FIFO or a device: doit would hash it forever
 
 
 def export_task(job):
