@@ -1,6 +1,8 @@
 """doit reporter: live progress, one line per failed export, registry.json after every run."""
 
 import gc
+import os
+import signal
 import sys
 
 from doit.exceptions import TaskFailed, UnmetDependency
@@ -29,10 +31,31 @@ class ExportReporter(ConsoleReporter):
         self.lock_fd = acquire_or_exit(load_build().settings.exports)
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
+        sys.excepthook = self.interrupt_hook(sys.excepthook)
         gc.freeze()     # the loaded tasks live to the end: keep them out of collections
         gc.enable()     # (disabled while loading them: exporter.tasks.doit_config)
         if load_build().proven_up_to_date is None:
             self.start_progress(tasks, selected_tasks)
+
+    def interrupt_hook(self, previous):
+        """sys.excepthook: an interrupt that reaches the top is one line, not doit's
+        traceback, and the run then dies by the same signal (exit 130 for SIGINT, 143 for
+        SIGTERM in a shell), as Unix tools do. Anything else keeps its traceback."""
+        def hook(kind, value, traceback):
+            if not issubclass(kind, KeyboardInterrupt):
+                return previous(kind, value, traceback)
+            signum = signal.SIGTERM if "SIGTERM" in str(value) else signal.SIGINT
+            sys.stderr.write(f"reelexport: interrupted by {signum.name}: {self.kept_text()}; "
+                             "the next run resumes the rest\n")
+            sys.stderr.flush()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        return hook
+
+    def kept_text(self):
+        done = sum(outcome == "done" for outcome in self.outcomes.values())
+        return (f"{done} export{'s' if done != 1 else ''} finished in this run "
+                f"{'are' if done != 1 else 'is'} kept, no partial file is left")
 
     def start_progress(self, tasks, selected_tasks):
         """Live progress of the exports this run may execute (we hold the lock: ours alone)."""

@@ -88,9 +88,15 @@ def interrupt_once(signum, frame):
     workers SIGTERM: a second interrupt landing inside a worker's cleanup would skip it
     and leave ffmpeg finishing a temporary file. One interrupt per process is enough.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A Python no-op rather than SIG_IGN: a signal already caught at the C level when the
+    # handler becomes SIG_IGN surfaces as "OSError: Signal 15 ignored due to race condition".
+    signal.signal(signal.SIGINT, ignore_signal)
+    signal.signal(signal.SIGTERM, ignore_signal)
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def ignore_signal(signum, frame):
+    """Handler for the interrupts after the first: they change nothing."""
 
 
 def stop_on_interrupt_once():

@@ -1,6 +1,7 @@
 """Crashes, interrupts, a second writer, retries and hostile input, through real doit runs."""
 
 import os
+import re
 import resource
 import shutil
 import signal
@@ -124,8 +125,9 @@ def test_ctrl_c_mid_batch_then_resume(batch):
     run = start_doit("-n", "2", *args)
     wait_for(lambda: finished(library.exports) and temporaries(library.exports))
     os.killpg(run.pid, signal.SIGINT)        # what Ctrl-C in a terminal sends
-    run.communicate(timeout=60)
-    assert run.returncode != 0
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGINT  # a shell shows exit 130
+    assert one_interrupt_line("SIGINT", stderr)
     wait_for(lambda: group_gone(run.pid), timeout=30)
     done_before = finished(library.exports)
     assert 0 < len(done_before) < 6
@@ -139,6 +141,26 @@ def test_ctrl_c_mid_batch_then_resume(batch):
     for video, stamp in done_before.items():
         assert after[video] == stamp
     check_all_exported(library, platforms)
+
+
+def one_interrupt_line(signal_name, stderr):
+    """The whole of stderr is one line saying what was interrupted and what is kept."""
+    return re.fullmatch(f"reelexport: interrupted by {signal_name}: [0-9]+ exports? finished "
+                        "in this run (is|are) kept, no partial file is left; the next run "
+                        "resumes the rest\n", stderr) is not None
+
+
+def test_sigterm_stops_a_serial_run_with_one_line(batch):
+    library, platforms = batch
+    args = library.args(f"platforms_dir={platforms}")
+    run = start_doit(*args)
+    wait_for(lambda: temporaries(library.exports))
+    os.killpg(run.pid, signal.SIGTERM)       # a scheduler stopping the job
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGTERM and one_interrupt_line("SIGTERM", stderr), stderr
+    wait_for(lambda: group_gone(run.pid), timeout=30)
+    assert temporaries(library.exports) == []
+    assert not list(library.exports.rglob("*.error.json")), "an interrupt is not a failure"
 
 
 def limit_file_size():
