@@ -40,3 +40,8 @@ class RateOvershoot(ConformanceError):
     def __init__(self, message, bitrate):
         super().__init__(message)
         self.bitrate = bitrate
+
+
+class SourceChanged(SourceError):
+    """A title's input file changed while its export was made: what was made may be of the
+    old bytes, so it is made again from the new ones (not kept, not recorded as current)."""

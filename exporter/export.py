@@ -18,7 +18,8 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from . import __version__
-from .errors import ConformanceError, EncodeError, ExportError, RateOvershoot, SourceError
+from .errors import (ConformanceError, EncodeError, ExportError, RateOvershoot, SourceChanged,
+                     SourceError)
 from .metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from .metadata import format_metadata, load_source_metadata
 from .plan import (COVER_QUALITIES, build_encodes, build_plan, build_still, cover_inputs,
@@ -27,7 +28,7 @@ from .progress import ProgressFile
 from .shared import SharedCache, share_key
 from .probe import image_size, moov_before_mdat, probe
 from .ffmpeg_binary import check_ffmpeg
-from .run import (publish, read_json, remove_stale_temps, run_ffmpeg,
+from .run import (file_identity, publish, read_json, remove_stale_temps, run_ffmpeg,
                   sha256_file, temporary, write_json_atomic)
 from .spec import digest
 from .sources import Title
@@ -380,8 +381,24 @@ def remux_into_cache(job, plan, cache, key):
         cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name})
 
 
-def export(job, inputs, attempt=1):
-    """Make (or recognise as made) one export. Raises ExportError with a one-line cause."""
+def input_states(title):
+    """(device, inode, size, mtime) of each input file, None when absent or not a regular
+    file: taken before the inputs are hashed and compared when the export is done."""
+    states = []
+    for path in (title.source, title.metadata, title.thumbnail):
+        try:
+            states.append(file_identity(path) if path.is_file() else None)
+        except OSError:
+            states.append(None)
+    return tuple(states)
+
+
+def export(job, inputs, attempt=1, states=None):
+    """Make (or recognise as made) one export. Raises ExportError with a one-line cause.
+
+    `states` (input_states, taken before `inputs` were hashed): if an input file is not the
+    same file at the end, the export is not recorded as made from `inputs` (SourceChanged).
+    """
     started_at = now_utc()
     problems = job.title.input_problems()
     if problems:
@@ -402,6 +419,11 @@ def export(job, inputs, attempt=1):
         for target in job.targets:
             target.unlink(missing_ok=True)
         raise
+    if states is not None and input_states(job.title) != states:
+        for target in job.targets:      # may be of the old bytes: never kept as current
+            target.unlink(missing_ok=True)
+        raise SourceChanged(f"{job.title.source.name}, metadata.json or thumbnail.jpg "
+                            "changed while the export was made")
     write_json_atomic(job.sidecar_path, {**sidecar, **images, "inputs": inputs,
                                          "metadata_warnings": metadata_warnings})
     write_json_atomic(job.metadata_path, metadata_document)
@@ -554,6 +576,7 @@ def export_action(job):
     """
     started_at = now_utc()
     job.out_dir.mkdir(parents=True, exist_ok=True)
+    states = input_states(job.title)
     inputs = current_inputs(job)
     earlier = failed_before(job, inputs)
     if earlier:
@@ -562,8 +585,16 @@ def export_action(job):
     attempt = 1
     while True:
         try:
-            export(job, inputs, attempt)
+            export(job, inputs, attempt, states)
             return True
+        except SourceChanged as error:
+            if attempt < job.retry.attempts:    # at once, from the files as they are now
+                states, inputs = input_states(job.title), current_inputs(job)
+                attempt += 1
+                continue
+            # no error record: nothing is wrong with the files, the next run makes it
+            return TaskFailed(f"{job.task_name} ({job.title.key}): {error}, over "
+                              f"{attempt} attempts; the next run makes it")
         except (ExportError, OSError) as error:
             if is_transient(error) and attempt < job.retry.attempts:
                 time.sleep(job.retry.delay_before(attempt + 1))

@@ -1,14 +1,18 @@
 """Reliability, round two (issue 11): inputs and faults that used to hang a batch, lock the
 tree for good, crash the end of a run or leave a target of a failed export."""
 
+import hashlib
+import json
 import os
+import shutil
 import signal
 import socket
 import time
 
 import pytest
 
-from conftest import (exported_videos, leftovers, read_json, run_doit, small_platforms)
+from conftest import (executed_tasks, exported_videos, leftovers, read_json, run_doit,
+                      small_platforms)
 from test_reliability import batch, finished, start_doit, temporaries, wait_for  # noqa: F401
 
 
@@ -140,3 +144,29 @@ def test_kill_9_of_a_parallel_run_leaves_no_lock(batch):  # noqa: F811
     assert len(exported_videos(library.exports)) == 6
     assert leftovers(library.exports) == []
     assert finished(library.exports)
+
+
+def test_a_source_replaced_during_its_encode_is_made_again_from_the_new_one(batch):  # noqa: F811
+    """`mv other.mp4 final.mp4` mid-encode: the export is of the new bytes, and the
+    registry, status and a later run agree that it is up to date."""
+    library, platforms = batch
+    args = library.args(f"platforms_dir={platforms}", "segment=women")
+    final = library.root / "women/18-23/title-0/final.mp4"
+    replacement = final.with_name("other.mp4")
+    shutil.copy(library.root / "women/18-23/title-5/final.mp4", replacement)
+    new_sha = hashlib.sha256(replacement.read_bytes()).hexdigest()
+    for index in range(1, 6):
+        shutil.rmtree(library.root / f"women/18-23/title-{index}")
+    run = start_doit(*args)
+    wait_for(lambda: temporaries(library.exports))
+    os.replace(replacement, final)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    sidecar = read_json(library.exports / "women/18-23/title-0/youtube.export.json")
+    assert sidecar["source"]["sha256"] == new_sha
+    assert sidecar["source"]["probe"]["width"] == 352 + 8 * 5      # title-5's frame
+    assert statuses(library.exports) == {("title-0", "youtube"): "exported"}
+    status = run_doit("status", "--json", *args, check=0)
+    assert json.loads(status.stdout)["total"]["exported"] == 1
+    again = run_doit(*args, check=0)
+    assert executed_tasks(again.stdout) == []
