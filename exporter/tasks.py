@@ -88,6 +88,8 @@ def doit_config():
     or `doit clean` acts on the selected exports; doit 0.37's forget fails without them.
     """
     from .reporter import ExportReporter
+    from .runner import install as install_watchful_runner
+    install_watchful_runner()       # `doit -n N` notices a worker that dies
     # Loading tens of thousands of task dicts allocates no garbage worth collecting, and
     # the collector's passes cost about a third of a no-op run; the reporter turns it back
     # on (with the loaded tasks frozen) before any task runs.

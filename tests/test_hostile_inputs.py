@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,28 @@ def test_a_source_replaced_during_its_encode_is_made_again_from_the_new_one(batc
     assert json.loads(status.stdout)["total"]["exported"] == 1
     again = run_doit(*args, check=0)
     assert executed_tasks(again.stdout) == []
+
+
+def worker_pids(run_pid):
+    """The doit -n workers: the run's child processes that are Python (not ffmpeg)."""
+    children = Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split()
+    return [int(pid) for pid in children
+            if "ffmpeg" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def test_kill_9_of_one_worker_fails_its_export_and_the_batch_finishes(batch):  # noqa: F811
+    library, platforms = batch
+    args = library.args(f"platforms_dir={platforms}")
+    run = start_doit("-n", "2", *args)
+    wait_for(lambda: temporaries(library.exports) and len(worker_pids(run.pid)) == 2)
+    os.kill(worker_pids(run.pid)[0], signal.SIGKILL)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode != 0, stdout + stderr
+    failed = [line for line in stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "the worker process running it died (killed by signal 9)" \
+        in failed[0], stderr
+    assert len(exported_videos(library.exports)) == 5
+    again = run_doit(*args, check=0)            # the next run makes it
+    assert len(executed_tasks(again.stdout)) == 1
+    assert len(exported_videos(library.exports)) == 6
+    assert leftovers(library.exports) == []

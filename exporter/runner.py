@@ -1,0 +1,87 @@
+"""doit's process runner (`doit -n N`), made to notice a worker that dies.
+
+doit 0.37's MRunner waits for each result with a blocking `result_q.get()`: a worker killed
+by a signal (kill -9, the OOM killer) never answers, and the run waits forever with nothing
+running. This runner waits with a timeout, and when a worker has died it reports the task
+that worker was running as failed (the next run makes it; nothing of it was published:
+targets only ever appear by rename), so the rest of the batch finishes.
+
+doit has no setting for the runner class, so `install()` puts this one where doit's run
+command looks it up (`doit.cmd_run.MRunner`).
+"""
+
+import os
+import queue
+
+import doit.cmd_run
+from doit.exceptions import TaskFailed
+from doit.runner import MRunner
+
+POLL_S = 1.0
+
+
+class PidTaggingQueue:
+    """The result queue as a worker sees it: every message carries the worker's pid."""
+
+    def __init__(self, result_q):
+        self.result_q = result_q
+
+    def put(self, message):
+        self.result_q.put({**message, "pid": os.getpid()})
+
+
+class WatchfulMRunner(MRunner):
+    """MRunner that fails the task of a worker that died instead of waiting for it."""
+
+    def execute_task_subprocess(self, job_q, result_q, reporter_class):
+        return super().execute_task_subprocess(job_q, PidTaggingQueue(result_q),
+                                               reporter_class)
+
+    def _run_start_processes(self, job_q, result_q):
+        self.result_queue = result_q        # kept for run_tasks' watch
+        self.running = {}                   # worker pid -> name of the task it runs
+        self.workers = super()._run_start_processes(job_q, result_q)
+        self.original_get = result_q.get
+        result_q.get = self.next_result
+        return self.workers
+
+    def next_result(self):
+        """The next worker message; a made-up failure for the task of a dead worker."""
+        while True:
+            try:
+                message = self.original_get(timeout=POLL_S)
+            except queue.Empty:
+                dead = self.dead_worker_message()
+                if dead is not None:
+                    return dead
+                continue
+            self.track(message)
+            return message
+
+    def track(self, message):
+        pid = message.get("pid")
+        if message.get("reporter") == "execute_task":
+            self.running[pid] = message["name"]
+        elif "reporter" not in message and "exit" not in message:
+            self.running.pop(pid, None)
+
+    def dead_worker_message(self):
+        for worker in self.workers:
+            if worker.is_alive() or worker.exitcode in (None, 0):
+                continue
+            name = self.running.pop(worker.pid, None)
+            if name is None:
+                continue            # died idle, or already reported
+            task = self.tasks[name]
+            how = (f"killed by signal {-worker.exitcode}" if worker.exitcode < 0
+                   else f"exited with status {worker.exitcode}")
+            failure = TaskFailed(f"{name}: the worker process running it died ({how}); "
+                                "nothing of it was kept, the next run makes it")
+            return {"name": name, "failure": failure, "task": task.pickle_safe_dict(),
+                    "out": [None] * len(task.actions), "err": [None] * len(task.actions)}
+        return None
+
+
+def install():
+    """Make `doit -n N` (process workers) use WatchfulMRunner."""
+    doit.cmd_run.MRunner = WatchfulMRunner
