@@ -67,6 +67,7 @@ class ExportJob:
     preset: str | None = None
     retry: "RetryPolicy" = field(default_factory=lambda: RetryPolicy())
     siblings: tuple = ()  # the other platforms selected for this title, encoded alongside
+    source_sha256: str | None = None   # set while encoding: what the encodes are made from
 
     @cached_property
     def task_name(self):
@@ -333,7 +334,10 @@ def encode_into_cache(job, source_probe, targets, cache):
                     raise
                 continue
             cache.store(key, temp, {"argv": made_by, "mode": "encode",
-                                    "made_by": job.task_name})
+                                    "made_by": job.task_name,
+                                    # kept by prune until this export links it
+                                    "wanted_by": f"{spec.name}:{job.title.title_id}",
+                                    "source_sha256": job.source_sha256})
 
 
 # A corrected encode aims this far under the spec's bitrate, scaled by how far over the
@@ -449,7 +453,8 @@ def encode_video(job, inputs, started_at, attempt):
                 remux_into_cache(job, plan, cache, key)
             elif mode == "encode":
                 missing = [(spec, k) for spec, k in siblings if not cache.has(k)]
-                encode_into_cache(job, source_probe, [(job.spec, key), *missing], cache)
+                encode_into_cache(replace(job, source_sha256=inputs["source_sha256"]),
+                                  source_probe, [(job.spec, key), *missing], cache)
             record = cache.record(key)
             cache.link_to(key, temp)
         output_probe = verified_probe(job.spec, temp, plan)
@@ -566,6 +571,19 @@ def failed_before(job, inputs):
         return None
     record = read_json(job.error_path)
     return record if record and record.get("inputs") == inputs else None
+
+
+def still_wanted(jobs_by_name, record):
+    """True when a cached encode is for an export not yet made from it, whose source is
+    still the one it was made from: kept by SharedCache.prune for that export's task (an
+    encode made alongside another platform's, in a run interrupted, or not selected)."""
+    job = jobs_by_name.get(record.get("wanted_by"))
+    if job is None or not job.title.source.is_file():
+        return False
+    sidecar = read_json(job.sidecar_path) or {}
+    if job.video_path.exists() and sidecar.get("output", {}).get("sha256"):
+        return False        # made (from this encode or another): nothing waits for it
+    return sha256_file(job.title.source) == record.get("source_sha256")
 
 
 def export_action(job):

@@ -98,6 +98,7 @@ class ExportReporter(ConsoleReporter):
         from .gallery import PAGE, write_gallery
         from .ledger import regenerate_registry
         from .run import reap_workers
+        from .export import still_wanted
         from .shared import SharedCache
         from .tasks import load_build
         reap_workers()
@@ -119,7 +120,10 @@ class ExportReporter(ConsoleReporter):
                        f"of {stamp['written_at']} that left every export up to date\n")
             self.write_summary(stamp["registry_totals"])
             return
-        SharedCache(build.settings.exports).prune()   # encodes no export links to
+        # encodes no export links to, unless made for an export still to make
+        jobs_by_name = {job.task_name: job for job in build.all_jobs}
+        SharedCache(build.settings.exports).prune(
+            lambda record: still_wanted(jobs_by_name, record))
         document, changed = regenerate_registry(build, self.outcomes)
         # The gallery reads every sidecar and caption: only when something may have changed.
         ran = {name for name, outcome in self.outcomes.items() if outcome != "up-to-date"}

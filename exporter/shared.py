@@ -85,20 +85,24 @@ class SharedCache:
             shutil.copyfile(self.path(key, suffix), path)
         return path
 
-    def prune(self):
-        """Drop entries no export links to any more (link count 1: only the cache holds it),
-        and temporaries of encodes a killed run left (called when no encode is running)."""
+    def prune(self, still_wanted=lambda record: False):
+        """Drop entries no export links to any more (link count 1: only the cache holds it)
+        unless `still_wanted(record)`, and temporaries of encodes a killed run left (called
+        when no encode is running)."""
         if not self.root.is_dir():
             return 0
         for stale in self.root.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
         removed = 0
         for cached in [*self.root.glob("*.mp4"), *self.root.glob("*.jpg")]:
-            if cached.stat().st_nlink == 1:
+            if cached.stat().st_nlink == 1 and not still_wanted(self.record_of(cached)):
                 for path in (cached, cached.with_suffix(".json"), cached.with_suffix(".lock")):
                     path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    def record_of(self, cached):
+        return read_json(cached.with_suffix(".json")) or {}
 
     def clear(self):
         shutil.rmtree(self.root, ignore_errors=True)

@@ -407,3 +407,23 @@ def test_gallery_follows_a_changed_caption_without_reading_unchanged_exports(lib
     text = page.read_text()
     assert "Second caption" in text and "First caption" not in text
     assert "Beta caption" in text          # from the cache: beta's task did not run
+
+
+def test_an_encode_made_alongside_is_kept_for_a_platform_run_later(library, tmp_path):
+    """`doit youtube` encodes TikTok's bytes in the same ffmpeg process; `doit tiktok`
+    then shares them instead of encoding again (they are not pruned in between)."""
+    platforms = small_platforms(tmp_path / "two")
+    library.add("women", "18-23", "alpha")
+    run_doit("youtube", *args_for(library, platforms), check=0)
+    assert not (library.exports / "women/18-23/alpha/tiktok.mp4").exists()
+    later = run_doit("tiktok", *args_for(library, platforms), check=0)
+    assert executed_tasks(later.stdout) == ["tiktok:alpha"]
+    sidecar = read_json(library.exports / "women/18-23/alpha/tiktok.export.json")
+    assert sidecar["encode"]["mode"] == "shared"
+    assert sidecar["encode"]["made_by"] == "youtube:alpha"
+    assert_conforms(library.exports / "women/18-23/alpha/tiktok.mp4",
+                    load_yaml(platforms / "tiktok.yaml"), 1.0)
+    # once linked, nothing is left in the cache that no export uses
+    run_doit(*args_for(library, platforms), check=0)
+    cached = sorted(p.name for p in (library.exports / ".shared").glob("*.mp4"))
+    assert len(cached) == 2
