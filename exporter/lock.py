@@ -7,7 +7,6 @@ is told to stop when its parent dies: otherwise a `kill -9` of the run would lea
 that keep the tree locked forever.
 """
 
-import ctypes
 import fcntl
 import os
 import signal
@@ -15,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .errors import ExportError
+from .run import die_with_parent
 
 
 class LockHeld(ExportError):
@@ -39,22 +39,6 @@ def acquire(lock_path):
     return fd
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(signum=signal.SIGTERM):
-    """Ask Linux to send `signum` to this process when its parent dies (a no-op elsewhere).
-
-    SIGTERM, not SIGKILL: a worker's interrupt handler then stops its ffmpeg and deletes
-    the temporary, as on Ctrl-C.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def release_in_child(fd):
     """In a process forked while the lock is held: drop the inherited lock descriptor (the
     flock stays with the parent alone) and die with the parent."""
@@ -62,7 +46,7 @@ def release_in_child(fd):
         os.close(fd)
     except OSError:
         pass
-    die_with_parent()
+    die_with_parent(signal.SIGTERM)   # its handler stops ffmpeg and deletes the temporary
 
 
 def acquire_or_exit(exports):

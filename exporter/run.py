@@ -4,6 +4,7 @@ Every file lands under its final name only by os.replace from a temporary name i
 same directory, after it is complete: a crash leaves a '.*.tmp' file, never a target.
 """
 
+import ctypes
 import functools
 import hashlib
 import io
@@ -40,7 +41,7 @@ def run_ffmpeg(argv, progress=None):
     """
     if progress is not None:
         argv = [argv[0], "-progress", "pipe:1", "-nostats", *argv[1:]]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=ffmpeg_dies_with_us,
                                stdout=subprocess.DEVNULL if progress is None else subprocess.PIPE,
                                stderr=subprocess.PIPE)
     try:
@@ -62,6 +63,25 @@ def run_ffmpeg(argv, progress=None):
         cause = f"ffmpeg failed (exit {process.returncode}): {last}"
         raise EncodeError(cause, stderr_tail=tail,
                           transient=any(marker in tail for marker in IO_ERROR_MARKERS))
+
+
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(signum):
+    """Ask Linux to send `signum` to this process when its parent dies.
+
+    A `kill -9` of a run must not leave a worker holding the tree's lock, nor an ffmpeg
+    that finishes (and re-opens, for +faststart) a temporary the next run has removed.
+    """
+    _LIBC.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+
+
+def ffmpeg_dies_with_us():
+    """preexec_fn of every ffmpeg: killed when the process that runs it dies. Only a
+    system call, so it is safe in the child between fork and exec."""
+    die_with_parent(signal.SIGKILL)
 
 
 def follow_progress(process, progress):

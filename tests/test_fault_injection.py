@@ -1,0 +1,131 @@
+"""Fault injection: kill -9 at 20 seeded random moments across serial and `doit -n 2` runs,
+then a plain `doit`, which must finish without help and leave a consistent tree.
+
+Each round first gives the run work to do (an encode setting edited, which redoes every
+export; at times an export, the registry or the gallery deleted too), then starts `doit`, kills it (the whole
+process group, as a power loss does, or the main process alone, as `kill -9 $!` does) at a
+moment drawn from the length of a full run, so kills land during encodes, shared-cache
+publishes, covers, and the registry and gallery writes at the end. After each recovery run:
+every export video matches its sidecar's sha256 and probes as video, no temporary or
+partial file is left, the lock is free, and `registry.json` agrees with `doit status`.
+
+Run with the bundled ffmpeg only (the faults are the tool's, not ffmpeg's): the Debian
+pass of .ci/run deselects it with `-m "not faults"`. The figures it prints are in
+docs/reliability.md (`pytest -m faults -s`).
+"""
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import time
+
+import av
+import pytest
+import yaml
+
+from exporter.status import lock_holder
+
+from conftest import exported_videos, leftovers, read_json, run_doit, small_platforms
+from test_reliability import group_gone, start_doit, wait_for
+
+pytestmark = pytest.mark.faults
+
+ROUNDS = 20
+SEED = 20261125
+TITLES = ("alpha", "beta", "gamma")
+
+
+def check_consistent(exports, args):
+    """The invariants after a recovery run; returns the number of export videos."""
+    videos = exported_videos(exports)
+    for video in videos:
+        sidecar = read_json(video.with_name(video.name.replace(".mp4", ".export.json")))
+        assert hashlib.sha256(video.read_bytes()).hexdigest() == sidecar["output"]["sha256"]
+        with av.open(str(video)) as container:
+            assert container.streams.video and container.duration
+    assert leftovers(exports) == []
+    assert lock_holder(exports / ".lock") is None
+    registry = read_json(exports / "registry.json")
+    status = json.loads(run_doit("status", "--json", *args, check=0).stdout)
+    assert status["total"] == registry["totals"]["all"]
+    assert status["total"]["exported"] == len(TITLES) * 2 == len(videos)
+    return len(videos)
+
+
+def made_this_round(exports, gop):
+    """{video: mtime} of the exports a killed run finished (sidecar at this round's GOP)."""
+    made = {}
+    for video in exported_videos(exports):
+        sidecar = read_json(video.with_name(video.name.replace(".mp4", ".export.json")))
+        if sidecar and sidecar["encode"]["settings"]["video"]["gop"] == gop:
+            made[video] = video.stat().st_mtime_ns
+    return made
+
+
+def give_work(rng, library, platforms, round_number):
+    """Work for the next run as long as a full run's: an encode setting (the GOP) edited in
+    both platform files redoes every export, and now and then an export, the registry or
+    the gallery is deleted as well."""
+    for name in ("youtube", "tiktok"):
+        path = platforms / f"{name}.yaml"
+        document = yaml.safe_load(path.read_text())
+        document["video"]["gop"] = 30 + round_number
+        path.write_text(yaml.safe_dump(document))
+    extra = rng.choice(("none", "delete export", "delete registry and gallery"))
+    if extra == "delete export":
+        (library.exports / "women/18-23" / rng.choice(TITLES) / "tiktok.mp4").unlink(
+            missing_ok=True)
+    elif extra != "none":
+        (library.exports / "registry.json").unlink(missing_ok=True)
+        (library.exports / "index.html").unlink(missing_ok=True)
+
+
+def test_kill_9_at_random_moments_then_a_plain_run_recovers(library, tmp_path, clip_cache):
+    platforms = small_platforms(tmp_path / "platforms")
+    clips = [clip_cache(f"fault-{index}", width=320 + 16 * index, height=576, seconds=1,
+                        fps=30, audio=True) for index in range(4)]
+    for index, title in enumerate(TITLES):
+        library.add("women", "18-23", title)
+        shutil.copy(clips[index], library.root / "women/18-23" / title / "final.mp4")
+    args = library.args(f"platforms_dir={platforms}")
+    started = time.monotonic()
+    run_doit(*args, check=0)
+    full_run_s = time.monotonic() - started
+
+    rng = random.Random(SEED)
+    figures = {"kills": 0, "killed_runs_finished": 0, "recovery_tasks": 0,
+               "made_before_kill": 0, "redone_after_kill": 0, "max_recovery_s": 0.0}
+    for round_number in range(ROUNDS):
+        give_work(rng, library, platforms, round_number)
+        parallel = round_number % 2 == 1
+        whole_group = rng.random() < 0.75
+        moment = rng.uniform(0.1, full_run_s * 1.1)
+        run = start_doit(*(["-n", "2"] if parallel else []), *args)
+        time.sleep(moment)
+        if whole_group:
+            os.killpg(run.pid, signal.SIGKILL)
+        else:
+            os.kill(run.pid, signal.SIGKILL)
+        run.communicate()
+        figures["kills"] += 1
+        figures["killed_runs_finished"] += run.returncode == 0
+        if whole_group:
+            wait_for(lambda: group_gone(run.pid), timeout=30)
+
+        made = made_this_round(library.exports, 30 + round_number)
+        figures["made_before_kill"] += len(made)
+        started = time.monotonic()
+        recovery = run_doit(*args)
+        elapsed = time.monotonic() - started
+        assert recovery.returncode == 0, (round_number, recovery.stdout, recovery.stderr)
+        figures["recovery_tasks"] += sum(line.startswith(".  ")
+                                         for line in recovery.stdout.splitlines())
+        assert "up to date: nothing changed" in run_doit(*args, check=0).stdout
+        figures["redone_after_kill"] += sum(
+            video.stat().st_mtime_ns != mtime for video, mtime in made.items())
+        figures["max_recovery_s"] = max(figures["max_recovery_s"], round(elapsed, 2))
+        check_consistent(library.exports, args)
+    print(f"\nfault injection: full run {full_run_s:.1f} s; {json.dumps(figures)}")
