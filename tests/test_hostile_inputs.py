@@ -131,6 +131,7 @@ def test_a_linked_thumbnail_outside_the_renders_root_is_refused(library, platfor
     assert exported_videos(library.exports) == []
 
 
+@pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_kill_9_of_a_parallel_run_leaves_no_lock(batch):  # noqa: F811
     """The workers of `doit -n 2` die with the run and never keep the tree's lock."""
     library, platforms = batch
@@ -147,6 +148,7 @@ def test_kill_9_of_a_parallel_run_leaves_no_lock(batch):  # noqa: F811
     assert finished(library.exports)
 
 
+@pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_a_source_replaced_during_its_encode_is_made_again_from_the_new_one(batch):  # noqa: F811
     """`mv other.mp4 final.mp4` mid-encode: the export is of the new bytes, and the
     registry, status and a later run agree that it is up to date."""
@@ -180,6 +182,7 @@ def worker_pids(run_pid):
             if "ffmpeg" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
 
 
+@pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_kill_9_of_one_worker_fails_its_export_and_the_batch_finishes(batch):  # noqa: F811
     library, platforms = batch
     args = library.args(f"platforms_dir={platforms}")

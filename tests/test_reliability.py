@@ -85,6 +85,7 @@ def check_all_exported(library, platforms):
     assert [row["status"] for row in registry["exports"]] == ["exported"] * 6
 
 
+@pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_sigkill_mid_batch_loses_nothing_finished(batch):
     library, platforms = batch
     args = library.args(f"platforms_dir={platforms}")
@@ -119,6 +120,7 @@ def test_sigkill_mid_batch_loses_nothing_finished(batch):
     assert len(executed_tasks(rerun.stdout)) == 6
 
 
+@pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_ctrl_c_mid_batch_then_resume(batch):
     library, platforms = batch
     args = library.args(f"platforms_dir={platforms}")
@@ -150,6 +152,7 @@ def one_interrupt_line(signal_name, stderr):
                         "resumes the rest\n", stderr) is not None
 
 
+@pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_sigterm_stops_a_serial_run_with_one_line(batch):
     library, platforms = batch
     args = library.args(f"platforms_dir={platforms}")
