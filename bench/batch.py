@@ -8,7 +8,7 @@ Sources have the real shapes (1080x1920 and 1920x1080, half each). Two cases:
   5 Mb/s CBR, AAC 48 kHz stereo), which the tool remuxes for every platform.
 
 Baseline: the old exporter, i.e. the very ffmpeg argv this tool builds for one platform
-(`exporter.plan.build_encode`), run once per (title, platform), one after another.
+(`exporter.media.plan.build_encode`), run once per (title, platform), one after another.
 Tool: `doit -n 1 renders=... exports=...` from a clean exports root, the user's command.
 Tool overhead: the tool's wall time minus the time spent inside the ffmpeg processes it
 ran (measured by a thin wrapper given as REELEXPORT_FFMPEG that logs each run's duration).
@@ -29,11 +29,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from exporter.plan import build_encode  # noqa: E402
-from exporter.probe import probe  # noqa: E402
-from exporter.ffmpeg_binary import check_ffmpeg, choose_ffmpeg  # noqa: E402
-from exporter.run import run_ffmpeg  # noqa: E402
-from exporter.spec import load_specs  # noqa: E402
+from exporter.media.ffmpeg import run_ffmpeg  # noqa: E402
+from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg  # noqa: E402
+from exporter.media.plan import build_encode  # noqa: E402
+from exporter.media.probe import probe  # noqa: E402
+from exporter.model.spec import load_specs  # noqa: E402
 
 SHAPES = [(1080, 1920), (1920, 1080)]
 

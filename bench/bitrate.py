@@ -6,7 +6,7 @@ For each ffmpeg (the bundled one, and /usr/bin/ffmpeg when present, or those giv
 content (test pattern, flat colour, full-frame noise) and each length (1 frame, 0.5, 1, 3,
 15 s), one 1080x1920 source is encoded with youtube.yaml's argv twice:
 - baseline: the spec's own buffer (`bufsize: 8000000`, one second of maxrate), as before;
-- tool: `exporter.plan.clip_bufsize`, the buffer this tool now gives a clip of that length.
+- tool: `exporter.media.plan.clip_bufsize`, the buffer this tool now gives a clip of that length.
 The average video bitrate of each output is measured by MediaInfo (pymediainfo, the tests'
 independent probe) and printed as a share of the spec's 8 Mb/s, with the encode time:
 the sized buffer costs nothing, it is the same single encode.
@@ -25,11 +25,11 @@ from pymediainfo import MediaInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from exporter.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg  # noqa: E402
-from exporter.plan import build_encode  # noqa: E402
-from exporter.probe import probe  # noqa: E402
-from exporter.samples import NOISE, make_clip  # noqa: E402
-from exporter.spec import load_specs  # noqa: E402
+from exporter.media.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg  # noqa: E402
+from exporter.media.plan import build_encode  # noqa: E402
+from exporter.media.probe import probe  # noqa: E402
+from exporter.media.samples import NOISE, make_clip  # noqa: E402
+from exporter.model.spec import load_specs  # noqa: E402
 
 LENGTHS = (("1 frame", 1 / 30), ("0.5 s", 0.5), ("1 s", 1.0), ("3 s", 3.0), ("15 s", 15.0))
 CONTENTS = (("pattern", "testsrc2"), ("flat", "color=c=0x336699"), ("noise", NOISE))

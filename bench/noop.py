@@ -58,7 +58,7 @@ def peak_rss_of(*args, env):
 def build_library(root, titles, env):
     renders, exports = root / "renders", root / "exports"
     first = renders / SEGMENTS[0] / AGES[0] / "title-00000"
-    from exporter.samples import make_title
+    from exporter.media.samples import make_title
     make_title(renders, SEGMENTS[0], AGES[0], "title-00000",
                dict(width=360, height=640, seconds=1, fps=30, audio=True),
                {"title": "Bench title", "hashtags": ["bench"]})
@@ -94,9 +94,9 @@ def fill_dep_db(renders, exports, env):
     code = (
         "import sys\n"
         "from doit.dependency import Dependency, MD5Checker, SqliteDB\n"
-        "from exporter.ledger import task_from_dict\n"
-        "from exporter.settings import resolve_settings\n"
-        "from exporter.tasks import Build, export_task\n"
+        "from exporter.report.ledger import task_from_dict\n"
+        "from exporter.model.settings import resolve_settings\n"
+        "from exporter.build.tasks import Build, export_task\n"
         "values = dict(arg.split('=', 1) for arg in sys.argv[1:])\n"
         "build = Build(resolve_settings(lambda name, default=None: values.get(name, default)))\n"
         "dependency = Dependency(SqliteDB, str(build.settings.dep_file), checker_cls=MD5Checker)\n"

@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from exporter.samples import make_title  # noqa: E402
+from exporter.media.samples import make_title  # noqa: E402
 
 
 def run(jobs, renders, exports, preset):

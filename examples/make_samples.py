@@ -3,7 +3,7 @@
 import shutil
 from pathlib import Path
 
-from exporter.samples import make_sample_library
+from exporter.media.samples import make_sample_library
 
 if __name__ == "__main__":
     root = Path(__file__).resolve().parent / "renders"

@@ -11,8 +11,8 @@ import unicodedata
 
 import regex
 
-from .errors import SourceError
-from .spec import first_schema_error, load_schema
+from exporter.model.errors import SourceError
+from exporter.model.spec import first_schema_error, load_schema
 
 # Bump when a code change alters the documents produced from the same input and rules:
 # it is part of the metadata files' up-to-date check (never of the video's).

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pymediainfo import MediaInfo
 
-from exporter.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg
-from exporter.samples import make_clip, make_title
+from exporter.media.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg
+from exporter.media.samples import make_clip, make_title
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_PLATFORMS = REPO / "platforms"
@@ -145,7 +145,7 @@ def set_field(document, dotted, value):
 
 def probe_of(**changes):
     """A Probe of a conforming 1080x1920 YouTube export, with `changes` applied."""
-    from exporter.probe import Probe
+    from exporter.media.probe import Probe
     facts = dict(format_name="mov,mp4,m4a,3gp,3g2,mj2", size_bytes=3_100_000, duration_s=3.0,
                  video_codec="h264", profile="High", pix_fmt="yuv420p", width=1080,
                  height=1920, rotation=0, fps=30.0, video_bitrate=8_000_000, has_audio=True,

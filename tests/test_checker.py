@@ -4,8 +4,8 @@ import os
 
 from doit import dependency
 
-from exporter import checker
-from exporter.checker import MD5Checker
+from exporter.build import checker
+from exporter.build.checker import MD5Checker
 
 
 def counting_md5(monkeypatch):

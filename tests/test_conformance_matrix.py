@@ -10,13 +10,19 @@ matrix runs in about a minute on 2 cores. Platforms are the shipped specs at 270
 import subprocess
 
 import pytest
+from conftest import (
+    assert_conforms,
+    exported_videos,
+    leftovers,
+    load_yaml,
+    read_json,
+    run_doit,
+    small_platforms,
+)
 from pymediainfo import MediaInfo
 
-from exporter.ffmpeg_binary import bundled_ffmpeg
-from exporter.samples import NOISE
-
-from conftest import (assert_conforms, exported_videos, leftovers, load_yaml, read_json,
-                      run_doit, small_platforms)
+from exporter.media.ffmpeg_binary import bundled_ffmpeg
+from exporter.media.samples import NOISE
 
 ALL_FOUR = ("youtube", "tiktok", "instagram", "facebook")
 

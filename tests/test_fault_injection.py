@@ -21,15 +21,15 @@ import random
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import av
 import pytest
 import yaml
-
-from exporter.status import lock_holder
-
 from conftest import exported_videos, leftovers, read_json, run_doit, small_platforms
 from test_reliability import group_gone, start_doit, wait_for
+
+from exporter.report.status import lock_holder
 
 pytestmark = pytest.mark.faults
 
@@ -53,6 +53,19 @@ def check_consistent(exports, args):
     assert status["total"] == registry["totals"]["all"]
     assert status["total"]["exported"] == len(TITLES) * 2 == len(videos)
     return len(videos)
+
+
+def processes_of(exports):
+    """Pids of live processes whose command line names this exports root (a run's doit,
+    its workers, their ffmpeg)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(exports).encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def made_this_round(exports, gop):
@@ -128,4 +141,5 @@ def test_kill_9_at_random_moments_then_a_plain_run_recovers(library, tmp_path, c
             video.stat().st_mtime_ns != mtime for video, mtime in made.items())
         figures["max_recovery_s"] = max(figures["max_recovery_s"], round(elapsed, 2))
         check_consistent(library.exports, args)
+        wait_for(lambda: not processes_of(library.exports), timeout=30)   # nothing outlives it
     print(f"\nfault injection: full run {full_run_s:.1f} s; {json.dumps(figures)}")

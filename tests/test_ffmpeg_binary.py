@@ -7,12 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from exporter.ffmpeg_binary import (bundled_ffmpeg, check_ffmpeg, choose_ffmpeg,
-                                    ffmpeg_problem, libavcodec_version)
-from exporter.settings import resolve_settings
-
 from conftest import TEST_FFMPEG, doit_env, run_doit, small_platforms
+
+from exporter.media.ffmpeg_binary import (
+    bundled_ffmpeg,
+    check_ffmpeg,
+    choose_ffmpeg,
+    ffmpeg_problem,
+    libavcodec_version,
+)
+from exporter.model.settings import resolve_settings
 
 DEBIAN_5_1 = """ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026 the FFmpeg developers
 configuration: --prefix=/usr --enable-gpl --enable-libx264 --enable-shared

@@ -13,11 +13,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
-from exporter.gallery import gallery_html
-from exporter.registry import build_registry, registry_row
-
 from conftest import REPO, read_json, run_doit, small_platforms
+
+from exporter.report.gallery import gallery_html
+from exporter.report.registry import build_registry, registry_row
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"

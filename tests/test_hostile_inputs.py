@@ -11,9 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import (executed_tasks, exported_videos, leftovers, read_json, run_doit,
-                      small_platforms)
+from conftest import (
+    executed_tasks,
+    exported_videos,
+    leftovers,
+    read_json,
+    run_doit,
+    small_platforms,
+)
 from test_reliability import batch, finished, start_doit, temporaries, wait_for  # noqa: F401
 
 

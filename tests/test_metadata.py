@@ -4,12 +4,11 @@ import json
 
 import jsonschema
 import pytest
-
-from exporter.errors import SourceError
-from exporter.metadata import format_metadata, load_source_metadata
-from exporter.spec import load_schema, load_specs
-
 from conftest import SHIPPED_PLATFORMS
+
+from exporter.metadata import format_metadata, load_source_metadata
+from exporter.model.errors import SourceError
+from exporter.model.spec import load_schema, load_specs
 
 SPECS = load_specs(SHIPPED_PLATFORMS)
 

@@ -8,16 +8,21 @@ import dataclasses
 import jsonschema
 import pytest
 import regex
+from conftest import SHIPPED_PLATFORMS
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from exporter.errors import SourceError, SpecError
-from exporter.metadata import (ELLIPSIS, INLINE_TAG, clean_text, cut, format_metadata,
-                               measure)
-from exporter.spec import load_schema, load_spec, load_specs
-
-from conftest import SHIPPED_PLATFORMS
 from test_spec import write_spec
+
+from exporter.metadata import (
+    ELLIPSIS,
+    INLINE_TAG,
+    clean_text,
+    cut,
+    format_metadata,
+    measure,
+)
+from exporter.model.errors import SourceError, SpecError
+from exporter.model.spec import load_schema, load_spec, load_specs
 
 SPECS = load_specs(SHIPPED_PLATFORMS)
 OUTPUT_SCHEMA = load_schema("platform-metadata")

@@ -5,12 +5,11 @@ import os
 import shutil
 
 import pytest
-
-from exporter.settings import resolve_settings
-from exporter.stamp import STAMP_NAME, holding_stamp
-from exporter.tasks import Build
-
 from conftest import TEST_FFMPEG, TEST_PRESET, executed_tasks, run_doit, small_platforms
+
+from exporter.build.stamp import STAMP_NAME, holding_stamp
+from exporter.build.tasks import Build
+from exporter.model.settings import resolve_settings
 
 FAST = "nothing changed since the run of"
 
@@ -175,8 +174,9 @@ def test_status_reads_the_stamped_registry_and_says_the_same(stamped):
 def test_a_task_added_to_dodo_is_not_skipped(stamped, tmp_path):
     dodo = tmp_path / "my_dodo.py"
     dodo.write_text(
-        "from exporter.tasks import doit_config, task_exports  # noqa: F401\n"
-        "DOIT_CONFIG = doit_config()\n"
+        "from exporter.build.tasks import doit_config, task_exports  # noqa: F401\n"
+        "from exporter.report.reporter import ExportReporter\n"
+        "DOIT_CONFIG = doit_config(ExportReporter)\n"
         "DOIT_CONFIG['default_tasks'].append('hello')\n"
         "def task_hello():\n"
         "    return {'actions': ['echo hello > hello.txt'], 'targets': ['hello.txt'],\n"

@@ -12,13 +12,22 @@ from pathlib import Path
 import av
 import jsonschema
 import pytest
+from conftest import (
+    TEST_FFMPEG,
+    assert_conforms,
+    executed_tasks,
+    exported_videos,
+    image_facts,
+    leftovers,
+    load_yaml,
+    media_facts,
+    read_json,
+    run_doit,
+    small_platforms,
+)
 
-from exporter.samples import NOISE, make_audio_only, make_clip
-from exporter.spec import load_schema
-
-from conftest import (TEST_FFMPEG, assert_conforms, executed_tasks, exported_videos,
-                      image_facts, leftovers, load_yaml, media_facts, read_json, run_doit,
-                      small_platforms)
+from exporter.media.samples import NOISE, make_audio_only, make_clip
+from exporter.model.spec import load_schema
 
 
 @pytest.fixture
@@ -88,7 +97,7 @@ def test_metadata_rule_change_rewrites_metadata_without_reencoding(library, plat
 def test_thumbnail_makes_the_cover_and_only_covers_follow_it(library, platforms, tmp_path):
     title = library.add("women", "18-23", "alpha")
     make_clip(tmp_path / "frame.mp4", width=640, height=360, seconds=1, pattern="color=c=red")
-    from exporter.run import run_ffmpeg
+    from exporter.media.ffmpeg import run_ffmpeg
     run_ffmpeg([TEST_FFMPEG, "-loglevel", "error", "-i", str(tmp_path / "frame.mp4"),
                 "-frames:v", "1", "-update", "1", str(title / "thumbnail.jpg")])
     args = args_for(library, platforms, "platforms=youtube")

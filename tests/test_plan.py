@@ -1,12 +1,11 @@
 """Command building: (probe, spec) -> argv, pure (no ffmpeg)."""
 
 import pytest
-
-from exporter.errors import SourceError
-from exporter.plan import build_encode, build_encodes, fit_filter
-from exporter.spec import load_specs
-
 from conftest import SHIPPED_PLATFORMS, probe_of
+
+from exporter.media.plan import build_encode, build_encodes, fit_filter
+from exporter.model.errors import SourceError
+from exporter.model.spec import load_specs
 
 SPECS = load_specs(SHIPPED_PLATFORMS)
 
@@ -61,7 +60,7 @@ def test_argv_is_a_list_with_the_spec_settings():
 ])
 def test_the_buffer_is_sized_to_the_clip(seconds, bufsize):
     """What the buffer may add to the average stays within 4 % of the bitrate."""
-    from exporter.plan import VBV_INIT, clip_bufsize
+    from exporter.media.plan import VBV_INIT, clip_bufsize
     video = SPECS["youtube"].video
     assert clip_bufsize(video, seconds) == int(bufsize)
     frames = round(seconds * 30)

@@ -10,19 +10,38 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from conftest import REPO, TEST_FFMPEG
 from rich.console import Console
 
-from exporter.errors import EncodeError
-from exporter.progress import (Batch, BatchSnapshot, BatchView, ExportView, ProgressDisplay,
-                               ProgressFile, ProgressUpdate, batch_eta, export_eta,
-                               exports_in_run, format_duration, format_speed, is_live_terminal,
-                               parse_clock, percent, plain_interval_s, plain_line, progress_dir,
-                               progress_updates, queued_work, read_states, rich_view,
-                               state_path, summarize)
-from exporter.run import run_ffmpeg
-from exporter.samples import make_clip
-
-from conftest import REPO, TEST_FFMPEG
+from exporter.build.progress_files import (
+    ProgressFile,
+    progress_dir,
+    read_states,
+    state_path,
+)
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.ffmpeg_progress import ProgressUpdate, parse_clock, progress_updates
+from exporter.media.samples import make_clip
+from exporter.model.errors import EncodeError
+from exporter.report.progress import (
+    Batch,
+    BatchSnapshot,
+    BatchView,
+    ExportView,
+    ProgressDisplay,
+    batch_eta,
+    export_eta,
+    exports_in_run,
+    format_duration,
+    format_speed,
+    is_live_terminal,
+    percent,
+    plain_interval_s,
+    plain_line,
+    queued_work,
+    rich_view,
+    summarize,
+)
 
 # What ffmpeg 6-8 print with `-progress pipe:1` (abridged): N/A and a negative time before
 # the first packet, then blocks every 0.5 s, the last one ending in progress=end.
@@ -302,7 +321,7 @@ def test_read_states_skips_temporaries_and_junk(tmp_path):
 # Run in a pseudo-terminal: a child process writes while the live display runs.
 TERMINAL_SCRIPT = """
 import os, sys, time
-from exporter.progress import Batch, ProgressDisplay
+from exporter.report.progress import Batch, ProgressDisplay
 batch = Batch({"youtube:a"})
 display = ProgressDisplay(sys.argv[1], batch, sys.stdout, poll_s=0.05)
 assert display.live

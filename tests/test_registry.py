@@ -5,8 +5,8 @@ import json
 import jsonschema
 import pytest
 
-from exporter.registry import build_registry, export_status, registry_row
-from exporter.spec import load_schema
+from exporter.model.spec import load_schema
+from exporter.report.registry import build_registry, export_status, registry_row
 
 
 @pytest.mark.parametrize("present, fresh, error, status", [

@@ -11,11 +11,21 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import (
+    REPO,
+    TEST_FFMPEG,
+    assert_conforms,
+    doit_env,
+    executed_tasks,
+    exported_videos,
+    leftovers,
+    load_yaml,
+    read_json,
+    run_doit,
+    small_platforms,
+)
 
-from exporter.samples import make_audio_only, make_clip
-
-from conftest import (REPO, TEST_FFMPEG, assert_conforms, doit_env, executed_tasks, exported_videos,
-                      leftovers, load_yaml, read_json, run_doit, small_platforms)
+from exporter.media.samples import make_audio_only, make_clip
 
 
 def start_doit(*args, env=None, **popen):

@@ -2,7 +2,7 @@
 
 import os
 
-from exporter.run import remove_stale_temps, temp_path_for, write_json_atomic
+from exporter.model.files import remove_stale_temps, temp_path_for, write_json_atomic
 
 
 def test_json_is_written_atomically_and_not_rewritten_when_equal(tmp_path):

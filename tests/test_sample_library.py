@@ -8,12 +8,23 @@ import shutil
 
 import jsonschema
 import pytest
+from conftest import (
+    BOOKKEEPING,
+    REPO,
+    SHIPPED_PLATFORMS,
+    assert_conforms,
+    doit_env,
+    executed_tasks,
+    exported_videos,
+    image_facts,
+    leftovers,
+    load_yaml,
+    media_facts,
+    read_json,
+    run_doit,
+)
 
-from exporter.spec import load_schema
-
-from conftest import (BOOKKEEPING, REPO, SHIPPED_PLATFORMS, assert_conforms, doit_env,
-                      executed_tasks, exported_videos, image_facts, leftovers, load_yaml,
-                      media_facts, read_json, run_doit)
+from exporter.model.spec import load_schema
 
 EXAMPLES = REPO / "examples" / "renders"
 PLATFORMS = ("facebook", "instagram", "tiktok", "youtube")

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from exporter.settings import resolve_settings, split_list
+from exporter.model.settings import resolve_settings, split_list
 
 
 def getter(values):

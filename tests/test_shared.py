@@ -2,12 +2,12 @@
 
 from dataclasses import replace
 
-from exporter.plan import build_encode, build_plan, remux_problems
-from exporter.shared import share_key
-from exporter.spec import load_specs
-
 from conftest import SHIPPED_PLATFORMS
 from test_plan import source_probe
+
+from exporter.media.plan import build_encode, build_plan, remux_problems
+from exporter.media.shared import share_key
+from exporter.model.spec import load_specs
 
 SPECS = load_specs(SHIPPED_PLATFORMS)
 SOURCE = "ab" * 32

@@ -2,8 +2,8 @@
 
 import pytest
 
-from exporter.errors import LibraryError
-from exporter.sources import describe_library, discover, select
+from exporter.model.errors import LibraryError
+from exporter.model.sources import describe_library, discover, select
 
 
 def make_tree(root, *keys):

@@ -2,11 +2,10 @@
 
 import pytest
 import yaml
-
-from exporter.errors import SpecError
-from exporter.spec import digest, load_spec, load_specs, select_specs
-
 from conftest import SHIPPED_PLATFORMS, load_yaml, set_field
+
+from exporter.model.errors import SpecError
+from exporter.model.spec import digest, load_spec, load_specs, select_specs
 
 
 def write_spec(directory, name, **edits):

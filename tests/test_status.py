@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from exporter.lock import acquire
-from exporter.registry import build_registry, registry_row
-from exporter.status import format_duration, format_report, format_size, lock_holder, \
-    status_report
-
 from conftest import REPO, read_json, run_doit, small_platforms
+
+from exporter.build.lock import acquire
+from exporter.report.formatting import format_duration, format_size
+from exporter.report.registry import build_registry, registry_row
+from exporter.report.status import format_report, lock_holder, status_report
 
 SIDECAR = {"output": {"size_bytes": 2_500_000, "duration_s": 2.0, "sha256": "ab" * 32},
            "encode": {"mode": "encode", "ffmpeg_version": "ffmpeg version 5.1.9-0+deb12u1"},
@@ -165,7 +164,7 @@ def test_status_without_any_run_creates_nothing(library, tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from exporter.lock import acquire
+from exporter.build.lock import acquire
 acquire(sys.argv[1])
 print("locked", flush=True)
 time.sleep(60)

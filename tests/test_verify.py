@@ -1,11 +1,10 @@
 """Conformance check of an output probe against its spec (no ffmpeg)."""
 
 import pytest
-
-from exporter.spec import load_specs
-from exporter.verify import conformance_problems
-
 from conftest import SHIPPED_PLATFORMS, probe_of
+
+from exporter.media.verify import conformance_problems
+from exporter.model.spec import load_specs
 
 YOUTUBE = load_specs(SHIPPED_PLATFORMS)["youtube"]
 

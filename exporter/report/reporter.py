@@ -8,7 +8,15 @@ import sys
 from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 
-from .stamp import targets_in_place, write_stamp
+from exporter.build.export import still_wanted
+from exporter.build.interrupts import reap_workers, stop_on_interrupt_once
+from exporter.build.lock import acquire_or_exit
+from exporter.build.stamp import targets_in_place, write_stamp
+from exporter.build.tasks import load_build
+from exporter.media.shared import SharedCache
+from exporter.report.gallery import PAGE, write_gallery
+from exporter.report.ledger import regenerate_registry
+from exporter.report.progress import Batch, ProgressDisplay, exports_in_run
 
 
 class ExportReporter(ConsoleReporter):
@@ -25,9 +33,6 @@ class ExportReporter(ConsoleReporter):
 
     def initialize(self, tasks, selected_tasks):
         """Take the exports tree's lock before any task runs; refuse at once if it is held."""
-        from .lock import acquire_or_exit
-        from .run import stop_on_interrupt_once
-        from .tasks import load_build
         self.lock_fd = acquire_or_exit(load_build().settings.exports)
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
@@ -59,8 +64,6 @@ class ExportReporter(ConsoleReporter):
 
     def start_progress(self, tasks, selected_tasks):
         """Live progress of the exports this run may execute (we hold the lock: ours alone)."""
-        from .progress import Batch, ProgressDisplay, exports_in_run
-        from .tasks import load_build
         build = load_build()
         names = exports_in_run(tasks, selected_tasks, [job.task_name for job in build.jobs])
         self.progress = ProgressDisplay(build.settings.exports, Batch(names), self.outstream)
@@ -95,12 +98,6 @@ class ExportReporter(ConsoleReporter):
 
     def complete_run(self):
         """Called after doit has saved its DB, so the registry sees this run's results."""
-        from .gallery import PAGE, write_gallery
-        from .ledger import regenerate_registry
-        from .run import reap_workers
-        from .export import still_wanted
-        from .shared import SharedCache
-        from .tasks import load_build
         reap_workers()
         if self.progress:
             self.progress.stop()    # gives the terminal back before anything else prints

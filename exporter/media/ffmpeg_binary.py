@@ -11,7 +11,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from .errors import EncodeError
+from exporter.model.errors import EncodeError
 
 # ffmpeg 5.1 ships libavcodec 59.37: older releases lack options the encode relies on
 # (-fps_mode, x264's nal-hrd with filler as used here).

@@ -11,17 +11,18 @@ import os
 from doit import get_var
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
-from . import gallery
-from .checker import MD5Checker
-from .errors import EncodeError, LibraryError, SpecError
-from .export import ExportJob, RetryPolicy, export_action
-from .ledger import set_aside_unreadable_db
-from .ffmpeg_binary import check_ffmpeg, choose_ffmpeg
-from .shared import SharedCache
-from .stamp import inputs_fingerprint, remove_stamp
-from .settings import resolve_settings
-from .sources import INPUT_NAMES, describe_library, discover, select
-from .spec import load_specs, select_specs
+from exporter.build.checker import MD5Checker
+from exporter.build.db import set_aside_unreadable_db
+from exporter.build.export import ExportJob, RetryPolicy, export_action
+from exporter.build.runner import install as install_watchful_runner
+from exporter.build.stamp import inputs_fingerprint, remove_stamp
+from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg
+from exporter.media.shared import SharedCache
+from exporter.model import layout
+from exporter.model.errors import EncodeError, LibraryError, SpecError
+from exporter.model.settings import resolve_settings
+from exporter.model.sources import INPUT_NAMES, describe_library, discover, select
+from exporter.model.spec import load_specs, select_specs
 
 
 class Build:
@@ -33,7 +34,7 @@ class Build:
         self.selected_specs = select_specs(self.all_specs, settings.platforms)
         # a segment directory named like a file of the exports root would collide with it
         library = discover(settings.renders,
-                           reserved_segments=(settings.registry_file.name, gallery.PAGE))
+                           reserved_segments=layout.VISIBLE_FILES)
         self.all_titles, self.problems = library.titles, library.problems
         self.titles = select(self.all_titles, settings.segments, settings.ages)
         if not self.titles:
@@ -81,14 +82,12 @@ def default_task_names(build):
     return [*build.selected_specs, "export", "registry", *(["library"] if build.problems else [])]
 
 
-def doit_config():
+def doit_config(reporter):
     """DOIT_CONFIG: dep DB in the exports root, keep going past failures, our reporter.
 
     Default tasks are named (platform groups, then the rest) so that a bare `doit forget`
     or `doit clean` acts on the selected exports; doit 0.37's forget fails without them.
     """
-    from .reporter import ExportReporter
-    from .runner import install as install_watchful_runner
     install_watchful_runner()       # `doit -n N` notices a worker that dies
     # Loading tens of thousands of task dicts allocates no garbage worth collecting, and
     # the collector's passes cost about a third of a no-op run; the reporter turns it back
@@ -106,7 +105,7 @@ def doit_config():
         "backend": DOIT_CONFIG_BACKEND,
         "check_file_uptodate": MD5Checker,     # content, hashed once per file per run
         "continue": True,
-        "reporter": ExportReporter,
+        "reporter": reporter,
     }
 
 
@@ -210,6 +209,6 @@ def clean_run_state(settings):
     shared-encode cache."""
     settings.registry_file.unlink(missing_ok=True)
     remove_stamp(settings)
-    (settings.exports / gallery.PAGE).unlink(missing_ok=True)
-    (settings.exports / gallery.CACHE_NAME).unlink(missing_ok=True)
+    (settings.exports / layout.GALLERY_PAGE).unlink(missing_ok=True)
+    (settings.exports / layout.GALLERY_CACHE).unlink(missing_ok=True)
     SharedCache(settings.exports).clear()

@@ -28,14 +28,15 @@ from pathlib import Path
 
 import doit
 
-from . import __version__, gallery
-from .export import up_to_date_key
-from .run import read_json, write_json_atomic
-from .sources import INPUT_NAMES
+from exporter import __version__
+from exporter.build.export import up_to_date_key
+from exporter.model import layout
+from exporter.model.files import read_json, write_json_atomic
+from exporter.model.sources import INPUT_NAMES
 
-STAMP_NAME = ".up-to-date.json"
+STAMP_NAME = layout.STAMP
 STAMP_VERSION = 1
-CODE_DIR = Path(__file__).resolve().parent
+CODE_DIR = Path(__file__).resolve().parents[1]     # the exporter package, every layer
 
 
 def file_state(path):
@@ -68,7 +69,7 @@ def inputs_fingerprint(build):
     fingerprint.feed(STAMP_VERSION, __version__, doit.__version__, str(settings.renders),
                      str(settings.exports), str(settings.platforms_dir), settings.preset,
                      build.ffmpeg, tuple(build.problems))
-    for path in sorted([*CODE_DIR.glob("*.py"), *settings.platforms_dir.iterdir()]):
+    for path in sorted([*CODE_DIR.rglob("*.py"), *settings.platforms_dir.iterdir()]):
         fingerprint.feed(str(path), file_state(path))
     for spec in build.all_specs.values():
         fingerprint.feed(spec.name, up_to_date_key(spec, settings.preset, build.ffmpeg))
@@ -86,8 +87,8 @@ def outputs_fingerprint(build):
     exports = str(settings.exports)
     for title in build.all_titles:
         fingerprint.feed(title.key, file_state(os.path.join(exports, title.key)))
-    for path in (settings.dep_file, settings.registry_file, settings.exports / gallery.PAGE,
-                 settings.exports / gallery.CACHE_NAME):
+    for path in (settings.dep_file, settings.registry_file, settings.exports / layout.GALLERY_PAGE,
+                 settings.exports / layout.GALLERY_CACHE):
         fingerprint.feed(str(path), file_state(path))
     return fingerprint.hexdigest()
 

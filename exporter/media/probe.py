@@ -8,8 +8,8 @@ from pathlib import Path
 
 import av
 
-from .errors import SourceError
-from .run import file_identity
+from exporter.model.errors import SourceError
+from exporter.model.files import file_identity
 
 # Demuxers of real media containers. Anything else (HLS or concat playlists saved as .mp4,
 # images, raw text) is never opened: those demuxers read other files, which untrusted

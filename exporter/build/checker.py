@@ -12,7 +12,7 @@ import os
 
 from doit import dependency
 
-from .run import file_identity
+from exporter.model.files import file_identity
 
 
 @functools.lru_cache(maxsize=None)

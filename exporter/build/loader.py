@@ -20,12 +20,21 @@ does in its reporter: refused at once while a run writes the same tree.
 from doit.cmd_base import DodoTaskLoader
 from doit.task import Task
 
-from .checker import MD5Checker
-from .lock import acquire_or_exit
-from .stamp import holding_stamp
-from .tasks import (DOIT_CONFIG_BACKEND, EXPORT_GROUP_DOC, REGISTRY_DOC, export_doc,
-                    default_task_names, export_inputs, load_build, platform_group_doc,
-                    task_exports, title_group_doc)
+from exporter.build.checker import MD5Checker
+from exporter.build.lock import acquire_or_exit
+from exporter.build.stamp import holding_stamp
+from exporter.build.tasks import (
+    DOIT_CONFIG_BACKEND,
+    EXPORT_GROUP_DOC,
+    REGISTRY_DOC,
+    default_task_names,
+    export_doc,
+    export_inputs,
+    load_build,
+    platform_group_doc,
+    task_exports,
+    title_group_doc,
+)
 
 FAST_COMMANDS = ("run", "list")
 # doit commands besides `run` that write the exports tree or doit's DB: they take the lock.

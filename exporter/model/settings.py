@@ -4,6 +4,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter.model import layout
+
 DEFAULTS = {
     "renders": "data/renders",
     "exports": "data/exports",
@@ -39,11 +41,11 @@ class Settings:
     @property
     def dep_file(self):
         """doit's dependency DB lives in the exports root, not the current directory."""
-        return self.exports / ".doit.db"
+        return self.exports / layout.DEP_DB
 
     @property
     def registry_file(self):
-        return self.exports / "registry.json"
+        return self.exports / layout.REGISTRY
 
 
 def split_list(value):

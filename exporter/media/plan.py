@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass, replace
 
-from .errors import SourceError
-from .probe import DEMUXER_WHITELIST, check_dimensions
-from .verify import MP4_FORMAT, conformance_problems
+from exporter.media.ffmpeg import QUIET
+from exporter.media.probe import DEMUXER_WHITELIST, check_dimensions
+from exporter.media.verify import MP4_FORMAT, conformance_problems
+from exporter.model.errors import SourceError
 
 # Sources outside these bounds are refused before ffmpeg spends time on them.
 MIN_SOURCE_FPS, MAX_SOURCE_FPS = 1.0, 240.0
@@ -156,8 +157,6 @@ def silence_input(spec):
             f"anullsrc=channel_layout={layout}:sample_rate={spec.audio['sample_rate']}"]
 
 
-# How every ffmpeg here starts: quiet, never waiting for input, overwriting its temporary.
-QUIET = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
 # Source metadata (titles, creation time, GPS) and chapters are not carried into exports.
 STRIP_METADATA = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
 

@@ -9,12 +9,13 @@ import posixpath
 from html import escape
 from urllib.parse import quote
 
-from .registry import STATUSES
-from .run import read_json, write_json_atomic, write_text_atomic
-from .status import MADE, format_duration, format_size
+from exporter.model import layout
+from exporter.model.files import read_json, write_json_atomic, write_text_atomic
+from exporter.report.formatting import MADE, format_duration, format_size
+from exporter.report.registry import STATUSES
 
-CACHE_NAME = ".gallery-cache.json"
-PAGE = "index.html"
+CACHE_NAME = layout.GALLERY_CACHE
+PAGE = layout.GALLERY_PAGE
 POSTER_SCALE = 2     # posters are drawn at half their pixel size: sharp on dense screens
 
 STYLE = """

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from .ffmpeg_binary import bundled_ffmpeg
-from .run import run_ffmpeg
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.ffmpeg_binary import bundled_ffmpeg
 
 # (segment, age, title_id, clip options, metadata)
 SAMPLE_LIBRARY = [

@@ -7,19 +7,16 @@ parent's ProgressDisplay polls that folder and renders it: rich's Live display o
 terminal, a plain greppable line every few seconds otherwise (CI, logs).
 """
 
-import collections
-import json
 import os
 import shutil
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-PROGRESS_DIR = ".progress"
-WRITE_INTERVAL_S = 0.5           # a worker rewrites its state file at most twice a second
-SPEED_WINDOW_S = 10.0            # encode speed is measured over this much recent time
+from exporter.build.progress_files import progress_dir, read_states
+from exporter.media.ffmpeg_progress import parse_number
+
 POLL_INTERVAL_S = 0.5            # the parent reads the folder twice a second
 PLAIN_INTERVAL_S = 10.0          # a plain line this often when output is not a terminal
 INTERVAL_ENV = "REELEXPORT_PROGRESS_INTERVAL_S"
@@ -27,62 +24,6 @@ BAR_WIDTH = 24
 
 
 # --- ffmpeg's -progress output ---------------------------------------------------------
-
-@dataclass(frozen=True)
-class ProgressUpdate:
-    out_time_s: float        # output media time written so far (0 while ffmpeg says N/A)
-    speed: float | None      # x realtime, as ffmpeg measures it; None until it knows
-    done: bool               # the last block (progress=end)
-    frame: int | None = None  # video frames written
-
-
-def parse_block(fields):
-    """One `-progress` block ({key: value}) -> ProgressUpdate.
-
-    out_time_us is the exact field (out_time_ms is microseconds too, a historic misnomer);
-    before the first packet ffmpeg writes N/A or a negative time, read as 0.
-    out_time is the furthest stream: with audio it runs ahead of the video while x264
-    fills its lookahead, drops back when the audio ends, and may be N/A near the end.
-    """
-    out_time_us = parse_number(fields.get("out_time_us"))
-    out_time_s = (out_time_us / 1e6 if out_time_us is not None
-                  else parse_clock(fields.get("out_time")))
-    speed = parse_number((fields.get("speed") or "").strip().removesuffix("x"))
-    frame = parse_number(fields.get("frame"))
-    return ProgressUpdate(out_time_s=max(0.0, out_time_s or 0.0),
-                          speed=speed if speed and speed > 0 else None,
-                          done=fields.get("progress") == "end",
-                          frame=int(frame) if frame is not None and frame >= 0 else None)
-
-
-def progress_updates(lines):
-    """Yield a ProgressUpdate for each block of `ffmpeg -progress` lines (ends at progress=)."""
-    fields = {}
-    for line in lines:
-        key, sep, value = line.strip().partition("=")
-        if not sep:
-            continue
-        fields[key] = value.strip()
-        if key == "progress":
-            yield parse_block(fields)
-            fields = {}
-
-
-def parse_number(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def parse_clock(text):
-    """'00:01:02.500000' -> 62.5; None for N/A or anything else."""
-    parts = (text or "").split(":")
-    numbers = [parse_number(part) for part in parts]
-    if len(parts) != 3 or None in numbers:
-        return None
-    hours, minutes, seconds = numbers
-    return hours * 3600 + minutes * 60 + seconds
 
 
 # --- pure arithmetic ---------------------------------------------------------------------
@@ -153,102 +94,6 @@ def format_speed(speed):
 
 
 # --- worker side: the state file --------------------------------------------------------
-
-def progress_dir(exports_root):
-    return Path(exports_root) / PROGRESS_DIR
-
-
-def state_path(exports_root, task_name):
-    return progress_dir(exports_root) / f"{task_name.replace(':', '__')}.json"
-
-
-class ProgressFile:
-    """The `progress` callback of run_ffmpeg for one export's encode, as a context manager.
-
-    With the output's frame rate, progress is counted in video frames (frame / fps), which
-    only grow; ffmpeg's out_time follows whichever stream is ahead (see parse_block).
-    Speed is measured over the last SPEED_WINDOW_S rather than since the start (ffmpeg's
-    figure): it leaves out the seconds before the first frame (x264's lookahead) and
-    follows the load, e.g. when another encode ends. Progress is advisory: a write that
-    fails (disk full, folder just removed) is skipped, never the export's failure. The
-    file is removed on leaving the `with`, whatever happened; the folder too when empty,
-    so direct calls leave nothing behind.
-    """
-
-    def __init__(self, exports_root, task_name, title_key, duration_s, fps=None,
-                 min_interval_s=WRITE_INTERVAL_S, clock=time.time):
-        self.path = state_path(exports_root, task_name)
-        self.fps = fps
-        self.document = {"task": task_name, "title": title_key, "duration_s": duration_s,
-                         "pid": os.getpid(), "out_time_s": 0.0, "speed": None, "done": False}
-        self.min_interval_s = min_interval_s
-        self.clock = clock
-        self.last_write = None
-        self.samples = collections.deque()      # (wall time, media seconds) in the window
-
-    def __enter__(self):
-        self.document["started_at"] = self.clock()
-        self.write()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.path.unlink(missing_ok=True)
-        try:
-            self.path.parent.rmdir()
-        except OSError:
-            pass            # other exports still running, or already gone
-
-    def __call__(self, update):
-        now = self.clock()
-        media_s = (update.frame / self.fps if self.fps and update.frame is not None
-                   else update.out_time_s)
-        media_s = max(media_s, self.document["out_time_s"])
-        self.document.update(out_time_s=media_s, done=update.done,
-                             speed=self.measure(now, media_s))
-        if update.done or self.last_write is None or now - self.last_write >= self.min_interval_s:
-            self.write()
-
-    def measure(self, now, media_s):
-        """Media seconds per wall second over the window; None until there are two points."""
-        if media_s > 0:
-            self.samples.append((now, media_s))
-        while len(self.samples) > 2 and self.samples[1][0] <= now - SPEED_WINDOW_S:
-            self.samples.popleft()
-        if len(self.samples) < 2:
-            return self.document["speed"]
-        (start, first), (end, last) = self.samples[0], self.samples[-1]
-        return (last - first) / (end - start) if end > start else self.document["speed"]
-
-    def write(self):
-        now = self.clock()
-        self.document["updated_at"] = now
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temp.write_text(json.dumps(self.document), encoding="utf-8")
-            os.replace(temp, self.path)     # the reader sees the old or the new, never half
-            self.last_write = now
-        except OSError:
-            temp.unlink(missing_ok=True)
-
-
-def read_states(folder):
-    """{task: state} of the state files in `folder`; unreadable or vanished files skipped."""
-    states = {}
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return states
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.name.endswith(".json"):
-            continue
-        try:
-            state = json.loads(Path(entry.path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(state, dict) and isinstance(state.get("task"), str):
-            states[state["task"]] = state
-    return states
 
 
 # --- parent side: what the reporter knows, and what is shown ----------------------------

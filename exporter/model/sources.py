@@ -6,7 +6,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LibraryError
+from exporter.model.errors import LibraryError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 SOURCE_NAME = "final.mp4"

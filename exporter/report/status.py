@@ -18,10 +18,14 @@ from doit.cmdparse import CmdParseError
 from doit.dependency import DatabaseException
 from doit.exceptions import InvalidDodoFile
 
-from .registry import STATUSES, add_to_totals, empty_totals
-from .settings import Settings
-
-MADE = ("exported", "stale")    # statuses whose video exists
+from exporter.build.stamp import holding_stamp
+from exporter.build.tasks import load_build
+from exporter.model import layout
+from exporter.model.files import read_json
+from exporter.model.settings import Settings
+from exporter.report.formatting import MADE, format_duration, format_size
+from exporter.report.ledger import registry_document
+from exporter.report.registry import STATUSES, add_to_totals, empty_totals
 
 
 def select_rows(rows, segments=(), ages=(), platforms=()):
@@ -75,25 +79,8 @@ def one_line(text):
     return lines[0] if lines else "unknown cause"
 
 
-def format_size(size_bytes):
-    """Decimal units, as upload limits are stated: 37497578 -> '37.5 MB'."""
-    size = float(size_bytes or 0)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
 
 
-def format_duration(seconds):
-    """40.0 -> '40.0 s', 125 -> '2m05s', 3725 -> '1h02m05s'."""
-    seconds = float(seconds or 0)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 TABLE_COLUMNS = ("segment", "age", "platform", *STATUSES, "size", "duration")
@@ -152,9 +139,6 @@ def current_registry(build):
     Without a dep DB (no run yet in this tree, or it was deleted) nothing is up to date; the
     check then runs on an empty in-memory DB rather than letting sqlite create the file.
     """
-    from .ledger import registry_document
-    from .run import read_json
-    from .stamp import holding_stamp
     if holding_stamp(build):
         # nothing changed since the run that wrote registry.json left every export up to
         # date (exporter.stamp): computing it again would give the same rows
@@ -178,7 +162,7 @@ def status_document(build):
     report = status_report(current_registry(build), settings.segments, settings.ages,
                            settings.platforms)
     return {"exports": str(settings.exports), "run_in_progress": lock_holder(
-        settings.exports / ".lock"), **report}
+        settings.exports / layout.LOCK), **report}
 
 
 def format_status(document):
@@ -201,7 +185,6 @@ class Status(Command):
                     "default": False, "help": "print the report as JSON"},)
 
     def execute(self, params, args):
-        from .tasks import load_build
         if args:
             raise CmdParseError(f"doit status takes no task names ({' '.join(args)}); "
                                 "select with segment=, age= and platforms=")

@@ -15,10 +15,11 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from .run import publish, read_json, write_json_atomic
-from .spec import digest
+from exporter.model import layout
+from exporter.model.files import publish, read_json, write_json_atomic
+from exporter.model.spec import digest
 
-CACHE_DIR = ".shared"
+CACHE_DIR = layout.SHARED_DIR
 
 
 def share_key(source_sha256, plan, encode_settings):

@@ -8,10 +8,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import ENCODER_VERSION
-from .errors import SpecError
+from exporter import ENCODER_VERSION
+from exporter.model.errors import SpecError
 
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 RESERVED_NAMES = {"export", "registry", "list", "run", "clean", "forget", "info", "status"}
 # Container overhead allowance when proving that the size cap cannot be exceeded.
 MUX_OVERHEAD = 1.02

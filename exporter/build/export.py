@@ -11,28 +11,48 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import __version__
-from .errors import (ConformanceError, EncodeError, ExportError, RateOvershoot, SourceChanged,
-                     SourceError)
-from .metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
-from .metadata import format_metadata, load_source_metadata
-from .plan import (COVER_QUALITIES, build_encodes, build_plan, build_still, cover_inputs,
-                   poster_size)
-from .progress import ProgressFile
-from .shared import SharedCache, share_key
-from .probe import image_size, moov_before_mdat, probe
-from .ffmpeg_binary import check_ffmpeg
-from .run import (file_identity, publish, read_json, remove_stale_temps, run_ffmpeg,
-                  sha256_file, temporary, write_json_atomic)
-from .spec import digest
-from .sources import Title
-from .verify import conformance_problems, rate_over
+from exporter import __version__
+from exporter.build.progress_files import ProgressFile
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.ffmpeg_binary import check_ffmpeg
+from exporter.media.plan import (
+    COVER_QUALITIES,
+    build_encodes,
+    build_plan,
+    build_still,
+    cover_inputs,
+    poster_size,
+)
+from exporter.media.probe import image_size, moov_before_mdat, probe
+from exporter.media.shared import SharedCache, share_key
+from exporter.media.verify import conformance_problems, rate_over
+from exporter.metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
+from exporter.metadata import format_metadata, load_source_metadata
+from exporter.model.errors import (
+    ConformanceError,
+    EncodeError,
+    ExportError,
+    RateOvershoot,
+    SourceChanged,
+    SourceError,
+)
+from exporter.model.files import (
+    file_identity,
+    publish,
+    read_json,
+    remove_stale_temps,
+    sha256_file,
+    temporary,
+    write_json_atomic,
+)
+from exporter.model.sources import Title
+from exporter.model.spec import digest
 
 SIDECAR_VERSION = 1
 # The files an export's doit task declares as its targets (its error record is not one).

@@ -1,15 +1,13 @@
 """Read doit's dependency DB (the ledger of what is up to date) and regenerate registry.json."""
 
-import sqlite3
-import sys
-import time
 
 from doit.dependency import Dependency, SqliteDB
 from doit.task import dict_to_task
 
-from .checker import MD5Checker
-from .registry import build_registry, export_status, registry_row
-from .run import read_json, write_json_atomic
+from exporter.build.checker import MD5Checker
+from exporter.build.tasks import export_task
+from exporter.model.files import read_json, write_json_atomic
+from exporter.report.registry import build_registry, export_status, registry_row
 
 
 def task_from_dict(task_dict):
@@ -37,7 +35,6 @@ def registry_document(build, outcomes=None, previous=None):
     row from the `previous` registry: its sidecar cannot have changed, since only its task
     writes it. Everything else is checked against doit's DB as `doit list --status` does.
     """
-    from .tasks import export_task
     outcomes = outcomes or {}
     rows_before = {(row["platform"], row["title_id"]): row
                    for row in (previous or {}).get("exports", [])}
@@ -77,36 +74,5 @@ def regenerate_registry(build, outcomes=None):
     return document, changed
 
 
-def db_read_error(path):
-    """Why doit's sqlite DB at `path` cannot be read, or None (also when it is busy)."""
-    try:
-        connection = sqlite3.connect(path)
-        try:
-            connection.execute("select count(*) from doit").fetchone()
-        finally:
-            connection.close()
-    except sqlite3.OperationalError as error:
-        harmless = "locked" in str(error) or "no such table" in str(error)
-        return None if harmless else error
-    except sqlite3.DatabaseError as error:
-        return error
-    return None
 
 
-def set_aside_unreadable_db(path):
-    """Move a dep DB that cannot be read out of the way, and say so.
-
-    doit then starts from nothing and runs every export task; each finds its video and
-    sidecar made from the same inputs (hashes verified) and keeps them, so a lost or
-    corrupt DB costs hashing, not encoding.
-    """
-    if not path.exists():
-        return None
-    error = db_read_error(path)
-    if error is None:
-        return None
-    moved = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
-    path.rename(moved)
-    sys.stderr.write(f"reelexport: dependency DB {path} cannot be read ({error}); moved to "
-                     f"{moved.name}; rebuilding state from the sidecars (no re-encoding)\n")
-    return moved

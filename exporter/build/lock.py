@@ -13,8 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import ExportError
-from .run import die_with_parent
+from exporter.media.ffmpeg import die_with_parent
+from exporter.model import layout
+from exporter.model.errors import ExportError
 
 
 class LockHeld(ExportError):
@@ -35,24 +36,51 @@ def acquire(lock_path):
                        f"into {lock_path.parent}; wait for it or stop it") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    os.register_at_fork(after_in_child=lambda: release_in_child(fd))
+    stat = os.fstat(fd)
+    _HELD[fd] = (stat.st_dev, stat.st_ino)
     return fd
 
 
-def release_in_child(fd):
-    """In a process forked while the lock is held: drop the inherited lock descriptor (the
-    flock stays with the parent alone) and die with the parent."""
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-    die_with_parent(signal.SIGTERM)   # its handler stops ffmpeg and deletes the temporary
+# Lock descriptors this process holds: fd -> (device, inode) of the lock file. A closed
+# descriptor's number can be reused, so the child checks the identity before closing.
+_HELD = {}
+
+
+def release_in_child():
+    """In a process forked while a lock is held (a `doit -n` worker): drop the inherited
+    lock descriptor, so the flock stays with the run alone, and die with the run."""
+    inherited = False
+    for fd, identity in list(_HELD.items()):
+        try:
+            stat = os.fstat(fd)
+        except OSError:
+            continue
+        if (stat.st_dev, stat.st_ino) == identity:
+            os.close(fd)
+            inherited = True
+    _HELD.clear()
+    if inherited:
+        die_with_parent(signal.SIGTERM)   # its handler stops ffmpeg, deletes the temporary
+        if os.getppid() != _FORKED_BY[0]:
+            os.kill(os.getpid(), signal.SIGTERM)    # the run died before the line above
+
+
+# The pid of the process that forks, noted just before: a run killed between the fork and
+# die_with_parent would otherwise leave its worker waiting forever.
+_FORKED_BY = [0]
+
+
+def note_forking_process():
+    _FORKED_BY[0] = os.getpid()
+
+
+os.register_at_fork(before=note_forking_process, after_in_child=release_in_child)
 
 
 def acquire_or_exit(exports):
     """The exports tree's lock, or exit 4 at once saying who holds it."""
     try:
-        return acquire(Path(exports) / ".lock")
+        return acquire(Path(exports) / layout.LOCK)
     except LockHeld as held:
         sys.stderr.write(f"reelexport: refused: {held}\n")
         raise SystemExit(4) from None

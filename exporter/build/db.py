@@ -1,0 +1,39 @@
+"""doit's dependency DB file: set aside, with a message, when it cannot be read."""
+
+import sqlite3
+import sys
+import time
+
+
+def db_read_error(path):
+    """Why doit's sqlite DB at `path` cannot be read, or None (also when it is busy)."""
+    try:
+        connection = sqlite3.connect(path)
+        try:
+            connection.execute("select count(*) from doit").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as error:
+        harmless = "locked" in str(error) or "no such table" in str(error)
+        return None if harmless else error
+    except sqlite3.DatabaseError as error:
+        return error
+    return None
+
+def set_aside_unreadable_db(path):
+    """Move a dep DB that cannot be read out of the way, and say so.
+
+    doit then starts from nothing and runs every export task; each finds its video and
+    sidecar made from the same inputs (hashes verified) and keeps them, so a lost or
+    corrupt DB costs hashing, not encoding.
+    """
+    if not path.exists():
+        return None
+    error = db_read_error(path)
+    if error is None:
+        return None
+    moved = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.rename(moved)
+    sys.stderr.write(f"reelexport: dependency DB {path} cannot be read ({error}); moved to "
+                     f"{moved.name}; rebuilding state from the sidecars (no re-encoding)\n")
+    return moved

@@ -1,0 +1,127 @@
+"""Files put into place atomically, hashed once per process, read back as JSON.
+
+Every file lands under its final name only by os.replace from a temporary name in the
+same directory, after it is complete: a crash leaves a '.*.tmp' file, never a target.
+"""
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"
+
+
+def finish_despite_interrupts(cleanup):
+    """Run a short, idempotent cleanup to its end even if more interrupts arrive meanwhile
+    (Ctrl-C reaches a worker, then doit's SIGTERM follows); then re-raise the last one."""
+    pending = None
+    while True:
+        try:
+            cleanup()
+            break
+        except KeyboardInterrupt as interrupt:
+            pending = interrupt
+    if pending is not None:
+        raise pending
+
+def file_identity(path):
+    """(device, inode, size, mtime in ns): changes whenever the file's content can have.
+
+    Files are replaced, never rewritten in place, by this tool (a new inode), so this is a
+    safe key for remembering what was computed from a file within one process.
+    """
+    stat = os.stat(path)
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+@functools.lru_cache(maxsize=1024)
+def _sha256_of(path, identity, chunk_size=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+def sha256_file(path):
+    """sha256 of a file, hashed once per process while the file is unchanged (the four
+    platform exports of a title hash the same source)."""
+    return _sha256_of(str(path), file_identity(path))
+
+def temp_path_for(target):
+    """A hidden temporary name beside `target`, unique per process: '.youtube.mp4.1234.tmp'."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+@contextmanager
+def temporary(target):
+    """A hidden temporary name beside `target` for the block, deleted afterwards however the
+    block ends, interrupts included (once published by `publish`, it is already gone)."""
+    temp = temp_path_for(target)
+    try:
+        yield temp
+    finally:
+        finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
+
+def remove_stale_temps(target):
+    """Delete temporaries a killed run left for `target` (any pid)."""
+    target = Path(target)
+    for stale in target.parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+def publish(temp, target):
+    """Make a complete temporary file visible under its final name, durably."""
+    with open(temp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temp, target)
+
+def current_umask():
+    """The process umask (tempfile creates 0600 files; published files follow the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+def json_text(document):
+    """Canonical JSON text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+def write_json_atomic(path, document):
+    """Write `document` to `path` atomically; skip the write when the content is unchanged.
+
+    Returns True when the file was (re)written.
+    """
+    return write_text_atomic(path, json_text(document))
+
+def write_text_atomic(path, text):
+    """Write `text` to `path` atomically (temporary file + rename), only when it differs.
+
+    Returns True when the file was (re)written.
+    """
+    path = Path(path)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
+                                         prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
+                                         delete=False)
+    try:
+        with handle:
+            handle.write(text)
+        os.chmod(handle.name, 0o666 & ~current_umask())
+        publish(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return True
+
+def read_json(path):
+    """Parsed JSON from path, or None when it is missing or not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None

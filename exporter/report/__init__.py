@@ -1,0 +1,1 @@
+"""What a run shows and leaves: progress, the reporter, registry.json, doit status, the gallery."""

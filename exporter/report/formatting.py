@@ -1,0 +1,23 @@
+"""How sizes and durations are shown, in `doit status` and the gallery alike."""
+
+MADE = ("exported", "stale")    # statuses whose video exists
+
+
+def format_size(size_bytes):
+    """Decimal units, as upload limits are stated: 37497578 -> '37.5 MB'."""
+    size = float(size_bytes or 0)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+def format_duration(seconds):
+    """40.0 -> '40.0 s', 125 -> '2m05s', 3725 -> '1h02m05s'."""
+    seconds = float(seconds or 0)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
