@@ -300,12 +300,12 @@ def test_plain_lines_from_fake_state_files(tmp_path):
     assert not progress_dir(tmp_path).exists()
 
 
-def test_plain_interval_setting(capsys):
+def test_plain_interval_setting(caplog):
     assert plain_interval_s({}) == 10.0
     assert plain_interval_s({"REELEXPORT_PROGRESS_INTERVAL_S": "2.5"}) == 2.5
     assert plain_interval_s({"REELEXPORT_PROGRESS_INTERVAL_S": "0"}) == 0.0   # off
     assert plain_interval_s({"REELEXPORT_PROGRESS_INTERVAL_S": "often"}) == 10.0
-    assert "is not a number of seconds" in capsys.readouterr().err
+    assert "is not a number of seconds; using 10" in caplog.text     # a warning, logged
     assert is_live_terminal(io.StringIO()) is False
 
 

@@ -1,8 +1,10 @@
 """doit's dependency DB file: set aside, with a message, when it cannot be read."""
 
+import logging
 import sqlite3
-import sys
 import time
+
+LOG = logging.getLogger(__name__)
 
 
 def db_read_error(path):
@@ -34,6 +36,6 @@ def set_aside_unreadable_db(path):
         return None
     moved = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
     path.rename(moved)
-    sys.stderr.write(f"reelexport: dependency DB {path} cannot be read ({error}); moved to "
-                     f"{moved.name}; rebuilding state from the sidecars (no re-encoding)\n")
+    LOG.warning(f"reelexport: dependency DB {path} cannot be read ({error}); moved to "
+                f"{moved.name}; rebuilding state from the sidecars (no re-encoding)")
     return moved

@@ -6,8 +6,8 @@ one-line failure; nothing half-made is left under a target's name. Transient fai
 (ffmpeg killed by a signal, I/O errors) are retried with exponential backoff.
 """
 
+import logging
 import os
-import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -53,6 +53,8 @@ from exporter.model.files import (
 )
 from exporter.model.sources import Title
 from exporter.model.spec import digest
+
+LOG = logging.getLogger(__name__)
 
 SIDECAR_VERSION = 1
 # The files an export's doit task declares as its targets (its error record is not one).
@@ -581,7 +583,7 @@ def upload_metadata(job):
     except SourceError as error:
         raise SourceError(f"{job.title.metadata.name}: {error}") from None
     for warning in warnings:
-        sys.stderr.write(f"WARNING {job.task_name} ({job.title.key}): {warning}\n")
+        LOG.warning(f"WARNING {job.task_name} ({job.title.key}): {warning}")
     return document, warnings
 
 

@@ -8,14 +8,16 @@ that keep the tree locked forever.
 """
 
 import fcntl
+import logging
 import os
 import signal
-import sys
 from pathlib import Path
 
 from exporter.media.ffmpeg import die_with_parent
 from exporter.model import layout
 from exporter.model.errors import ExportError
+
+LOG = logging.getLogger(__name__)
 
 
 class LockHeld(ExportError):
@@ -82,5 +84,5 @@ def acquire_or_exit(exports):
     try:
         return acquire(Path(exports) / layout.LOCK)
     except LockHeld as held:
-        sys.stderr.write(f"reelexport: refused: {held}\n")
+        LOG.error(f"reelexport: refused: {held}")
         raise SystemExit(4) from None

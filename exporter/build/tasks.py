@@ -20,6 +20,7 @@ from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg
 from exporter.media.shared import SharedCache
 from exporter.model import layout
 from exporter.model.errors import EncodeError, LibraryError, SpecError
+from exporter.model.logs import configure as configure_logging
 from exporter.model.settings import resolve_settings
 from exporter.model.sources import INPUT_NAMES, describe_library, discover, select
 from exporter.model.spec import load_specs, select_specs
@@ -89,6 +90,7 @@ def doit_config(reporter):
     or `doit clean` acts on the selected exports; doit 0.37's forget fails without them.
     """
     install_watchful_runner()       # `doit -n N` notices a worker that dies
+    configure_logging()             # every module's messages: plain lines on stderr
     # Loading tens of thousands of task dicts allocates no garbage worth collecting, and
     # the collector's passes cost about a third of a no-op run; the reporter turns it back
     # on (with the loaded tasks frozen) before any task runs.

@@ -30,7 +30,7 @@ class FFmpeg:
 
 def bundled_ffmpeg():
     """The ffmpeg binary of the imageio-ffmpeg wheel (a dependency, so always installed)."""
-    import imageio_ffmpeg   # imported when needed: about 45 ms a run with another ffmpeg saves
+    import imageio_ffmpeg  # imported when needed: about 45 ms a run with another ffmpeg saves
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 

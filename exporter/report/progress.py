@@ -7,6 +7,7 @@ parent's ProgressDisplay polls that folder and renders it: rich's Live display o
 terminal, a plain greppable line every few seconds otherwise (CI, logs).
 """
 
+import logging
 import os
 import shutil
 import sys
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 from exporter.build.progress_files import progress_dir, read_states
 from exporter.media.ffmpeg_progress import parse_number
+
+LOG = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5            # the parent reads the folder twice a second
 PLAIN_INTERVAL_S = 10.0          # a plain line this often when output is not a terminal
@@ -299,8 +302,8 @@ def plain_interval_s(environ=None):
         return PLAIN_INTERVAL_S
     value = parse_number(text)
     if value is None or value < 0:
-        sys.stderr.write(f"reelexport: {INTERVAL_ENV}={text!r} is not a number of seconds; "
-                         f"using {PLAIN_INTERVAL_S:g}\n")
+        LOG.warning(f"reelexport: {INTERVAL_ENV}={text!r} is not a number of seconds; "
+                    f"using {PLAIN_INTERVAL_S:g}")
         return PLAIN_INTERVAL_S
     return value
 

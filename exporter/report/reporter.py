@@ -1,6 +1,7 @@
 """doit reporter: live progress, one line per failed export, registry.json after every run."""
 
 import gc
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,8 @@ from exporter.media.shared import SharedCache
 from exporter.report.gallery import PAGE, write_gallery
 from exporter.report.ledger import regenerate_registry
 from exporter.report.progress import Batch, ProgressDisplay, exports_in_run
+
+LOG = logging.getLogger(__name__)
 
 
 class ExportReporter(ConsoleReporter):
@@ -50,9 +53,8 @@ class ExportReporter(ConsoleReporter):
             if not issubclass(kind, KeyboardInterrupt):
                 return previous(kind, value, traceback)
             signum = signal.SIGTERM if "SIGTERM" in str(value) else signal.SIGINT
-            sys.stderr.write(f"reelexport: interrupted by {signum.name}: {self.kept_text()}; "
-                             "the next run resumes the rest\n")
-            sys.stderr.flush()
+            LOG.error(f"reelexport: interrupted by {signum.name}: {self.kept_text()}; "
+                      "the next run resumes the rest")
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
         return hook
@@ -105,9 +107,9 @@ class ExportReporter(ConsoleReporter):
             fail = failure["exception"]
             # TaskFailed carries our one-line cause; anything else is unexpected: show it all.
             text = fail.message.strip() if isinstance(fail, TaskFailed) else fail.get_msg()
-            sys.stderr.write(f"FAILED {text}\n")
+            LOG.error(f"FAILED {text}")
         for error in self.runtime_errors:
-            sys.stderr.write(f"ERROR {error}\n")
+            LOG.error(f"ERROR {error}")
         if self.lock_fd is None:
             return          # refused: another run owns the tree and its registry
         build = load_build()

@@ -22,6 +22,7 @@ from exporter.build.stamp import holding_stamp
 from exporter.build.tasks import load_build
 from exporter.model import layout
 from exporter.model.files import read_json
+from exporter.model.logs import configure as configure_logging
 from exporter.model.settings import Settings
 from exporter.report.formatting import MADE, format_duration, format_size
 from exporter.report.ledger import registry_document
@@ -185,6 +186,7 @@ class Status(Command):
                     "default": False, "help": "print the report as JSON"},)
 
     def execute(self, params, args):
+        configure_logging()
         if args:
             raise CmdParseError(f"doit status takes no task names ({' '.join(args)}); "
                                 "select with segment=, age= and platforms=")
