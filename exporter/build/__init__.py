@@ -1,1 +1,2 @@
-"""The doit build: task dicts, the export action, the loader and no-op stamp, the DB checker and backend, the lock."""
+"""The doit build: task dicts, the export action, the loader and no-op stamp, the DB
+checker and backend, the lock."""

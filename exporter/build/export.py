@@ -52,7 +52,7 @@ from exporter.model.files import (
     write_json_atomic,
 )
 from exporter.model.sources import Title
-from exporter.model.spec import digest
+from exporter.model.spec import Spec, digest
 
 LOG = logging.getLogger(__name__)
 
@@ -83,12 +83,12 @@ class ExportJob:
     """Everything one export needs; picklable, so `doit -n N` workers can run it."""
 
     title: Title
-    spec: object          # exporter.spec.Spec
+    spec: Spec
     exports_root: Path
     ffmpeg: str
     preset: str | None = None
-    retry: "RetryPolicy" = field(default_factory=lambda: RetryPolicy())
-    siblings: tuple = ()  # the other platforms selected for this title, encoded alongside
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+    siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
     source_sha256: str | None = None   # set while encoding: what the encodes are made from
 
     @cached_property
@@ -107,29 +107,10 @@ class ExportJob:
                 "sidecar": f"{name}.export.json", "cover": f"{name}.cover.jpg",
                 "poster": f"{name}.poster.jpg", "error": f"{name}.error.json"}
 
-    @property
-    def video_path(self):
-        return self.out_dir / self.file_names["video"]
-
-    @property
-    def metadata_path(self):
-        return self.out_dir / self.file_names["metadata"]
-
-    @property
-    def sidecar_path(self):
-        return self.out_dir / self.file_names["sidecar"]
-
-    @property
-    def error_path(self):
-        return self.out_dir / self.file_names["error"]
-
-    @property
-    def cover_path(self):
-        return self.out_dir / self.file_names["cover"]
-
-    @property
-    def poster_path(self):
-        return self.out_dir / self.file_names["poster"]
+    def path(self, kind: str) -> Path:
+        """The file of `kind` this export writes: video, metadata, sidecar, cover, poster,
+        error (the names in `file_names`)."""
+        return self.out_dir / self.file_names[kind]
 
     @cached_property
     def target_names(self):
@@ -205,12 +186,12 @@ def video_is_current(job, inputs, sidecar):
     doit forgets tasks finished in a run that was SIGKILLed (its DB is written at the
     end), so the action itself must recognise finished work instead of encoding again.
     """
-    if not sidecar or not job.video_path.exists():
+    if not sidecar or not job.path("video").exists():
         return False
     recorded = sidecar.get("inputs", {})
     if any(recorded.get(key) != inputs[key] for key in VIDEO_INPUTS):
         return False
-    return sha256_file(job.video_path) == sidecar["output"]["sha256"]
+    return sha256_file(job.path("video")) == sidecar["output"]["sha256"]
 
 
 def identity(job):
@@ -227,7 +208,7 @@ def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
         "schema_version": SIDECAR_VERSION,
         **identity(job),
         "output": {
-            "path": job.video_path.name,
+            "path": job.path("video").name,
             "size_bytes": output_probe.size_bytes,
             "sha256": output_sha256,
             "duration_s": output_probe.duration_s,
@@ -238,7 +219,7 @@ def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
             "video_bitrate": output_probe.video_bitrate,
             "probe": output_probe.summary(),
         },
-        "metadata_file": job.metadata_path.name,
+        "metadata_file": job.path("metadata").name,
         "metadata_warnings": metadata_warnings,
         "source": {
             "path": str(job.title.source),
@@ -434,7 +415,7 @@ def export(job, inputs, attempt=1, states=None):
     metadata_document, metadata_warnings = upload_metadata(job)
     if inputs["source_sha256"] is None:
         raise SourceError(f"{job.title.source.name} is missing")
-    sidecar = read_json(job.sidecar_path)
+    sidecar = read_json(job.path("sidecar"))
     if not video_is_current(job, inputs, sidecar):
         sidecar = encode_video(job, inputs, started_at, attempt)
     try:
@@ -450,10 +431,10 @@ def export(job, inputs, attempt=1, states=None):
             target.unlink(missing_ok=True)
         raise SourceChanged(f"{job.title.source.name}, metadata.json or thumbnail.jpg "
                             "changed while the export was made")
-    write_json_atomic(job.sidecar_path, {**sidecar, **images, "inputs": inputs,
+    write_json_atomic(job.path("sidecar"), {**sidecar, **images, "inputs": inputs,
                                          "metadata_warnings": metadata_warnings})
-    write_json_atomic(job.metadata_path, metadata_document)
-    job.error_path.unlink(missing_ok=True)
+    write_json_atomic(job.path("metadata"), metadata_document)
+    job.path("error").unlink(missing_ok=True)
 
 
 def encode_video(job, inputs, started_at, attempt):
@@ -468,7 +449,7 @@ def encode_video(job, inputs, started_at, attempt):
     key = share_key(inputs["source_sha256"], plan, job.encode_settings())
     siblings = (sibling_encodes(job, source_probe, inputs, key, cache)
                 if plan.mode == "encode" else [])
-    with temporary(job.video_path) as temp:
+    with temporary(job.path("video")) as temp:
         with cache.locked([key, *(sibling_key for _, sibling_key in siblings)]):
             mode = "shared" if cache.has(key) else plan.mode
             if mode == "remux":
@@ -481,7 +462,7 @@ def encode_video(job, inputs, started_at, attempt):
             cache.link_to(key, temp)
         output_probe = verified_probe(job.spec, temp, plan)
         output_sha256 = sha256_file(temp)
-        publish(temp, job.video_path)
+        publish(temp, job.path("video"))
     return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
                          started_at, now_utc(), attempt, [], mode=mode, shared_key=key,
                          cache_record=record)
@@ -546,7 +527,7 @@ def make_cover(job, inputs, sidecar):
     cover = job.spec.cover
     key = digest({"from": origin, "cover": cover, "ffmpeg": ffmpeg_version(job.ffmpeg),
                   "version": IMAGES_VERSION})
-    if image_is_current(sidecar.get("cover"), key, job.cover_path):
+    if image_is_current(sidecar.get("cover"), key, job.path("cover")):
         return sidecar["cover"]
     source = sidecar["source"]["probe"]
     seek = frame_time(source["duration_s"], source["fps"])
@@ -554,7 +535,7 @@ def make_cover(job, inputs, sidecar):
     try:
         record = make_still(job, cover_inputs(thumbnail, job.title.source, seek),
                             cover["fit"], (cover["width"], cover["height"]),
-                            cover["max_bytes"], job.cover_path, key, origin_text)
+                            cover["max_bytes"], job.path("cover"), key, origin_text)
     except EncodeError as error:
         if thumbnail is None or error.transient:
             raise
@@ -567,11 +548,12 @@ def make_poster(job, sidecar):
     size = poster_size(job.spec.video)
     key = digest({"video": sidecar["output"]["sha256"], "size": size,
                   "version": IMAGES_VERSION, "ffmpeg": ffmpeg_version(job.ffmpeg)})
-    if image_is_current(sidecar.get("poster"), key, job.poster_path):
+    if image_is_current(sidecar.get("poster"), key, job.path("poster")):
         return sidecar["poster"]
     seek = frame_time(sidecar["output"]["duration_s"], job.spec.video["fps"])
-    record = make_still(job, cover_inputs(None, job.video_path, seek), "crop", size, None,
-                        job.poster_path, key, f"{job.video_path.name} at {seek:.2f} s")
+    video = job.path("video")
+    record = make_still(job, cover_inputs(None, video, seek), "crop", size, None,
+                        job.path("poster"), key, f"{video.name} at {seek:.2f} s")
     return {**record, "key": key}
 
 
@@ -591,7 +573,7 @@ def failed_before(job, inputs):
     """The error record of an earlier failure on exactly these inputs, unless retry=failed."""
     if job.retry.retry_failed:
         return None
-    record = read_json(job.error_path)
+    record = read_json(job.path("error"))
     return record if record and record.get("inputs") == inputs else None
 
 
@@ -602,8 +584,8 @@ def still_wanted(jobs_by_name, record):
     job = jobs_by_name.get(record.get("wanted_by"))
     if job is None or not job.title.source.is_file():
         return False
-    sidecar = read_json(job.sidecar_path) or {}
-    if job.video_path.exists() and sidecar.get("output", {}).get("sha256"):
+    sidecar = read_json(job.path("sidecar")) or {}
+    if job.path("video").exists() and sidecar.get("output", {}).get("sha256"):
         return False        # made (from this encode or another): nothing waits for it
     return sha256_file(job.title.source) == record.get("source_sha256")
 
@@ -640,7 +622,7 @@ def export_action(job):
                 time.sleep(job.retry.delay_before(attempt + 1))
                 attempt += 1
                 continue
-            write_json_atomic(job.error_path,
+            write_json_atomic(job.path("error"),
                               build_error_record(job, error, inputs, attempt, started_at))
             tries = f" after {attempt} attempts" if attempt > 1 else ""
             return TaskFailed(f"{job.task_name} ({job.title.key}): {describe(error)}{tries}")

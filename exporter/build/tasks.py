@@ -173,7 +173,7 @@ def settings_unchanged(task, values, key):
 
 def clean_export(job):
     """`doit clean`: remove the targets and any error record of one export."""
-    for path in (*job.targets, job.error_path):
+    for path in (*job.targets, job.path("error")):
         path.unlink(missing_ok=True)
 
 

@@ -1,1 +1,2 @@
-"""ffmpeg and media files: the runner, probing, command plans, verification, the shared-encode cache."""
+"""ffmpeg and media files: the runner, probing, command plans, verification, the
+shared-encode cache."""

@@ -35,7 +35,7 @@ def bundled_ffmpeg():
 
 
 def choose_ffmpeg(configured=None):
-    """The path of the ffmpeg to use: `configured` (the var or the environment), else the bundled one."""
+    """The ffmpeg to use: `configured` (the var or the environment), else the bundled one."""
     return configured or bundled_ffmpeg()
 
 

@@ -1,1 +1,2 @@
-"""What a run shows and leaves: progress, the reporter, registry.json, doit status, the gallery."""
+"""What a run shows and leaves: progress, the reporter, registry.json, doit status, the
+gallery."""

@@ -243,8 +243,8 @@ def write_gallery(build, document, changed=None):
         entry = cache.get(name)
         if (changed is None or name in changed or not entry
                 or entry.get("sha256") != row.get("sha256")):
-            parts = tile_parts(read_json(jobs[key].sidecar_path),
-                               read_json(jobs[key].metadata_path))
+            parts = tile_parts(read_json(jobs[key].path("sidecar")),
+                               read_json(jobs[key].path("metadata")))
             entry = {"sha256": row.get("sha256"), "sidecar": parts[0], "metadata": parts[1]}
         kept[name] = entry
         if entry["sidecar"]:

@@ -52,12 +52,12 @@ def registry_document(build, outcomes=None, previous=None):
                 and all(before.get(k) == v for k, v in identity.items())):
             rows.append(before)
             continue
-        present = job.video_path.exists() and job.sidecar_path.exists()
-        error = read_json(job.error_path)
+        present = job.path("video").exists() and job.path("sidecar").exists()
+        error = read_json(job.path("error"))
         status = export_status(present, job.task_name in fresh, error is not None)
-        output_path = str(job.video_path.relative_to(build.settings.exports))
+        output_path = str(job.path("video").relative_to(build.settings.exports))
         rows.append(registry_row(identity, status, output_path,
-                                 read_json(job.sidecar_path) if present else None, error))
+                                 read_json(job.path("sidecar")) if present else None, error))
     return build_registry(rows, build.all_specs)
 
 
