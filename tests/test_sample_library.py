@@ -12,8 +12,8 @@ from conftest import (
     BOOKKEEPING,
     REPO,
     SHIPPED_PLATFORMS,
+    TEST_FFMPEG,
     assert_conforms,
-    doit_env,
     executed_tasks,
     exported_videos,
     image_facts,
@@ -24,6 +24,7 @@ from conftest import (
     run_doit,
 )
 
+from exporter.media.ffmpeg_binary import check_ffmpeg
 from exporter.model.spec import load_schema
 
 EXAMPLES = REPO / "examples" / "renders"
@@ -95,12 +96,14 @@ def test_no_temporary_or_error_files_are_left(sample):
     assert list(exports.rglob("*.error.json")) == []
 
 
-def test_ffmpeg_comes_from_the_wheel_when_none_is_on_path(sample):
-    if shutil.which("ffmpeg", path=doit_env()["PATH"]):
-        pytest.skip("an ffmpeg is on PATH here; the wheel fallback is not exercised")
+def test_each_sidecar_names_the_ffmpeg_under_test(sample):
+    """The bundled ffmpeg unless the run names another, whatever PATH holds (CI's Debian
+    pass names /usr/bin/ffmpeg; test_ffmpeg_binary puts a bad one first on PATH)."""
     _, exports, _ = sample
-    sidecar = read_json(next(exports.rglob("youtube.export.json")))
-    assert "imageio_ffmpeg" in sidecar["encode"]["ffmpeg"]
+    for path in exports.rglob("*.export.json"):
+        encode = read_json(path)["encode"]
+        assert encode["ffmpeg"] == TEST_FFMPEG
+        assert encode["ffmpeg_version"] == check_ffmpeg(TEST_FFMPEG).version
 
 
 def test_rotated_source_is_probed_with_its_rotation(sample):
