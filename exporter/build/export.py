@@ -51,6 +51,7 @@ from exporter.model.files import (
     temporary,
     write_json_atomic,
 )
+from exporter.model.layout import task_name
 from exporter.model.sources import Title
 from exporter.model.spec import Spec, digest
 
@@ -93,7 +94,7 @@ class ExportJob:
 
     @cached_property
     def task_name(self):
-        return f"{self.spec.name}:{self.title.title_id}"
+        return task_name(self.spec.name, self.title.title_id)
 
     @cached_property
     def out_dir(self):
@@ -339,7 +340,7 @@ def encode_into_cache(job, source_probe, targets, cache):
             cache.store(key, temp, {"argv": made_by, "mode": "encode",
                                     "made_by": job.task_name,
                                     # kept by prune until this export links it
-                                    "wanted_by": f"{spec.name}:{job.title.title_id}",
+                                    "wanted_by": task_name(spec.name, job.title.title_id),
                                     "source_sha256": job.source_sha256})
 
 

@@ -1,8 +1,6 @@
 """The exports root's own files: one place that names them (registry, gallery, lock, stamp,
 DB, caches), so no two modules can disagree and a segment may not take one of the names."""
 
-from pathlib import Path
-
 REGISTRY = "registry.json"
 GALLERY_PAGE = "index.html"
 GALLERY_CACHE = ".gallery-cache.json"
@@ -18,7 +16,3 @@ VISIBLE_FILES = (REGISTRY, GALLERY_PAGE)
 def task_name(platform: str, title_id: str) -> str:
     """The doit task of one export: 'youtube:my-story'."""
     return f"{platform}:{title_id}"
-
-
-def in_root(exports: Path, name: str) -> Path:
-    return Path(exports) / name

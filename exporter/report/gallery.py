@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from exporter.model import layout
 from exporter.model.files import read_json, write_json_atomic, write_text_atomic
+from exporter.model.layout import task_name
 from exporter.report.formatting import MADE, format_duration, format_size
 from exporter.report.registry import STATUSES
 
@@ -237,7 +238,7 @@ def write_gallery(build, document, changed=None):
     sidecars, metadata, kept = {}, {}, {}
     for row in document["exports"]:
         key = (row["title_id"], row["platform"])
-        name = f"{row['platform']}:{row['title_id']}"
+        name = task_name(row["platform"], row["title_id"])
         if row["status"] not in MADE or key not in jobs:
             continue
         entry = cache.get(name)

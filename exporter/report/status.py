@@ -22,6 +22,7 @@ from exporter.build.stamp import holding_stamp
 from exporter.build.tasks import load_build
 from exporter.model import layout
 from exporter.model.files import read_json
+from exporter.model.layout import task_name
 from exporter.model.logs import configure as configure_logging
 from exporter.model.settings import Settings
 from exporter.report.formatting import MADE, format_duration, format_size
@@ -48,7 +49,7 @@ def status_report(document, segments=(), ages=(), platforms=()):
         add_to_totals(groups.setdefault((row["segment"], row["age"], row["platform"]),
                                         empty_totals()), row)
         add_to_totals(total, row)
-    failures = [{"task": f"{row['platform']}:{row['title_id']}",
+    failures = [{"task": task_name(row["platform"], row["title_id"]),
                  "title": f"{row['segment']}/{row['age']}/{row['title_id']}",
                  "cause": one_line(row.get("cause")), "failed_at": row.get("failed_at")}
                 for row in rows if row["status"] == "failed"]
