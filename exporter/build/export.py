@@ -43,7 +43,7 @@ from exporter.model.errors import (
     SourceError,
 )
 from exporter.model.files import (
-    file_identity,
+    file_state,
     publish,
     read_json,
     remove_stale_temps,
@@ -52,7 +52,7 @@ from exporter.model.files import (
     write_json_atomic,
 )
 from exporter.model.layout import task_name
-from exporter.model.sources import Title
+from exporter.model.sources import INPUT_NAMES, Title
 from exporter.model.spec import Spec, digest
 
 LOG = logging.getLogger(__name__)
@@ -90,7 +90,6 @@ class ExportJob:
     preset: str | None = None
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
     siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
-    source_sha256: str | None = None   # set while encoding: what the encodes are made from
 
     @cached_property
     def task_name(self):
@@ -306,7 +305,7 @@ def sibling_encodes(job, source_probe, inputs, own_key, cache):
     return [(spec, key) for key, spec in wanted.items()]
 
 
-def encode_into_cache(job, source_probe, targets, cache):
+def encode_into_cache(job, source_probe, source_sha256, targets, cache):
     """Encode `targets` [(spec, key), ...] in one ffmpeg process into the shared cache.
 
     The first target is this export's own: if it misses its spec, that is this export's
@@ -341,7 +340,7 @@ def encode_into_cache(job, source_probe, targets, cache):
                                     "made_by": job.task_name,
                                     # kept by prune until this export links it
                                     "wanted_by": task_name(spec.name, job.title.title_id),
-                                    "source_sha256": job.source_sha256})
+                                    "source_sha256": source_sha256})
 
 
 # A corrected encode aims this far under the spec's bitrate, scaled by how far over the
@@ -390,15 +389,9 @@ def remux_into_cache(job, plan, cache, key):
 
 
 def input_states(title):
-    """(device, inode, size, mtime) of each input file, None when absent or not a regular
-    file: taken before the inputs are hashed and compared when the export is done."""
-    states = []
-    for path in (title.source, title.metadata, title.thumbnail):
-        try:
-            states.append(file_identity(path) if path.is_file() else None)
-        except OSError:
-            states.append(None)
-    return tuple(states)
+    """The state of each input file (None: absent), taken before the inputs are hashed
+    and compared when the export is done."""
+    return tuple(file_state(title.directory / name) for name in INPUT_NAMES)
 
 
 def export(job, inputs, attempt=1, states=None):
@@ -457,8 +450,8 @@ def encode_video(job, inputs, started_at, attempt):
                 remux_into_cache(job, plan, cache, key)
             elif mode == "encode":
                 missing = [(spec, k) for spec, k in siblings if not cache.has(k)]
-                encode_into_cache(replace(job, source_sha256=inputs["source_sha256"]),
-                                  source_probe, [(job.spec, key), *missing], cache)
+                encode_into_cache(job, source_probe, inputs["source_sha256"],
+                                  [(job.spec, key), *missing], cache)
             record = cache.record(key)
             cache.link_to(key, temp)
         output_probe = verified_probe(job.spec, temp, plan)

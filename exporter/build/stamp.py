@@ -31,21 +31,12 @@ import doit
 from exporter import __version__
 from exporter.build.export import up_to_date_key
 from exporter.model import layout
-from exporter.model.files import read_json, write_json_atomic
+from exporter.model.files import file_state, read_json, write_json_atomic
 from exporter.model.sources import INPUT_NAMES
 
 STAMP_NAME = layout.STAMP
 STAMP_VERSION = 1
 CODE_DIR = Path(__file__).resolve().parents[1]     # the exporter package, every layer
-
-
-def file_state(path):
-    """What changes whenever the file at `path` is written, touched, replaced or removed."""
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 class Fingerprint:

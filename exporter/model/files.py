@@ -37,6 +37,17 @@ def file_identity(path):
     stat = os.stat(path)
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
+def file_state(path):
+    """What changes whenever the file at `path` is written, touched, replaced or removed."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:            # a link loop, no permission: the title's failure
+        return ("unreadable", error.errno)
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
 @functools.lru_cache(maxsize=1024)
 def _sha256_of(path, identity, chunk_size=1 << 20):
     digest = hashlib.sha256()
