@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from exporter.media.ffmpeg import run_ffmpeg  # noqa: E402
+from exporter.media.ffmpeg import QUIET, run_ffmpeg  # noqa: E402
 from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg  # noqa: E402
 from exporter.media.plan import build_encode  # noqa: E402
 from exporter.media.probe import probe  # noqa: E402
@@ -50,7 +50,7 @@ def make_source(ffmpeg, path, width, height, seconds, conforming, index):
     else:
         video = ["-c:v", "libx264", "-preset", "veryfast", "-b:v", "10M", "-r", "25"]
         size, rate = f"{width}x{height}", 25
-    run_ffmpeg([ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+    run_ffmpeg([ffmpeg, *QUIET,
                 "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
                 "-f", "lavfi", "-i",
                 f"sine=frequency={330 + 20 * index}:sample_rate=48000:duration={seconds}",

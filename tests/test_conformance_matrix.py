@@ -21,6 +21,7 @@ from conftest import (
 )
 from pymediainfo import MediaInfo
 
+from exporter.media.ffmpeg import QUIET
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
 from exporter.media.samples import NOISE
 
@@ -59,7 +60,7 @@ def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container):
     if content == NOISE:
         source, video_filter = "color=c=gray", ["noise=alls=100:allf=t+u"]
     separator = ":" if "=" in source else "="
-    argv = [bundled_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+    argv = [bundled_ffmpeg(), *QUIET,
             "-f", "lavfi", "-i", f"{source}{separator}size={width}x{height}:rate={rate}",
             *AUDIO[audio]]
     if fps == "vfr":       # drop two frames of every three after the first second

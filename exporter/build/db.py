@@ -22,6 +22,7 @@ def db_read_error(path):
         return error
     return None
 
+
 def set_aside_unreadable_db(path):
     """Move a dep DB that cannot be read out of the way, and say so.
 

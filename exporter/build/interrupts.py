@@ -18,13 +18,16 @@ def interrupt_once(signum, frame):
     signal.signal(signal.SIGTERM, ignore_signal)
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
+
 def ignore_signal(signum, frame):
     """Handler for the interrupts after the first: they change nothing."""
+
 
 def stop_on_interrupt_once():
     """Install interrupt_once for SIGINT and SIGTERM (inherited by `doit -n` workers)."""
     signal.signal(signal.SIGINT, interrupt_once)
     signal.signal(signal.SIGTERM, interrupt_once)
+
 
 def reap_workers(grace_s=15.0):
     """Wait for `doit -n` workers still cleaning up after an interrupt, then kill stragglers.

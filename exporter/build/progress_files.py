@@ -18,8 +18,10 @@ SPEED_WINDOW_S = 10.0            # encode speed is measured over this much recen
 def progress_dir(exports_root):
     return Path(exports_root) / PROGRESS_DIR
 
+
 def state_path(exports_root, task_name):
     return progress_dir(exports_root) / f"{task_name.replace(':', '__')}.json"
+
 
 class ProgressFile:
     """The `progress` callback of run_ffmpeg for one export's encode, as a context manager.
@@ -89,6 +91,7 @@ class ProgressFile:
             self.last_write = now
         except OSError:
             temp.unlink(missing_ok=True)
+
 
 def read_states(folder):
     """{task: state} of the state files in `folder`; unreadable or vanished files skipped."""

@@ -38,7 +38,6 @@ class WatchfulMRunner(MRunner):
                                                reporter_class)
 
     def _run_start_processes(self, job_q, result_q):
-        self.result_queue = result_q        # kept for run_tasks' watch
         self.running = {}                   # worker pid -> name of the task it runs
         self.workers = super()._run_start_processes(job_q, result_q)
         self.original_get = result_q.get

@@ -1,5 +1,6 @@
-"""The one place that runs ffmpeg: its quiet prefix, its input whitelists, its progress
-output, its stderr, and its end when the process that runs it ends."""
+"""The one place that runs ffmpeg: its quiet prefix, its progress output, its stderr, and
+its end when the process that runs it ends. (The input whitelists are part of each plan's
+argv: exporter.media.plan.untrusted_input.)"""
 
 import ctypes
 import io
@@ -54,8 +55,10 @@ def run_ffmpeg(argv, progress=None):
         raise EncodeError(cause, stderr_tail=tail,
                           transient=any(marker in tail for marker in IO_ERROR_MARKERS))
 
+
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)
+
 
 def die_with_parent(signum):
     """Ask Linux to send `signum` to this process when its parent dies.
@@ -65,10 +68,12 @@ def die_with_parent(signum):
     """
     _LIBC.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
 
+
 def ffmpeg_dies_with_us():
     """preexec_fn of every ffmpeg: killed when the process that runs it dies. Only a
     system call, so it is safe in the child between fork and exec."""
     die_with_parent(signal.SIGKILL)
+
 
 def follow_progress(process, progress):
     """Feed ffmpeg's stdout progress to `progress` until it exits; return its stderr bytes.
@@ -85,6 +90,7 @@ def follow_progress(process, progress):
     drain.join()
     process.stderr.close()
     return stderr[0] if stderr else b""
+
 
 def interrupted(returncode, stderr_tail):
     """True when ffmpeg stopped because the user interrupted the run (Ctrl-C, kill).

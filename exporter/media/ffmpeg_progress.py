@@ -10,6 +10,7 @@ class ProgressUpdate:
     done: bool               # the last block (progress=end)
     frame: int | None = None  # video frames written
 
+
 def parse_block(fields):
     """One `-progress` block ({key: value}) -> ProgressUpdate.
 
@@ -28,6 +29,7 @@ def parse_block(fields):
                           done=fields.get("progress") == "end",
                           frame=int(frame) if frame is not None and frame >= 0 else None)
 
+
 def progress_updates(lines):
     """Yield a ProgressUpdate for each block of `ffmpeg -progress` lines (ends at progress=)."""
     fields = {}
@@ -40,11 +42,13 @@ def progress_updates(lines):
             yield parse_block(fields)
             fields = {}
 
+
 def parse_number(text):
     try:
         return float(text)
     except (TypeError, ValueError):
         return None
+
 
 def parse_clock(text):
     """'00:01:02.500000' -> 62.5; None for N/A or anything else."""

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.ffmpeg import QUIET, run_ffmpeg
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
 
 # (segment, age, title_id, clip options, metadata)
@@ -40,7 +40,7 @@ def clip_argv(ffmpeg, path, width, height, seconds, fps=30, audio=True, rotation
     if pattern == NOISE:
         source, video_filter = "color=c=gray", ["-vf", "noise=alls=100:allf=t+u"]
     separator = ":" if "=" in source else "="
-    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi",
+    argv = [ffmpeg, *QUIET, "-f", "lavfi",
             "-i", f"{source}{separator}size={width}x{height}:rate={fps}:duration={seconds}"]
     if audio:
         argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
@@ -65,7 +65,7 @@ def make_clip(path, width, height, seconds, fps=30, audio=True, rotation=0, **op
         return path
     plain = path.with_name(f".{path.name}.plain.mp4")
     run_ffmpeg(clip_argv(ffmpeg, plain, width, height, seconds, fps, audio, **options))
-    run_ffmpeg([ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+    run_ffmpeg([ffmpeg, *QUIET,
                 "-display_rotation", str(rotation), "-i", str(plain), "-c", "copy", str(path)])
     plain.unlink()
     return path
@@ -87,7 +87,7 @@ def make_sample_library(renders_root):
 
 def make_audio_only(path, seconds=1):
     """An .mp4 with a sine tone and no video stream (a bad source for tests)."""
-    run_ffmpeg([bundled_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+    run_ffmpeg([bundled_ffmpeg(), *QUIET,
                 "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
                 "-c:a", "aac", str(path)])
     return Path(path)

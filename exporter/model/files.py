@@ -28,6 +28,7 @@ def finish_despite_interrupts(cleanup):
     if pending is not None:
         raise pending
 
+
 def file_identity(path):
     """(device, inode, size, mtime in ns): changes whenever the file's content can have.
 
@@ -36,6 +37,7 @@ def file_identity(path):
     """
     stat = os.stat(path)
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
 
 def file_state(path):
     """What changes whenever the file at `path` is written, touched, replaced or removed."""
@@ -56,15 +58,18 @@ def _sha256_of(path, identity, chunk_size=1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
 
+
 def sha256_file(path):
     """sha256 of a file, hashed once per process while the file is unchanged (the four
     platform exports of a title hash the same source)."""
     return _sha256_of(str(path), file_identity(path))
 
+
 def temp_path_for(target):
     """A hidden temporary name beside `target`, unique per process: '.youtube.mp4.1234.tmp'."""
     target = Path(target)
     return target.with_name(f".{target.name}.{os.getpid()}{TEMP_SUFFIX}")
+
 
 @contextmanager
 def temporary(target):
@@ -76,11 +81,13 @@ def temporary(target):
     finally:
         finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
 
+
 def remove_stale_temps(target):
     """Delete temporaries a killed run left for `target` (any pid)."""
     target = Path(target)
     for stale in target.parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
         stale.unlink(missing_ok=True)
+
 
 def publish(temp, target):
     """Make a complete temporary file visible under its final name, durably."""
@@ -88,15 +95,18 @@ def publish(temp, target):
         os.fsync(handle.fileno())
     os.replace(temp, target)
 
+
 def current_umask():
     """The process umask (tempfile creates 0600 files; published files follow the umask)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
+
 def json_text(document):
     """Canonical JSON text: sorted keys, two-space indent, trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
 
 def write_json_atomic(path, document):
     """Write `document` to `path` atomically; skip the write when the content is unchanged.
@@ -104,6 +114,7 @@ def write_json_atomic(path, document):
     Returns True when the file was (re)written.
     """
     return write_text_atomic(path, json_text(document))
+
 
 def write_text_atomic(path, text):
     """Write `text` to `path` atomically (temporary file + rename), only when it differs.
@@ -129,6 +140,7 @@ def write_text_atomic(path, text):
         Path(handle.name).unlink(missing_ok=True)
         raise
     return True
+
 
 def read_json(path):
     """Parsed JSON from path, or None when it is missing or not valid JSON."""

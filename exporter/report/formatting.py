@@ -12,6 +12,7 @@ def format_size(size_bytes):
         size /= 1000
     raise AssertionError("unreachable")
 
+
 def format_duration(seconds):
     """40.0 -> '40.0 s', 125 -> '2m05s', 3725 -> '1h02m05s'."""
     seconds = float(seconds or 0)

@@ -81,10 +81,6 @@ def one_line(text):
     return lines[0] if lines else "unknown cause"
 
 
-
-
-
-
 TABLE_COLUMNS = ("segment", "age", "platform", *STATUSES, "size", "duration")
 
 
