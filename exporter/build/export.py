@@ -6,33 +6,25 @@ one-line failure; nothing half-made is left under a target's name. Transient fai
 (ffmpeg killed by a signal, I/O errors) are retried with exponential backoff.
 """
 
+from __future__ import annotations
+
 import logging
-import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from functools import cached_property
+from dataclasses import replace
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
 from exporter import __version__
+from exporter.build.covers import make_cover, make_poster
+from exporter.build.job import ExportJob, current_inputs, ffmpeg_version, now_utc
 from exporter.build.progress_files import ProgressFile
 from exporter.media.ffmpeg import run_ffmpeg
-from exporter.media.ffmpeg_binary import check_ffmpeg
-from exporter.media.plan import (
-    COVER_QUALITIES,
-    build_encodes,
-    build_plan,
-    build_still,
-    cover_inputs,
-    poster_size,
-)
-from exporter.media.probe import image_size, moov_before_mdat, probe
+from exporter.media.plan import EncodePlan, build_encodes, build_plan
+from exporter.media.probe import Probe, moov_before_mdat, probe
 from exporter.media.shared import SharedCache, share_key
 from exporter.media.verify import conformance_problems, rate_over
-from exporter.metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from exporter.metadata import format_metadata, load_source_metadata
 from exporter.model.errors import (
     ConformanceError,
@@ -45,224 +37,77 @@ from exporter.model.errors import (
 from exporter.model.files import (
     file_state,
     publish,
-    read_json,
     remove_stale_temps,
     sha256_file,
     temporary,
     write_json_atomic,
 )
 from exporter.model.layout import task_name
+from exporter.model.records import (
+    Record,
+    error_document,
+    output_sha256,
+    read_record,
+    recorded_inputs,
+    sidecar_document,
+    video_inputs_match,
+    with_outputs,
+)
 from exporter.model.sources import INPUT_NAMES, Title
-from exporter.model.spec import Spec, digest
+from exporter.model.spec import Spec
 
 LOG = logging.getLogger(__name__)
 
-SIDECAR_VERSION = 1
-# The files an export's doit task declares as its targets (its error record is not one).
-TARGET_KINDS = ("video", "metadata", "sidecar", "cover", "poster")
 # Stands for the output file in a plan's argv until the cache decides where it goes.
 PLAN_OUTPUT = "{output}"
-# Covers and posters show the frame at this fraction of the duration (past fade-ins).
-FRAME_AT = 0.25
-# Bump when a code change alters the cover or poster images.
-IMAGES_VERSION = 1
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 3           # tries per run when failures are transient
-    backoff_s: float = 2.0      # wait before the second try, doubled for each further one
-    retry_failed: bool = False  # try again an export that already failed on these inputs
-
-    def delay_before(self, attempt):
-        """Seconds to wait before try number `attempt` (2, 3, ...)."""
-        return self.backoff_s * 2 ** (attempt - 2)
-
-
-@dataclass(frozen=True)
-class ExportJob:
-    """Everything one export needs; picklable, so `doit -n N` workers can run it."""
-
-    title: Title
-    spec: Spec
-    exports_root: Path
-    ffmpeg: str
-    preset: str | None = None
-    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
-    siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
-
-    @cached_property
-    def task_name(self):
-        return task_name(self.spec.name, self.title.title_id)
-
-    @cached_property
-    def out_dir(self):
-        return self.title.export_dir(self.exports_root)
-
-    @cached_property
-    def file_names(self):
-        """The name of each file this export writes, by kind; the targets come first."""
-        name = self.spec.name
-        return {"video": f"{name}.mp4", "metadata": f"metadata_{name}.json",
-                "sidecar": f"{name}.export.json", "cover": f"{name}.cover.jpg",
-                "poster": f"{name}.poster.jpg", "error": f"{name}.error.json"}
-
-    def path(self, kind: str) -> Path:
-        """The file of `kind` this export writes: video, metadata, sidecar, cover, poster,
-        error (the names in `file_names`)."""
-        return self.out_dir / self.file_names[kind]
-
-    @cached_property
-    def target_names(self):
-        """The targets as strings: built for 40,000 tasks on every run, so without Paths."""
-        out_dir = os.path.join(str(self.exports_root), self.title.key)   # Title.export_dir
-        return [os.path.join(out_dir, self.file_names[kind]) for kind in TARGET_KINDS]
-
-    @property
-    def targets(self):
-        return [Path(name) for name in self.target_names]
-
-    def encode_settings(self, spec=None):
-        """What the encoded bytes depend on (besides the source): doit's config_changed value."""
-        return {**(spec or self.spec).encode_settings(self.preset),
-                "ffmpeg_version": ffmpeg_version(self.ffmpeg)}
-
-    @property
-    def up_to_date_key(self):
-        """Digest of the settings whose change makes this export stale (not its files)."""
-        return up_to_date_key(self.spec, self.preset, self.ffmpeg)
-
-
-def ffmpeg_version(ffmpeg):
-    """First line of `ffmpeg -version`: part of every export's up-to-date and shared keys."""
-    return check_ffmpeg(ffmpeg).version
-
-
-def up_to_date_key(spec, preset, ffmpeg):
-    """The same for every title of a platform: computed once per (spec file, preset, ffmpeg)."""
-    cache_key = (str(spec.path), preset, ffmpeg)
-    if cache_key not in _UP_TO_DATE_KEYS:
-        _UP_TO_DATE_KEYS[cache_key] = digest({
-            "encode": {**spec.encode_settings(preset), "ffmpeg_version": ffmpeg_version(ffmpeg)},
-            "metadata_rules": metadata_rules_key(spec)})
-    return _UP_TO_DATE_KEYS[cache_key]
-
-
-_UP_TO_DATE_KEYS = {}
-
-
-def now_utc():
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def metadata_rules_key(spec):
-    """What the metadata files depend on besides metadata.json: the rules and the formatter."""
-    return digest({"rules": spec.metadata, "format_version": METADATA_FORMAT_VERSION})
-
-
-def sha256_or_none(path):
-    """sha256 of a regular file; None when it is absent or anything else (a FIFO, a device:
-    reading one would never end), which `export` then refuses with its cause."""
-    return sha256_file(path) if path.is_file() else None
-
-
-def current_inputs(job):
-    """Content fingerprint of everything the targets are made from (None: file missing)."""
-    return {
-        "source_sha256": sha256_or_none(job.title.source),
-        "metadata_sha256": sha256_or_none(job.title.metadata),
-        "encode_key": digest(job.encode_settings()),
-        "metadata_rules_key": metadata_rules_key(job.spec),
-    }
-
-
-# The encoded video depends on these inputs only; metadata changes never re-encode it.
-VIDEO_INPUTS = ("source_sha256", "encode_key")
-
-
-def video_is_current(job, inputs, sidecar):
+def video_is_current(job: ExportJob, inputs: Record, sidecar: Record | None) -> bool:
     """True when the video exists, is intact, and was encoded from exactly these inputs.
 
     doit forgets tasks finished in a run that was SIGKILLed (its DB is written at the
     end), so the action itself must recognise finished work instead of encoding again.
     """
-    if not sidecar or not job.path("video").exists():
+    if not video_inputs_match(sidecar, inputs) or not job.path("video").exists():
         return False
-    recorded = sidecar.get("inputs", {})
-    if any(recorded.get(key) != inputs[key] for key in VIDEO_INPUTS):
-        return False
-    return sha256_file(job.path("video")) == sidecar["output"]["sha256"]
+    return sha256_file(job.path("video")) == output_sha256(sidecar)
 
 
-def identity(job):
-    title = job.title
-    return {"title_id": title.title_id, "segment": title.segment, "age": title.age,
-            "platform": job.spec.name}
+def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_probe: Probe,
+                  output_sha256: str, plan: EncodePlan, started_at: str, attempt: int,
+                  mode: str, shared_key: str, cache_record: Record) -> Record:
+    """The sidecar of the video just made: what, from what, how, and its probe."""
+    return sidecar_document(
+        names=job.identity,
+        output={"path": job.path("video").name, "size_bytes": output_probe.size_bytes,
+                "sha256": output_sha256, "duration_s": output_probe.duration_s,
+                "width": output_probe.width, "height": output_probe.height,
+                "video_codec": output_probe.video_codec,
+                "audio_codec": output_probe.audio_codec,
+                "video_bitrate": output_probe.video_bitrate,
+                "probe": output_probe.summary()},
+        metadata_file=job.path("metadata").name,
+        source={"path": str(job.title.source), "sha256": inputs["source_sha256"],
+                "probe": source_probe.summary()},
+        spec={"file": str(job.spec.path), "sha256": sha256_file(job.spec.path)},
+        encode={"mode": mode, "key": inputs["encode_key"], "shared_key": shared_key,
+                "made_by": cache_record["made_by"], "settings": job.encode_settings(),
+                "trimmed": plan.trimmed, "ffmpeg": job.ffmpeg,
+                "ffmpeg_version": ffmpeg_version(job.ffmpeg), "argv": cache_record["argv"],
+                "tool_version": __version__},
+        inputs=inputs, started_at=started_at, finished_at=now_utc(), attempts=attempt)
 
 
-def build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
-                  started_at, finished_at, attempt, metadata_warnings, mode, shared_key,
-                  cache_record):
-    """The sidecar document: what was made, from what, how, and the probe of the result."""
-    return {
-        "schema_version": SIDECAR_VERSION,
-        **identity(job),
-        "output": {
-            "path": job.path("video").name,
-            "size_bytes": output_probe.size_bytes,
-            "sha256": output_sha256,
-            "duration_s": output_probe.duration_s,
-            "width": output_probe.width,
-            "height": output_probe.height,
-            "video_codec": output_probe.video_codec,
-            "audio_codec": output_probe.audio_codec,
-            "video_bitrate": output_probe.video_bitrate,
-            "probe": output_probe.summary(),
-        },
-        "metadata_file": job.path("metadata").name,
-        "metadata_warnings": metadata_warnings,
-        "source": {
-            "path": str(job.title.source),
-            "sha256": inputs["source_sha256"],
-            "probe": source_probe.summary(),
-        },
-        "spec": {"file": str(job.spec.path), "sha256": sha256_file(job.spec.path)},
-        "encode": {
-            "mode": mode,
-            "key": inputs["encode_key"],
-            "shared_key": shared_key,
-            "made_by": cache_record["made_by"],
-            "settings": job.encode_settings(),
-            "trimmed": plan.trimmed,
-            "ffmpeg": job.ffmpeg,
-            "ffmpeg_version": ffmpeg_version(job.ffmpeg),
-            "argv": cache_record["argv"],
-            "tool_version": __version__,
-        },
-        "inputs": inputs,
-        "started_at": started_at,
-        "finished_at": finished_at,
-        "attempts": attempt,
-    }
+def build_error_record(job: ExportJob, error: Exception, inputs: Record, attempts: int,
+                       started_at: str) -> Record:
+    return error_document(
+        names=job.identity, cause=str(error), error_type=type(error).__name__,
+        transient=is_transient(error), stderr_tail=getattr(error, "stderr_tail", ""),
+        source=str(job.title.source), inputs=inputs, attempts=attempts,
+        started_at=started_at, failed_at=now_utc())
 
 
-def build_error_record(job, error, inputs, attempts, started_at):
-    return {
-        "schema_version": SIDECAR_VERSION,
-        **identity(job),
-        "cause": str(error),
-        "error_type": type(error).__name__,
-        "transient": is_transient(error),
-        "stderr_tail": getattr(error, "stderr_tail", ""),
-        "source": str(job.title.source),
-        "inputs": inputs,
-        "attempts": attempts,
-        "started_at": started_at,
-        "failed_at": now_utc(),
-    }
-
-
-def is_transient(error):
+def is_transient(error: Exception) -> bool:
     """Worth another try: ffmpeg killed by a signal or hitting an I/O error, or our own I/O.
 
     A corrupt source, an over-long one or a non-conforming output fails the same way
@@ -273,7 +118,7 @@ def is_transient(error):
     return isinstance(error, OSError)
 
 
-def verified_probe(spec, path, plan):
+def verified_probe(spec: Spec, path: Path, plan: EncodePlan) -> Probe:
     """Probe `path` and check it against `spec`; ConformanceError if it misses."""
     result = probe(path)
     problems = conformance_problems(result, spec, plan.duration_s, moov_before_mdat(path),
@@ -286,7 +131,8 @@ def verified_probe(spec, path, plan):
     return result
 
 
-def sibling_encodes(job, source_probe, inputs, own_key, cache):
+def sibling_encodes(job: ExportJob, source_probe: Probe, inputs: Record, own_key: str,
+                    cache: SharedCache) -> list[tuple[Spec, str]]:
     """(spec, key) of the other selected platforms' encodes of this source still to make.
 
     They ride along in this export's ffmpeg process (one decode, several encoders); a
@@ -305,7 +151,8 @@ def sibling_encodes(job, source_probe, inputs, own_key, cache):
     return [(spec, key) for key, spec in wanted.items()]
 
 
-def encode_into_cache(job, source_probe, source_sha256, targets, cache):
+def encode_into_cache(job: ExportJob, source_probe: Probe, source_sha256: str,
+                      targets: list[tuple[Spec, str]], cache: SharedCache) -> None:
     """Encode `targets` [(spec, key), ...] in one ffmpeg process into the shared cache.
 
     The first target is this export's own: if it misses its spec, that is this export's
@@ -349,7 +196,8 @@ CORRECTION_AIM = 0.97
 MAX_CORRECTIONS = 2
 
 
-def corrected_encode(job, source_probe, temp, plan, over):
+def corrected_encode(job: ExportJob, source_probe: Probe, temp: Path, plan: EncodePlan,
+                     over: RateOvershoot) -> list[str]:
     """Encode this export again into `temp`, aiming lower, after it landed `over` its rate.
 
     The sized VBV buffer keeps a constant-rate spec within its promise; a spec that lets
@@ -376,7 +224,8 @@ def corrected_encode(job, source_probe, temp, plan, over):
     raise over
 
 
-def remux_into_cache(job, plan, cache, key):
+def remux_into_cache(job: ExportJob, plan: EncodePlan, cache: SharedCache,
+                     key: str) -> None:
     """Copy the conforming source's streams into the cache under `key`, verified."""
     remove_stale_temps(cache.video(key))
     with temporary(cache.video(key)) as temp:
@@ -388,13 +237,14 @@ def remux_into_cache(job, plan, cache, key):
         cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name})
 
 
-def input_states(title):
+def input_states(title: Title) -> tuple:
     """The state of each input file (None: absent), taken before the inputs are hashed
     and compared when the export is done."""
     return tuple(file_state(title.directory / name) for name in INPUT_NAMES)
 
 
-def export(job, inputs, attempt=1, states=None):
+def export(job: ExportJob, inputs: Record, attempt: int = 1,
+           states: tuple | None = None) -> None:
     """Make (or recognise as made) one export. Raises ExportError with a one-line cause.
 
     `states` (input_states, taken before `inputs` were hashed): if an input file is not the
@@ -409,7 +259,7 @@ def export(job, inputs, attempt=1, states=None):
     metadata_document, metadata_warnings = upload_metadata(job)
     if inputs["source_sha256"] is None:
         raise SourceError(f"{job.title.source.name} is missing")
-    sidecar = read_json(job.path("sidecar"))
+    sidecar = read_record(job.path("sidecar"))
     if not video_is_current(job, inputs, sidecar):
         sidecar = encode_video(job, inputs, started_at, attempt)
     try:
@@ -425,13 +275,13 @@ def export(job, inputs, attempt=1, states=None):
             target.unlink(missing_ok=True)
         raise SourceChanged(f"{job.title.source.name}, metadata.json or thumbnail.jpg "
                             "changed while the export was made")
-    write_json_atomic(job.path("sidecar"), {**sidecar, **images, "inputs": inputs,
-                                         "metadata_warnings": metadata_warnings})
+    write_json_atomic(job.path("sidecar"),
+                      with_outputs(sidecar, images, inputs, metadata_warnings))
     write_json_atomic(job.path("metadata"), metadata_document)
     job.path("error").unlink(missing_ok=True)
 
 
-def encode_video(job, inputs, started_at, attempt):
+def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) -> Record:
     """Make the video (encode, remux, or link a shared encode), verify and publish it.
 
     Returns its sidecar (not yet written).
@@ -458,100 +308,10 @@ def encode_video(job, inputs, started_at, attempt):
         output_sha256 = sha256_file(temp)
         publish(temp, job.path("video"))
     return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
-                         started_at, now_utc(), attempt, [], mode=mode, shared_key=key,
-                         cache_record=record)
+                         started_at, attempt, mode=mode, shared_key=key, cache_record=record)
 
 
-def image_is_current(record, key, path):
-    """True when the image exists, is intact, and was made from exactly `key`."""
-    return (bool(record) and record.get("key") == key and path.exists()
-            and sha256_file(path) == record["sha256"])
-
-
-def make_still(job, input_choices, fit, size, max_bytes, path, key, origin):
-    """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record.
-
-    Made once per key in the shared cache (the cover of Instagram, Facebook and TikTok is
-    the same image) and linked into place like a shared encode.
-    """
-    cache = SharedCache(job.exports_root)
-    with temporary(path) as linked:
-        with cache.locked([key]):
-            if not cache.has(key, ".jpg"):
-                remove_stale_temps(cache.path(key, ".jpg"))
-                with temporary(cache.path(key, ".jpg")) as temp:
-                    for input_args in input_choices:
-                        run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp,
-                                               COVER_QUALITIES[0]))
-                        if temp.exists():
-                            break
-                    else:
-                        raise SourceError(f"{path.name}: no frame could be decoded from "
-                                          f"{origin}")
-                    for quality in COVER_QUALITIES:
-                        if quality != COVER_QUALITIES[0]:
-                            run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp,
-                                                   quality))
-                        if max_bytes is None or temp.stat().st_size <= max_bytes:
-                            break
-                    else:
-                        raise ConformanceError(
-                            f"{path.name} cannot be made under {max_bytes} bytes")
-                    if image_size(temp) != size:
-                        raise ConformanceError(
-                            f"{path.name} is {image_size(temp)}, expected {size}")
-                    cache.store(key, temp, {"made_by": job.task_name}, ".jpg")
-            cache.link_to(key, linked, ".jpg")
-        record = {"path": path.name, "width": size[0], "height": size[1],
-                  "size_bytes": linked.stat().st_size, "sha256": sha256_file(linked)}
-        publish(linked, path)
-    return record
-
-
-def frame_time(duration_s, fps):
-    """Where a cover or poster is taken: FRAME_AT of the way in, but never past the start
-    of the last frame (a clip of one frame has its only frame at 0)."""
-    return max(0.0, min(duration_s * FRAME_AT, duration_s - 1 / fps))
-
-
-def make_cover(job, inputs, sidecar):
-    """The platform's cover: the render's thumbnail.jpg when present, else a source frame."""
-    thumbnail = job.title.thumbnail if job.title.thumbnail.exists() else None
-    origin = (sha256_file(thumbnail) if thumbnail else inputs["source_sha256"])
-    cover = job.spec.cover
-    key = digest({"from": origin, "cover": cover, "ffmpeg": ffmpeg_version(job.ffmpeg),
-                  "version": IMAGES_VERSION})
-    if image_is_current(sidecar.get("cover"), key, job.path("cover")):
-        return sidecar["cover"]
-    source = sidecar["source"]["probe"]
-    seek = frame_time(source["duration_s"], source["fps"])
-    origin_text = thumbnail.name if thumbnail else f"{job.title.source.name} at {seek:.2f} s"
-    try:
-        record = make_still(job, cover_inputs(thumbnail, job.title.source, seek),
-                            cover["fit"], (cover["width"], cover["height"]),
-                            cover["max_bytes"], job.path("cover"), key, origin_text)
-    except EncodeError as error:
-        if thumbnail is None or error.transient:
-            raise
-        raise SourceError(f"{thumbnail.name} cannot be read as an image: {error}") from None
-    return {**record, "key": key, "from": origin_text}
-
-
-def make_poster(job, sidecar):
-    """A small frame of the export itself, for the gallery."""
-    size = poster_size(job.spec.video)
-    key = digest({"video": sidecar["output"]["sha256"], "size": size,
-                  "version": IMAGES_VERSION, "ffmpeg": ffmpeg_version(job.ffmpeg)})
-    if image_is_current(sidecar.get("poster"), key, job.path("poster")):
-        return sidecar["poster"]
-    seek = frame_time(sidecar["output"]["duration_s"], job.spec.video["fps"])
-    video = job.path("video")
-    record = make_still(job, cover_inputs(None, video, seek), "crop", size, None,
-                        job.path("poster"), key, f"{video.name} at {seek:.2f} s")
-    return {**record, "key": key}
-
-
-def upload_metadata(job):
+def upload_metadata(job: ExportJob) -> tuple[Record, list[str]]:
     """The platform's metadata document and its warnings, each warning shown as it happens."""
     source = load_source_metadata(job.title.metadata)
     try:
@@ -563,28 +323,27 @@ def upload_metadata(job):
     return document, warnings
 
 
-def failed_before(job, inputs):
+def failed_before(job: ExportJob, inputs: Record) -> Record | None:
     """The error record of an earlier failure on exactly these inputs, unless retry=failed."""
     if job.retry.retry_failed:
         return None
-    record = read_json(job.path("error"))
-    return record if record and record.get("inputs") == inputs else None
+    record = read_record(job.path("error"))
+    return record if record and recorded_inputs(record) == inputs else None
 
 
-def still_wanted(jobs_by_name, record):
+def still_wanted(jobs_by_name: dict[str, ExportJob], record: Record) -> bool:
     """True when a cached encode is for an export not yet made from it, whose source is
     still the one it was made from: kept by SharedCache.prune for that export's task (an
     encode made alongside another platform's, in a run interrupted, or not selected)."""
     job = jobs_by_name.get(record.get("wanted_by"))
     if job is None or not job.title.source.is_file():
         return False
-    sidecar = read_json(job.path("sidecar")) or {}
-    if job.path("video").exists() and sidecar.get("output", {}).get("sha256"):
+    if job.path("video").exists() and output_sha256(read_record(job.path("sidecar"))):
         return False        # made (from this encode or another): nothing waits for it
     return sha256_file(job.title.source) == record.get("source_sha256")
 
 
-def export_action(job):
+def export_action(job: ExportJob) -> bool | TaskFailed:
     """doit python-action: True on success, TaskFailed with one line naming title and cause.
 
     An export that already failed on the same inputs fails again at once, without a new
@@ -622,7 +381,7 @@ def export_action(job):
             return TaskFailed(f"{job.task_name} ({job.title.key}): {describe(error)}{tries}")
 
 
-def describe(error):
+def describe(error: Exception) -> str:
     """One line for an error: ours carry their cause; an OSError gets its file and reason."""
     if isinstance(error, OSError) and not isinstance(error, ExportError):
         return f"I/O error: {error.strerror or error} ({error.filename})"

@@ -29,7 +29,7 @@ from pathlib import Path
 import doit
 
 from exporter import __version__
-from exporter.build.export import up_to_date_key
+from exporter.build.job import up_to_date_key
 from exporter.model import layout
 from exporter.model.files import file_state, read_json, write_json_atomic
 from exporter.model.sources import INPUT_NAMES

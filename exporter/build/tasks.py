@@ -13,7 +13,8 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 
 from exporter.build.checker import MD5Checker
 from exporter.build.db import set_aside_unreadable_db
-from exporter.build.export import ExportJob, RetryPolicy, export_action
+from exporter.build.export import export_action
+from exporter.build.job import ExportJob, RetryPolicy
 from exporter.build.runner import install as install_watchful_runner
 from exporter.build.stamp import inputs_fingerprint, remove_stamp
 from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from exporter.model import layout
 from exporter.model.files import read_json, write_json_atomic, write_text_atomic
 from exporter.model.layout import task_name
+from exporter.model.records import read_record, tile_facts
 from exporter.report.formatting import MADE, format_duration, format_size
 from exporter.report.registry import STATUSES
 
@@ -216,9 +217,7 @@ def gallery_html(document, sidecars, metadata):
 
 def tile_parts(sidecar, metadata):
     """Only what a tile shows, so the gallery's cache stays small at 40,000 exports."""
-    kept_sidecar = ({"output": {k: sidecar.get("output", {}).get(k) for k in
-                                ("video_bitrate", "duration_s", "size_bytes", "width", "height")},
-                     "poster": sidecar.get("poster")} if sidecar else None)
+    kept_sidecar = tile_facts(sidecar)
     kept_metadata = ({k: metadata.get(k) for k in ("title", "caption")} if metadata else None)
     return kept_sidecar, kept_metadata
 
@@ -244,7 +243,7 @@ def write_gallery(build, document, changed=None):
         entry = cache.get(name)
         if (changed is None or name in changed or not entry
                 or entry.get("sha256") != row.get("sha256")):
-            parts = tile_parts(read_json(jobs[key].path("sidecar")),
+            parts = tile_parts(read_record(jobs[key].path("sidecar")),
                                read_json(jobs[key].path("metadata")))
             entry = {"sha256": row.get("sha256"), "sidecar": parts[0], "metadata": parts[1]}
         kept[name] = entry

@@ -7,6 +7,7 @@ from doit.task import dict_to_task
 from exporter.build.checker import MD5Checker
 from exporter.build.tasks import export_task
 from exporter.model.files import read_json, write_json_atomic
+from exporter.model.records import identity, read_record
 from exporter.report.registry import build_registry, export_status, registry_row
 
 
@@ -44,21 +45,31 @@ def registry_document(build, outcomes=None, previous=None):
     fresh |= {name for name, outcome in outcomes.items() if outcome in ("up-to-date", "done")}
     rows = []
     for job in build.all_jobs:
-        identity = {"title_id": job.title.title_id, "segment": job.title.segment,
-                    "age": job.title.age, "platform": job.spec.name}
+        names = identity(job.title.title_id, job.title.segment, job.title.age, job.spec.name)
         before = rows_before.get((job.spec.name, job.title.title_id))
-        if (outcomes.get(job.task_name) == "up-to-date" and before
-                and before["status"] == "exported"
-                and all(before.get(k) == v for k, v in identity.items())):
-            rows.append(before)
-            continue
-        present = job.path("video").exists() and job.path("sidecar").exists()
-        error = read_json(job.path("error"))
-        status = export_status(present, job.task_name in fresh, error is not None)
-        output_path = str(job.path("video").relative_to(build.settings.exports))
-        rows.append(registry_row(identity, status, output_path,
-                                 read_json(job.path("sidecar")) if present else None, error))
+        row = carried_over_row(before, names, outcomes.get(job.task_name))
+        rows.append(row or current_row(job, names, job.task_name in fresh,
+                                       build.settings.exports))
     return build_registry(rows, build.all_specs)
+
+
+def carried_over_row(before, names, outcome):
+    """The previous registry's row of an export this run's doit found up to date (it was
+    exported then and nothing of it has changed since); None when it must be read again."""
+    if (outcome == "up-to-date" and before and before["status"] == "exported"
+            and all(before.get(k) == v for k, v in names.items())):
+        return before
+    return None
+
+
+def current_row(job, names, up_to_date, exports_root):
+    """The row of one export read from its files: the view regenerated."""
+    present = job.path("video").exists() and job.path("sidecar").exists()
+    error = read_record(job.path("error"))
+    status = export_status(present, up_to_date, error is not None)
+    output_path = str(job.path("video").relative_to(exports_root))
+    return registry_row(names, status, output_path,
+                        read_record(job.path("sidecar")) if present else None, error)
 
 
 def regenerate_registry(build, outcomes=None):

@@ -1,7 +1,11 @@
 """Dep DB status + sidecars -> registry.json. Pure: the same inputs give the same document.
 
-The registry is a view: regenerate it from doit's DB and the sidecars at any time.
+The registry is a view of doit's DB and the sidecars, regenerated at every run (see
+report/ledger.registry_document, which also carries over the unchanged row of an export
+doit found up to date: the row a full regeneration would give, without reading again).
 """
+
+from exporter.model.records import export_facts, failure_facts
 
 STATUSES = ("exported", "stale", "failed", "pending")
 REGISTRY_VERSION = 1
@@ -23,13 +27,9 @@ def registry_row(identity, status, output_path, sidecar=None, error=None):
     """One (title, platform) entry; fields copied from the sidecar or the error record."""
     row = {**identity, "status": status, "path": output_path}
     if sidecar and status in ("exported", "stale"):
-        output = sidecar.get("output", {})
-        row.update(size_bytes=output.get("size_bytes"), duration_s=output.get("duration_s"),
-                   sha256=output.get("sha256"), mode=sidecar.get("encode", {}).get("mode"),
-                   finished_at=sidecar.get("finished_at"),
-                   ffmpeg=sidecar.get("encode", {}).get("ffmpeg_version"))
+        row.update(export_facts(sidecar))
     if error and status == "failed":
-        row.update(cause=error.get("cause"), failed_at=error.get("failed_at"))
+        row.update(failure_facts(error))
     return row
 
 

@@ -1,0 +1,116 @@
+"""The cover (platform thumbnail) and poster (gallery frame) of an export.
+
+Each is made once per content key in the shared cache (the cover of Instagram, Facebook
+and TikTok is often the same image) and linked into place like a shared encode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from exporter.build.job import ExportJob, ffmpeg_version
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.plan import COVER_QUALITIES, build_still, cover_inputs, poster_size
+from exporter.media.probe import image_size
+from exporter.media.shared import SharedCache
+from exporter.model.errors import ConformanceError, EncodeError, SourceError
+from exporter.model.files import publish, remove_stale_temps, sha256_file, temporary
+from exporter.model.records import (
+    Record,
+    image,
+    output_duration_s,
+    output_sha256,
+    source_probe,
+)
+from exporter.model.spec import digest
+
+# Covers and posters show the frame at this fraction of the duration (past fade-ins).
+FRAME_AT = 0.25
+# Bump when a code change alters the cover or poster images.
+IMAGES_VERSION = 1
+
+
+def image_is_current(record: Record | None, key: str, path: Path) -> bool:
+    """True when the image exists, is intact, and was made from exactly `key`."""
+    return (bool(record) and record.get("key") == key and path.exists()
+            and sha256_file(path) == record["sha256"])
+
+
+def make_still(job: ExportJob, input_choices: list[list[str]], fit: str, size: tuple[int, int],
+               max_bytes: int | None, path: Path, key: str, origin: str) -> Record:
+    """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record."""
+    cache = SharedCache(job.exports_root)
+    with temporary(path) as linked:
+        with cache.locked([key]):
+            if not cache.has(key, ".jpg"):
+                remove_stale_temps(cache.path(key, ".jpg"))
+                with temporary(cache.path(key, ".jpg")) as temp:
+                    for input_args in input_choices:
+                        run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp,
+                                               COVER_QUALITIES[0]))
+                        if temp.exists():
+                            break
+                    else:
+                        raise SourceError(f"{path.name}: no frame could be decoded from "
+                                          f"{origin}")
+                    for quality in COVER_QUALITIES:
+                        if quality != COVER_QUALITIES[0]:
+                            run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp,
+                                                   quality))
+                        if max_bytes is None or temp.stat().st_size <= max_bytes:
+                            break
+                    else:
+                        raise ConformanceError(
+                            f"{path.name} cannot be made under {max_bytes} bytes")
+                    if image_size(temp) != size:
+                        raise ConformanceError(
+                            f"{path.name} is {image_size(temp)}, expected {size}")
+                    cache.store(key, temp, {"made_by": job.task_name}, ".jpg")
+            cache.link_to(key, linked, ".jpg")
+        record = {"path": path.name, "width": size[0], "height": size[1],
+                  "size_bytes": linked.stat().st_size, "sha256": sha256_file(linked)}
+        publish(linked, path)
+    return record
+
+
+def frame_time(duration_s: float, fps: float) -> float:
+    """Where a cover or poster is taken: FRAME_AT of the way in, but never past the start
+    of the last frame (a clip of one frame has its only frame at 0)."""
+    return max(0.0, min(duration_s * FRAME_AT, duration_s - 1 / fps))
+
+
+def make_cover(job: ExportJob, inputs: Record, sidecar: Record) -> Record:
+    """The platform's cover: the render's thumbnail.jpg when present, else a source frame."""
+    thumbnail = job.title.thumbnail if job.title.thumbnail.exists() else None
+    origin = (sha256_file(thumbnail) if thumbnail else inputs["source_sha256"])
+    cover = job.spec.cover
+    key = digest({"from": origin, "cover": cover, "ffmpeg": ffmpeg_version(job.ffmpeg),
+                  "version": IMAGES_VERSION})
+    if image_is_current(image(sidecar, "cover"), key, job.path("cover")):
+        return image(sidecar, "cover")
+    source = source_probe(sidecar)
+    seek = frame_time(source["duration_s"], source["fps"])
+    origin_text = thumbnail.name if thumbnail else f"{job.title.source.name} at {seek:.2f} s"
+    try:
+        record = make_still(job, cover_inputs(thumbnail, job.title.source, seek),
+                            cover["fit"], (cover["width"], cover["height"]),
+                            cover["max_bytes"], job.path("cover"), key, origin_text)
+    except EncodeError as error:
+        if thumbnail is None or error.transient:
+            raise
+        raise SourceError(f"{thumbnail.name} cannot be read as an image: {error}") from None
+    return {**record, "key": key, "from": origin_text}
+
+
+def make_poster(job: ExportJob, sidecar: Record) -> Record:
+    """A small frame of the export itself, for the gallery."""
+    size = poster_size(job.spec.video)
+    key = digest({"video": output_sha256(sidecar), "size": size,
+                  "version": IMAGES_VERSION, "ffmpeg": ffmpeg_version(job.ffmpeg)})
+    if image_is_current(image(sidecar, "poster"), key, job.path("poster")):
+        return image(sidecar, "poster")
+    seek = frame_time(output_duration_s(sidecar), job.spec.video["fps"])
+    video = job.path("video")
+    record = make_still(job, cover_inputs(None, video, seek), "crop", size, None,
+                        job.path("poster"), key, f"{video.name} at {seek:.2f} s")
+    return {**record, "key": key}

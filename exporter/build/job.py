@@ -1,0 +1,128 @@
+"""One export to make: the (title, platform) job, its files, and the keys that say when
+it must be made again."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from exporter.media.ffmpeg_binary import check_ffmpeg
+from exporter.metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
+from exporter.model.files import sha256_file
+from exporter.model.layout import task_name
+from exporter.model.records import TARGET_KINDS, export_file_names, identity
+from exporter.model.sources import Title
+from exporter.model.spec import Spec, digest
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3           # tries per run when failures are transient
+    backoff_s: float = 2.0      # wait before the second try, doubled for each further one
+    retry_failed: bool = False  # try again an export that already failed on these inputs
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before try number `attempt` (2, 3, ...)."""
+        return self.backoff_s * 2 ** (attempt - 2)
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """Everything one export needs; picklable, so `doit -n N` workers can run it."""
+
+    title: Title
+    spec: Spec
+    exports_root: Path
+    ffmpeg: str
+    preset: str | None = None
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+    siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
+
+    @cached_property
+    def task_name(self) -> str:
+        return task_name(self.spec.name, self.title.title_id)
+
+    @cached_property
+    def out_dir(self) -> Path:
+        return self.title.export_dir(self.exports_root)
+
+    @cached_property
+    def file_names(self) -> dict[str, str]:
+        return export_file_names(self.spec.name)
+
+    def path(self, kind: str) -> Path:
+        """The file of `kind` this export writes: video, metadata, sidecar, cover, poster,
+        error (model/records.FILE_NAMES)."""
+        return self.out_dir / self.file_names[kind]
+
+    @cached_property
+    def target_names(self) -> list[str]:
+        """The targets as strings: built for 40,000 tasks on every run, so without Paths."""
+        out_dir = os.path.join(str(self.exports_root), self.title.key)   # Title.export_dir
+        return [os.path.join(out_dir, self.file_names[kind]) for kind in TARGET_KINDS]
+
+    @property
+    def targets(self) -> list[Path]:
+        return [Path(name) for name in self.target_names]
+
+    @property
+    def identity(self) -> dict[str, str]:
+        title = self.title
+        return identity(title.title_id, title.segment, title.age, self.spec.name)
+
+    def encode_settings(self, spec: Spec | None = None) -> dict[str, Any]:
+        """What the encoded bytes depend on (besides the source): doit's config_changed value."""
+        return {**(spec or self.spec).encode_settings(self.preset),
+                "ffmpeg_version": ffmpeg_version(self.ffmpeg)}
+
+    @property
+    def up_to_date_key(self) -> str:
+        """Digest of the settings whose change makes this export stale (not its files)."""
+        return up_to_date_key(self.spec, self.preset, self.ffmpeg)
+
+
+def ffmpeg_version(ffmpeg: str) -> str:
+    """First line of `ffmpeg -version`: part of every export's up-to-date and shared keys."""
+    return check_ffmpeg(ffmpeg).version
+
+
+def up_to_date_key(spec: Spec, preset: str | None, ffmpeg: str) -> str:
+    """The same for every title of a platform: computed once per (spec file, preset, ffmpeg)."""
+    cache_key = (str(spec.path), preset, ffmpeg)
+    if cache_key not in _UP_TO_DATE_KEYS:
+        _UP_TO_DATE_KEYS[cache_key] = digest({
+            "encode": {**spec.encode_settings(preset), "ffmpeg_version": ffmpeg_version(ffmpeg)},
+            "metadata_rules": metadata_rules_key(spec)})
+    return _UP_TO_DATE_KEYS[cache_key]
+
+
+_UP_TO_DATE_KEYS: dict[tuple, str] = {}
+
+
+def metadata_rules_key(spec: Spec) -> str:
+    """What the metadata files depend on besides metadata.json: the rules and the formatter."""
+    return digest({"rules": spec.metadata, "format_version": METADATA_FORMAT_VERSION})
+
+
+def sha256_or_none(path: Path) -> str | None:
+    """sha256 of a regular file; None when it is absent or anything else (a FIFO, a device:
+    reading one would never end), which the export then refuses with its cause."""
+    return sha256_file(path) if path.is_file() else None
+
+
+def current_inputs(job: ExportJob) -> dict[str, str | None]:
+    """Content fingerprint of everything the targets are made from (None: file missing)."""
+    return {
+        "source_sha256": sha256_or_none(job.title.source),
+        "metadata_sha256": sha256_or_none(job.title.metadata),
+        "encode_key": digest(job.encode_settings()),
+        "metadata_rules_key": metadata_rules_key(job.spec),
+    }
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,122 @@
+"""The per-export records: the sidecar (what was made, from what, how) and the error record
+(why the last attempt failed), with the file names of an export.
+
+The one module that knows their fields: the export action builds them with the functions
+here, and the registry, status, gallery and history read them only through the readers
+below, so a change of format is a change of this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from exporter.model.files import read_json
+
+RECORD_VERSION = 1
+# The files an export's doit task declares as its targets (its error record is not one).
+TARGET_KINDS = ("video", "metadata", "sidecar", "cover", "poster")
+FILE_NAMES = {"video": "{platform}.mp4", "metadata": "metadata_{platform}.json",
+              "sidecar": "{platform}.export.json", "cover": "{platform}.cover.jpg",
+              "poster": "{platform}.poster.jpg", "error": "{platform}.error.json"}
+# The inputs the encoded video depends on; a metadata change never re-encodes it.
+VIDEO_INPUTS = ("source_sha256", "encode_key")
+
+Record = dict[str, Any]
+
+
+def export_file_names(platform: str) -> dict[str, str]:
+    """The name of each file one export writes in its title's folder, by kind."""
+    return {kind: pattern.format(platform=platform) for kind, pattern in FILE_NAMES.items()}
+
+
+def identity(title_id: str, segment: str, age: str, platform: str) -> Record:
+    """The fields naming an export, first in both records and in each registry row."""
+    return {"title_id": title_id, "segment": segment, "age": age, "platform": platform}
+
+
+# ---- writing ------------------------------------------------------------------------------
+
+def sidecar_document(*, names: Record, output: Record, metadata_file: str, source: Record,
+                     spec: Record, encode: Record, inputs: Record, started_at: str,
+                     finished_at: str, attempts: int) -> Record:
+    """The sidecar of a video just made; `with_outputs` completes it once the images and
+    metadata are made too."""
+    return {"schema_version": RECORD_VERSION, **names, "output": output,
+            "metadata_file": metadata_file, "metadata_warnings": [], "source": source,
+            "spec": spec, "encode": encode, "inputs": inputs, "started_at": started_at,
+            "finished_at": finished_at, "attempts": attempts}
+
+
+def with_outputs(sidecar: Record, images: dict[str, Record], inputs: Record,
+                 metadata_warnings: list[str]) -> Record:
+    """The sidecar as written: its images, the inputs the whole export is made from."""
+    return {**sidecar, **images, "inputs": inputs, "metadata_warnings": metadata_warnings}
+
+
+def error_document(*, names: Record, cause: str, error_type: str, transient: bool,
+                   stderr_tail: str, source: str, inputs: Record, attempts: int,
+                   started_at: str, failed_at: str) -> Record:
+    """The error record of a failed export: its cause and the inputs it failed on."""
+    return {"schema_version": RECORD_VERSION, **names, "cause": cause,
+            "error_type": error_type, "transient": transient, "stderr_tail": stderr_tail,
+            "source": source, "inputs": inputs, "attempts": attempts,
+            "started_at": started_at, "failed_at": failed_at}
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+def read_record(path: Path) -> Record | None:
+    """A sidecar or error record; None when absent or unreadable."""
+    return read_json(path)
+
+
+def output_sha256(sidecar: Record | None) -> str | None:
+    return ((sidecar or {}).get("output") or {}).get("sha256")
+
+
+def recorded_inputs(record: Record | None) -> Record:
+    """The inputs a sidecar's export, or an error record's attempt, was made from."""
+    return (record or {}).get("inputs") or {}
+
+
+def video_inputs_match(sidecar: Record | None, inputs: Record) -> bool:
+    """True when the sidecar's video was encoded from exactly these inputs."""
+    recorded = recorded_inputs(sidecar)
+    return bool(sidecar) and all(recorded.get(key) == inputs[key] for key in VIDEO_INPUTS)
+
+
+def image(sidecar: Record | None, kind: str) -> Record | None:
+    """The record of the sidecar's `cover` or `poster` image."""
+    return (sidecar or {}).get(kind)
+
+
+def source_probe(sidecar: Record) -> Record:
+    return sidecar["source"]["probe"]
+
+
+def output_duration_s(sidecar: Record) -> float:
+    return sidecar["output"]["duration_s"]
+
+
+def export_facts(sidecar: Record) -> Record:
+    """What a registry row shows of an export made."""
+    output, encode = sidecar.get("output", {}), sidecar.get("encode", {})
+    return {"size_bytes": output.get("size_bytes"), "duration_s": output.get("duration_s"),
+            "sha256": output.get("sha256"), "mode": encode.get("mode"),
+            "finished_at": sidecar.get("finished_at"), "ffmpeg": encode.get("ffmpeg_version")}
+
+
+def failure_facts(error: Record) -> Record:
+    """What a registry row shows of a failed export."""
+    return {"cause": error.get("cause"), "failed_at": error.get("failed_at")}
+
+
+def tile_facts(sidecar: Record | None) -> Record | None:
+    """The part of a sidecar a gallery tile shows (kept in the gallery's cache)."""
+    if not sidecar:
+        return None
+    output = sidecar.get("output", {})
+    return {"output": {k: output.get(k) for k in
+                       ("video_bitrate", "size_bytes", "duration_s", "width", "height")},
+            "poster": sidecar.get("poster")}
