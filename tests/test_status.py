@@ -12,7 +12,7 @@ from conftest import REPO, read_json, run_doit, small_platforms
 
 from exporter.build.lock import acquire
 from exporter.report.formatting import format_duration, format_size
-from exporter.report.registry import build_registry, registry_row
+from exporter.report.registry import build_registry, registry_row, with_distribution
 from exporter.report.status import format_report, lock_holder, status_report
 
 SIDECAR = {"output": {"size_bytes": 2_500_000, "duration_s": 2.0, "sha256": "ab" * 32},
@@ -22,15 +22,19 @@ ERROR = {"cause": "final.mp4 is empty (0 bytes)\nsecond line is not shown",
          "failed_at": "2026-11-25T08:01:00.000+00:00"}
 
 
-def row(title, platform, status, segment="women", age="18-23"):
+def row(title, platform, status, segment="women", age="18-23", uploaded_sha256=None):
     identity = {"title_id": title, "segment": segment, "age": age, "platform": platform}
-    return registry_row(identity, status, f"{segment}/{age}/{title}/{platform}.mp4",
-                        SIDECAR, ERROR)
+    events = ([{"event": "uploaded", "at": "2026-11-25T09:00:00.000+00:00", "id": "p-" + title,
+                "url": None, "sha256": uploaded_sha256}] if uploaded_sha256 else [])
+    return with_distribution(registry_row(identity, status,
+                                          f"{segment}/{age}/{title}/{platform}.mp4",
+                                          SIDECAR, ERROR), events)
 
 
 def sample_document():
     return build_registry([
-        row("a", "youtube", "exported"), row("a", "tiktok", "stale"),
+        row("a", "youtube", "exported", uploaded_sha256=SIDECAR["output"]["sha256"]),
+        row("a", "tiktok", "stale", uploaded_sha256="0" * 64),
         row("b", "youtube", "exported"), row("b", "tiktok", "failed"),
         row("c", "youtube", "pending", segment="men", age="24-30"),
         row("c", "tiktok", "exported", segment="men", age="24-30"),
@@ -66,13 +70,16 @@ def test_table_is_aligned_with_a_total_line_and_failure_lines():
     text = format_report(status_report(sample_document()))
     lines = text.splitlines()
     assert lines[0].split() == ["segment", "age", "platform", "exported", "stale", "failed",
-                                "pending", "size", "duration"]
-    assert lines[3].split() == ["women", "18-23", "tiktok", "0", "1", "1", "0", "2.5", "MB",
-                                "2.0", "s"]
-    assert lines[5].split() == ["total", "3", "1", "1", "1", "10.0", "MB", "8.0", "s"]
+                                "pending", "uploaded", "outdated", "size", "duration"]
+    assert lines[3].split() == ["women", "18-23", "tiktok", "0", "1", "1", "0", "1", "1",
+                                "2.5", "MB", "2.0", "s"]
+    assert lines[5].split() == ["total", "3", "1", "1", "1", "2", "1", "10.0", "MB", "8.0",
+                                "s"]
     assert len({len(line) for line in lines[:6]}) == 1, "columns are aligned"
     assert lines[6:] == ["made with ffmpeg version 5.1.9-0+deb12u1: 4 exports",
-                         "FAILED tiktok:b (women/18-23/b): final.mp4 is empty (0 bytes)"]
+                         "FAILED tiktok:b (women/18-23/b): final.mp4 is empty (0 bytes)",
+                         "UPLOAD OUTDATED tiktok:a (women/18-23/a): uploaded "
+                         "2026-11-25T09:00:00.000+00:00 as p-a; the export has changed since"]
 
 
 @pytest.mark.parametrize("value, text", [(0, "0 B"), (999, "999 B"), (37_497_578, "37.5 MB"),

@@ -1,11 +1,15 @@
 """doit's sqlite3 dependency DB, keeping in memory only the entries a run writes.
 
 doit's SqliteDB caches every task entry it reads until the process ends: a no-op check or a
-`doit list --status` of 40,000 exports holds all of them (~80 MB) though each is read by
-one task's check and never again. This backend keeps the entry last read plus the entries
-written since the DB was opened (those must stay until `dump`). Same file, same format:
-the DB stays readable by doit's own `sqlite3` backend and by exporter.ledger.
+`doit list --status` holds every export's entry though each is read by one task's check
+and never again. This backend keeps the entry last read plus the entries written since
+the DB was opened (those must stay until `dump`). Same file, same format: the DB stays
+readable by doit's own `sqlite3` backend and by exporter.report.ledger.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from doit.dependency import SqliteDB
 
@@ -24,21 +28,21 @@ class LeanSqliteDB(SqliteDB):
             self._last_read = (task_id, self._get_task_data(task_id))
         return self._last_read[1]
 
-    def get(self, task_id, dependency):
+    def get(self, task_id: str, dependency: str) -> Any:
         return self._entry(task_id).get(dependency, None)
 
-    def set(self, task_id, dependency, value):
+    def set(self, task_id: str, dependency: str, value: Any) -> None:
         # doit writes an entry whole: start from what is stored, as SqliteDB's full cache does
         if task_id not in self._cache:
             self._cache[task_id] = dict(self._entry(task_id))
             self._last_read = (None, {})
         super().set(task_id, dependency, value)
 
-    def remove(self, task_id):
+    def remove(self, task_id: str) -> None:
         if self._last_read[0] == task_id:
             self._last_read = (None, {})
         super().remove(task_id)
 
-    def remove_all(self):
+    def remove_all(self) -> None:
         self._last_read = (None, {})
         super().remove_all()

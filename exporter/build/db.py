@@ -1,13 +1,16 @@
 """doit's dependency DB file: set aside, with a message, when it cannot be read."""
 
+from __future__ import annotations
+
 import logging
 import sqlite3
 import time
+from pathlib import Path
 
 LOG = logging.getLogger(__name__)
 
 
-def db_read_error(path):
+def db_read_error(path: Path | str) -> sqlite3.DatabaseError | None:
     """Why doit's sqlite DB at `path` cannot be read, or None (also when it is busy)."""
     try:
         connection = sqlite3.connect(path)
@@ -23,7 +26,7 @@ def db_read_error(path):
     return None
 
 
-def set_aside_unreadable_db(path):
+def set_aside_unreadable_db(path: Path) -> Path | None:
     """Move a dep DB that cannot be read out of the way, and say so.
 
     doit then starts from nothing and runs every export task; each finds its video and

@@ -18,7 +18,13 @@ from doit.exceptions import TaskFailed
 
 from exporter import __version__
 from exporter.build.covers import make_cover, make_poster
-from exporter.build.job import ExportJob, current_inputs, ffmpeg_version, now_utc
+from exporter.build.job import (
+    ExportJob,
+    current_inputs,
+    ffmpeg_version,
+    now_utc,
+    sha256_or_none,
+)
 from exporter.build.progress_files import ProgressFile
 from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.plan import EncodePlan, build_encodes, build_plan
@@ -42,13 +48,16 @@ from exporter.model.files import (
     temporary,
     write_json_atomic,
 )
+from exporter.model.history import append_events, event
 from exporter.model.layout import task_name
 from exporter.model.records import (
     Record,
     error_document,
+    export_facts,
     output_sha256,
     read_record,
     recorded_inputs,
+    remake_causes,
     sidecar_document,
     video_inputs_match,
     with_outputs,
@@ -244,8 +253,9 @@ def input_states(title: Title) -> tuple:
 
 
 def export(job: ExportJob, inputs: Record, attempt: int = 1,
-           states: tuple | None = None) -> None:
+           states: tuple | None = None) -> str:
     """Make (or recognise as made) one export. Raises ExportError with a one-line cause.
+    Returns "made" when the video was made now, "kept" when the one in place was current.
 
     `states` (input_states, taken before `inputs` were hashed): if an input file is not the
     same file at the end, the export is not recorded as made from `inputs` (SourceChanged).
@@ -260,8 +270,10 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
     if inputs["source_sha256"] is None:
         raise SourceError(f"{job.title.source.name} is missing")
     sidecar = read_record(job.path("sidecar"))
+    video = "kept"
     if not video_is_current(job, inputs, sidecar):
         sidecar = encode_video(job, inputs, started_at, attempt)
+        video = "made"
     try:
         images = {"cover": make_cover(job, inputs, sidecar),
                   "poster": make_poster(job, sidecar)}
@@ -279,6 +291,7 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
                       with_outputs(sidecar, images, inputs, metadata_warnings))
     write_json_atomic(job.path("metadata"), metadata_document)
     job.path("error").unlink(missing_ok=True)
+    return video
 
 
 def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) -> Record:
@@ -348,6 +361,7 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
 
     An export that already failed on the same inputs fails again at once, without a new
     attempt: a bad source stays bad until it changes (or the user says retry=failed).
+    Each attempt's outcome is appended to the distribution history (model/history).
     """
     started_at = now_utc()
     job.out_dir.mkdir(parents=True, exist_ok=True)
@@ -357,10 +371,18 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
     if earlier:
         return TaskFailed(f"{job.task_name} ({job.title.key}): {earlier['cause']} "
                           f"(unchanged since {earlier['failed_at']}; retry=failed tries again)")
+    previous = read_record(job.path("sidecar"))
+    previous_error = read_record(job.path("error"))
+    causes = remake_causes(
+        previous, inputs, spec_sha256=sha256_or_none(job.spec.path),
+        ffmpeg_version=ffmpeg_version(job.ffmpeg), tool_version=__version__,
+        output_missing=not all(target.exists() for target in job.targets),
+        retried=previous_error is not None and recorded_inputs(previous_error) == inputs)
     attempt = 1
     while True:
         try:
-            export(job, inputs, attempt, states)
+            video = export(job, inputs, attempt, states)
+            record_made(job, causes, video, attempt)
             return True
         except SourceChanged as error:
             if attempt < job.retry.attempts:    # at once, from the files as they are now
@@ -368,8 +390,9 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
                 attempt += 1
                 continue
             # no error record: nothing is wrong with the files, the next run makes it
-            return TaskFailed(f"{job.task_name} ({job.title.key}): {error}, over "
-                              f"{attempt} attempts; the next run makes it")
+            cause = f"{error}, over {attempt} attempts; the next run makes it"
+            record_failed(job, cause, error, attempt)
+            return TaskFailed(f"{job.task_name} ({job.title.key}): {cause}")
         except (ExportError, OSError) as error:
             if is_transient(error) and attempt < job.retry.attempts:
                 time.sleep(job.retry.delay_before(attempt + 1))
@@ -377,8 +400,25 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
                 continue
             write_json_atomic(job.path("error"),
                               build_error_record(job, error, inputs, attempt, started_at))
+            record_failed(job, describe(error), error, attempt)
             tries = f" after {attempt} attempts" if attempt > 1 else ""
             return TaskFailed(f"{job.task_name} ({job.title.key}): {describe(error)}{tries}")
+
+
+def record_made(job: ExportJob, causes: list[str], video: str, attempts: int) -> None:
+    """A `made` event: the export now on disk, why it was made, and whether its video was
+    encoded ("made") or recognised as made from the same inputs ("kept")."""
+    facts = export_facts(read_record(job.path("sidecar")))
+    append_events(job.exports_root, [event(
+        "made", job.task_name, title=job.title.key, sha256=facts["sha256"],
+        size_bytes=facts["size_bytes"], mode=facts["mode"], causes=causes, video=video,
+        attempts=attempts)])
+
+
+def record_failed(job: ExportJob, cause: str, error: Exception, attempts: int) -> None:
+    append_events(job.exports_root, [event(
+        "failed", job.task_name, title=job.title.key, cause=cause,
+        error_type=type(error).__name__, transient=is_transient(error), attempts=attempts)])
 
 
 def describe(error: Exception) -> str:

@@ -1,11 +1,15 @@
 """Ctrl-C and SIGTERM in a doit run and its `-n` workers: one interrupt, a clean stop."""
 
+from __future__ import annotations
+
 import multiprocessing
 import signal
 import time
+from types import FrameType
+from typing import NoReturn
 
 
-def interrupt_once(signum, frame):
+def interrupt_once(signum: int, frame: FrameType | None) -> NoReturn:
     """Ctrl-C / SIGTERM handler: raise KeyboardInterrupt once, then ignore both signals.
 
     An interrupt reaches doit, its workers and ffmpeg together, and doit then sends its
@@ -19,17 +23,17 @@ def interrupt_once(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def ignore_signal(signum, frame):
+def ignore_signal(signum: int, frame: FrameType | None) -> None:
     """Handler for the interrupts after the first: they change nothing."""
 
 
-def stop_on_interrupt_once():
+def stop_on_interrupt_once() -> None:
     """Install interrupt_once for SIGINT and SIGTERM (inherited by `doit -n` workers)."""
     signal.signal(signal.SIGINT, interrupt_once)
     signal.signal(signal.SIGTERM, interrupt_once)
 
 
-def reap_workers(grace_s=15.0):
+def reap_workers(grace_s: float = 15.0) -> None:
     """Wait for `doit -n` workers still cleaning up after an interrupt, then kill stragglers.
 
     Python joins child processes at exit; a worker that never ends would hang the run

@@ -1,7 +1,7 @@
 """doit task loader: dodo.py's tasks, or far fewer when the library stamp proves a no-op.
 
 Registered in pyproject.toml (`[tool.doit] loader`). For `doit` and `doit list` without task
-names, when exporter.stamp shows that nothing doit would check has changed since a run that
+names, when exporter.build.stamp shows that nothing doit would check has changed since a run that
 left every export up to date:
 
 - `doit` gets only the group tasks it was asked for, already up to date: no export task is
@@ -17,7 +17,11 @@ left every export up to date:
 does in its reporter: refused at once while a run writes the same tree.
 """
 
-from doit.cmd_base import DodoTaskLoader
+from __future__ import annotations
+
+from typing import Any
+
+from doit.cmd_base import DodoTaskLoader, DoitCmdBase
 from doit.task import Task
 
 from exporter.build.checker import MD5Checker
@@ -27,6 +31,7 @@ from exporter.build.tasks import (
     DOIT_CONFIG_BACKEND,
     EXPORT_GROUP_DOC,
     REGISTRY_DOC,
+    Build,
     default_task_names,
     export_doc,
     export_inputs,
@@ -46,12 +51,12 @@ class ExportLoader(DodoTaskLoader):
 
     lock_fd = None      # held to the end of a clean/forget/ignore/reset-dep
 
-    def setup(self, opt_values):
+    def setup(self, opt_values: dict[str, Any]) -> None:
         super().setup(opt_values)
         # The command's options, completed with DOIT_CONFIG before load_tasks is called.
         self.options = opt_values
 
-    def load_tasks(self, cmd, pos_args):
+    def load_tasks(self, cmd: DoitCmdBase, pos_args: list[str]) -> list[Task]:
         command = cmd.get_name()
         if command in WRITING_COMMANDS:
             # they change exports or doit's DB under a run that may be writing both
@@ -66,7 +71,7 @@ class ExportLoader(DodoTaskLoader):
                 return group_tasks_up_to_date(build)
         return super().load_tasks(cmd, pos_args)
 
-    def fast_path_applies(self, command, pos_args):
+    def fast_path_applies(self, command: str, pos_args: list[str]) -> bool:
         """The stamp speaks for our tasks under our md5 check of our DB, and for whole
         groups only: not for a task someone added to dodo.py."""
         options, build = self.options, load_build()
@@ -84,12 +89,12 @@ class ExportLoader(DodoTaskLoader):
         return set(pos_args) <= set(default_task_names(build))
 
 
-def group_tasks_up_to_date(build):
+def group_tasks_up_to_date(build: Build) -> list[Task]:
     """The default tasks, up to date (so doit records nothing: its DB stays as stamped)."""
     return [Task(name, None, uptodate=[True]) for name in default_task_names(build)]
 
 
-def listed_tasks(build):
+def listed_tasks(build: Build) -> list[Task]:
     """What the full load lists: groups, then every selected export with its file_dep."""
     tasks = [Task(name, None, doc=platform_group_doc(spec), has_subtask=True)
              for name, spec in build.selected_specs.items()]

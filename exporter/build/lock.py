@@ -7,6 +7,8 @@ is told to stop when its parent dies: otherwise a `kill -9` of the run would lea
 that keep the tree locked forever.
 """
 
+from __future__ import annotations
+
 import fcntl
 import logging
 import os
@@ -24,7 +26,7 @@ class LockHeld(ExportError):
     """Another live process is writing into the same exports tree."""
 
 
-def acquire(lock_path):
+def acquire(lock_path: Path | str) -> int:
     """Lock `lock_path` for this process (and its children) or raise LockHeld at once."""
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,12 +45,18 @@ def acquire(lock_path):
     return fd
 
 
+def release(fd: int) -> None:
+    """Give the lock back before the process ends (a command that held it briefly)."""
+    _HELD.pop(fd, None)
+    os.close(fd)
+
+
 # Lock descriptors this process holds: fd -> (device, inode) of the lock file. A closed
 # descriptor's number can be reused, so the child checks the identity before closing.
 _HELD = {}
 
 
-def release_in_child():
+def release_in_child() -> None:
     """In a process forked while a lock is held (a `doit -n` worker): drop the inherited
     lock descriptor, so the flock stays with the run alone, and die with the run."""
     inherited = False
@@ -72,14 +80,14 @@ def release_in_child():
 _FORKED_BY = [0]
 
 
-def note_forking_process():
+def note_forking_process() -> None:
     _FORKED_BY[0] = os.getpid()
 
 
 os.register_at_fork(before=note_forking_process, after_in_child=release_in_child)
 
 
-def acquire_or_exit(exports):
+def acquire_or_exit(exports: Path | str) -> int:
     """The exports tree's lock, or exit 4 at once saying who holds it."""
     try:
         return acquire(Path(exports) / layout.LOCK)

@@ -2,11 +2,14 @@
 {exports}/.progress/{platform}__{title_id}.json current during its encode; the run's
 display (exporter.report.progress) polls that folder."""
 
+from __future__ import annotations
+
 import collections
 import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from exporter.model import layout
 
@@ -15,11 +18,11 @@ WRITE_INTERVAL_S = 0.5           # a worker rewrites its state file at most twic
 SPEED_WINDOW_S = 10.0            # encode speed is measured over this much recent time
 
 
-def progress_dir(exports_root):
+def progress_dir(exports_root: Path | str) -> Path:
     return Path(exports_root) / PROGRESS_DIR
 
 
-def state_path(exports_root, task_name):
+def state_path(exports_root: Path | str, task_name: str) -> Path:
     return progress_dir(exports_root) / f"{task_name.replace(':', '__')}.json"
 
 
@@ -69,7 +72,7 @@ class ProgressFile:
         if update.done or self.last_write is None or now - self.last_write >= self.min_interval_s:
             self.write()
 
-    def measure(self, now, media_s):
+    def measure(self, now: float, media_s: float) -> float | None:
         """Media seconds per wall second over the window; None until there are two points."""
         if media_s > 0:
             self.samples.append((now, media_s))
@@ -80,7 +83,7 @@ class ProgressFile:
         (start, first), (end, last) = self.samples[0], self.samples[-1]
         return (last - first) / (end - start) if end > start else self.document["speed"]
 
-    def write(self):
+    def write(self) -> None:
         now = self.clock()
         self.document["updated_at"] = now
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -93,7 +96,7 @@ class ProgressFile:
             temp.unlink(missing_ok=True)
 
 
-def read_states(folder):
+def read_states(folder: Path | str) -> dict[str, dict[str, Any]]:
     """{task: state} of the state files in `folder`; unreadable or vanished files skipped."""
     states = {}
     try:

@@ -10,8 +10,11 @@ doit has no setting for the runner class, so `install()` puts this one where doi
 command looks it up (`doit.cmd_run.MRunner`).
 """
 
+from __future__ import annotations
+
 import os
 import queue
+from typing import Any
 
 import doit.cmd_run
 from doit.exceptions import TaskFailed
@@ -26,14 +29,14 @@ class PidTaggingQueue:
     def __init__(self, result_q):
         self.result_q = result_q
 
-    def put(self, message):
+    def put(self, message: dict[str, Any]) -> None:
         self.result_q.put({**message, "pid": os.getpid()})
 
 
 class WatchfulMRunner(MRunner):
     """MRunner that fails the task of a worker that died instead of waiting for it."""
 
-    def execute_task_subprocess(self, job_q, result_q, reporter_class):
+    def execute_task_subprocess(self, job_q: Any, result_q: Any, reporter_class: Any) -> Any:
         return super().execute_task_subprocess(job_q, PidTaggingQueue(result_q),
                                                reporter_class)
 
@@ -44,7 +47,7 @@ class WatchfulMRunner(MRunner):
         result_q.get = self.next_result
         return self.workers
 
-    def next_result(self):
+    def next_result(self) -> dict[str, Any]:
         """The next worker message; a made-up failure for the task of a dead worker."""
         while True:
             try:
@@ -57,14 +60,14 @@ class WatchfulMRunner(MRunner):
             self.track(message)
             return message
 
-    def track(self, message):
+    def track(self, message: dict[str, Any]) -> None:
         pid = message.get("pid")
         if message.get("reporter") == "execute_task":
             self.running[pid] = message["name"]
         elif "reporter" not in message and "exit" not in message:
             self.running.pop(pid, None)
 
-    def dead_worker_message(self):
+    def dead_worker_message(self) -> dict[str, Any] | None:
         for worker in self.workers:
             if worker.is_alive() or worker.exitcode in (None, 0):
                 continue
@@ -81,6 +84,6 @@ class WatchfulMRunner(MRunner):
         return None
 
 
-def install():
+def install() -> None:
     """Make `doit -n N` (process workers) use WatchfulMRunner."""
     doit.cmd_run.MRunner = WatchfulMRunner

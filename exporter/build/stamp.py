@@ -1,9 +1,9 @@
 """The library stamp: proof that every export was up to date when the last complete run ended.
 
-A no-op at 10,000 titles spends its time in doit's per-task machinery: a Task object and a
-dependency check for each of 40,000 exports. When nothing doit would look at has changed
-since a run that found or made *every* export up to date, that work can only conclude
-"up to date" again; the stamp lets `doit` and `doit list` skip it (exporter.loader).
+A no-op of a large library spends its time in doit's per-task machinery: a Task object and
+a dependency check for every export. When nothing doit would look at has changed since a
+run that found or made *every* export up to date, that work can only conclude "up to date"
+again; the stamp lets `doit` and `doit list` skip it (exporter.build.loader).
 
 The stamp holds two fingerprints, each a digest of file states (inode, size, mtime, ctime;
 ctime cannot be set back by hand, so a `touch -d` or a restored mtime still counts):
@@ -21,10 +21,13 @@ conservative by construction: it can send a run down the slow path needlessly, n
 a change doit would have seen.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import doit
 
@@ -34,8 +37,14 @@ from exporter.model import layout
 from exporter.model.files import file_state, read_json, write_json_atomic
 from exporter.model.sources import INPUT_NAMES
 
+if TYPE_CHECKING:
+    from exporter.build.tasks import Build
+    from exporter.model.settings import Settings
+
 STAMP_NAME = layout.STAMP
 STAMP_VERSION = 1
+# Stands for "the history file as it is now" (its state may be None: no file yet).
+NOW = object()
 CODE_DIR = Path(__file__).resolve().parents[1]     # the exporter package, every layer
 
 
@@ -45,15 +54,15 @@ class Fingerprint:
     def __init__(self):
         self._digest = hashlib.blake2b(digest_size=20)
 
-    def feed(self, *values):
+    def feed(self, *values: object) -> None:
         self._digest.update(repr(values).encode())
         self._digest.update(b"\0")
 
-    def hexdigest(self):
+    def hexdigest(self) -> str:
         return self._digest.hexdigest()
 
 
-def inputs_fingerprint(build):
+def inputs_fingerprint(build: Build) -> str:
     """Everything an export task's up-to-date check reads besides the exports tree and DB."""
     settings = build.settings
     fingerprint = Fingerprint()
@@ -71,8 +80,9 @@ def inputs_fingerprint(build):
     return fingerprint.hexdigest()
 
 
-def outputs_fingerprint(build):
-    """The exports tree as doit's target checks and the registry see it, and doit's DB."""
+def outputs_fingerprint(build: Build, history_state: object = NOW) -> str:
+    """The exports tree as doit's target checks and the registry see it, doit's DB, and the
+    history (`history_state`: as the registry read it; else as it is now)."""
     settings = build.settings
     fingerprint = Fingerprint()
     exports = str(settings.exports)
@@ -81,14 +91,17 @@ def outputs_fingerprint(build):
     for path in (settings.dep_file, settings.registry_file, settings.exports / layout.GALLERY_PAGE,
                  settings.exports / layout.GALLERY_CACHE):
         fingerprint.feed(str(path), file_state(path))
+    history = settings.exports / layout.HISTORY
+    fingerprint.feed(str(history),
+                     file_state(history) if history_state is NOW else history_state)
     return fingerprint.hexdigest()
 
 
-def stamp_path(settings):
+def stamp_path(settings: Settings) -> Path:
     return settings.exports / STAMP_NAME
 
 
-def holding_stamp(build):
+def holding_stamp(build: Build) -> dict[str, Any] | None:
     """The stamp when it still holds for this library, else None."""
     if build.problems:
         return None
@@ -102,7 +115,7 @@ def holding_stamp(build):
     return stamp
 
 
-def targets_in_place(build):
+def targets_in_place(build: Build) -> bool:
     """Every export's targets exist: what doit's check of them would find right now.
 
     The outputs fingerprint is taken after the run, so a target deleted by someone else
@@ -111,7 +124,8 @@ def targets_in_place(build):
     return all(os.path.exists(name) for job in build.all_jobs for name in job.target_names)
 
 
-def write_stamp(build, registry_totals):
+def write_stamp(build: Build, registry_totals: dict[str, Any],
+                history_state: object = NOW) -> None:
     """Record that every export is up to date: call only after such a run has ended."""
     write_json_atomic(stamp_path(build.settings), {
         "version": STAMP_VERSION,
@@ -119,9 +133,9 @@ def write_stamp(build, registry_totals):
         "exports": len(build.all_jobs),
         "registry_totals": registry_totals,
         "inputs": build.inputs_fingerprint,
-        "outputs": outputs_fingerprint(build),
+        "outputs": outputs_fingerprint(build, history_state),
     })
 
 
-def remove_stamp(settings):
+def remove_stamp(settings: Settings) -> None:
     stamp_path(settings).unlink(missing_ok=True)

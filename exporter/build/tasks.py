@@ -4,9 +4,13 @@ dodo.py imports `DOIT_CONFIG` values and `task_exports` from here; everything el
 modules the tests call directly.
 """
 
+from __future__ import annotations
+
 import functools
 import gc
 import os
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from doit import get_var
 from doit.exceptions import InvalidDodoFile, TaskFailed
@@ -21,16 +25,26 @@ from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg
 from exporter.media.shared import SharedCache
 from exporter.model import layout
 from exporter.model.errors import EncodeError, LibraryError, SpecError
+from exporter.model.history import append_events, event
 from exporter.model.logs import configure as configure_logging
-from exporter.model.settings import resolve_settings
-from exporter.model.sources import INPUT_NAMES, describe_library, discover, select
-from exporter.model.spec import load_specs, select_specs
+from exporter.model.settings import Settings, resolve_settings
+from exporter.model.sources import (
+    INPUT_NAMES,
+    Title,
+    describe_library,
+    discover,
+    select,
+)
+from exporter.model.spec import Spec, load_specs, select_specs
+
+if TYPE_CHECKING:
+    from doit.task import Task
 
 
 class Build:
     """The loaded library: every title and spec, and the exports this invocation selected."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.all_specs = load_specs(settings.platforms_dir)
         self.selected_specs = select_specs(self.all_specs, settings.platforms)
@@ -52,13 +66,13 @@ class Build:
         self.jobs = [job for job in self.all_jobs
                      if (job.title.title_id, job.spec.name) in wanted]
         # Taken now, before any task runs: a source changed during the run must not be
-        # stamped as up to date at its end (exporter.stamp).
+        # stamped as up to date at its end (exporter.build.stamp).
         self.inputs_fingerprint = inputs_fingerprint(self)
-        # The library stamp when exporter.loader found it holding: this run skips doit's
+        # The library stamp when exporter.build.loader found it holding: this run skips doit's
         # per-task checks, and the reporter has nothing to write.
         self.proven_up_to_date = None
 
-    def empty_selection_message(self):
+    def empty_selection_message(self) -> str:
         asked = " ".join(f"{name}={','.join(values)}" for name, values in
                          (("segment", self.settings.segments), ("age", self.settings.ages))
                          if values)
@@ -67,7 +81,7 @@ class Build:
 
 
 @functools.cache
-def load_build():
+def load_build() -> Build:
     """Build from doit's command-line vars, once per process; errors become doit errors."""
     try:
         return Build(resolve_settings(get_var))
@@ -78,13 +92,13 @@ def load_build():
 DOIT_CONFIG_BACKEND = "sqlite3-lean"
 
 
-def default_task_names(build):
+def default_task_names(build: Build) -> list[str]:
     """What a bare `doit` runs: the platform groups, every title, the registry, and the
     library check when some directories are refused."""
     return [*build.selected_specs, "export", "registry", *(["library"] if build.problems else [])]
 
 
-def doit_config(reporter):
+def doit_config(reporter: type) -> dict[str, Any]:
     """DOIT_CONFIG: dep DB in the exports root, keep going past failures, our reporter.
 
     Default tasks are named (platform groups, then the rest) so that a bare `doit forget`
@@ -93,8 +107,8 @@ def doit_config(reporter):
     install_watchful_runner()       # `doit -n N` notices a worker that dies
     configure_logging()             # every module's messages: plain lines on stderr
     # Loading tens of thousands of task dicts allocates no garbage worth collecting, and
-    # the collector's passes cost about a third of a no-op run; the reporter turns it back
-    # on (with the loaded tasks frozen) before any task runs.
+    # the collector's passes over them would slow every load (docs/performance.md); the
+    # reporter turns it back on (with the loaded tasks frozen) before any task runs.
     gc.disable()
     build = load_build()
     settings = build.settings
@@ -104,7 +118,7 @@ def doit_config(reporter):
         "default_tasks": default_task_names(build),
         "dep_file": str(settings.dep_file),
         # gdbm is absent from many Python builds; sqlite survives kill -9. Ours is doit's
-        # sqlite3 backend without its read cache (exporter/backend.py).
+        # sqlite3 backend without its read cache (exporter/build/backend.py).
         "backend": DOIT_CONFIG_BACKEND,
         "check_file_uptodate": MD5Checker,     # content, hashed once per file per run
         "continue": True,
@@ -112,9 +126,9 @@ def doit_config(reporter):
     }
 
 
-def library_task(problems):
+def library_task(problems: list[str]) -> dict[str, Any]:
     """`library`: fails listing the directories refused, so the run exits non-zero."""
-    def report():
+    def report() -> TaskFailed:
         return TaskFailed("library: " + "\n       library: ".join(problems))
     return {"basename": "library", "actions": [report], "uptodate": [False],
             "doc": f"{len(problems)} directories of the renders root cannot be exported"}
@@ -124,26 +138,26 @@ EXPORT_GROUP_DOC = "all selected exports, by title"
 REGISTRY_DOC = "run the selected exports; registry.json is rewritten after every run"
 
 
-def export_doc(job):
+def export_doc(job: ExportJob) -> str:
     return f"{job.spec.display_name} export of {job.title.key}"
 
 
-def title_group_doc(title):
+def title_group_doc(title: Title) -> str:
     return f"all platforms of {title.key}"
 
 
-def platform_group_doc(spec):
+def platform_group_doc(spec: Spec) -> str:
     return f"all selected titles for {spec.display_name}"
 
 
-def export_inputs(title):
+def export_inputs(title: Title) -> list[str]:
     """An export's file_dep: the title's source, metadata and (when present) thumbnail."""
     directory = str(title.directory)
     return [path for path in (os.path.join(directory, name) for name in INPUT_NAMES)
             if os.path.isfile(path)]    # not a FIFO or a device: doit would hash it forever
 
 
-def export_task(job):
+def export_task(job: ExportJob) -> dict[str, Any]:
     """The file-target task `{platform}:{title_id}`."""
     return {
         "basename": job.spec.name,
@@ -161,24 +175,29 @@ def export_task(job):
 SETTINGS_VALUE = "_config_changed"
 
 
-def settings_unchanged(task, values, key):
+def settings_unchanged(task: Task, values: dict[str, Any], key: str) -> bool:
     """doit uptodate: the export's settings key is the one saved at its last success.
 
     What `doit.tools.config_changed(key)` does, as a plain function: doit inspects the
-    signature of every uptodate callable on every check, and an object's costs more (at
-    40,000 exports, under cProfile: 2.1 s for config_changed objects, 1.3 s for this).
+    signature of every uptodate callable on every check, and an object's costs more
+    (docs/performance.md).
     """
     task.value_savers.append(lambda: {SETTINGS_VALUE: key})
     return values.get(SETTINGS_VALUE) == key
 
 
-def clean_export(job):
-    """`doit clean`: remove the targets and any error record of one export."""
+def clean_export(job: ExportJob) -> None:
+    """`doit clean`: remove the targets and any error record of one export; the history
+    records which files went (and keeps every earlier event)."""
+    removed = [path.name for path in (*job.targets, job.path("error")) if path.exists()]
     for path in (*job.targets, job.path("error")):
         path.unlink(missing_ok=True)
+    if removed:
+        append_events(job.exports_root, [event("cleaned", job.task_name, title=job.title.key,
+                                               files=removed)])
 
 
-def group_tasks(jobs):
+def group_tasks(jobs: Iterable[ExportJob]) -> Iterator[dict[str, Any]]:
     """`export:{title_id}`: all selected platforms of one title (explicit names: no wildcards)."""
     by_title = {}
     for job in jobs:
@@ -188,7 +207,7 @@ def group_tasks(jobs):
                "task_dep": names, "doc": title_group_doc(title)}
 
 
-def task_exports():
+def task_exports() -> Iterator[dict[str, Any]]:
     """Generate every selected export task, the per-title groups and the registry task."""
     build = load_build()
     for spec in build.selected_specs.values():
@@ -207,7 +226,7 @@ def task_exports():
            "clean": [(clean_run_state, [build.settings])]}
 
 
-def clean_run_state(settings):
+def clean_run_state(settings: Settings) -> None:
     """`doit clean`: the registry and gallery (rewritten by the next run) and the
     shared-encode cache."""
     settings.registry_file.unlink(missing_ok=True)

@@ -2,13 +2,16 @@
 its end when the process that runs it ends. (The input whitelists are part of each plan's
 argv: exporter.media.plan.untrusted_input.)"""
 
+from __future__ import annotations
+
 import ctypes
 import io
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 
-from exporter.media.ffmpeg_progress import progress_updates
+from exporter.media.ffmpeg_progress import ProgressUpdate, progress_updates
 from exporter.model.errors import EncodeError
 from exporter.model.files import finish_despite_interrupts
 
@@ -20,7 +23,8 @@ IO_ERROR_MARKERS = ("No space left on device", "Input/output error", "File too l
 QUIET = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
 
 
-def run_ffmpeg(argv, progress=None):
+def run_ffmpeg(argv: list[str],
+               progress: Callable[[ProgressUpdate], object] | None = None) -> None:
     """Run ffmpeg; EncodeError with its stderr tail when it fails or is killed.
 
     On Ctrl-C or SIGTERM, ffmpeg is killed and waited for before the interrupt goes on: an
@@ -60,7 +64,7 @@ PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def die_with_parent(signum):
+def die_with_parent(signum: int) -> None:
     """Ask Linux to send `signum` to this process when its parent dies.
 
     A `kill -9` of a run must not leave a worker holding the tree's lock, nor an ffmpeg
@@ -69,13 +73,14 @@ def die_with_parent(signum):
     _LIBC.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
 
 
-def ffmpeg_dies_with_us():
+def ffmpeg_dies_with_us() -> None:
     """preexec_fn of every ffmpeg: killed when the process that runs it dies. Only a
     system call, so it is safe in the child between fork and exec."""
     die_with_parent(signal.SIGKILL)
 
 
-def follow_progress(process, progress):
+def follow_progress(process: subprocess.Popen[bytes],
+                    progress: Callable[[ProgressUpdate], object]) -> bytes:
     """Feed ffmpeg's stdout progress to `progress` until it exits; return its stderr bytes.
 
     stderr is drained by a thread meanwhile: ffmpeg blocks when a pipe nobody reads fills.
@@ -92,7 +97,7 @@ def follow_progress(process, progress):
     return stderr[0] if stderr else b""
 
 
-def interrupted(returncode, stderr_tail):
+def interrupted(returncode: int, stderr_tail: str) -> bool:
     """True when ffmpeg stopped because the user interrupted the run (Ctrl-C, kill).
 
     That is not a failure of the export: it must not be recorded, retried or remembered.

@@ -6,6 +6,8 @@ machine. `ffmpeg=PATH` or `REELEXPORT_FFMPEG` choose another; it must be ffmpeg 
 newer, built with libx264, else the run is refused at load with one line saying why.
 """
 
+from __future__ import annotations
+
 import functools
 import re
 import subprocess
@@ -28,18 +30,18 @@ class FFmpeg:
     version: str
 
 
-def bundled_ffmpeg():
+def bundled_ffmpeg() -> str:
     """The ffmpeg binary of the imageio-ffmpeg wheel (a dependency, so always installed)."""
     import imageio_ffmpeg  # imported when needed: about 45 ms a run with another ffmpeg saves
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def choose_ffmpeg(configured=None):
+def choose_ffmpeg(configured: str | None = None) -> str:
     """The ffmpeg to use: `configured` (the var or the environment), else the bundled one."""
     return configured or bundled_ffmpeg()
 
 
-def libavcodec_version(version_output):
+def libavcodec_version(version_output: str) -> tuple[int, int] | None:
     """(major, minor) of libavcodec from `ffmpeg -version`, or None if it does not say.
 
     The library version, not the release name: git and distribution builds name their
@@ -49,7 +51,7 @@ def libavcodec_version(version_output):
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def ffmpeg_problem(version_output):
+def ffmpeg_problem(version_output: str) -> str | None:
     """Why this ffmpeg cannot make the exports (None: it can), from its `-version` text. Pure."""
     codec = libavcodec_version(version_output)
     first = version_output.splitlines()[0] if version_output.strip() else "no version line"
@@ -64,7 +66,7 @@ def ffmpeg_problem(version_output):
 
 
 @functools.cache
-def check_ffmpeg(path):
+def check_ffmpeg(path: str) -> FFmpeg:
     """The checked FFmpeg at `path`; EncodeError naming the binary and the cause otherwise."""
     try:
         result = subprocess.run([path, "-hide_banner", "-version"], capture_output=True,

@@ -1,5 +1,8 @@
 """ffmpeg's machine-readable `-progress` output -> ProgressUpdate values. Pure."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -11,7 +14,7 @@ class ProgressUpdate:
     frame: int | None = None  # video frames written
 
 
-def parse_block(fields):
+def parse_block(fields: dict[str, str]) -> ProgressUpdate:
     """One `-progress` block ({key: value}) -> ProgressUpdate.
 
     out_time_us is the exact field (out_time_ms is microseconds too, a historic misnomer);
@@ -30,7 +33,7 @@ def parse_block(fields):
                           frame=int(frame) if frame is not None and frame >= 0 else None)
 
 
-def progress_updates(lines):
+def progress_updates(lines: Iterable[str]) -> Iterator[ProgressUpdate]:
     """Yield a ProgressUpdate for each block of `ffmpeg -progress` lines (ends at progress=)."""
     fields = {}
     for line in lines:
@@ -43,14 +46,14 @@ def progress_updates(lines):
             fields = {}
 
 
-def parse_number(text):
+def parse_number(text: str | None) -> float | None:
     try:
         return float(text)
     except (TypeError, ValueError):
         return None
 
 
-def parse_clock(text):
+def parse_clock(text: str | None) -> float | None:
     """'00:01:02.500000' -> 62.5; None for N/A or anything else."""
     parts = (text or "").split(":")
     numbers = [parse_number(part) for part in parts]

@@ -1,11 +1,19 @@
 """(source probe, spec) -> ffmpeg argv. Pure: no files touched, no processes started."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from exporter.media.ffmpeg import QUIET
-from exporter.media.probe import DEMUXER_WHITELIST, check_dimensions
+from exporter.media.probe import DEMUXER_WHITELIST, Probe, check_dimensions
 from exporter.media.verify import MP4_FORMAT, conformance_problems
 from exporter.model.errors import SourceError
+
+if TYPE_CHECKING:
+    from exporter.model.spec import Spec
 
 # Sources outside these bounds are refused before ffmpeg spends time on them.
 MIN_SOURCE_FPS, MAX_SOURCE_FPS = 1.0, 240.0
@@ -19,7 +27,8 @@ class EncodePlan:
     mode: str = "encode"  # or "remux": stream copy of a source that already conforms
 
 
-def fit_filter(fit, width, height, source="[0:v:0]", output="[fit]", tag=""):
+def fit_filter(fit: str, width: int, height: int, source: str = "[0:v:0]",
+               output: str = "[fit]", tag: str = "") -> str:
     """Filter graph text mapping `source` to `output` at exactly width x height.
 
     crop: fill the frame and cut the overflow; pad: letterbox in black;
@@ -41,13 +50,13 @@ def fit_filter(fit, width, height, source="[0:v:0]", output="[fit]", tag=""):
     raise ValueError(f"unknown fit {fit!r}")
 
 
-def picture(spec):
+def picture(spec: Spec) -> tuple[str, int, int, float, str]:
     """What decides an output's pictures: outputs that agree on it share one filter chain."""
     video = spec.video
     return (spec.fit, video["width"], video["height"], video["fps"], video["pix_fmt"])
 
 
-def video_graph(specs):
+def video_graph(specs: Sequence[Spec]) -> str:
     """One filter graph feeding outputs [v0], [v1], ... (one per spec, in order).
 
     The source is decoded once; each distinct picture (fit, size, fps, pix_fmt) is
@@ -74,12 +83,12 @@ def video_graph(specs):
     return ";".join(parts)
 
 
-def video_filter(spec):
+def video_filter(spec: Spec) -> str:
     """The video graph of a single output, labelled [v0]."""
     return video_graph([spec])
 
 
-def output_duration(probe, spec):
+def output_duration(probe: Probe, spec: Spec) -> tuple[float, bool]:
     """Duration to encode; SourceError for an over-long source whose spec says reject."""
     limit = spec.limits["max_duration_s"]
     if probe.duration_s <= limit:
@@ -90,7 +99,7 @@ def output_duration(probe, spec):
     return float(limit), True
 
 
-def check_source(probe):
+def check_source(probe: Probe) -> None:
     """Refuse sources no platform could take, with the reason."""
     check_dimensions(probe.width, probe.height)
     if not MIN_SOURCE_FPS <= probe.fps <= MAX_SOURCE_FPS:
@@ -108,7 +117,7 @@ VBV_INIT = 0.9
 RATE_MARGIN = 0.04
 
 
-def clip_bufsize(video, duration_s):
+def clip_bufsize(video: dict[str, Any], duration_s: float) -> int:
     """The VBV buffer for a clip of `duration_s`: the spec's, or smaller for a short clip.
 
     An encode may spend the bits its buffer starts with on top of the bitrate: over N
@@ -124,7 +133,7 @@ def clip_bufsize(video, duration_s):
     return min(video["bufsize"], int(allowed / VBV_INIT))
 
 
-def video_args(spec, preset, duration_s):
+def video_args(spec: Spec, preset: str, duration_s: float) -> list[str]:
     video = spec.video
     bufsize = clip_bufsize(video, duration_s)
     x264 = f"vbv-init={VBV_INIT}"
@@ -145,13 +154,13 @@ def video_args(spec, preset, duration_s):
     return args + ["-x264-params", x264]
 
 
-def audio_args(spec):
+def audio_args(spec: Spec) -> list[str]:
     audio = spec.audio
     return ["-c:a", audio["codec"], "-b:a", str(audio["bitrate"]),
             "-ar", str(audio["sample_rate"]), "-ac", str(audio["channels"])]
 
 
-def silence_input(spec):
+def silence_input(spec: Spec) -> list[str]:
     layout = "stereo" if spec.audio["channels"] == 2 else "mono"
     return ["-f", "lavfi", "-i",
             f"anullsrc=channel_layout={layout}:sample_rate={spec.audio['sample_rate']}"]
@@ -161,7 +170,7 @@ def silence_input(spec):
 STRIP_METADATA = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
 
 
-def untrusted_input(path, seek_s=None):
+def untrusted_input(path: Path | str, seek_s: float | None = None) -> list[str]:
     """Input arguments for a render: local files only, and only real media containers, so a
     playlist disguised as a video cannot make ffmpeg read other files."""
     seek = ["-ss", f"{seek_s:.3f}"] if seek_s is not None else []
@@ -169,7 +178,7 @@ def untrusted_input(path, seek_s=None):
             "-i", str(path)]
 
 
-def remux_problems(probe, spec):
+def remux_problems(probe: Probe, spec: Spec) -> list[str]:
     """Why the source's streams cannot be copied as they are (empty: they can).
 
     The source must already be what the conformance check asks of an export; only the
@@ -180,7 +189,8 @@ def remux_problems(probe, spec):
                                 encoded=False)
 
 
-def build_remux(ffmpeg, source, probe, spec, output):
+def build_remux(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec,
+                output: Path | str) -> EncodePlan:
     """argv copying the first video and audio streams into a faststart MP4."""
     check_source(probe)
     return EncodePlan(
@@ -190,19 +200,23 @@ def build_remux(ffmpeg, source, probe, spec, output):
         duration_s=probe.duration_s, trimmed=False, mode="remux")
 
 
-def build_plan(ffmpeg, source, probe, spec, output, preset=None):
+def build_plan(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec, output: Path | str,
+               preset: str | None = None) -> EncodePlan:
     """Remux when the source already conforms to `spec`, else encode."""
     if not remux_problems(probe, spec):
         return build_remux(ffmpeg, source, probe, spec, output)
     return build_encode(ffmpeg, source, probe, spec, output, preset)
 
 
-def build_encode(ffmpeg, source, probe, spec, output, preset=None):
+def build_encode(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec,
+                 output: Path | str, preset: str | None = None) -> EncodePlan:
     """The argv that turns `source` into a conforming `output` for `spec`."""
     return build_encodes(ffmpeg, source, probe, [(spec, output)], preset)[0]
 
 
-def build_encodes(ffmpeg, source, probe, targets, preset=None):
+def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
+                  targets: Sequence[tuple[Spec, Path | str]],
+                  preset: str | None = None) -> list[EncodePlan]:
     """One ffmpeg process encoding `source` for several (spec, output) targets: one plan each.
 
     Decoding and filtering once for all outputs beats one process per output on this
@@ -241,7 +255,7 @@ COVER_QUALITIES = (2, 4, 6, 9, 13, 18, 24, 31)
 POSTER_WIDTH = 270
 
 
-def cover_inputs(image, video, seek_s):
+def cover_inputs(image: Path | None, video: Path | str, seek_s: float) -> list[list[str]]:
     """Input arguments for a cover, best first: the render's thumbnail.jpg, else one frame
     of the video at `seek_s`, found by a fast seek or, when that finds no frame (an MPEG-TS
     source with one keyframe), by decoding from the start."""
@@ -251,7 +265,8 @@ def cover_inputs(image, video, seek_s):
             [*untrusted_input(video), "-ss", f"{seek_s:.3f}"]]
 
 
-def build_still(ffmpeg, input_args, fit, width, height, output, quality):
+def build_still(ffmpeg: str, input_args: list[str], fit: str, width: int, height: int,
+                output: Path | str, quality: int) -> list[str]:
     """argv writing one JPEG of exactly width x height from the first frame of the input."""
     graph = fit_filter(fit, width, height) + ";[fit]format=yuvj420p[v]"
     return [ffmpeg, *QUIET, *input_args,
@@ -260,7 +275,7 @@ def build_still(ffmpeg, input_args, fit, width, height, output, quality):
             "-f", "image2", "-update", "1", str(output)]
 
 
-def poster_size(video):
+def poster_size(video: dict[str, Any]) -> tuple[int, int]:
     """A small frame for the gallery, in the export's own aspect ratio (even height)."""
     height = round(POSTER_WIDTH * video["height"] / video["width"] / 2) * 2
     return POSTER_WIDTH, height

@@ -1,10 +1,13 @@
 """Probe a media file in-process with PyAV (no ffprobe binary, no shell)."""
 
+from __future__ import annotations
+
 import functools
 import struct
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -42,30 +45,31 @@ class Probe:
     audio_bitrate: int | None = None
 
     @property
-    def display_size(self):
+    def display_size(self) -> tuple[int, int]:
         """(width, height) as shown to a viewer, after rotation."""
         if abs(self.rotation) % 180 == 90:
             return self.height, self.width
         return self.width, self.height
 
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def check_dimensions(width, height):
+def check_dimensions(width: int, height: int) -> None:
     """Refuse absurd frame sizes before decoding a frame of them."""
     if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION):
         raise SourceError(f"video is {width}x{height}; at most "
                           f"{MAX_DIMENSION}x{MAX_DIMENSION} is accepted")
 
 
-def stream_duration(stream):
+def stream_duration(stream: av.stream.Stream) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     return None
 
 
-def first_frame_rotation(container, stream):
+def first_frame_rotation(container: av.container.InputContainer,
+                         stream: av.video.stream.VideoStream) -> int:
     """Rotation of the first decoded frame; also proves the stream has a decodable frame."""
     try:
         for frame in container.decode(stream):
@@ -75,7 +79,7 @@ def first_frame_rotation(container, stream):
     raise SourceError("video stream has no frames")
 
 
-def probe(path):
+def probe(path: Path | str) -> Probe:
     """Probe `path`; SourceError with a one-line cause when it is not a usable video.
 
     Remembered per process while the file is unchanged: the platforms of a title probe the
@@ -93,7 +97,7 @@ def _probe_cached(path, identity):
     return probe_file(Path(path))
 
 
-def probe_file(path):
+def probe_file(path: Path) -> Probe:
     """Open and probe `path` with PyAV (no cache)."""
     try:
         size = path.stat().st_size
@@ -148,7 +152,7 @@ def probe_file(path):
     return Probe(**facts)
 
 
-def top_level_boxes(path):
+def top_level_boxes(path: Path | str) -> list[str]:
     """Names of the top-level MP4 boxes in file order (enough to see where moov sits)."""
     names = []
     with open(path, "rb") as handle:
@@ -171,13 +175,13 @@ def top_level_boxes(path):
             handle.seek(body, 1)
 
 
-def moov_before_mdat(path):
+def moov_before_mdat(path: Path | str) -> bool:
     """True when the index (moov) precedes the media data: playback can start while downloading."""
     boxes = top_level_boxes(path)
     return "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat")
 
 
-def image_size(path):
+def image_size(path: Path | str) -> tuple[int, int]:
     """(width, height) of an image this tool wrote (a cover or poster JPEG)."""
     with av.open(str(path), format="image2") as container:
         codec = container.streams.video[0].codec_context

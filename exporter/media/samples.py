@@ -1,7 +1,10 @@
 """Generate small synthetic renders: the bundled sample library and the tests' fixtures."""
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
+from typing import Any
 
 from exporter.media.ffmpeg import QUIET, run_ffmpeg
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
@@ -30,8 +33,10 @@ SAMPLE_LIBRARY = [
 NOISE = "noise"
 
 
-def clip_argv(ffmpeg, path, width, height, seconds, fps=30, audio=True, rotation=0,
-              pattern="testsrc2", crf=32, pix_fmt="yuv420p", codec="libx264"):
+def clip_argv(ffmpeg: str, path: Path | str, width: int, height: int, seconds: float,
+              fps: float = 30, audio: bool = True, rotation: int = 0,
+              pattern: str = "testsrc2", crf: int = 32, pix_fmt: str = "yuv420p",
+              codec: str = "libx264") -> list[str]:
     """argv for a synthetic clip; `rotation` is stored as display-matrix side data.
 
     `pattern` is a lavfi source ('testsrc2', 'color=c=white') or NOISE.
@@ -55,7 +60,8 @@ def clip_argv(ffmpeg, path, width, height, seconds, fps=30, audio=True, rotation
     return argv + ["-t", str(seconds), str(path)]
 
 
-def make_clip(path, width, height, seconds, fps=30, audio=True, rotation=0, **options):
+def make_clip(path: Path | str, width: int, height: int, seconds: float, fps: float = 30,
+              audio: bool = True, rotation: int = 0, **options: Any) -> Path:
     """Write a synthetic clip to `path` (rotation via a stream-copy pass that sets it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +77,8 @@ def make_clip(path, width, height, seconds, fps=30, audio=True, rotation=0, **op
     return path
 
 
-def make_title(renders_root, segment, age, title_id, clip, metadata):
+def make_title(renders_root: Path | str, segment: str, age: str, title_id: str,
+               clip: dict[str, Any], metadata: dict[str, Any]) -> Path:
     """One render directory with final.mp4 and metadata.json."""
     directory = Path(renders_root) / segment / age / title_id
     make_clip(directory / "final.mp4", **clip)
@@ -80,12 +87,12 @@ def make_title(renders_root, segment, age, title_id, clip, metadata):
     return directory
 
 
-def make_sample_library(renders_root):
+def make_sample_library(renders_root: Path | str) -> None:
     for segment, age, title_id, clip, metadata in SAMPLE_LIBRARY:
         make_title(renders_root, segment, age, title_id, clip, metadata)
 
 
-def make_audio_only(path, seconds=1):
+def make_audio_only(path: Path | str, seconds: float = 1) -> Path:
     """An .mp4 with a sine tone and no video stream (a bad source for tests)."""
     run_ffmpeg([bundled_ffmpeg(), *QUIET,
                 "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",

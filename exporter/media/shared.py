@@ -9,20 +9,27 @@ or re-making one export never touches another. An entry no export links to any m
 pruned after the run; `doit clean` removes the cache.
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from exporter.model import layout
 from exporter.model.files import publish, read_json, write_json_atomic
 from exporter.model.spec import digest
 
+if TYPE_CHECKING:
+    from exporter.media.plan import EncodePlan
+
 CACHE_DIR = layout.SHARED_DIR
 
 
-def share_key(source_sha256, plan, encode_settings):
+def share_key(source_sha256: str, plan: EncodePlan, encode_settings: dict[str, Any]) -> str:
     """What the bytes of an encode depend on, and nothing else.
 
     The platform's limits only matter through the duration they cut to; its name, metadata
@@ -42,21 +49,21 @@ class SharedCache:
     def __init__(self, exports_root):
         self.root = Path(exports_root) / CACHE_DIR
 
-    def path(self, key, suffix=".mp4"):
+    def path(self, key: str, suffix: str = ".mp4") -> Path:
         return self.root / f"{key}{suffix}"
 
-    def video(self, key):
+    def video(self, key: str) -> Path:
         return self.path(key)
 
-    def record(self, key):
+    def record(self, key: str) -> dict[str, Any] | None:
         """What made the cached file (argv, the task that encoded it), or None."""
         return read_json(self.root / f"{key}.json")
 
-    def has(self, key, suffix=".mp4"):
+    def has(self, key: str, suffix: str = ".mp4") -> bool:
         return self.path(key, suffix).exists() and self.record(key) is not None
 
     @contextmanager
-    def locked(self, keys):
+    def locked(self, keys: Iterable[str]) -> Iterator[None]:
         """Hold `keys` while encoding them: a parallel export of the same bytes waits, then
         shares. Taken in sorted order, so two exports wanting overlapping keys cannot deadlock."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -71,12 +78,12 @@ class SharedCache:
             for fd in fds:
                 os.close(fd)
 
-    def store(self, key, temp, record, suffix=".mp4"):
+    def store(self, key: str, temp: Path, record: dict[str, Any], suffix: str = ".mp4") -> None:
         """Publish a verified file under `key`, with its record (written last)."""
         publish(temp, self.path(key, suffix))
         write_json_atomic(self.root / f"{key}.json", record)
 
-    def link_to(self, key, path, suffix=".mp4"):
+    def link_to(self, key: str, path: Path, suffix: str = ".mp4") -> Path:
         """Make `path` (a temporary name) hold the cached bytes: a hardlink, or a copy
         across filesystems. The caller verifies it and renames it into place."""
         path.unlink(missing_ok=True)
@@ -86,7 +93,8 @@ class SharedCache:
             shutil.copyfile(self.path(key, suffix), path)
         return path
 
-    def prune(self, still_wanted=lambda record: False):
+    def prune(self,
+              still_wanted: Callable[[dict[str, Any]], bool] = lambda record: False) -> int:
         """Drop entries no export links to any more (link count 1: only the cache holds it)
         unless `still_wanted(record)`, and temporaries of encodes a killed run left (called
         when no encode is running)."""
@@ -102,8 +110,8 @@ class SharedCache:
                 removed += 1
         return removed
 
-    def record_of(self, cached):
+    def record_of(self, cached: Path) -> dict[str, Any]:
         return read_json(cached.with_suffix(".json")) or {}
 
-    def clear(self):
+    def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -6,6 +6,14 @@ none refuses one for landing near, but not on, its recommended bitrate. So the c
 no stricter than a platform, except where a figure shows the encode went wrong.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exporter.media.probe import Probe
+    from exporter.model.spec import Spec
+
 MP4_FORMAT = "mov,mp4,m4a,3gp,3g2,mj2"
 # An encode's average video bitrate may exceed the spec's by this much at most
 # (plan.clip_bufsize keeps it within 4 %).
@@ -18,7 +26,8 @@ DURATION_SLACK_S = 0.1
 ENCODER_FAULT = "an encoder fault: try another ffmpeg (ffmpeg=PATH) and report it"
 
 
-def conformance_problems(probe, spec, expected_duration_s, faststart, encoded=True):
+def conformance_problems(probe: Probe, spec: Spec, expected_duration_s: float, faststart: bool,
+                         encoded: bool = True) -> list[str]:
     """Every way `probe` misses `spec`, each saying what to do; empty when it conforms.
 
     `encoded`: the file is our own encode, held to the rate control's promise (at most
@@ -28,7 +37,7 @@ def conformance_problems(probe, spec, expected_duration_s, faststart, encoded=Tr
     video, audio, limits = spec.video, spec.audio, spec.limits
     problems = []
 
-    def expect(name, actual, wanted):
+    def expect(name: str, actual: object, wanted: object) -> None:
         if actual != wanted:
             problems.append(f"{name} is {actual!r}, expected {wanted!r} ({ENCODER_FAULT})")
 
@@ -66,12 +75,12 @@ def conformance_problems(probe, spec, expected_duration_s, faststart, encoded=Tr
     return problems
 
 
-def rate_over(bitrate, video):
+def rate_over(bitrate: int | None, video: dict[str, Any]) -> bool:
     """True when an encode's average video bitrate is over what the rate control promises."""
     return bool(bitrate) and bitrate > video["bitrate"] * (1 + BITRATE_OVER)
 
 
-def bitrate_problems(bitrate, video, encoded):
+def bitrate_problems(bitrate: int | None, video: dict[str, Any], encoded: bool) -> list[str]:
     """The average video bitrate against what the platform caps and the encode promises."""
     if not bitrate:
         return [f"video bitrate is unknown ({ENCODER_FAULT})"]

@@ -4,18 +4,22 @@ Every file lands under its final name only by os.replace from a temporary name i
 same directory, after it is complete: a crash leaves a '.*.tmp' file, never a target.
 """
 
+from __future__ import annotations
+
 import functools
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 TEMP_SUFFIX = ".tmp"
 
 
-def finish_despite_interrupts(cleanup):
+def finish_despite_interrupts(cleanup: Callable[[], object]) -> None:
     """Run a short, idempotent cleanup to its end even if more interrupts arrive meanwhile
     (Ctrl-C reaches a worker, then doit's SIGTERM follows); then re-raise the last one."""
     pending = None
@@ -29,7 +33,7 @@ def finish_despite_interrupts(cleanup):
         raise pending
 
 
-def file_identity(path):
+def file_identity(path: Path | str) -> tuple[int, int, int, int]:
     """(device, inode, size, mtime in ns): changes whenever the file's content can have.
 
     Files are replaced, never rewritten in place, by this tool (a new inode), so this is a
@@ -39,7 +43,7 @@ def file_identity(path):
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-def file_state(path):
+def file_state(path: Path | str) -> tuple[int, int, int, int] | tuple[str, int | None] | None:
     """What changes whenever the file at `path` is written, touched, replaced or removed."""
     try:
         stat = os.stat(path)
@@ -59,20 +63,20 @@ def _sha256_of(path, identity, chunk_size=1 << 20):
     return digest.hexdigest()
 
 
-def sha256_file(path):
+def sha256_file(path: Path | str) -> str:
     """sha256 of a file, hashed once per process while the file is unchanged (the four
     platform exports of a title hash the same source)."""
     return _sha256_of(str(path), file_identity(path))
 
 
-def temp_path_for(target):
+def temp_path_for(target: Path | str) -> Path:
     """A hidden temporary name beside `target`, unique per process: '.youtube.mp4.1234.tmp'."""
     target = Path(target)
     return target.with_name(f".{target.name}.{os.getpid()}{TEMP_SUFFIX}")
 
 
 @contextmanager
-def temporary(target):
+def temporary(target: Path | str) -> Iterator[Path]:
     """A hidden temporary name beside `target` for the block, deleted afterwards however the
     block ends, interrupts included (once published by `publish`, it is already gone)."""
     temp = temp_path_for(target)
@@ -82,33 +86,33 @@ def temporary(target):
         finish_despite_interrupts(lambda: temp.unlink(missing_ok=True))
 
 
-def remove_stale_temps(target):
+def remove_stale_temps(target: Path | str) -> None:
     """Delete temporaries a killed run left for `target` (any pid)."""
     target = Path(target)
     for stale in target.parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
         stale.unlink(missing_ok=True)
 
 
-def publish(temp, target):
+def publish(temp: Path | str, target: Path | str) -> None:
     """Make a complete temporary file visible under its final name, durably."""
     with open(temp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temp, target)
 
 
-def current_umask():
+def current_umask() -> int:
     """The process umask (tempfile creates 0600 files; published files follow the umask)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def json_text(document):
+def json_text(document: Any) -> str:
     """Canonical JSON text: sorted keys, two-space indent, trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_json_atomic(path, document):
+def write_json_atomic(path: Path | str, document: Any) -> bool:
     """Write `document` to `path` atomically; skip the write when the content is unchanged.
 
     Returns True when the file was (re)written.
@@ -116,7 +120,7 @@ def write_json_atomic(path, document):
     return write_text_atomic(path, json_text(document))
 
 
-def write_text_atomic(path, text):
+def write_text_atomic(path: Path | str, text: str) -> bool:
     """Write `text` to `path` atomically (temporary file + rename), only when it differs.
 
     Returns True when the file was (re)written.
@@ -142,7 +146,7 @@ def write_text_atomic(path, text):
     return True
 
 
-def read_json(path):
+def read_json(path: Path | str) -> Any:
     """Parsed JSON from path, or None when it is missing or not valid JSON."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))

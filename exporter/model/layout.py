@@ -2,6 +2,7 @@
 DB, caches), so no two modules can disagree and a segment may not take one of the names."""
 
 REGISTRY = "registry.json"
+HISTORY = "history.jsonl"     # append-only: never removed by clean or forget
 GALLERY_PAGE = "index.html"
 GALLERY_CACHE = ".gallery-cache.json"
 LOCK = ".lock"
@@ -10,7 +11,7 @@ DEP_DB = ".doit.db"
 SHARED_DIR = ".shared"
 PROGRESS_DIR = ".progress"
 # Names a segment directory may not take: they would collide with a file of the root.
-VISIBLE_FILES = (REGISTRY, GALLERY_PAGE)
+VISIBLE_FILES = (REGISTRY, GALLERY_PAGE, HISTORY)
 
 
 def task_name(platform: str, title_id: str) -> str:

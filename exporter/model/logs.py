@@ -1,8 +1,11 @@
 """One logger per module (`logging.getLogger(__name__)`), one handler for the run: each
 message a plain line on the standard error of the moment."""
 
+from __future__ import annotations
+
 import logging
 import sys
+from typing import TextIO
 
 
 class CurrentStderr(logging.StreamHandler):
@@ -10,11 +13,11 @@ class CurrentStderr(logging.StreamHandler):
     action runs, and the line must go where a direct write would."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value):
+    def stream(self, value: TextIO) -> None:
         pass        # StreamHandler.__init__ sets it; the current sys.stderr is always used
 
 

@@ -120,3 +120,34 @@ def tile_facts(sidecar: Record | None) -> Record | None:
     return {"output": {k: output.get(k) for k in
                        ("video_bitrate", "size_bytes", "duration_s", "width", "height")},
             "poster": sidecar.get("poster")}
+
+
+def remake_causes(previous: Record | None, inputs: Record, *, spec_sha256: str | None,
+                  ffmpeg_version: str, tool_version: str, output_missing: bool,
+                  retried: bool) -> list[str]:
+    """Why an export is made again, from its sidecar before and what it is made from now:
+    "new", "retry" (retry=failed), "source changed", "metadata changed", "spec changed",
+    "tool changed" (ffmpeg or reelexport), "settings changed" (preset), "output missing",
+    or "forced" (nothing changed: `doit -a`, or doit's record of it forgotten or lost)."""
+    causes = ["retry"] if retried else []
+    if not previous:
+        return causes or ["new"]
+    before = recorded_inputs(previous)
+    if before.get("source_sha256") != inputs.get("source_sha256"):
+        causes.append("source changed")
+    if before.get("metadata_sha256") != inputs.get("metadata_sha256"):
+        causes.append("metadata changed")
+    spec_changed = (previous.get("spec") or {}).get("sha256") != spec_sha256
+    if spec_changed:
+        causes.append("spec changed")
+    encode = previous.get("encode") or {}
+    tool_changed = (encode.get("ffmpeg_version") != ffmpeg_version
+                    or encode.get("tool_version") != tool_version)
+    if tool_changed:
+        causes.append("tool changed")
+    if not (spec_changed or tool_changed) and any(
+            before.get(k) != inputs.get(k) for k in ("encode_key", "metadata_rules_key")):
+        causes.append("settings changed")
+    if output_missing:
+        causes.append("output missing")
+    return causes or ["forced"]

@@ -1,6 +1,9 @@
 """Where things are and what is selected: doit command-line vars, then environment, then defaults."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,25 +42,26 @@ class Settings:
     retry_failed: bool = False  # retry=failed: try again exports that failed on these inputs
 
     @property
-    def dep_file(self):
+    def dep_file(self) -> Path:
         """doit's dependency DB lives in the exports root, not the current directory."""
         return self.exports / layout.DEP_DB
 
     @property
-    def registry_file(self):
+    def registry_file(self) -> Path:
         return self.exports / layout.REGISTRY
 
 
-def split_list(value):
+def split_list(value: str | None) -> tuple[str, ...]:
     """'youtube, tiktok' -> ('youtube', 'tiktok'); empty or None -> ()."""
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
-def resolve_settings(get_var, environ=None):
+def resolve_settings(get_var: Callable[[str, str | None], str | None],
+                     environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from doit vars (`get_var(name, default)`) and the environment."""
     environ = os.environ if environ is None else environ
 
-    def pick(name):
+    def pick(name: str) -> str | None:
         value = get_var(name, None)
         if value is None and name in ENV_NAMES:
             value = environ.get(ENV_NAMES[name])

@@ -1,8 +1,11 @@
 """Renders tree -> titles. Directory names become paths and task names, so they are checked first."""
 
+from __future__ import annotations
+
 import os
 import re
 import stat
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,26 +29,26 @@ class Title:
     directory: Path
 
     @property
-    def key(self):
+    def key(self) -> str:
         """'segment/age/title_id': how a title is named in messages and the exports tree."""
         return f"{self.segment}/{self.age}/{self.title_id}"
 
     @property
-    def source(self):
+    def source(self) -> Path:
         return self.directory / SOURCE_NAME
 
     @property
-    def metadata(self):
+    def metadata(self) -> Path:
         return self.directory / METADATA_NAME
 
     @property
-    def thumbnail(self):
+    def thumbnail(self) -> Path:
         return self.directory / THUMBNAIL_NAME
 
-    def export_dir(self, exports_root):
+    def export_dir(self, exports_root: Path | str) -> Path:
         return Path(exports_root, self.key)
 
-    def input_problems(self):
+    def input_problems(self) -> list[str]:
         """Why some of this title's input files cannot be read as files (empty: they can)."""
         root = self.directory.parent.parent.parent
         return [problem for problem in (input_file_problem(self.directory / name, root)
@@ -57,7 +60,7 @@ FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
               (stat.S_ISBLK, "a block device"))
 
 
-def input_file_problem(path, renders_root):
+def input_file_problem(path: Path, renders_root: Path | str) -> str | None:
     """Why `path` cannot be an input (None: it is a regular file, or absent).
 
     Anything but a regular file (a FIFO, /dev/zero, a directory) would hang or break the
@@ -89,7 +92,7 @@ class Library:
     problems: list
 
 
-def name_problem(path, renders_root):
+def name_problem(path: Path, renders_root: Path | str) -> str | None:
     """Why a directory cannot become a path or a task name, or None when it can."""
     name = path.name
     if not NAME_PATTERN.match(name) or ".." in name:
@@ -102,7 +105,8 @@ def name_problem(path, renders_root):
     return None
 
 
-def subdirectories(directory, renders_root, problems, reserved=()):
+def subdirectories(directory: Path, renders_root: Path | str, problems: list[str],
+                   reserved: Collection[str] = ()) -> list[Path]:
     """Acceptable child directories, sorted; refused ones are added to `problems`.
 
     Hidden entries (.git, .DS_Store) are skipped silently.
@@ -122,7 +126,7 @@ def subdirectories(directory, renders_root, problems, reserved=()):
     return children
 
 
-def discover(renders_root, reserved_segments=()):
+def discover(renders_root: Path | str, reserved_segments: Collection[str] = ()) -> Library:
     """Every title under renders_root, sorted by (segment, age, title_id), as a Library.
 
     A title is any directory at depth three, with or without its final.mp4: a missing
@@ -149,13 +153,14 @@ def discover(renders_root, reserved_segments=()):
     return Library(sorted(titles), sorted(problems))
 
 
-def select(titles, segments=None, ages=None):
+def select(titles: Iterable[Title], segments: Collection[str] | None = None,
+           ages: Collection[str] | None = None) -> list[Title]:
     """Titles whose segment and age are among those asked for (None means all)."""
     return [t for t in titles
             if (not segments or t.segment in segments) and (not ages or t.age in ages)]
 
 
-def describe_library(titles):
+def describe_library(titles: Iterable[Title]) -> str:
     """'women/18-23 (2 titles), men/24-30 (1 title)': what exists, for an empty selection."""
     counts = {}
     for title in titles:

@@ -1,9 +1,13 @@
 """Platform YAML -> validated Spec. An invalid file stops the run before any encode."""
 
+from __future__ import annotations
+
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import yaml
@@ -17,18 +21,18 @@ RESERVED_NAMES = {"export", "registry", "list", "run", "clean", "forget", "info"
 MUX_OVERHEAD = 1.02
 
 
-def load_schema(name):
+def load_schema(name: str) -> dict[str, Any]:
     """Load schemas/{name}.schema.json (shipped beside the package)."""
     return json.loads((SCHEMAS_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
 
 
-def schema_error_line(error):
+def schema_error_line(error: jsonschema.exceptions.ValidationError) -> str:
     """'video.bitrate: 'fast' is not of type 'integer'' from a jsonschema error."""
     where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     return f"{where}: {error.message}"
 
 
-def first_schema_error(document, schema):
+def first_schema_error(document: Any, schema: dict[str, Any]) -> str | None:
     """The most relevant validation error as one line, or None when the document is valid."""
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(document))
@@ -51,14 +55,14 @@ class Spec:
     path: Path
 
     @property
-    def audio_required(self):
+    def audio_required(self) -> bool:
         return self.audio.get("required", True)
 
-    def encode_settings(self, preset_override=None):
+    def encode_settings(self, preset_override: str | None = None) -> dict[str, Any]:
         """Everything that changes the encoded bytes, and nothing else.
 
-        Shared encodes key on this (DESIGN §4), and doit's config_changed uses it, so
-        editing a metadata rule never redoes a video encode.
+        Shared encodes key on this, and doit's config_changed uses it, so editing a
+        metadata rule never redoes a video encode.
         """
         video = dict(self.video)
         video["preset"] = preset_override or video.get("preset", "medium")
@@ -72,19 +76,20 @@ class Spec:
         }
 
 
-def digest(document):
+def digest(document: Any) -> str:
     """Stable sha256 of a JSON-able document (sorted keys, no whitespace)."""
     text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def worst_case_size(video, audio, limits):
+def worst_case_size(video: dict[str, Any], audio: dict[str, Any],
+                    limits: dict[str, Any]) -> int:
     """Largest file an encode can produce: maxrate is a hard VBV cap for the whole duration."""
     seconds = limits["max_duration_s"]
     return int((video["maxrate"] + audio["bitrate"]) / 8 * seconds * MUX_OVERHEAD)
 
 
-def check_consistency(doc, stem):
+def check_consistency(doc: dict[str, Any], stem: str) -> str | None:
     """Rules a JSON schema cannot say. Returns one 'field: cause' line or None."""
     video, audio, limits = doc["video"], doc["audio"], doc["limits"]
     if doc["name"] != stem:
@@ -100,7 +105,7 @@ def check_consistency(doc, stem):
     return None
 
 
-def load_spec(path):
+def load_spec(path: Path | str) -> Spec:
     """Read, validate and return one platform spec; SpecError('file: field: cause') if invalid."""
     path = Path(path)
     try:
@@ -126,7 +131,7 @@ def load_spec(path):
     )
 
 
-def load_specs(platforms_dir):
+def load_specs(platforms_dir: Path | str) -> dict[str, Spec]:
     """Every spec in platforms_dir, by name (sorted); the first invalid file stops the load.
 
     All files are validated even when only some are selected: a broken spec is found
@@ -139,7 +144,7 @@ def load_specs(platforms_dir):
     return {spec.name: spec for spec in map(load_spec, files)}
 
 
-def select_specs(specs, names):
+def select_specs(specs: dict[str, Spec], names: Collection[str]) -> dict[str, Spec]:
     """The specs named (all when `names` is empty); an unknown name lists what exists."""
     unknown = [name for name in names if name not in specs]
     if unknown:

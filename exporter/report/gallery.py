@@ -49,6 +49,9 @@ dt { color: #666; } dd { margin: 0; text-align: right; }
 .caption { white-space: pre-wrap; font-size: .78rem; margin: .25rem 0 0; max-height: 9rem;
   overflow: auto; overflow-wrap: anywhere; }
 .title { font-weight: 600; font-size: .8rem; margin: .25rem 0 0; overflow-wrap: anywhere; }
+.upload { font-size: .8rem; margin: .25rem 0 0; color: #1a7f37; }
+.upload.none { color: #777; }
+.upload.outdated { color: #9a6700; font-weight: 600; }
 .cause { color: #cf222e; font-size: .8rem; overflow-wrap: anywhere; margin: .25rem 0 0; }
 [hidden] { display: none !important; }
 """
@@ -144,8 +147,24 @@ def tile_html(row, sidecar, metadata):
         parts.append(caption_html(metadata or {}))
     if status == "failed":
         parts.append(f'<p class="cause">{escape(row.get("cause") or "unknown cause")}</p>')
+    parts.append(upload_html(row))
     return (f'<figure class="export" data-platform="{attr(row["platform"])}" '
             f'data-status="{attr(status)}">' + "".join(parts) + "</figure>")
+
+
+def upload_html(row):
+    """The last upload of the export, linked, and whether that copy is outdated."""
+    upload = row.get("uploaded")
+    if not upload:
+        return '<p class="upload none">not uploaded</p>'
+    when = escape(upload["at"][:10])
+    post = escape(upload["id"])
+    if upload.get("url"):
+        post = f'<a href="{attr(upload["url"])}" rel="noreferrer">{post}</a>'
+    if row.get("upload_outdated"):
+        return (f'<p class="upload outdated">upload outdated: {post} ({when}) is not the '
+                "current export</p>")
+    return f'<p class="upload">uploaded {when}: {post}</p>'
 
 
 def card_html(rows, sidecars, metadata):

@@ -7,8 +7,14 @@ from doit.task import dict_to_task
 from exporter.build.checker import MD5Checker
 from exporter.build.tasks import export_task
 from exporter.model.files import read_json, write_json_atomic
+from exporter.model.history import events_by_export, read_events
 from exporter.model.records import identity, read_record
-from exporter.report.registry import build_registry, export_status, registry_row
+from exporter.report.registry import (
+    build_registry,
+    export_status,
+    registry_row,
+    with_distribution,
+)
 
 
 def task_from_dict(task_dict):
@@ -28,14 +34,18 @@ def up_to_date_names(task_dicts, dep_file):
         dependency.close()
 
 
-def registry_document(build, outcomes=None, previous=None):
+def registry_document(build, outcomes=None, previous=None, events=None):
     """The registry for every (title, platform) of the library, selected this run or not.
 
     `outcomes` (task name -> "up-to-date", "done" or "failed") is what this run's doit
     decided; those tasks need no second check. An export doit found up to date keeps its
     row from the `previous` registry: its sidecar cannot have changed, since only its task
     writes it. Everything else is checked against doit's DB as `doit list --status` does.
+    Each row then gets its distribution history (`events`: read from the store when None).
     """
+    if events is None:
+        events, _ = read_events(build.settings.exports)
+    history = events_by_export(events)
     outcomes = outcomes or {}
     rows_before = {(row["platform"], row["title_id"]): row
                    for row in (previous or {}).get("exports", [])}
@@ -48,8 +58,8 @@ def registry_document(build, outcomes=None, previous=None):
         names = identity(job.title.title_id, job.title.segment, job.title.age, job.spec.name)
         before = rows_before.get((job.spec.name, job.title.title_id))
         row = carried_over_row(before, names, outcomes.get(job.task_name))
-        rows.append(row or current_row(job, names, job.task_name in fresh,
-                                       build.settings.exports))
+        row = row or current_row(job, names, job.task_name in fresh, build.settings.exports)
+        rows.append(with_distribution(row, history.get(job.task_name, [])))
     return build_registry(rows, build.all_specs)
 
 
@@ -75,14 +85,16 @@ def current_row(job, names, up_to_date, exports_root):
 def regenerate_registry(build, outcomes=None):
     """Write registry.json atomically (untouched when nothing changed).
 
-    Returns (document, changed).
+    Returns (document, changed, history_state): the state of the history file as read,
+    for the stamp (an upload recorded after it was read must end the fast path).
     """
     previous = read_json(build.settings.registry_file)
-    document = registry_document(build, outcomes, previous)
+    events, history_state = read_events(build.settings.exports)
+    document = registry_document(build, outcomes, previous, events)
     if document == previous:        # cheaper than serialising 40,000 rows to compare text
-        return document, False
+        return document, False, history_state
     changed = write_json_atomic(build.settings.registry_file, document)
-    return document, changed
+    return document, changed, history_state
 
 
 

@@ -5,10 +5,11 @@ report/ledger.registry_document, which also carries over the unchanged row of an
 doit found up to date: the row a full regeneration would give, without reading again).
 """
 
+from exporter.model.history import Event, distribution_facts
 from exporter.model.records import export_facts, failure_facts
 
 STATUSES = ("exported", "stale", "failed", "pending")
-REGISTRY_VERSION = 1
+REGISTRY_VERSION = 2
 
 
 def export_status(target_present, up_to_date, error_present):
@@ -33,12 +34,23 @@ def registry_row(identity, status, output_path, sidecar=None, error=None):
     return row
 
 
+def with_distribution(row, events: list[Event]):
+    """The row with what the history says of its export: versions made, last upload, and
+    whether the uploaded copy is outdated (the current export differs from it)."""
+    current = row.get("sha256") if row["status"] in ("exported", "stale") else None
+    return {**row, **distribution_facts(events, current)}
+
+
 def empty_totals():
-    return {**{status: 0 for status in STATUSES}, "size_bytes": 0, "duration_s": 0.0}
+    return {**{status: 0 for status in STATUSES}, "size_bytes": 0, "duration_s": 0.0,
+            "uploaded": 0, "upload_outdated": 0}
 
 
 def add_to_totals(totals, row):
     totals[row["status"]] += 1
+    if row.get("uploaded"):
+        totals["uploaded"] += 1
+        totals["upload_outdated"] += bool(row.get("upload_outdated"))
     if row["status"] in ("exported", "stale"):
         totals["size_bytes"] += row.get("size_bytes") or 0
         totals["duration_s"] = round(totals["duration_s"] + (row.get("duration_s") or 0), 3)

@@ -123,14 +123,14 @@ class ExportReporter(ConsoleReporter):
         jobs_by_name = {job.task_name: job for job in build.all_jobs}
         SharedCache(build.settings.exports).prune(
             lambda record: still_wanted(jobs_by_name, record))
-        document, changed = regenerate_registry(build, self.outcomes)
+        document, changed, history_state = regenerate_registry(build, self.outcomes)
         # The gallery reads every sidecar and caption: only when something may have changed.
         ran = {name for name, outcome in self.outcomes.items() if outcome != "up-to-date"}
         if changed or ran or not (build.settings.exports / PAGE).exists():
             write_gallery(build, document, changed=ran)
         totals = document["totals"]["all"]
         if self.left_everything_up_to_date(build):
-            write_stamp(build, totals)
+            write_stamp(build, totals, history_state)
         self.write_summary(totals)
 
     def left_everything_up_to_date(self, build):

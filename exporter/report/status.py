@@ -53,7 +53,13 @@ def status_report(document, segments=(), ages=(), platforms=()):
                  "title": f"{row['segment']}/{row['age']}/{row['title_id']}",
                  "cause": one_line(row.get("cause")), "failed_at": row.get("failed_at")}
                 for row in rows if row["status"] == "failed"]
+    outdated = [{"task": task_name(row["platform"], row["title_id"]),
+                 "title": f"{row['segment']}/{row['age']}/{row['title_id']}",
+                 "uploaded_at": row["uploaded"]["at"], "id": row["uploaded"]["id"],
+                 "url": row["uploaded"]["url"]}
+                for row in rows if row.get("upload_outdated") and row.get("uploaded")]
     return {
+        "upload_outdated": outdated,
         "groups": [{"segment": segment, "age": age, "platform": platform, **totals}
                    for (segment, age, platform), totals in sorted(groups.items())],
         "total": total,
@@ -81,11 +87,13 @@ def one_line(text):
     return lines[0] if lines else "unknown cause"
 
 
-TABLE_COLUMNS = ("segment", "age", "platform", *STATUSES, "size", "duration")
+TABLE_COLUMNS = ("segment", "age", "platform", *STATUSES, "uploaded", "outdated",
+                 "size", "duration")
 
 
 def table_cells(line):
-    return [*(str(line[status]) for status in STATUSES), format_size(line["size_bytes"]),
+    return [*(str(line[status]) for status in STATUSES), str(line.get("uploaded", 0)),
+            str(line.get("upload_outdated", 0)), format_size(line["size_bytes"]),
             format_duration(line["duration_s"])]
 
 
@@ -103,6 +111,8 @@ def format_report(report):
     text += [f"made with {version}: {count} exports"
              for version, count in report.get("made_with", {}).items()]
     text += [f"FAILED {f['task']} ({f['title']}): {f['cause']}" for f in report["failures"]]
+    text += [f"UPLOAD OUTDATED {o['task']} ({o['title']}): uploaded {o['uploaded_at']} as "
+             f"{o['id']}; the export has changed since" for o in report.get("upload_outdated", [])]
     return "\n".join(text) + "\n"
 
 

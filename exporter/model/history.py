@@ -1,0 +1,118 @@
+"""The distribution history: an append-only JSON Lines file of every export made, failed,
+cleaned, forgotten and uploaded, in the exports root (history.jsonl).
+
+Why a JSON Lines file: an event is one `write` of one line under an exclusive flock,
+then fsync, so two processes appending at once (a run and an uploader) both land, whole;
+a crash mid-append leaves at most that one line cut short, which readers skip and the
+next append starts after. Nothing ever rewrites the file, so earlier events cannot be
+damaged, and no command deletes it: `doit clean`, `doit forget` and the loss of doit's DB
+leave it as it is. It needs no server and reads with `grep` and `jq`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from exporter.model.files import file_state
+from exporter.model.layout import HISTORY
+
+LOG = logging.getLogger(__name__)
+
+EVENT_VERSION = 1
+KINDS = ("made", "failed", "cleaned", "forgotten", "uploaded")
+
+Event = dict[str, Any]
+
+
+def history_path(exports_root: Path) -> Path:
+    return Path(exports_root) / HISTORY
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def event(kind: str, export: str, **fields: Any) -> Event:
+    """One event: its kind, the export's task name (`youtube:my-story`), when, and what."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown history event kind {kind!r}")
+    return {"v": EVENT_VERSION, "at": now_utc(), "event": kind, "export": export, **fields}
+
+
+def append_events(exports_root: Path, events: Iterable[Event]) -> None:
+    """Append events durably: one write under an exclusive lock, then fsync.
+
+    A line cut short by an earlier crash is ended first, so it stays one bad line rather
+    than swallowing the first of these.
+    """
+    text = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in events)
+    if not text:
+        return
+    fd = os.open(history_path(exports_root), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            text = "\n" + text
+        data = text.encode()
+        while data:
+            written = os.write(fd, data)
+            data = data[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)        # closing releases the lock
+
+
+def read_events(exports_root: Path) -> tuple[list[Event], tuple | None]:
+    """Every whole event, oldest first, and the file's state before it was read.
+
+    Damaged lines (a crash mid-append) are skipped with one warning naming how many.
+    """
+    path = history_path(exports_root)
+    state = file_state(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], state
+    events, damaged = [], 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            damaged += 1
+            continue
+        if isinstance(item, dict) and item.get("event") in KINDS and "export" in item:
+            events.append(item)
+        else:
+            damaged += 1
+    if damaged:
+        LOG.warning(f"WARNING {path}: {damaged} damaged line{'s' if damaged > 1 else ''} "
+                    "skipped (an append cut short by a crash)")
+    return events, state
+
+
+def events_by_export(events: Iterable[Event]) -> dict[str, list[Event]]:
+    by_export: dict[str, list[Event]] = {}
+    for item in events:
+        by_export.setdefault(item["export"], []).append(item)
+    return by_export
+
+
+def distribution_facts(events: list[Event], current_sha256: str | None) -> dict[str, Any]:
+    """What a registry row shows of one export's history: versions made (distinct videos),
+    its last upload, and whether the uploaded copy differs from the current export."""
+    made = {e.get("sha256") for e in events if e["event"] == "made" and e.get("sha256")}
+    uploads = [e for e in events if e["event"] == "uploaded"]
+    last = uploads[-1] if uploads else None
+    uploaded = ({"at": last["at"], "id": last.get("id"), "url": last.get("url"),
+                 "sha256": last.get("sha256")} if last else None)
+    return {"versions": len(made), "uploaded": uploaded,
+            "upload_outdated": bool(last) and last.get("sha256") != current_sha256}

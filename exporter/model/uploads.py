@@ -1,0 +1,71 @@
+"""Recording that an export was uploaded: what an upload stage calls after posting.
+
+    from exporter.model.uploads import record_upload
+    record_upload(Path("exports"), "youtube:my-story", post_id="dQw4w9", url="https://...")
+
+Only the exports tree is read (no renders root, no doit): an uploader may run anywhere the
+tree is mounted, while a run is going.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from exporter.model.errors import ExportError
+from exporter.model.files import sha256_file
+from exporter.model.history import Event, append_events, event, read_events
+from exporter.model.records import export_file_names, output_sha256, read_record
+
+
+class UploadRefused(ExportError):
+    """The upload cannot be recorded: no such export, or not the file that was uploaded."""
+
+
+def find_export(exports_root: Path, export: str) -> tuple[Path, Path]:
+    """(video, sidecar) of the export named `platform:title_id` in the exports tree."""
+    platform, sep, title_id = export.partition(":")
+    if not sep or not platform or not title_id or "/" in export:
+        raise UploadRefused(f"{export!r} is not an export name (platform:title_id, "
+                            "e.g. youtube:my-story)")
+    names = export_file_names(platform)
+    found = sorted(Path(exports_root).glob(f"*/*/{title_id}/{names['sidecar']}"))
+    if not found:
+        raise UploadRefused(f"{export}: no export in {exports_root} "
+                            f"(run `doit {export}` first)")
+    sidecar = found[0]
+    video = sidecar.with_name(names["video"])
+    if not video.is_file():
+        raise UploadRefused(f"{export}: {video} is missing (run `doit {export}` to make it)")
+    return video, sidecar
+
+
+def record_upload(exports_root: Path, export: str, post_id: str, url: str | None = None,
+                  sha256: str | None = None, earlier_version: bool = False) -> Event:
+    """Append an `uploaded` event for `export`; returns it. UploadRefused with the cause.
+
+    `sha256` is the uploaded file's; by default the current export's. It must be the
+    current export's, or with `earlier_version` one this export had before.
+    """
+    if not post_id:
+        raise UploadRefused(f"{export}: the post id is empty")
+    video, sidecar_path = find_export(exports_root, export)
+    current = output_sha256(read_record(sidecar_path))
+    on_disk = sha256_file(video)
+    if on_disk != current:
+        raise UploadRefused(f"{export}: {video.name} is not the file its sidecar records "
+                            "(changed since it was made); run `doit` to make it again")
+    uploaded = (sha256 or current).lower()
+    if uploaded != current:
+        if not earlier_version:
+            raise UploadRefused(f"{export}: sha256 {uploaded[:12]}... is not the current "
+                                f"export ({current[:12]}...); if an earlier version was "
+                                "uploaded, say so (--earlier-version)")
+        made = {e.get("sha256") for e in read_events(exports_root)[0]
+                if e["export"] == export and e["event"] == "made"}
+        if uploaded not in made:
+            raise UploadRefused(f"{export}: no version with sha256 {uploaded[:12]}... was "
+                                "ever made (see `doit history`)")
+    item = event("uploaded", export, id=post_id, url=url, sha256=uploaded,
+                 current=uploaded == current)
+    append_events(exports_root, [item])
+    return item

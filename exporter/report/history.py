@@ -1,0 +1,200 @@
+"""`doit history`, `doit uploaded` and the recording `doit forget`: the distribution history
+(model/history.py) from the command line."""
+
+import json
+import sys
+
+from doit import get_var
+from doit.cmd_base import Command
+from doit.cmd_forget import Forget
+from doit.cmdparse import CmdParseError
+from doit.exceptions import InvalidDodoFile
+
+from exporter.build.lock import LockHeld, acquire, release
+from exporter.build.stamp import holding_stamp, write_stamp
+from exporter.build.tasks import load_build
+from exporter.model import layout
+from exporter.model.files import read_json, write_json_atomic
+from exporter.model.history import append_events, event, events_by_export, read_events
+from exporter.model.logs import configure as configure_logging
+from exporter.model.settings import resolve_settings
+from exporter.model.uploads import UploadRefused, record_upload
+from exporter.report.gallery import write_gallery
+from exporter.report.registry import build_registry, with_distribution
+
+
+class NameFirst(Command):
+    """A command taking one name, written before or after its options: doit parses options
+    only up to the first positional argument (`doit uploaded youtube:x --id 1` as well as
+    `doit uploaded --id 1 youtube:x`)."""
+
+    def parse_execute(self, in_args):
+        if in_args and not in_args[0].startswith("-"):
+            in_args = [*in_args[1:], in_args[0]]
+        return super().parse_execute(in_args)
+
+
+# ---- doit history ---------------------------------------------------------------------------
+
+
+def events_of(events, name):
+    """The events of one export (`youtube:my-story`) or of every export of one title
+    (`my-story`), newest first."""
+    if ":" in name:
+        chosen = [e for e in events if e["export"] == name]
+    else:
+        chosen = [e for e in events if e["export"].partition(":")[2] == name]
+    return list(reversed(chosen))
+
+
+def event_detail(item):
+    """What happened, in a few words."""
+    kind = item["event"]
+    if kind == "made":
+        video = "video kept" if item.get("video") == "kept" else item.get("mode") or "?"
+        return (f"{', '.join(item.get('causes') or [])}: {video}, "
+                f"sha256 {(item.get('sha256') or '?')[:12]}, {item.get('size_bytes')} bytes")
+    if kind == "failed":
+        return item.get("cause") or "unknown cause"
+    if kind == "cleaned":
+        return "removed " + ", ".join(item.get("files") or [])
+    if kind == "uploaded":
+        version = "" if item.get("current", True) else " (an earlier version)"
+        return (f"id {item.get('id')}{' ' + item['url'] if item.get('url') else ''}, "
+                f"sha256 {(item.get('sha256') or '?')[:12]}{version}")
+    return "doit's record of it removed"
+
+
+def format_history(name, events):
+    if not events:
+        return f"{name}: no events in the history\n"
+    lines = [(e["at"], e["export"], e["event"], event_detail(e)) for e in events]
+    widths = [max(len(line[i]) for line in lines) for i in range(3)]
+    return "".join("  ".join([*(cell.ljust(w) for cell, w in zip(line, widths)), line[3]])
+                   + "\n" for line in lines)
+
+
+class History(NameFirst):
+    """doit command plugin: the events of one title or one export, newest first."""
+
+    name = "history"
+    doc_purpose = "what happened to one title or export: made, failed, cleaned, uploaded"
+    doc_usage = "TITLE_ID | PLATFORM:TITLE_ID [--json] [exports=...]"
+    doc_description = ("Read-only: the exports root's history.jsonl, newest first. It "
+                       "runs while another doit run is going.")
+    cmd_options = ({"name": "json", "short": "", "long": "json", "type": bool,
+                    "default": False, "help": "print the events as JSON"},)
+
+    def execute(self, params, args):
+        configure_logging()
+        if len(args) != 1:
+            raise CmdParseError("doit history takes one title (my-story) or export "
+                                "(youtube:my-story)")
+        settings = resolve_settings(get_var)
+        events = events_of(read_events(settings.exports)[0], args[0])
+        if params["json"]:
+            sys.stdout.write(json.dumps({"name": args[0], "events": events}, indent=2) + "\n")
+        else:
+            sys.stdout.write(format_history(args[0], events))
+        return 0
+
+
+# ---- doit uploaded --------------------------------------------------------------------------
+
+
+def refresh_registry(build, history):
+    """Rewrite registry.json's distribution fields (and the gallery) from the history, and
+    keep the library stamp if it held: an upload changes no export."""
+    previous = read_json(build.settings.registry_file)
+    if not isinstance(previous, dict) or "exports" not in previous:
+        return False            # no registry yet: the next run writes it, history included
+    stamp_held = holding_stamp(build) is not None
+    events, history_state = history
+    by_export = events_by_export(events)
+    rows = [with_distribution(row, by_export.get(f"{row['platform']}:{row['title_id']}", []))
+            for row in previous["exports"]]
+    document = build_registry(rows, previous["platforms"])
+    write_json_atomic(build.settings.registry_file, document)
+    write_gallery(build, document, changed=set())
+    if stamp_held:
+        write_stamp(build, document["totals"]["all"], history_state)
+    return True
+
+
+class Uploaded(NameFirst):
+    """doit command plugin: record that an export was uploaded (the upload stage calls it)."""
+
+    name = "uploaded"
+    doc_purpose = "record that an export was uploaded: its post id, URL and file"
+    doc_usage = ("PLATFORM:TITLE_ID --id POST_ID [--url URL] [--sha256 SHA256 "
+                 "[--earlier-version]] [exports=...]")
+    doc_description = ("Appends an `uploaded` event to history.jsonl (safe while a run is "
+                       "going) and updates registry.json when no run holds the tree.")
+    cmd_options = (
+        {"name": "id", "short": "", "long": "id", "type": str, "default": "",
+         "help": "the platform's id of the post (required)"},
+        {"name": "url", "short": "", "long": "url", "type": str, "default": "",
+         "help": "the post's URL"},
+        {"name": "sha256", "short": "", "long": "sha256", "type": str, "default": "",
+         "help": "sha256 of the file uploaded (default: the current export)"},
+        {"name": "earlier", "short": "", "long": "earlier-version", "type": bool,
+         "default": False, "help": "the file uploaded is an earlier version (by --sha256)"},
+    )
+
+    def execute(self, params, args):
+        configure_logging()
+        if len(args) != 1:
+            raise CmdParseError("doit uploaded takes one export (youtube:my-story)")
+        if not params["id"]:
+            raise CmdParseError("doit uploaded needs the post's --id")
+        settings = resolve_settings(get_var)
+        try:
+            item = record_upload(settings.exports, args[0], params["id"], params["url"] or None,
+                                 params["sha256"] or None, params["earlier"])
+        except UploadRefused as error:
+            sys.stderr.write(f"reelexport: upload not recorded: {error}\n")
+            return 1
+        try:
+            lock_fd = acquire(settings.exports / layout.LOCK)
+        except LockHeld:
+            sys.stdout.write(f"recorded: {args[0]} uploaded as {item['id']}; a run holds "
+                             "the tree, registry.json shows it after the run\n")
+            return 0
+        try:
+            refreshed = refresh_registry(load_build(), read_events(settings.exports))
+        except InvalidDodoFile as error:
+            refreshed = False
+            sys.stderr.write(f"reelexport: registry not refreshed ({error})\n")
+        finally:
+            release(lock_fd)
+        where = "registry.json updated" if refreshed else "the next run writes registry.json"
+        sys.stdout.write(f"recorded: {args[0]} uploaded as {item['id']}; {where}\n")
+        return 0
+
+
+# ---- doit forget ----------------------------------------------------------------------------
+
+
+class RecordingForget(Forget):
+    """doit's `forget`, which also appends a `forgotten` event for each export it forgets."""
+
+    name = "forget"
+
+    def _execute(self, forget_sub, forget_disable_default, forget_all):
+        exports = {task.name for task in self.task_list if task.actions}
+        forgotten = []
+        remove = self.dep_manager.remove
+
+        def recording_remove(name):
+            forgotten.append(name)
+            remove(name)
+
+        self.dep_manager.remove = recording_remove
+        result = super()._execute(forget_sub, forget_disable_default, forget_all)
+        if forget_all:
+            forgotten = sorted(exports)
+        titles = {job.task_name: job.title.key for job in load_build().all_jobs}
+        append_events(load_build().settings.exports,
+                      [event("forgotten", name, title=titles.get(name))
+                       for name in forgotten if name in exports])
+        return result
