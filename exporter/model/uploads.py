@@ -65,7 +65,8 @@ def record_upload(exports_root: Path, export: str, post_id: str, url: str | None
         if uploaded not in made:
             raise UploadRefused(f"{export}: no version with sha256 {uploaded[:12]}... was "
                                 "ever made (see `doit history`)")
-    item = event("uploaded", export, id=post_id, url=url, sha256=uploaded,
+    title = sidecar_path.parent.relative_to(Path(exports_root)).as_posix()
+    item = event("uploaded", export, title=title, id=post_id, url=url, sha256=uploaded,
                  current=uploaded == current)
     append_events(exports_root, [item])
     return item

@@ -26,12 +26,12 @@ class ExportReporter(ConsoleReporter):
     desc = "reelexport: one-line failures, registry after the run"
 
     lock_fd = None
-    progress = None     # exporter.progress.ProgressDisplay, from initialize to complete_run
+    progress = None     # report/progress.ProgressDisplay, from initialize to complete_run
 
     def __init__(self, outstream, options):
         super().__init__(outstream, options)
         # task name -> "up-to-date" | "done" | "failed": what this run's doit decided, so
-        # the registry need not check those exports again (exporter.ledger).
+        # the registry need not check those exports again (report/ledger.py).
         self.outcomes = {}
 
     def initialize(self, tasks, selected_tasks):
@@ -41,7 +41,7 @@ class ExportReporter(ConsoleReporter):
         stop_on_interrupt_once()
         sys.excepthook = self.interrupt_hook(sys.excepthook)
         gc.freeze()     # the loaded tasks live to the end: keep them out of collections
-        gc.enable()     # (disabled while loading them: exporter.tasks.doit_config)
+        gc.enable()     # (disabled while loading them: build/tasks.doit_config)
         if load_build().proven_up_to_date is None:
             self.start_progress(tasks, selected_tasks)
 

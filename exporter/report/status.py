@@ -1,6 +1,6 @@
 """`doit status`: exported / stale / failed / pending by segment, age and platform.
 
-The statuses are the registry's own (exporter.ledger.registry_document: doit's dep DB and
+The statuses are the registry's own (report/ledger.registry_document: doit's dep DB and
 the sidecars), computed as of now, so a source edited since the last run shows as stale;
 registry.json itself when the library stamp proves nothing changed since it was written.
 Nothing is encoded, written or locked: it is safe while a run holds the exports tree.
@@ -149,7 +149,7 @@ def current_registry(build):
     """
     if holding_stamp(build):
         # nothing changed since the run that wrote registry.json left every export up to
-        # date (exporter.stamp): computing it again would give the same rows
+        # date (build/stamp.py): computing it again would give the same rows
         document = read_json(build.settings.registry_file)
         if isinstance(document, dict) and "exports" in document:
             return document
@@ -182,7 +182,7 @@ def format_status(document):
 
 
 class Status(Command):
-    """doit command plugin: `status = "exporter.status:Status"` in pyproject.toml."""
+    """doit command plugin: `status = "exporter.report.status:Status"` in pyproject.toml."""
 
     name = "status"
     doc_purpose = "exported, stale, failed and pending exports by segment, age and platform"
