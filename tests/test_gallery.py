@@ -99,7 +99,7 @@ def test_page_has_one_card_per_title_and_a_tile_per_platform():
     assert [p["text"] for p in page.having("p", "title")] == ["Beta, a separate title"]
     facts = [e["text"] for e in page.having("dd")]
     assert facts[:4] == ["1.0 s", "400.0 kB", "3.10 Mb/s", "270x480"]
-    assert page.options("status") == ["", "exported", "stale", "failed", "pending"]
+    assert page.options("status") == ["", "exported", "stale", "failed", "pending", "removed"]
     assert page.options("platform") == ["", "tiktok", "youtube"]
     assert page.options("segment") == ["", "men", "women"]
 

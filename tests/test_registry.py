@@ -81,11 +81,11 @@ def test_rows_are_sorted_and_totals_add_up():
     assert document["platforms"] == ["tiktok", "youtube"]
     totals = document["totals"]
     assert totals["all"] == {"exported": 1, "stale": 1, "failed": 1, "pending": 1,
-                             "size_bytes": 2000, "duration_s": 5.0, "uploaded": 2,
+                             "removed": 0, "size_bytes": 2000, "duration_s": 5.0, "uploaded": 2,
                              "upload_outdated": 1}
     assert totals["by_segment"]["men"]["failed"] == 1
     assert totals["by_platform"]["tiktok"] == {"exported": 0, "stale": 1, "failed": 1,
-                                               "pending": 0, "size_bytes": 1000,
+                                               "pending": 0, "removed": 0, "size_bytes": 1000,
                                                "duration_s": 2.5, "uploaded": 1,
                                                "upload_outdated": 1}
     failed = [r for r in document["exports"] if r["status"] == "failed"][0]

@@ -70,11 +70,12 @@ def test_table_is_aligned_with_a_total_line_and_failure_lines():
     text = format_report(status_report(sample_document()))
     lines = text.splitlines()
     assert lines[0].split() == ["segment", "age", "platform", "exported", "stale", "failed",
-                                "pending", "uploaded", "outdated", "size", "duration"]
-    assert lines[3].split() == ["women", "18-23", "tiktok", "0", "1", "1", "0", "1", "1",
+                                "pending", "removed", "uploaded", "outdated", "size",
+                                "duration"]
+    assert lines[3].split() == ["women", "18-23", "tiktok", "0", "1", "1", "0", "0", "1", "1",
                                 "2.5", "MB", "2.0", "s"]
-    assert lines[5].split() == ["total", "3", "1", "1", "1", "2", "1", "10.0", "MB", "8.0",
-                                "s"]
+    assert lines[5].split() == ["total", "3", "1", "1", "1", "0", "2", "1", "10.0", "MB",
+                                "8.0", "s"]
     assert len({len(line) for line in lines[:6]}) == 1, "columns are aligned"
     assert lines[6:] == ["made with ffmpeg version 5.1.9-0+deb12u1: 4 exports",
                          "FAILED tiktok:b (women/18-23/b): final.mp4 is empty (0 bytes)",

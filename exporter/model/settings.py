@@ -16,6 +16,10 @@ DEFAULTS = {
     "attempts": "3",
     "backoff": "2",
 }
+# Every doit var the settings read (`doit renders=... segment=...`): a command that starts
+# runs of its own (doit watch) passes them on.
+VAR_NAMES = ("renders", "exports", "platforms_dir", "segment", "age", "platforms", "preset",
+             "ffmpeg", "attempts", "backoff", "retry")
 ENV_NAMES = {
     "renders": "REELEXPORT_RENDERS",
     "exports": "REELEXPORT_EXPORTS",

@@ -1,5 +1,6 @@
 """Read doit's dependency DB (the ledger of what is up to date) and regenerate registry.json."""
 
+import os
 
 from doit.dependency import Dependency, SqliteDB
 from doit.task import dict_to_task
@@ -8,6 +9,7 @@ from exporter.build.checker import MD5Checker
 from exporter.build.tasks import export_task
 from exporter.model.files import read_json, write_json_atomic
 from exporter.model.history import events_by_export, read_events
+from exporter.model.layout import task_name
 from exporter.model.records import identity, read_record
 from exporter.report.registry import (
     build_registry,
@@ -60,7 +62,52 @@ def registry_document(build, outcomes=None, previous=None, events=None):
         row = carried_over_row(before, names, outcomes.get(job.task_name))
         row = row or current_row(job, names, job.task_name in fresh, build.settings.exports)
         rows.append(with_distribution(row, history.get(job.task_name, [])))
+    for row in removed_rows(build):
+        rows.append(with_distribution(row, history.get(task_name(row["platform"],
+                                                                  row["title_id"]), [])))
     return build_registry(rows, build.all_specs)
+
+
+def removed_rows(build):
+    """Exports still on disk whose title has left the renders root: kept, marked removed.
+
+    Only the folders of titles the library no longer has are read; the tree is listed down
+    to the title folders (segments and ages), not into every title.
+    """
+    known = {title.key for title in build.all_titles}
+    root = build.settings.exports
+    rows = []
+    for key in sorted(unknown_title_dirs(root, known)):
+        for sidecar_path in sorted((root / key).glob("*.export.json")):
+            sidecar = read_record(sidecar_path)
+            video = sidecar_path.parent / f"{(sidecar or {}).get('platform')}.mp4"
+            if not sidecar or not video.is_file():
+                continue
+            names = identity(sidecar.get("title_id"), sidecar.get("segment"),
+                             sidecar.get("age"), sidecar.get("platform"))
+            if None in names.values():
+                continue
+            rows.append(registry_row(names, "removed", video.relative_to(root).as_posix(),
+                                     sidecar))
+    return rows
+
+
+def unknown_title_dirs(root, known):
+    """segment/age/title folders of the exports root that are not titles of the library."""
+    for segment in visible_dirs(root):
+        for age in visible_dirs(segment):
+            for title in visible_dirs(age):
+                key = f"{segment.name}/{age.name}/{title.name}"
+                if key not in known:
+                    yield key
+
+
+def visible_dirs(path):
+    try:
+        return [entry for entry in os.scandir(path)
+                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")]
+    except OSError:
+        return []
 
 
 def carried_over_row(before, names, outcome):

@@ -8,13 +8,14 @@ doit found up to date: the row a full regeneration would give, without reading a
 from exporter.model.history import Event, distribution_facts
 from exporter.model.records import export_facts, failure_facts
 
-STATUSES = ("exported", "stale", "failed", "pending")
+STATUSES = ("exported", "stale", "failed", "pending", "removed")
 REGISTRY_VERSION = 2
 
 
 def export_status(target_present, up_to_date, error_present):
     """exported: made and up to date; failed: last attempt failed; stale: made from
-    inputs that have changed since; pending: never made."""
+    inputs that have changed since; pending: never made. (removed: the export is on disk
+    but its title has left the renders root; see ledger.removed_rows.)"""
     if target_present and up_to_date:
         return "exported"
     if error_present:
@@ -27,7 +28,7 @@ def export_status(target_present, up_to_date, error_present):
 def registry_row(identity, status, output_path, sidecar=None, error=None):
     """One (title, platform) entry; fields copied from the sidecar or the error record."""
     row = {**identity, "status": status, "path": output_path}
-    if sidecar and status in ("exported", "stale"):
+    if sidecar and status in ("exported", "stale", "removed"):
         row.update(export_facts(sidecar))
     if error and status == "failed":
         row.update(failure_facts(error))
@@ -37,7 +38,7 @@ def registry_row(identity, status, output_path, sidecar=None, error=None):
 def with_distribution(row, events: list[Event]):
     """The row with what the history says of its export: versions made, last upload, and
     whether the uploaded copy is outdated (the current export differs from it)."""
-    current = row.get("sha256") if row["status"] in ("exported", "stale") else None
+    current = row.get("sha256") if row["status"] in ("exported", "stale", "removed") else None
     return {**row, **distribution_facts(events, current)}
 
 

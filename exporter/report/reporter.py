@@ -143,4 +143,6 @@ class ExportReporter(ConsoleReporter):
 
     def write_summary(self, totals):
         summary = ", ".join(f"{totals[s]} {s}" for s in ("exported", "stale", "failed", "pending"))
+        if totals.get("removed"):
+            summary += f", {totals['removed']} removed (their titles left the renders root)"
         self.write(f"registry: {summary}\n")

@@ -1,0 +1,264 @@
+"""`doit watch`: export renders as they land, without anyone typing a command.
+
+It watches the renders root and the platforms folder (watchfiles: inotify on Linux) and,
+for each batch of titles that have settled, runs an ordinary `doit` in a child process
+with the same vars: the lock is held only while that batch runs, a bad render fails alone,
+and the registry, gallery and history are those of any run.
+
+A title is taken once its final.mp4 and metadata.json exist and have not changed for
+`settle=` seconds, so a render still being copied is never exported half-way.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from doit import get_var
+from doit.cmd_base import Command
+from doit.cmdparse import CmdParseError
+from watchfiles import watch
+
+from exporter.model.files import file_state, read_json
+from exporter.model.logs import configure as configure_logging
+from exporter.model.settings import VAR_NAMES, Settings, resolve_settings
+
+LOG = logging.getLogger(__name__)
+
+SETTLE_S = 5.0          # default settle time: longer than a pause in a network copy
+TICK_MS = 500           # how often settle timers are looked at when nothing happens
+UNAVAILABLE_RETRY_S = 2.0
+# Depth of a title directory under the renders root: segment/age/title_id.
+TITLE_DEPTH = 3
+
+
+def title_key_of(path: Path, renders: Path) -> str | None:
+    """The title (segment/age/title_id) a changed path belongs to; None for a change above
+    the titles (a segment or age directory: the whole library is looked at again)."""
+    try:
+        parts = Path(path).relative_to(renders).parts
+    except ValueError:
+        return None
+    return "/".join(parts[:TITLE_DEPTH]) if len(parts) >= TITLE_DEPTH else None
+
+
+def title_files_state(directory: Path) -> tuple | None:
+    """The state of a title's two required files; None when the title directory is gone."""
+    if not directory.is_dir():
+        return None
+    return (file_state(directory / "final.mp4"), file_state(directory / "metadata.json"))
+
+
+@dataclass
+class Settler:
+    """Titles seen changing, each released once its files have held still for settle_s."""
+
+    renders: Path
+    settle_s: float
+    # title key -> (files state, monotonic time it was first seen in that state)
+    pending: dict[str, tuple[tuple | None, float]] = field(default_factory=dict)
+
+    def changed(self, key: str, now: float) -> None:
+        self.pending[key] = (title_files_state(self.renders / key), now)
+
+    def settled(self, now: float) -> tuple[list[str], list[str]]:
+        """(complete titles, removed titles) that held still for settle_s; they leave the
+        pending set. A title missing one of its files waits, however long it takes."""
+        complete, removed = [], []
+        for key, (state, since) in list(self.pending.items()):
+            current = title_files_state(self.renders / key)
+            if current != state:
+                self.pending[key] = (current, now)
+                continue
+            if now - since < self.settle_s:
+                continue
+            if current is None:
+                removed.append(key)
+            elif all(part is not None for part in current):
+                complete.append(key)
+            else:
+                continue            # incomplete: not taken until both files are there
+            del self.pending[key]
+        return sorted(complete), sorted(removed)
+
+
+def selected(key: str, settings: Settings) -> bool:
+    segment, age, _ = key.split("/")
+    return ((not settings.segments or segment in settings.segments)
+            and (not settings.ages or age in settings.ages))
+
+
+def doit_vars() -> list[str]:
+    """The vars this command was given, to pass on to each batch's run."""
+    return [f"{name}={value}" for name in VAR_NAMES
+            if (value := get_var(name, None)) is not None]
+
+
+def batch_tasks(complete: list[str], full: bool) -> list[str]:
+    """The tasks of one batch: the settled titles' groups, or everything (default tasks)
+    when the platforms changed, a title was removed or the library moved as a whole."""
+    return [] if full else [f"export:{key.rsplit('/', 1)[1]}" for key in complete]
+
+
+def registry_summary(settings: Settings) -> str:
+    totals = ((read_json(settings.registry_file) or {}).get("totals") or {}).get("all")
+    if not totals:
+        return "no registry"
+    return ", ".join(f"{totals.get(s, 0)} {s}" for s in ("exported", "stale", "failed",
+                                                          "pending"))
+
+
+class Stop(KeyboardInterrupt):
+    """SIGTERM (systemd stopping the service, `kill`): stop as Ctrl-C does."""
+
+    signum = signal.SIGTERM
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end the watch cleanly, even when started where SIGINT was ignored
+    (a shell's background job)."""
+    def terminate(signum, frame):
+        raise Stop()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def has_titles(renders: Path) -> bool:
+    """Any directory at title depth: a run on a library with none would only complain."""
+    return any(path.is_dir() for path in renders.glob("/".join("*" * TITLE_DEPTH)))
+
+
+class Watcher:
+    """The loop: wait for changes, let them settle, run a batch, repeat."""
+
+    def __init__(self, settings: Settings, settle_s: float, processes: int):
+        # watchfiles reports absolute paths
+        self.renders, self.platforms = settings.renders.resolve(), settings.platforms_dir.resolve()
+        self.settings = settings
+        self.settler = Settler(self.renders, settle_s)
+        self.processes = processes
+        self.batch = 0
+        self.child: subprocess.Popen | None = None
+        self.full_since: float | None = None      # a whole-library batch waits to settle
+
+    def run_batch(self, tasks: list[str], what: str) -> None:
+        self.batch += 1
+        argv = [sys.executable, "-m", "doit", *doit_vars(), "-n", str(self.processes), *tasks]
+        started = time.monotonic()
+        self.child = subprocess.Popen(argv)
+        code = self.child.wait()
+        self.child = None
+        outcome = "ok" if code == 0 else f"some exports failed (exit {code})"
+        LOG.info(f"watch: batch {self.batch} ({what}) done in {time.monotonic() - started:.1f} s, "
+                 f"{outcome}; registry: {registry_summary(self.settings)}")
+
+    def note(self, changes: set, now: float) -> None:
+        renders, platforms = self.renders, self.platforms
+        for _, path in changes:
+            path = Path(path)
+            if platforms in path.parents or path == platforms:
+                self.full_since = now
+                continue
+            key = title_key_of(path, renders)
+            if key is None:
+                self.full_since = now
+            else:
+                self.settler.changed(key, now)
+
+    def due(self, now: float) -> None:
+        """Run what has settled: one batch."""
+        complete, removed = self.settler.settled(now)
+        complete = [key for key in complete if selected(key, self.settings)]
+        full = self.full_since is not None and now - self.full_since >= self.settler.settle_s
+        if full or removed:
+            self.full_since = None
+            what = ("the whole selection" if full else
+                    f"{len(removed)} title{'s' if len(removed) > 1 else ''} removed")
+            self.run_batch(batch_tasks(complete, True), what)
+        elif complete:
+            self.run_batch(batch_tasks(complete, False),
+                           f"{len(complete)} title{'s' if len(complete) > 1 else ''}: "
+                           + ", ".join(complete))
+
+    def watch_once(self) -> None:
+        """Watch until the renders root goes away (then return) or Ctrl-C."""
+        roots = [self.renders, self.platforms]
+        for changes in watch(*roots, debounce=200, rust_timeout=TICK_MS,
+                             yield_on_timeout=True, raise_interrupt=True):
+            now = time.monotonic()
+            if not self.renders.is_dir():
+                return
+            self.note(changes, now)
+            self.due(now)
+
+    def wait_for_renders(self) -> None:
+        if self.settings.renders.is_dir():
+            return
+        LOG.warning(f"WARNING watch: {self.settings.renders} is unavailable; waiting for it")
+        while not self.settings.renders.is_dir():
+            time.sleep(UNAVAILABLE_RETRY_S)
+        LOG.warning(f"watch: {self.settings.renders} is back")
+
+    def run(self) -> int:
+        try:
+            while True:
+                self.wait_for_renders()
+                # what changed while nobody watched (or since the last run): one batch
+                if has_titles(self.renders):
+                    self.run_batch([], "catching up")
+                LOG.info(f"watch: watching {self.settings.renders} and "
+                         f"{self.settings.platforms_dir} (settle {self.settler.settle_s:g} s); "
+                         "Ctrl-C ends")
+                try:
+                    self.watch_once()
+                except (FileNotFoundError, RuntimeError, OSError) as error:
+                    LOG.warning(f"WARNING watch: watching stopped ({error}); starting again")
+        except KeyboardInterrupt as stop:
+            return self.interrupted(getattr(stop, "signum", signal.SIGINT))
+
+    def interrupted(self, signum: int) -> int:
+        """Ctrl-C or SIGTERM: the running batch stops cleanly (it removes its partial
+        files and keeps what finished), then we exit as interrupted programs do."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)        # one stop is enough
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+            try:
+                self.child.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait()
+        LOG.error(f"watch: stopped by {signal.Signals(signum).name}; no file is left "
+                  "half-written, the next run or watch resumes")
+        return 128 + signum
+
+
+class Watch(Command):
+    """doit command plugin: `watch = "exporter.build.watch:Watch"` in pyproject.toml."""
+
+    name = "watch"
+    doc_purpose = "export renders as they land in the renders root (and after spec edits)"
+    doc_usage = "[-n N] [settle=SECONDS] [segment=...] [age=...] [platforms=...] [renders=...]"
+    doc_description = ("Runs `doit` for each batch of titles whose final.mp4 and "
+                       "metadata.json have not changed for settle= seconds (default 5).")
+    cmd_options = ({"name": "num_process", "short": "n", "long": "process", "type": int,
+                    "default": 1, "help": "exports at a time in each batch"},)
+
+    def execute(self, params, args):
+        configure_logging()
+        logging.getLogger("exporter").setLevel(logging.INFO)
+        if args:
+            raise CmdParseError(f"doit watch takes no task names ({' '.join(args)}); "
+                                "select with segment=, age= and platforms=")
+        try:
+            settle_s = float(get_var("settle", str(SETTLE_S)))
+        except ValueError:
+            raise CmdParseError(f"settle={get_var('settle')} is not a number of seconds")
+        settings = resolve_settings(get_var)
+        stop_on_signals()
+        return Watcher(settings, max(0.0, settle_s), max(1, params["num_process"])).run()

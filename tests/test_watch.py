@@ -1,0 +1,152 @@
+"""`doit watch`: settle logic (pure, on real files) and the command driven as a user runs it."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import (
+    REPO,
+    assert_conforms,
+    doit_env,
+    leftovers,
+    load_yaml,
+    read_json,
+    small_platforms,
+)
+
+from exporter.build.watch import Settler, title_key_of
+from exporter.model.history import read_events
+
+PLATFORMS = ("youtube", "tiktok", "instagram", "facebook")
+
+
+def write_title(directory, source_bytes=b"video", metadata=b"{}"):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "final.mp4").write_bytes(source_bytes)
+    (directory / "metadata.json").write_bytes(metadata)
+
+
+def test_title_key_of_a_changed_path(tmp_path):
+    assert title_key_of(tmp_path / "women/18-23/a/final.mp4", tmp_path) == "women/18-23/a"
+    assert title_key_of(tmp_path / "women/18-23/a", tmp_path) == "women/18-23/a"
+    assert title_key_of(tmp_path / "women/18-23", tmp_path) is None      # look at everything
+    assert title_key_of(Path("/elsewhere/x/y/z"), tmp_path) is None
+
+
+def test_a_title_is_released_only_after_holding_still_for_the_settle_time(tmp_path):
+    settler = Settler(tmp_path, settle_s=5)
+    write_title(tmp_path / "women/18-23/a", b"part")
+    settler.changed("women/18-23/a", now=0)
+    assert settler.settled(now=4) == ([], [])
+    (tmp_path / "women/18-23/a/final.mp4").write_bytes(b"part and more")    # still copying
+    assert settler.settled(now=6) == ([], []), "a change restarts the clock"
+    assert settler.settled(now=10) == ([], [])
+    assert settler.settled(now=11.5) == (["women/18-23/a"], [])
+    assert settler.pending == {}
+
+
+def test_an_incomplete_title_waits_and_a_removed_one_is_reported(tmp_path):
+    settler = Settler(tmp_path, settle_s=1)
+    (tmp_path / "women/18-23/b").mkdir(parents=True)
+    (tmp_path / "women/18-23/b/final.mp4").write_bytes(b"no metadata yet")
+    write_title(tmp_path / "men/18-23/c")
+    settler.changed("women/18-23/b", now=0)
+    settler.changed("men/18-23/c", now=0)
+    shutil.rmtree(tmp_path / "men/18-23/c")
+    assert settler.settled(now=0.5) == ([], [])
+    assert settler.settled(now=2) == ([], [])        # c changed state at 0.5: from then
+    assert settler.settled(now=3) == ([], ["men/18-23/c"])
+    assert "women/18-23/b" in settler.pending, "waits for its metadata.json"
+    (tmp_path / "women/18-23/b/metadata.json").write_bytes(b"{}")
+    settler.changed("women/18-23/b", now=4)
+    assert settler.settled(now=5.5) == (["women/18-23/b"], [])
+
+
+# ---- the command ----------------------------------------------------------------------------
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def rows(exports, title_id):
+    try:
+        registry = read_json(exports / "registry.json")
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {r["platform"]: r for r in registry["exports"] if r["title_id"] == title_id}
+
+
+def made_events(exports, export):
+    return [e for e in read_events(exports)[0] if e["export"] == export and e["event"] == "made"]
+
+
+def copy_slowly(source, target, chunks=4, pause_s=1.0):
+    """A render arriving over the network: written in pieces, seconds apart."""
+    data = source.read_bytes()
+    size = -(-len(data) // chunks)
+    with open(target, "wb") as file:
+        for start in range(0, len(data), size):
+            file.write(data[start:start + size])
+            file.flush()
+            time.sleep(pause_s)
+
+
+def test_watch_exports_settled_renders_rewrites_removals_and_stops_on_ctrl_c(
+        tmp_path, clip_cache):
+    renders, exports = tmp_path / "renders", tmp_path / "exports"
+    renders.mkdir()
+    platforms = small_platforms(tmp_path / "platforms", names=PLATFORMS)
+    clip = clip_cache("vertical", width=360, height=640, seconds=1, fps=30, audio=True)
+    longer = clip_cache("two-seconds", width=360, height=640, seconds=2, fps=30, audio=True)
+    watch = subprocess.Popen(
+        [str(Path(sys.executable).parent / "doit"), "watch", f"renders={renders}",
+         f"exports={exports}", f"platforms_dir={platforms}", "settle=2", "-n", "2"],
+        cwd=REPO, env=doit_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        title = renders / "women/18-23/arriving"
+        title.mkdir(parents=True)
+        (title / "metadata.json").write_text('{"title": "Arriving"}', encoding="utf-8")
+        copy_slowly(clip, title / "final.mp4")           # 4 s of a file growing
+        done = wait_for(lambda: (r := rows(exports, "arriving")) and len(r) == 4 and all(
+            row["status"] == "exported" for row in r.values()) and r, 180, "four exports")
+        for platform in PLATFORMS:
+            assert_conforms(exports / done[platform]["path"],
+                            load_yaml(platforms / f"{platform}.yaml"), 1.0)
+            assert len(made_events(exports, f"{platform}:arriving")) == 1, "exported once"
+
+        # rewritten: exported again from the new render
+        shutil.copy(longer, title / "final.mp4")
+        wait_for(lambda: len(made_events(exports, "youtube:arriving")) == 2
+                 and rows(exports, "arriving")["youtube"]["duration_s"] > 1.5, 180,
+                 "the re-export")
+        assert made_events(exports, "youtube:arriving")[-1]["causes"] == ["source changed"]
+
+        # the renders root away for a moment (a network mount): a warning, not a crash
+        renders.rename(tmp_path / "away")
+        time.sleep(3)
+        (tmp_path / "away").rename(renders)
+        # removed: its exports stay, the registry marks them
+        shutil.rmtree(title)
+        wait_for(lambda: (r := rows(exports, "arriving")) and all(
+            row["status"] == "removed" for row in r.values()), 120, "removed rows")
+        assert (exports / "women/18-23/arriving/youtube.mp4").is_file()
+        assert watch.poll() is None, "still watching"
+    finally:
+        if watch.poll() is None:
+            watch.send_signal(signal.SIGINT)
+        output = watch.communicate(timeout=120)[0]
+    assert watch.returncode == 128 + signal.SIGINT, output
+    assert output.strip().splitlines()[-1].startswith("watch: stopped by SIGINT"), output
+    assert "is unavailable; waiting for it" in output, output
+    assert "Traceback" not in output, output
+    assert leftovers(exports) == []
+    assert not [p for p in exports.rglob("*") if p.is_file() and ".tmp" in p.name]
