@@ -57,8 +57,8 @@ def test_an_incomplete_title_waits_and_a_removed_one_is_reported(tmp_path):
     settler.changed("men/18-23/c", now=0)
     shutil.rmtree(tmp_path / "men/18-23/c")
     assert settler.settled(now=0.5) == ([], [])
-    assert settler.settled(now=2) == ([], [])        # c changed state at 0.5: from then
-    assert settler.settled(now=3) == ([], ["men/18-23/c"])
+    assert settler.settled(now=1.2) == ([], [])      # c changed state at 0.5: from then
+    assert settler.settled(now=2) == ([], ["men/18-23/c"])
     assert "women/18-23/b" in settler.pending, "waits for its metadata.json"
     (tmp_path / "women/18-23/b/metadata.json").write_bytes(b"{}")
     settler.changed("women/18-23/b", now=4)
@@ -134,11 +134,17 @@ def test_watch_exports_settled_renders_rewrites_removals_and_stops_on_ctrl_c(
         renders.rename(tmp_path / "away")
         time.sleep(3)
         (tmp_path / "away").rename(renders)
-        # removed: its exports stay, the registry marks them
+        # removed (as another title lands): its exports stay, the registry marks them
         shutil.rmtree(title)
+        other = renders / "men/24-30/next"
+        other.mkdir(parents=True)
+        (other / "metadata.json").write_text('{"title": "Next"}', encoding="utf-8")
+        shutil.copy(clip, other / "final.mp4")
         wait_for(lambda: (r := rows(exports, "arriving")) and all(
-            row["status"] == "removed" for row in r.values()), 120, "removed rows")
+            row["status"] == "removed" for row in r.values()), 180, "removed rows")
         assert (exports / "women/18-23/arriving/youtube.mp4").is_file()
+        wait_for(lambda: (r := rows(exports, "next")) and all(
+            row["status"] == "exported" for row in r.values()), 180, "the other title")
         assert watch.poll() is None, "still watching"
     finally:
         if watch.poll() is None:
