@@ -5,7 +5,14 @@ import os
 import shutil
 
 import pytest
-from conftest import TEST_FFMPEG, TEST_PRESET, executed_tasks, run_doit, small_platforms
+from conftest import (
+    TEST_FFMPEG,
+    TEST_PRESET,
+    executed_tasks,
+    read_json,
+    run_doit,
+    small_platforms,
+)
 
 from exporter.build.stamp import STAMP_NAME, holding_stamp
 from exporter.build.tasks import Build
@@ -94,11 +101,35 @@ CHANGES = {
 }
 
 
+# What the run after each change checks: the one title it touched, or everything.
+CHECKED = {"source touched": {"alpha"}, "metadata rewritten with the same bytes": {"beta"},
+           "thumbnail added": {"alpha"}, "target deleted": {"beta"}, "title added": {"gamma"},
+           "title removed": set()}
+
+
+def checked_titles(stdout):
+    return {line.split(":", 1)[1] for line in stdout.splitlines()
+            if line.startswith(("-- ", ".  ")) and ":" in line}
+
+
 @pytest.mark.parametrize("change", CHANGES)
 def test_anything_doit_would_check_ends_the_fast_path(stamped, change):
     assert stamp_holds(stamped.all_args)
     CHANGES[change](stamped)
     assert not stamp_holds(stamped.all_args)
+    run = run_doit(*stamped.all_args)
+    assert run.returncode == 0, run.stderr
+    titles = {path.name for path in stamped.root.glob("*/*/*")}
+    if change in CHECKED:       # a partial run: that title alone
+        assert checked_titles(run.stdout) == CHECKED[change], run.stdout
+        assert f"{len(titles - CHECKED[change])} titles unchanged" in run.stdout
+    else:                       # everything is checked
+        assert checked_titles(run.stdout) == titles, run.stdout
+        assert "titles unchanged" not in run.stdout
+    if change == "doit ignore":     # an ignored export is skipped, never proven
+        assert stamped_titles(stamped) == {"men/24-30/beta"}
+    else:
+        assert stamp_holds(stamped.all_args), "the run proved the library again"
 
 
 def test_settings_that_change_the_exports_end_the_fast_path(stamped):
@@ -137,29 +168,59 @@ def test_forced_and_named_runs_check_every_task(stamped):
     assert FAST not in named.stdout and "-- youtube:alpha" in named.stdout
 
 
-def test_a_run_with_a_failure_writes_no_stamp(library, tmp_path):
+def stamped_titles(library):
+    return set(read_json(library.exports / STAMP_NAME)["titles"])
+
+
+def test_a_failed_title_is_never_stamped_and_is_checked_by_every_run(library, tmp_path):
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     args = library.args(f"platforms_dir={platforms}")
     library.add("women", "18-23", "alpha")
     broken = library.add("women", "18-23", "broken")
     (broken / "final.mp4").write_bytes(b"not a video")
+    first = run_doit(*args)
+    assert first.returncode != 0 and "broken" in first.stderr
+    assert stamped_titles(library) == {"women/18-23/alpha"}
     for _ in range(2):      # the failure is reported by every run, never stamped away
         run = run_doit(*args)
         assert run.returncode != 0 and "broken" in run.stderr
         assert FAST not in run.stdout
-        assert not (library.exports / STAMP_NAME).exists()
+        assert "1 titles unchanged since the run of" in run.stdout
+        assert executed_tasks(run.stdout) == ["youtube:broken"]
+        assert stamped_titles(library) == {"women/18-23/alpha"}
 
 
-def test_a_filtered_run_writes_no_stamp(library, tmp_path):
+def test_a_filtered_run_stamps_only_what_it_checked(library, tmp_path):
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     library.add("women", "18-23", "alpha")
     library.add("men", "18-23", "beta")
     args = library.args(f"platforms_dir={platforms}")
     run_doit(*args, "segment=women", check=0)
-    assert not (library.exports / STAMP_NAME).exists()
+    assert stamped_titles(library) == {"women/18-23/alpha"}
     second = run_doit(*args, check=0)
     assert executed_tasks(second.stdout) == ["youtube:beta"]
-    assert (library.exports / STAMP_NAME).exists()
+    assert stamped_titles(library) == {"women/18-23/alpha", "men/18-23/beta"}
+    assert FAST in run_doit(*args, check=0).stdout
+
+
+def test_one_changed_title_is_checked_alone_and_the_rest_stays_proven(stamped):
+    """A partial run: the stamp proves every title but the one rewritten."""
+    title = next(stamped.root.glob("*/*/*"))
+    source = title / "final.mp4"
+    shutil.copyfile(source, source.with_name("rewritten"))
+    os.replace(source.with_name("rewritten"), source)    # same bytes, a new file
+    run = run_doit(*stamped.all_args, check=0)
+    key = title.relative_to(stamped.root).as_posix()
+    others = len(list(stamped.root.glob("*/*/*"))) - 1
+    assert f"{others} titles unchanged since the run of" in run.stdout
+    assert "1 checked, 0 removed" in run.stdout
+    checked = {line.split(":")[1] for line in run.stdout.splitlines()
+               if line.startswith(("-- ", ".  "))}
+    assert checked == {title.name}, run.stdout
+    assert stamp_holds(stamped.all_args), "the run proved that title again"
+    registry = read_json(stamped.exports / "registry.json")
+    assert {r["status"] for r in registry["exports"]} == {"exported"}
+    assert key in stamped_titles(stamped)
 
 
 def test_status_reads_the_stamped_registry_and_says_the_same(stamped):

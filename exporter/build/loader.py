@@ -26,7 +26,7 @@ from doit.task import Task
 
 from exporter.build.checker import MD5Checker
 from exporter.build.lock import acquire_or_exit
-from exporter.build.stamp import holding_stamp
+from exporter.build.stamp import check_stamp
 from exporter.build.tasks import (
     DOIT_CONFIG_BACKEND,
     EXPORT_GROUP_DOC,
@@ -63,12 +63,16 @@ class ExportLoader(DodoTaskLoader):
             self.lock_fd = acquire_or_exit(load_build().settings.exports)
         if command in FAST_COMMANDS and self.fast_path_applies(command, pos_args):
             build = load_build()
-            stamp = holding_stamp(build)
-            if stamp is not None:
-                build.proven_up_to_date = stamp
+            check = check_stamp(build)
+            if check is not None and check.everything:
+                build.stamp_check, build.proven_up_to_date = check, check.stamp
                 if command == "list":
                     return listed_tasks(build)
                 return group_tasks_up_to_date(build)
+            if check is not None and command == "run":
+                # a partial run: only the titles the stamp does not prove are loaded
+                build.stamp_check = check
+                build.jobs = [job for job in build.jobs if job.title.key in check.changed]
         return super().load_tasks(cmd, pos_args)
 
     def fast_path_applies(self, command: str, pos_args: list[str]) -> bool:

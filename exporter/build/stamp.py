@@ -1,30 +1,35 @@
-"""The library stamp: proof that every export was up to date when the last complete run ended.
+"""The library stamp: proof, title by title, that exports were up to date when a run ended.
 
 A no-op of a large library spends its time in doit's per-task machinery: a Task object and
 a dependency check for every export. When nothing doit would look at has changed since a
-run that found or made *every* export up to date, that work can only conclude "up to date"
-again; the stamp lets `doit` and `doit list` skip it (exporter.build.loader).
+run that found or made a title's exports up to date, that work can only conclude "up to
+date" again; the stamp lets `doit` skip it (exporter.build.loader), for the whole library
+(the no-op) or for every title but the few that changed (a partial run).
 
-The stamp holds two fingerprints, each a digest of file states (inode, size, mtime, ctime;
-ctime cannot be set back by hand, so a `touch -d` or a restored mtime still counts):
+The stamp holds digests of file states (inode, size, mtime, ctime; ctime cannot be set back
+by hand, so a `touch -d` or a restored mtime still counts):
 
-- inputs, taken when the run loaded its tasks: every title and its final.mp4,
-  metadata.json and thumbnail.jpg (doit's file_dep), every platform's up-to-date key (doit's
-  config_changed), the platform YAML files and this package's code;
-- outputs, taken after the run ended: every title's exports directory (a target created,
-  deleted or renamed changes it), doit's DB (`forget`, `ignore`, `clean` change it), the
-  registry and the gallery.
+- global inputs, taken when the run loaded its tasks: versions, roots, preset and ffmpeg,
+  every platform's up-to-date key (doit's config_changed), the platform YAML files and this
+  package's code;
+- global outputs, taken after the run ended: doit's DB (`forget`, `ignore`, `clean` change
+  it), the registry and the gallery; and the history as the registry read it;
+- per title, for each title all of whose exports were up to date at the end: its inputs
+  (final.mp4, metadata.json, thumbnail.jpg: doit's file_dep) as loaded, and its exports
+  directory (a target created, deleted or renamed changes it).
 
-Anything differing means the normal path: doit checks every task (content, not mtime: a
-touched source is hashed and found unchanged) and the run writes a new stamp. The stamp is
-conservative by construction: it can send a run down the slow path needlessly, never skip
-a change doit would have seen.
+A global part differing means the normal path: doit checks every task (content, not mtime: a
+touched source is hashed and found unchanged). A title differing, new, or not in the stamp
+(it failed, or was not selected) is checked; the others are not. The stamp is conservative by
+construction: it can send a title down the slow path needlessly, never skip a change doit
+would have seen.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,14 +40,14 @@ from exporter import __version__
 from exporter.build.job import up_to_date_key
 from exporter.model import layout
 from exporter.model.files import file_state, read_json, write_json_atomic
-from exporter.model.sources import INPUT_NAMES
+from exporter.model.sources import INPUT_NAMES, Title
 
 if TYPE_CHECKING:
     from exporter.build.tasks import Build
     from exporter.model.settings import Settings
 
 STAMP_NAME = layout.STAMP
-STAMP_VERSION = 1
+STAMP_VERSION = 2
 # Stands for "the history file as it is now" (its state may be None: no file yet).
 NOW = object()
 CODE_DIR = Path(__file__).resolve().parents[1]     # the exporter package, every layer
@@ -63,7 +68,8 @@ class Fingerprint:
 
 
 def inputs_fingerprint(build: Build) -> str:
-    """Everything an export task's up-to-date check reads besides the exports tree and DB."""
+    """Everything an export task's up-to-date check reads besides the titles' own files,
+    the exports tree and the DB."""
     settings = build.settings
     fingerprint = Fingerprint()
     fingerprint.feed(STAMP_VERSION, __version__, doit.__version__, str(settings.renders),
@@ -73,67 +79,115 @@ def inputs_fingerprint(build: Build) -> str:
         fingerprint.feed(str(path), file_state(path))
     for spec in build.all_specs.values():
         fingerprint.feed(spec.name, up_to_date_key(spec, settings.preset, build.ffmpeg))
-    for title in build.all_titles:
-        directory = str(title.directory)
-        fingerprint.feed(title.key, directory,
-                         *(file_state(os.path.join(directory, name)) for name in INPUT_NAMES))
     return fingerprint.hexdigest()
 
 
-def outputs_fingerprint(build: Build, history_state: object = NOW) -> str:
-    """The exports tree as doit's target checks and the registry see it, doit's DB, and the
-    history (`history_state`: as the registry read it; else as it is now)."""
+def title_inputs(titles: list[Title]) -> dict[str, str]:
+    """Per title: a digest of its directory and its input files' states."""
+    digests = {}
+    for title in titles:
+        directory = str(title.directory)
+        digests[title.key] = hashlib.blake2b(repr((directory, *(
+            file_state(os.path.join(directory, name)) for name in INPUT_NAMES))).encode(),
+            digest_size=12).hexdigest()
+    return digests
+
+
+def title_outputs(exports: Path, keys: list[str]) -> dict[str, str]:
+    """Per title: a digest of its exports directory's state."""
+    root = str(exports)
+    return {key: hashlib.blake2b(repr(file_state(os.path.join(root, key))).encode(),
+                                 digest_size=12).hexdigest() for key in keys}
+
+
+def outputs_fingerprint(build: Build) -> str:
+    """doit's DB, the registry and the gallery, as they are now."""
     settings = build.settings
     fingerprint = Fingerprint()
-    exports = str(settings.exports)
-    for title in build.all_titles:
-        fingerprint.feed(title.key, file_state(os.path.join(exports, title.key)))
     for path in (settings.dep_file, settings.registry_file, settings.exports / layout.GALLERY_PAGE,
                  settings.exports / layout.GALLERY_CACHE):
         fingerprint.feed(str(path), file_state(path))
-    history = settings.exports / layout.HISTORY
-    fingerprint.feed(str(history),
-                     file_state(history) if history_state is NOW else history_state)
     return fingerprint.hexdigest()
+
+
+def history_fingerprint(build: Build, history_state: object = NOW) -> str:
+    history = build.settings.exports / layout.HISTORY
+    return repr(file_state(history) if history_state is NOW else history_state)
 
 
 def stamp_path(settings: Settings) -> Path:
     return settings.exports / STAMP_NAME
 
 
-def holding_stamp(build: Build) -> dict[str, Any] | None:
-    """The stamp when it still holds for this library, else None."""
+@dataclass(frozen=True)
+class StampCheck:
+    """What the stamp proves for this library now."""
+
+    stamp: dict[str, Any]
+    proven: frozenset[str]          # titles whose exports are up to date, unchanged since
+    changed: frozenset[str]         # titles of the library it does not prove
+    removed: frozenset[str]         # titles it proved that the library no longer has
+    history_changed: bool           # an upload (or a late event) since the registry was made
+
+    @property
+    def everything(self) -> bool:
+        """Every title proven and none gone: the whole run is a no-op."""
+        return not self.changed and not self.removed
+
+
+def check_stamp(build: Build) -> StampCheck | None:
+    """What the stamp proves, or None when a global part differs (everything is checked)."""
     if build.problems:
         return None
     stamp = read_json(stamp_path(build.settings))
-    if not isinstance(stamp, dict) or stamp.get("version") != STAMP_VERSION:
+    if (not isinstance(stamp, dict) or stamp.get("version") != STAMP_VERSION
+            or stamp.get("inputs") != build.inputs_fingerprint
+            or stamp.get("outputs") != outputs_fingerprint(build)
+            or not isinstance(stamp.get("titles"), dict)):
         return None
-    if stamp.get("inputs") != build.inputs_fingerprint:
-        return None
-    if stamp.get("outputs") != outputs_fingerprint(build):
-        return None
-    return stamp
+    stamped = stamp["titles"]
+    now_out = title_outputs(build.settings.exports, list(stamped))
+    proven = frozenset(key for key, digest in build.title_inputs.items()
+                       if stamped.get(key) == [digest, now_out.get(key)])
+    return StampCheck(stamp, proven, frozenset(build.title_inputs) - proven,
+                      frozenset(stamped) - frozenset(build.title_inputs),
+                      stamp.get("history") != history_fingerprint(build))
 
 
-def targets_in_place(build: Build) -> bool:
-    """Every export's targets exist: what doit's check of them would find right now.
+def holding_stamp(build: Build) -> dict[str, Any] | None:
+    """The stamp when it proves every export of the library up to date, else None."""
+    check = check_stamp(build)
+    return check.stamp if check is not None and check.everything else None
 
-    The outputs fingerprint is taken after the run, so a target deleted by someone else
-    while the run went on would be in it; checking them first keeps that out of a stamp.
+
+def targets_in_place(jobs: list) -> bool:
+    """Every target of these exports exists: what doit's check of them would find now.
+
+    The outputs are fingerprinted after the run, so a target deleted by someone else while
+    the run went on would be in it; checking them first keeps that out of a stamp.
     """
-    return all(os.path.exists(name) for job in build.all_jobs for name in job.target_names)
+    return all(os.path.exists(name) for job in jobs for name in job.target_names)
 
 
-def write_stamp(build: Build, registry_totals: dict[str, Any],
-                history_state: object = NOW) -> None:
-    """Record that every export is up to date: call only after such a run has ended."""
+def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: set[str],
+                still_proven: dict[str, list[str]], history_state: object = NOW) -> None:
+    """Record the titles now proven: `fresh`, whose exports this run found or made up to
+    date (their digests taken now), and `still_proven`, entries of the previous stamp that
+    held at load and were not touched (kept as they were: a change since shows)."""
+    fresh = sorted(key for key in fresh if key in build.title_inputs)
+    titles = dict(still_proven)
+    outputs = title_outputs(build.settings.exports, fresh)
+    for key in fresh:
+        titles[key] = [build.title_inputs[key], outputs[key]]
     write_json_atomic(stamp_path(build.settings), {
         "version": STAMP_VERSION,
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "exports": len(build.all_jobs),
         "registry_totals": registry_totals,
         "inputs": build.inputs_fingerprint,
-        "outputs": outputs_fingerprint(build, history_state),
+        "outputs": outputs_fingerprint(build),
+        "history": history_fingerprint(build, history_state),
+        "titles": dict(sorted(titles.items())),
     })
 
 

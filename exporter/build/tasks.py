@@ -20,7 +20,7 @@ from exporter.build.db import set_aside_unreadable_db
 from exporter.build.export import export_action
 from exporter.build.job import ExportJob, RetryPolicy
 from exporter.build.runner import install as install_watchful_runner
-from exporter.build.stamp import inputs_fingerprint, remove_stamp
+from exporter.build.stamp import inputs_fingerprint, remove_stamp, title_inputs
 from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg
 from exporter.media.shared import SharedCache
 from exporter.model import layout
@@ -68,8 +68,11 @@ class Build:
         # Taken now, before any task runs: a source changed during the run must not be
         # stamped as up to date at its end (exporter.build.stamp).
         self.inputs_fingerprint = inputs_fingerprint(self)
-        # The library stamp when exporter.build.loader found it holding: this run skips doit's
-        # per-task checks, and the reporter has nothing to write.
+        self.title_inputs = title_inputs(self.all_titles)
+        # What the library stamp proves, when the loader found it holding at least for the
+        # whole library's settings (exporter.build.stamp.StampCheck); None: all is checked.
+        self.stamp_check = None
+        # The stamp, when it proves every export: this run skips doit's per-task checks.
         self.proven_up_to_date = None
 
     def empty_selection_message(self) -> str:

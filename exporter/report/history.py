@@ -11,16 +11,15 @@ from doit.cmdparse import CmdParseError
 from doit.exceptions import InvalidDodoFile
 
 from exporter.build.lock import LockHeld, acquire, release
-from exporter.build.stamp import holding_stamp, write_stamp
+from exporter.build.stamp import check_stamp, write_stamp
 from exporter.build.tasks import load_build
 from exporter.model import layout
-from exporter.model.files import read_json, write_json_atomic
-from exporter.model.history import append_events, event, events_by_export, read_events
+from exporter.model.history import append_events, event, read_events
 from exporter.model.logs import configure as configure_logging
 from exporter.model.settings import resolve_settings
 from exporter.model.uploads import UploadRefused, record_upload
 from exporter.report.gallery import write_gallery
-from exporter.report.registry import build_registry, with_distribution
+from exporter.report.ledger import refresh_distribution
 
 
 class NameFirst(Command):
@@ -102,22 +101,17 @@ class History(NameFirst):
 # ---- doit uploaded --------------------------------------------------------------------------
 
 
-def refresh_registry(build, history):
+def refresh_registry(build):
     """Rewrite registry.json's distribution fields (and the gallery) from the history, and
-    keep the library stamp if it held: an upload changes no export."""
-    previous = read_json(build.settings.registry_file)
-    if not isinstance(previous, dict) or "exports" not in previous:
+    keep the library stamp's proof: an upload changes no export."""
+    check = check_stamp(build)
+    document, history_state = refresh_distribution(build)
+    if document is None:
         return False            # no registry yet: the next run writes it, history included
-    stamp_held = holding_stamp(build) is not None
-    events, history_state = history
-    by_export = events_by_export(events)
-    rows = [with_distribution(row, by_export.get(f"{row['platform']}:{row['title_id']}", []))
-            for row in previous["exports"]]
-    document = build_registry(rows, previous["platforms"])
-    write_json_atomic(build.settings.registry_file, document)
     write_gallery(build, document, changed=set())
-    if stamp_held:
-        write_stamp(build, document["totals"]["all"], history_state)
+    if check is not None:
+        write_stamp(build, document["totals"]["all"], set(),
+                    {key: check.stamp["titles"][key] for key in check.proven}, history_state)
     return True
 
 
@@ -161,7 +155,7 @@ class Uploaded(NameFirst):
                              "the tree, registry.json shows it after the run\n")
             return 0
         try:
-            refreshed = refresh_registry(load_build(), read_events(settings.exports))
+            refreshed = refresh_registry(load_build())
         except InvalidDodoFile as error:
             refreshed = False
             sys.stderr.write(f"reelexport: registry not refreshed ({error})\n")

@@ -146,3 +146,26 @@ def regenerate_registry(build, outcomes=None):
 
 
 
+
+
+def with_history(document, events):
+    """The registry `document` with every row's distribution fields (and the totals) taken
+    again from the history `events`: what an upload recorded since changes, nothing else."""
+    history = events_by_export(events)
+    rows = [with_distribution(row, history.get(task_name(row["platform"], row["title_id"]), []))
+            for row in document["exports"]]
+    return build_registry(rows, document["platforms"])
+
+
+def refresh_distribution(build):
+    """Rewrite registry.json with the history as it is now (uploads recorded since it was
+    written); nothing else is read. Returns (document or None when there is no registry
+    yet, history_state as read)."""
+    previous = read_json(build.settings.registry_file)
+    events, history_state = read_events(build.settings.exports)
+    if not isinstance(previous, dict) or "exports" not in previous:
+        return None, history_state
+    document = with_history(previous, events)
+    if document != previous:
+        write_json_atomic(build.settings.registry_file, document)
+    return document, history_state

@@ -16,7 +16,7 @@ from exporter.build.stamp import targets_in_place, write_stamp
 from exporter.build.tasks import load_build
 from exporter.media.shared import SharedCache
 from exporter.report.gallery import PAGE, write_gallery
-from exporter.report.ledger import regenerate_registry
+from exporter.report.ledger import refresh_distribution, regenerate_registry
 from exporter.report.progress import Batch, ProgressDisplay, exports_in_run
 
 LOG = logging.getLogger(__name__)
@@ -113,33 +113,58 @@ class ExportReporter(ConsoleReporter):
         if self.lock_fd is None:
             return          # refused: another run owns the tree and its registry
         build = load_build()
-        stamp = build.proven_up_to_date
-        if stamp is not None:
+        check = build.stamp_check
+        if build.proven_up_to_date is not None:
+            stamp = build.proven_up_to_date
             self.write(f"{len(build.jobs)} exports up to date: nothing changed since the run "
                        f"of {stamp['written_at']} that left every export up to date\n")
-            self.write_summary(stamp["registry_totals"])
+            totals = stamp["registry_totals"]
+            if check.history_changed:       # uploads recorded since: the registry shows them
+                totals = self.refresh_uploads(build, check) or totals
+            self.write_summary(totals)
             return
+        if check is not None:
+            self.write(f"{len(check.proven)} titles unchanged since the run of "
+                       f"{check.stamp['written_at']} (not checked); "
+                       f"{len(check.changed)} checked, {len(check.removed)} removed\n")
         # encodes no export links to, unless made for an export still to make
         jobs_by_name = {job.task_name: job for job in build.all_jobs}
         SharedCache(build.settings.exports).prune(
             lambda record: still_wanted(jobs_by_name, record))
-        document, changed, history_state = regenerate_registry(build, self.outcomes)
+        proven = {job.task_name: "up-to-date" for job in build.all_jobs
+                  if check is not None and job.title.key in check.proven}
+        document, changed, history_state = regenerate_registry(build, {**proven,
+                                                                       **self.outcomes})
         # The gallery reads every sidecar and caption: only when something may have changed.
         ran = {name for name, outcome in self.outcomes.items() if outcome != "up-to-date"}
         if changed or ran or not (build.settings.exports / PAGE).exists():
             write_gallery(build, document, changed=ran)
         totals = document["totals"]["all"]
-        if self.left_everything_up_to_date(build):
-            write_stamp(build, totals, history_state)
+        if not (self.runtime_errors or build.problems):
+            write_stamp(build, totals, self.titles_made_up_to_date(build),
+                        {key: check.stamp["titles"][key] for key in check.proven}
+                        if check is not None else {}, history_state)
         self.write_summary(totals)
 
-    def left_everything_up_to_date(self, build):
-        """True when this run found or made every export of the library up to date."""
-        if self.failures or self.runtime_errors or build.problems:
-            return False
-        return (all(self.outcomes.get(job.task_name) in ("up-to-date", "done")
-                    for job in build.all_jobs)
-                and targets_in_place(build))
+    def refresh_uploads(self, build, check):
+        """A no-op after uploads were recorded: registry, gallery and stamp take them in."""
+        document, history_state = refresh_distribution(build)
+        if document is None:
+            return None
+        write_gallery(build, document, changed=set())
+        write_stamp(build, document["totals"]["all"], set(),
+                    {key: check.stamp["titles"][key] for key in check.proven}, history_state)
+        return document["totals"]["all"]
+
+    def titles_made_up_to_date(self, build):
+        """Titles all of whose exports (every platform) this run found or made up to date,
+        with their targets in place: the stamp proves them from now on."""
+        jobs_of = {}
+        for job in build.all_jobs:
+            jobs_of.setdefault(job.title.key, []).append(job)
+        return {key for key, jobs in jobs_of.items()
+                if all(self.outcomes.get(job.task_name) in ("up-to-date", "done")
+                       for job in jobs) and targets_in_place(jobs)}
 
     def write_summary(self, totals):
         summary = ", ".join(f"{totals[s]} {s}" for s in ("exported", "stale", "failed", "pending"))

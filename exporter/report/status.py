@@ -18,15 +18,16 @@ from doit.cmdparse import CmdParseError
 from doit.dependency import DatabaseException
 from doit.exceptions import InvalidDodoFile
 
-from exporter.build.stamp import holding_stamp
+from exporter.build.stamp import check_stamp
 from exporter.build.tasks import load_build
 from exporter.model import layout
 from exporter.model.files import read_json
+from exporter.model.history import read_events
 from exporter.model.layout import task_name
 from exporter.model.logs import configure as configure_logging
 from exporter.model.settings import Settings
 from exporter.report.formatting import MADE, format_duration, format_size
-from exporter.report.ledger import registry_document
+from exporter.report.ledger import registry_document, with_history
 from exporter.report.registry import STATUSES, add_to_totals, empty_totals
 
 
@@ -147,12 +148,15 @@ def current_registry(build):
     Without a dep DB (no run yet in this tree, or it was deleted) nothing is up to date; the
     check then runs on an empty in-memory DB rather than letting sqlite create the file.
     """
-    if holding_stamp(build):
+    check = check_stamp(build)
+    if check is not None and check.everything:
         # nothing changed since the run that wrote registry.json left every export up to
-        # date (build/stamp.py): computing it again would give the same rows
+        # date (build/stamp.py): computing it again would give the same rows, but for
+        # uploads recorded since
         document = read_json(build.settings.registry_file)
         if isinstance(document, dict) and "exports" in document:
-            return document
+            return (with_history(document, read_events(build.settings.exports)[0])
+                    if check.history_changed else document)
     dep_file = build.settings.dep_file
     if not dep_file.exists():
         build = copy.copy(build)
