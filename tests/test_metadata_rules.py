@@ -126,13 +126,21 @@ def test_mention_normalisation(mentions, expected, warnings):
                                               * bool(expected))
 
 
+def test_instagram_keeps_5_of_43_hashtags_and_warns():
+    hashtags = [f"tag{i}" for i in range(43)]
+    instagram, notes = format_metadata({"title": "t", "hashtags": hashtags}, SPECS["instagram"])
+    assert instagram["hashtags"] == hashtags[:5]
+    assert instagram["caption"].count("#") == 5
+    assert notes == ["dropped 38 hashtags over the limit of 5: " + ", ".join(hashtags[5:])]
+
+
 def test_45_hashtags_with_duplicates_and_spaces():
     hashtags = [f"# tag {i % 40}" for i in range(45)]       # 40 distinct, 5 repeated
     instagram, notes = format_metadata({"title": "t", "hashtags": hashtags}, SPECS["instagram"])
-    assert instagram["hashtags"] == [f"tag{i}" for i in range(30)]
+    assert instagram["hashtags"] == [f"tag{i}" for i in range(5)]   # 5 since 18 Dec 2025
     assert notes == ["dropped 5 duplicate hashtags: tag0, tag1, tag2, tag3, tag4",
-                     "dropped 10 hashtags over the limit of 30: "
-                     + ", ".join(f"tag{i}" for i in range(30, 40))]
+                     "dropped 35 hashtags over the limit of 5: "
+                     + ", ".join(f"tag{i}" for i in range(5, 40))]
     youtube, notes = format_metadata({"title": "t", "hashtags": hashtags}, SPECS["youtube"])
     assert len(youtube["hashtags"]) == 41 and youtube["hashtags"][-1] == "Shorts"
     assert notes == ["dropped 5 duplicate hashtags: tag0, tag1, tag2, tag3, tag4"]
@@ -160,15 +168,15 @@ def test_youtube_shorts_hashtag_is_present_once(source, caption):
 
 
 def test_hashtags_written_in_the_text_count_and_lose_their_sign_over_the_limit():
-    description = " ".join(f"#w{i}" for i in range(35))
+    description = " ".join(f"#w{i}" for i in range(10))
     document, notes = format_metadata(
         {"title": "t", "description": description, "hashtags": ["extra"]}, SPECS["instagram"])
-    assert distinct("#", document["caption"]) == {f"w{i}" for i in range(30)}
-    assert document["description"].endswith("#w29 w30 w31 w32 w33 w34")
+    assert distinct("#", document["caption"]) == {f"w{i}" for i in range(5)}
+    assert document["description"].endswith("#w4 w5 w6 w7 w8 w9")
     assert document["hashtags"] == []
-    assert notes == ["5 hashtags written in the title or description over the limit of 30: "
-                     "'#' removed from w30, w31, w32, w33, w34",
-                     "dropped 1 hashtag over the limit of 30: extra"]
+    assert notes == ["5 hashtags written in the title or description over the limit of 5: "
+                     "'#' removed from w5, w6, w7, w8, w9",
+                     "dropped 1 hashtag over the limit of 5: extra"]
 
 
 def test_instagram_caps_mentions_at_20():

@@ -27,6 +27,7 @@ from exporter.model import layout
 from exporter.model.errors import EncodeError, LibraryError, SpecError
 from exporter.model.history import append_events, event
 from exporter.model.logs import configure as configure_logging
+from exporter.model.logs import quiet_on_closed_pipe
 from exporter.model.settings import Settings, resolve_settings
 from exporter.model.sources import (
     INPUT_NAMES,
@@ -109,6 +110,7 @@ def doit_config(reporter: type) -> dict[str, Any]:
     """
     install_watchful_runner()       # `doit -n N` notices a worker that dies
     configure_logging()             # every module's messages: plain lines on stderr
+    quiet_on_closed_pipe()          # `doit list | head`: no BrokenPipeError traceback
     # Loading tens of thousands of task dicts allocates no garbage worth collecting, and
     # the collector's passes over them would slow every load (docs/performance.md); the
     # reporter turns it back on (with the loaded tasks frozen) before any task runs.
@@ -200,14 +202,23 @@ def clean_export(job: ExportJob) -> None:
                                                files=removed)])
 
 
+def clean_exports(jobs: list[ExportJob]) -> None:
+    """`doit clean` of a title's group: each of its exports, as `doit clean` of each."""
+    for job in jobs:
+        clean_export(job)
+
+
 def group_tasks(jobs: Iterable[ExportJob]) -> Iterator[dict[str, Any]]:
     """`export:{title_id}`: all selected platforms of one title (explicit names: no wildcards)."""
-    by_title = {}
+    by_title, jobs_of = {}, {}
     for job in jobs:
         by_title.setdefault(job.title, []).append(job.task_name)
+        jobs_of.setdefault(job.title, []).append(job)
     for title, names in by_title.items():
         yield {"basename": "export", "name": title.title_id, "actions": None,
-               "task_dep": names, "doc": title_group_doc(title)}
+               "task_dep": names, "doc": title_group_doc(title),
+               # `doit clean export:TITLE` removes that title's exports, as a user expects
+               "clean": [(clean_exports, [jobs_of[title]])]}
 
 
 def task_exports() -> Iterator[dict[str, Any]]:

@@ -4,6 +4,7 @@ message a plain line on the standard error of the moment."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import TextIO
 
@@ -31,3 +32,9 @@ def configure() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def quiet_on_closed_pipe() -> None:
+    """A reader that stops early (`doit list | head`) ends the command quietly, as Unix
+    tools end: by SIGPIPE's default action, not a BrokenPipeError traceback."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)

@@ -16,6 +16,7 @@ from exporter.build.tasks import load_build
 from exporter.model import layout
 from exporter.model.history import append_events, event, read_events
 from exporter.model.logs import configure as configure_logging
+from exporter.model.logs import quiet_on_closed_pipe
 from exporter.model.settings import resolve_settings
 from exporter.model.uploads import UploadRefused, record_upload
 from exporter.report.gallery import write_gallery
@@ -86,6 +87,7 @@ class History(NameFirst):
 
     def execute(self, params, args):
         configure_logging()
+        quiet_on_closed_pipe()
         if len(args) != 1:
             raise CmdParseError("doit history takes one title (my-story) or export "
                                 "(youtube:my-story)")
@@ -176,6 +178,9 @@ class RecordingForget(Forget):
 
     def _execute(self, forget_sub, forget_disable_default, forget_all):
         exports = {task.name for task in self.task_list if task.actions}
+        groups = {task.name for task in self.task_list if not task.actions}
+        if set(self.sel_tasks or ()) & groups:
+            forget_sub = True   # `doit forget export:TITLE` forgets that title's exports
         forgotten = []
         remove = self.dep_manager.remove
 

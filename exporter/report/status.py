@@ -25,6 +25,7 @@ from exporter.model.files import read_json
 from exporter.model.history import read_events
 from exporter.model.layout import task_name
 from exporter.model.logs import configure as configure_logging
+from exporter.model.logs import quiet_on_closed_pipe
 from exporter.model.settings import Settings
 from exporter.report.formatting import MADE, format_duration, format_size
 from exporter.report.ledger import registry_document, with_history
@@ -194,10 +195,14 @@ class Status(Command):
     doc_description = ("Read-only: doit's dep DB and the sidecars, as of now. Nothing is "
                        "encoded or written, and it runs while another doit run is going.")
     cmd_options = ({"name": "json", "short": "", "long": "json", "type": bool,
-                    "default": False, "help": "print the report as JSON"},)
+                    "default": False, "help": "print the report as JSON"},
+                   {"name": "check", "short": "", "long": "check", "type": bool,
+                    "default": False,
+                    "help": "exit 1 when any selected export is stale, failed or pending"})
 
     def execute(self, params, args):
         configure_logging()
+        quiet_on_closed_pipe()
         if args:
             raise CmdParseError(f"doit status takes no task names ({' '.join(args)}); "
                                 "select with segment=, age= and platforms=")
@@ -206,4 +211,22 @@ class Status(Command):
             sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
         else:
             sys.stdout.write(format_status(document))
+        if params["check"]:
+            return check_verdict(document["total"])
         return 0
+
+
+CHECKED_STATUSES = ("stale", "failed", "pending")
+
+
+def check_verdict(total):
+    """`doit status --check`: 1 (with the counts, on stderr) when anything selected is not
+    exported and up to date, else 0."""
+    waiting = {status: total.get(status, 0) for status in CHECKED_STATUSES}
+    if not any(waiting.values()):
+        sys.stderr.write(f"check: all {total.get('exported', 0)} selected exports are "
+                         "exported and up to date\n")
+        return 0
+    sys.stderr.write("check: not up to date: " + ", ".join(
+        f"{count} {status}" for status, count in waiting.items()) + "\n")
+    return 1
