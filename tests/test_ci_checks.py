@@ -1,0 +1,64 @@
+"""What a CI job reads: group statuses in `doit list --status`, `doit status --check`, and
+the group commands (clean, forget) acting on the exports a group stands for."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, doit_env, executed_tasks, run_doit, small_platforms
+
+
+def r_lines(stdout):
+    return [line.split()[1] for line in stdout.splitlines() if line.startswith("R ")]
+
+
+def test_groups_list_up_to_date_and_status_check_says_when_not(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms")
+    library.add("women", "18-23", "alpha")
+    library.add("men", "24-30", "beta")
+    args = library.args(f"platforms_dir={platforms}")
+    run_doit(*args, check=0)
+
+    listing = run_doit("list", "--status", *args, check=0).stdout
+    assert r_lines(listing) == [], listing
+    assert "U export:alpha" in listing and "U youtube " in listing and "U registry" in listing
+    ok = run_doit("status", "--check", *args, check=0)
+    assert "check: all 4 selected exports are exported and up to date" in ok.stderr
+
+    (library.root / "women/18-23/alpha/metadata.json").write_text(
+        json.dumps({"title": "Alpha, edited"}), encoding="utf-8")
+    listing = run_doit("list", "--status", *args, check=0).stdout
+    assert r_lines(listing) == ["export", "export:alpha", "registry", "tiktok", "tiktok:alpha",
+                                "youtube", "youtube:alpha"], listing
+    assert "U export:beta" in listing
+    stale = run_doit("status", "--check", *args, check=1)
+    assert "check: not up to date: 2 stale, 0 failed, 0 pending" in stale.stderr
+    run_doit("status", "--check", *args, "segment=men", check=0)   # the selection counts
+
+    # the group commands act on the group's exports
+    run_doit(*args, check=0)
+    cleaned = run_doit("clean", "export:alpha", *args, check=0)
+    assert "clean_exports" in cleaned.stdout
+    assert not (library.exports / "women/18-23/alpha/youtube.mp4").exists()
+    assert (library.exports / "men/24-30/beta/youtube.mp4").exists()
+    forgot = run_doit("forget", "export:beta", *args, check=0).stdout
+    assert "forgetting youtube:beta" in forgot and "forgetting tiktok:beta" in forgot
+    rerun = run_doit(*args, check=0)
+    assert executed_tasks(rerun.stdout) == ["tiktok:alpha", "tiktok:beta", "youtube:alpha",
+                                            "youtube:beta"]
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms")
+    library.add("women", "18-23", "alpha")
+    doit = Path(sys.executable).parent / "doit"
+    for command in (["list", "--status"], ["status"]):
+        process = subprocess.Popen([str(doit), *command,
+                                    *library.args(f"platforms_dir={platforms}")],
+                                   cwd=REPO, env=doit_env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        process.stdout.close()          # the reader is gone before the first line
+        stderr = process.communicate(timeout=120)[1]
+        assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+        assert process.returncode == -13, (command, process.returncode)    # SIGPIPE
