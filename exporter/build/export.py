@@ -27,6 +27,14 @@ from exporter.build.job import (
 )
 from exporter.build.progress_files import ProgressFile
 from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.loudness import (
+    is_silent,
+    loudness_problems,
+    measure_output,
+    measure_source,
+    target_of,
+)
+from exporter.media.loudness import sidecar_record as loudness_record
 from exporter.media.plan import EncodePlan, build_encodes, build_plan
 from exporter.media.probe import Probe, moov_before_mdat, probe
 from exporter.media.shared import SharedCache, share_key
@@ -84,7 +92,8 @@ def video_is_current(job: ExportJob, inputs: Record, sidecar: Record | None) -> 
 
 def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_probe: Probe,
                   output_sha256: str, plan: EncodePlan, started_at: str, attempt: int,
-                  mode: str, shared_key: str, cache_record: Record) -> Record:
+                  mode: str, shared_key: str, cache_record: Record,
+                  loudness: Record | None = None) -> Record:
     """The sidecar of the video just made: what, from what, how, and its probe."""
     return sidecar_document(
         names=job.identity,
@@ -103,7 +112,7 @@ def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_pr
                 "made_by": cache_record["made_by"], "settings": job.encode_settings(),
                 "trimmed": plan.trimmed, "ffmpeg": job.ffmpeg,
                 "ffmpeg_version": ffmpeg_version(job.ffmpeg), "argv": cache_record["argv"],
-                "tool_version": __version__},
+                "tool_version": __version__, "loudness": loudness},
         inputs=inputs, started_at=started_at, finished_at=now_utc(), attempts=attempt)
 
 
@@ -127,17 +136,40 @@ def is_transient(error: Exception) -> bool:
     return isinstance(error, OSError)
 
 
-def verified_probe(spec: Spec, path: Path, plan: EncodePlan) -> Probe:
-    """Probe `path` and check it against `spec`; ConformanceError if it misses."""
+def verified_probe(ffmpeg: str, spec: Spec, path: Path,
+                   plan: EncodePlan) -> tuple[Probe, dict | None]:
+    """Probe `path` and check it against `spec` (its loudness too, measured again when the
+    plan normalised it); ConformanceError if it misses. Returns the probe and the loudness
+    achieved (None when not normalised)."""
     result = probe(path)
     problems = conformance_problems(result, spec, plan.duration_s, moov_before_mdat(path),
                                     encoded=plan.mode != "remux")
+    achieved = measure_output(ffmpeg, path) if plan.loudness and result.has_audio else None
+    if achieved is not None:
+        problems += loudness_problems(achieved, target_of(spec))
     if problems:
         message = "output does not conform: " + "; ".join(problems)
         if plan.mode != "remux" and rate_over(result.video_bitrate, spec.video):
             raise RateOvershoot(message, result.video_bitrate)
         raise ConformanceError(message)
-    return result
+    return result, achieved
+
+
+def loudness_of(job: ExportJob, spec: Spec, source_probe: Probe,
+                inputs: Record) -> tuple[dict | None, str | None]:
+    """(the first-pass measurement, None) when `spec` normalises this source's loudness;
+    (None, why not) when the source has no audio or is silent; (None, None) when off."""
+    target = target_of(spec)
+    if target is None:
+        return None, None
+    if not source_probe.has_audio:
+        return None, "the source has no audio"
+    measured = measure_source(job.ffmpeg, job.title.source, inputs["source_sha256"], target,
+                              SharedCache(job.exports_root).root / "loudness",
+                              ffmpeg_version(job.ffmpeg))
+    if is_silent(measured):
+        return None, "the source is silent: left as it is"
+    return measured, None
 
 
 def sibling_encodes(job: ExportJob, source_probe: Probe, inputs: Record, own_key: str,
@@ -151,7 +183,7 @@ def sibling_encodes(job: ExportJob, source_probe: Probe, inputs: Record, own_key
     for spec in job.siblings:
         try:
             plan = build_plan(job.ffmpeg, job.title.source, source_probe, spec, PLAN_OUTPUT,
-                              job.preset)
+                              job.preset, loudness_of(job, spec, source_probe, inputs)[0])
         except SourceError:
             continue
         key = share_key(inputs["source_sha256"], plan, job.encode_settings(spec))
@@ -160,7 +192,7 @@ def sibling_encodes(job: ExportJob, source_probe: Probe, inputs: Record, own_key
     return [(spec, key) for key, spec in wanted.items()]
 
 
-def encode_into_cache(job: ExportJob, source_probe: Probe, source_sha256: str,
+def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
                       targets: list[tuple[Spec, str]], cache: SharedCache) -> None:
     """Encode `targets` [(spec, key), ...] in one ffmpeg process into the shared cache.
 
@@ -171,9 +203,11 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, source_sha256: str,
         remove_stale_temps(cache.video(key))
     with ExitStack() as stack:
         temps = [stack.enter_context(temporary(cache.video(key))) for _, key in targets]
+        loudness = {spec.name: loudness_of(job, spec, source_probe, inputs)[0]
+                    for spec, _ in targets}
         plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
                               [(spec, temp) for (spec, _), temp in zip(targets, temps)],
-                              job.preset)
+                              job.preset, loudness)
         argv = plans[0].argv
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plans[0].duration_s,
                           job.spec.video["fps"]) as progress:
@@ -183,7 +217,7 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, source_sha256: str,
                 raise EncodeError("ffmpeg exited without writing an output")
             made_by = argv
             try:
-                verified_probe(spec, temp, plan)
+                verified_probe(job.ffmpeg, spec, temp, plan)
             except RateOvershoot as over:
                 if index != 0:
                     continue
@@ -196,7 +230,7 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, source_sha256: str,
                                     "made_by": job.task_name,
                                     # kept by prune until this export links it
                                     "wanted_by": task_name(spec.name, job.title.title_id),
-                                    "source_sha256": source_sha256})
+                                    "source_sha256": inputs["source_sha256"]})
 
 
 # A corrected encode aims this far under the spec's bitrate, scaled by how far over the
@@ -220,13 +254,13 @@ def corrected_encode(job: ExportJob, source_probe: Probe, temp: Path, plan: Enco
             name: max(1, int(spec.video[name] * scale))
             for name in ("bitrate", "maxrate", "bufsize")}})
         argv = build_encodes(job.ffmpeg, job.title.source, source_probe, [(aimed, temp)],
-                             job.preset)[0].argv
+                             job.preset, {aimed.name: plan.loudness})[0].argv
         temp.unlink(missing_ok=True)
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plan.duration_s,
                           spec.video["fps"]) as progress:
             run_ffmpeg(argv, progress=progress)
         try:
-            verified_probe(spec, temp, plan)
+            verified_probe(job.ffmpeg, spec, temp, plan)
             return argv
         except RateOvershoot as again:
             over = again
@@ -242,7 +276,7 @@ def remux_into_cache(job: ExportJob, plan: EncodePlan, cache: SharedCache,
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plan.duration_s,
                           job.spec.video["fps"]) as progress:
             run_ffmpeg(argv, progress=progress)
-        verified_probe(job.spec, temp, plan)
+        verified_probe(job.ffmpeg, job.spec, temp, plan)
         cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name})
 
 
@@ -300,8 +334,9 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
     Returns its sidecar (not yet written).
     """
     source_probe = probe(job.title.source)
+    measured, skipped = loudness_of(job, job.spec, source_probe, inputs)
     plan = build_plan(job.ffmpeg, job.title.source, source_probe, job.spec, PLAN_OUTPUT,
-                      job.preset)
+                      job.preset, measured)
     cache = SharedCache(job.exports_root)
     key = share_key(inputs["source_sha256"], plan, job.encode_settings())
     siblings = (sibling_encodes(job, source_probe, inputs, key, cache)
@@ -313,15 +348,17 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
                 remux_into_cache(job, plan, cache, key)
             elif mode == "encode":
                 missing = [(spec, k) for spec, k in siblings if not cache.has(k)]
-                encode_into_cache(job, source_probe, inputs["source_sha256"],
-                                  [(job.spec, key), *missing], cache)
+                encode_into_cache(job, source_probe, inputs, [(job.spec, key), *missing],
+                                  cache)
             record = cache.record(key)
             cache.link_to(key, temp)
-        output_probe = verified_probe(job.spec, temp, plan)
+        output_probe, achieved = verified_probe(job.ffmpeg, job.spec, temp, plan)
         output_sha256 = sha256_file(temp)
         publish(temp, job.path("video"))
+    loudness = loudness_record(target_of(job.spec), measured, achieved, skipped)
     return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
-                         started_at, attempt, mode=mode, shared_key=key, cache_record=record)
+                         started_at, attempt, mode=mode, shared_key=key, cache_record=record,
+                         loudness=loudness)
 
 
 def upload_metadata(job: ExportJob) -> tuple[Record, list[str]]:

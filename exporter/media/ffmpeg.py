@@ -24,8 +24,9 @@ QUIET = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
 
 
 def run_ffmpeg(argv: list[str],
-               progress: Callable[[ProgressUpdate], object] | None = None) -> None:
-    """Run ffmpeg; EncodeError with its stderr tail when it fails or is killed.
+               progress: Callable[[ProgressUpdate], object] | None = None) -> str:
+    """Run ffmpeg; its stderr text (what a measuring filter prints); EncodeError with its
+    stderr tail when it fails or is killed.
 
     On Ctrl-C or SIGTERM, ffmpeg is killed and waited for before the interrupt goes on: an
     ffmpeg left finishing its file could re-create the temporary after it was deleted.
@@ -58,6 +59,7 @@ def run_ffmpeg(argv: list[str],
         cause = f"ffmpeg failed (exit {process.returncode}): {last}"
         raise EncodeError(cause, stderr_tail=tail,
                           transient=any(marker in tail for marker in IO_ERROR_MARKERS))
+    return stderr_bytes.decode("utf-8", "replace")
 
 
 PR_SET_PDEATHSIG = 1

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporter.media.ffmpeg import QUIET
+from exporter.media.loudness import second_pass_filter, target_of
 from exporter.media.probe import DEMUXER_WHITELIST, Probe, check_dimensions
 from exporter.media.verify import MP4_FORMAT, conformance_problems
 from exporter.model.errors import SourceError
@@ -25,6 +26,7 @@ class EncodePlan:
     duration_s: float     # the duration the output must have
     trimmed: bool         # True when an over-long source was cut to the limit
     mode: str = "encode"  # or "remux": stream copy of a source that already conforms
+    loudness: dict | None = None    # the loudnorm measurement applied to its audio, if any
 
 
 def fit_filter(fit: str, width: int, height: int, source: str = "[0:v:0]",
@@ -190,33 +192,40 @@ def remux_problems(probe: Probe, spec: Spec) -> list[str]:
 
 
 def build_remux(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec,
-                output: Path | str) -> EncodePlan:
-    """argv copying the first video and audio streams into a faststart MP4."""
+                output: Path | str, loudness: dict | None = None) -> EncodePlan:
+    """argv copying the first video and audio streams into a faststart MP4; with
+    `loudness` (a measurement for the spec's target), the audio alone is encoded again."""
     check_source(probe)
+    audio = (["-c:v", "copy", "-af", second_pass_filter(target_of(spec), loudness),
+              *audio_args(spec)] if loudness else ["-c", "copy"])
     return EncodePlan(
         argv=[ffmpeg, *QUIET, *untrusted_input(source),
-              "-map", "0:v:0", "-map", "0:a:0", "-c", "copy", *STRIP_METADATA,
+              "-map", "0:v:0", "-map", "0:a:0", *audio, *STRIP_METADATA,
               "-movflags", "+faststart", "-f", "mp4", str(output)],
-        duration_s=probe.duration_s, trimmed=False, mode="remux")
+        duration_s=probe.duration_s, trimmed=False, mode="remux", loudness=loudness)
 
 
 def build_plan(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec, output: Path | str,
-               preset: str | None = None) -> EncodePlan:
-    """Remux when the source already conforms to `spec`, else encode."""
+               preset: str | None = None, loudness: dict | None = None) -> EncodePlan:
+    """Remux when the source already conforms to `spec`, else encode. `loudness`: the
+    first-pass measurement of the source for the spec's target, when it is normalised."""
     if not remux_problems(probe, spec):
-        return build_remux(ffmpeg, source, probe, spec, output)
-    return build_encode(ffmpeg, source, probe, spec, output, preset)
+        return build_remux(ffmpeg, source, probe, spec, output, loudness)
+    return build_encode(ffmpeg, source, probe, spec, output, preset, loudness)
 
 
 def build_encode(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec,
-                 output: Path | str, preset: str | None = None) -> EncodePlan:
+                 output: Path | str, preset: str | None = None,
+                 loudness: dict | None = None) -> EncodePlan:
     """The argv that turns `source` into a conforming `output` for `spec`."""
-    return build_encodes(ffmpeg, source, probe, [(spec, output)], preset)[0]
+    return build_encodes(ffmpeg, source, probe, [(spec, output)], preset,
+                         {spec.name: loudness} if loudness else None)[0]
 
 
 def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
                   targets: Sequence[tuple[Spec, Path | str]],
-                  preset: str | None = None) -> list[EncodePlan]:
+                  preset: str | None = None,
+                  loudness: dict[str, dict] | None = None) -> list[EncodePlan]:
     """One ffmpeg process encoding `source` for several (spec, output) targets: one plan each.
 
     Decoding and filtering once for all outputs beats one process per output on this
@@ -240,14 +249,18 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
             audio_map = []
         argv += ["-map", f"[v{index}]", *audio_map, "-t", f"{duration:.3f}"]
         argv += video_args(spec, preset or spec.video.get("preset", "medium"), duration)
+        measured = (loudness or {}).get(spec.name) if probe.has_audio else None
+        if measured:
+            argv += ["-af", second_pass_filter(target_of(spec), measured)]
         if audio_map:
             argv += audio_args(spec)
         argv += [*STRIP_METADATA, "-flags:v", "+bitexact", "-flags:a", "+bitexact",
                  "-movflags", "+faststart",
                  "-fs", str(spec.limits["max_size_bytes"]),
                  "-f", "mp4", str(output)]
-    return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed)
-            for duration, trimmed in timing]
+    return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed,
+                       loudness=(loudness or {}).get(spec.name) if probe.has_audio else None)
+            for spec, (duration, trimmed) in zip(specs, timing)]
 
 
 # JPEG quality steps (ffmpeg -q:v, 2 = best) tried until a cover fits its byte limit.
