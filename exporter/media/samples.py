@@ -36,10 +36,12 @@ NOISE = "noise"
 def clip_argv(ffmpeg: str, path: Path | str, width: int, height: int, seconds: float,
               fps: float = 30, audio: bool = True, rotation: int = 0,
               pattern: str = "testsrc2", crf: int = 32, pix_fmt: str = "yuv420p",
-              codec: str = "libx264") -> list[str]:
+              codec: str = "libx264", volume_db: float = 0.0,
+              silence: bool = False) -> list[str]:
     """argv for a synthetic clip; `rotation` is stored as display-matrix side data.
 
-    `pattern` is a lavfi source ('testsrc2', 'color=c=white') or NOISE.
+    `pattern` is a lavfi source ('testsrc2', 'color=c=white') or NOISE. The audio is a
+    440 Hz tone (about -22 LUFS) turned by `volume_db`, or digital silence (`silence`).
     """
     source, video_filter = pattern, []
     if pattern == NOISE:
@@ -48,7 +50,10 @@ def clip_argv(ffmpeg: str, path: Path | str, width: int, height: int, seconds: f
     argv = [ffmpeg, *QUIET, "-f", "lavfi",
             "-i", f"{source}{separator}size={width}x{height}:rate={fps}:duration={seconds}"]
     if audio:
-        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
+        tone = (f"anullsrc=channel_layout=stereo:sample_rate=44100:duration={seconds}"
+                if silence else f"sine=frequency=440:sample_rate=44100:duration={seconds}"
+                + (f",volume={volume_db}dB" if volume_db else ""))
+        argv += ["-f", "lavfi", "-i", tone]
     argv += [*video_filter, "-c:v", codec]
     if codec.startswith("libx26"):
         argv += ["-preset", "veryfast", "-crf", str(crf)]
