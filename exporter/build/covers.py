@@ -39,7 +39,7 @@ def image_is_current(record: Record | None, key: str, path: Path) -> bool:
 def make_still(job: ExportJob, input_choices: list[list[str]], fit: str, size: tuple[int, int],
                max_bytes: int | None, path: Path, key: str, origin: str) -> Record:
     """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record."""
-    cache = SharedCache(job.exports_root)
+    cache = SharedCache(job.exports_root, cluster_locks=job.cluster is not None)
     with temporary(path) as linked:
         with cache.locked([key]):
             if not cache.has(key, ".jpg"):

@@ -17,6 +17,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from exporter import __version__
+from exporter.build.cluster import ClusterError, current_worker, run_on_cluster
 from exporter.build.covers import make_cover, make_poster
 from exporter.build.job import (
     ExportJob,
@@ -112,7 +113,8 @@ def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_pr
                 "made_by": cache_record["made_by"], "settings": job.encode_settings(),
                 "trimmed": plan.trimmed, "ffmpeg": job.ffmpeg,
                 "ffmpeg_version": ffmpeg_version(job.ffmpeg), "argv": cache_record["argv"],
-                "tool_version": __version__, "loudness": loudness},
+                "tool_version": __version__, "loudness": loudness,
+                "worker": current_worker()},
         inputs=inputs, started_at=started_at, finished_at=now_utc(), attempts=attempt)
 
 
@@ -337,7 +339,7 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
     measured, skipped = loudness_of(job, job.spec, source_probe, inputs)
     plan = build_plan(job.ffmpeg, job.title.source, source_probe, job.spec, PLAN_OUTPUT,
                       job.preset, measured)
-    cache = SharedCache(job.exports_root)
+    cache = SharedCache(job.exports_root, cluster_locks=job.cluster is not None)
     key = share_key(inputs["source_sha256"], plan, job.encode_settings())
     siblings = (sibling_encodes(job, source_probe, inputs, key, cache)
                 if plan.mode == "encode" else [])
@@ -418,9 +420,14 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
     attempt = 1
     while True:
         try:
-            video = export(job, inputs, attempt, states)
+            video = (run_on_cluster(job.cluster, f"export-{job.task_name}", export, job, inputs,
+                                    attempt, states)
+                     if job.cluster else export(job, inputs, attempt, states))
             record_made(job, causes, video, attempt)
             return True
+        except ClusterError as error:
+            # not the render's fault: no error record, no event; the next run makes it
+            return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
         except SourceChanged as error:
             if attempt < job.retry.attempts:    # at once, from the files as they are now
                 states, inputs = input_states(job.title), current_inputs(job)

@@ -41,6 +41,7 @@ class ExportJob:
     preset: str | None = None
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
     siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
+    cluster: str | None = None       # the Dask scheduler running the media work, if any
 
     @cached_property
     def task_name(self) -> str:

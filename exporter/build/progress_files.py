@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from exporter.build.cluster import current_worker
 from exporter.model import layout
 
 PROGRESS_DIR = layout.PROGRESS_DIR
@@ -44,7 +45,8 @@ class ProgressFile:
         self.path = state_path(exports_root, task_name)
         self.fps = fps
         self.document = {"task": task_name, "title": title_key, "duration_s": duration_s,
-                         "pid": os.getpid(), "out_time_s": 0.0, "speed": None, "done": False}
+                         "pid": os.getpid(), "out_time_s": 0.0, "speed": None, "done": False,
+                         "worker": current_worker()}
         self.min_interval_s = min_interval_s
         self.clock = clock
         self.last_write = None

@@ -61,7 +61,8 @@ class Build:
         selected = tuple(self.selected_specs.values())
         self.all_jobs = [
             ExportJob(title, spec, settings.exports, self.ffmpeg, settings.preset, retry,
-                      siblings=tuple(s for s in selected if s.name != spec.name))
+                      siblings=tuple(s for s in selected if s.name != spec.name),
+                      cluster=settings.cluster)
             for title in self.all_titles for spec in self.all_specs.values()]
         wanted = {(t.title_id, name) for t in self.titles for name in self.selected_specs}
         self.jobs = [job for job in self.all_jobs

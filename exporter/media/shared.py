@@ -46,8 +46,11 @@ def share_key(source_sha256: str, plan: EncodePlan, encode_settings: dict[str, A
 class SharedCache:
     """The shared encodes of one exports tree."""
 
-    def __init__(self, exports_root):
+    def __init__(self, exports_root, cluster_locks: bool = False):
         self.root = Path(exports_root) / CACHE_DIR
+        # on a Dask cluster: the scheduler's locks, not file locks a network filesystem
+        # may not honour
+        self.cluster_locks = cluster_locks
 
     def path(self, key: str, suffix: str = ".mp4") -> Path:
         return self.root / f"{key}{suffix}"
@@ -67,6 +70,10 @@ class SharedCache:
         """Hold `keys` while encoding them: a parallel export of the same bytes waits, then
         shares. Taken in sorted order, so two exports wanting overlapping keys cannot deadlock."""
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.cluster_locks:
+            with cluster_locked(keys):
+                yield
+            return
         fds = []
         try:
             for key in sorted(set(keys)):
@@ -115,3 +122,19 @@ class SharedCache:
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def cluster_locked(keys: Iterable[str]) -> Iterator[None]:
+    """Hold `keys` cluster-wide (distributed.Lock, held by the scheduler), sorted."""
+    from distributed import Lock  # noqa: PLC0415  loaded already on a Dask worker
+    locks = []
+    try:
+        for key in sorted(set(keys)):
+            lock = Lock(f"reelexport-{key}")
+            lock.acquire()
+            locks.append(lock)
+        yield
+    finally:
+        for lock in reversed(locks):
+            lock.release()

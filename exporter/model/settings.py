@@ -19,7 +19,7 @@ DEFAULTS = {
 # Every doit var the settings read (`doit renders=... segment=...`): a command that starts
 # runs of its own (doit watch) passes them on.
 VAR_NAMES = ("renders", "exports", "platforms_dir", "segment", "age", "platforms", "preset",
-             "ffmpeg", "attempts", "backoff", "retry")
+             "ffmpeg", "attempts", "backoff", "retry", "cluster")
 ENV_NAMES = {
     "renders": "REELEXPORT_RENDERS",
     "exports": "REELEXPORT_EXPORTS",
@@ -28,6 +28,7 @@ ENV_NAMES = {
     "ffmpeg": "REELEXPORT_FFMPEG",
     "attempts": "REELEXPORT_ATTEMPTS",
     "backoff": "REELEXPORT_BACKOFF_S",
+    "cluster": "REELEXPORT_CLUSTER",
 }
 
 
@@ -44,6 +45,7 @@ class Settings:
     attempts: int = 3           # tries per export when failures are transient
     backoff_s: float = 2.0      # wait before the 2nd try; doubles for each further try
     retry_failed: bool = False  # retry=failed: try again exports that failed on these inputs
+    cluster: str | None = None  # cluster=tcp://HOST:8786: the media work runs on Dask workers
 
     @property
     def dep_file(self) -> Path:
@@ -83,4 +85,5 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
         attempts=max(1, int(pick("attempts"))),
         backoff_s=max(0.0, float(pick("backoff"))),
         retry_failed=pick("retry") == "failed",
+        cluster=pick("cluster") or None,
     )

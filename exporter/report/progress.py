@@ -201,6 +201,11 @@ class ExportView:
     percent: float | None = None
     speed: float | None = None
     eta_s: float | None = None
+    worker: str | None = None   # the Dask worker running it (cluster mode)
+
+    @property
+    def label(self):
+        return f"{self.task} on {self.worker}" if self.worker else self.task
 
 
 @dataclass(frozen=True)
@@ -236,7 +241,8 @@ def summarize(snapshot, states, encoded):
         out_time, duration = state.get("out_time_s") or 0.0, state.get("duration_s")
         speed = state.get("speed")
         eta = export_eta(out_time, duration, speed)
-        exports.append(ExportView(name, "encoding", percent(out_time, duration), speed, eta))
+        exports.append(ExportView(name, "encoding", percent(out_time, duration), speed, eta,
+                                  state.get("worker")))
         if eta is not None:
             projected.append(elapsed + eta)
     typical = snapshot.durations or projected
@@ -261,9 +267,9 @@ def plain_line(view):
     parts = [f"progress: {view.summary}"]
     for export in view.exports:
         if export.phase != "encoding" or export.percent is None:
-            parts.append(f"{export.task} {export.phase}")
+            parts.append(f"{export.label} {export.phase}")
         else:
-            parts.append(f"{export.task} {format_percent(export.percent)} "
+            parts.append(f"{export.label} {format_percent(export.percent)} "
                          f"{format_speed(export.speed)} ETA {format_duration(export.eta_s)}")
     return " | ".join(parts)
 
@@ -283,12 +289,12 @@ def rich_view(view):
         grid.add_column(justify="right", no_wrap=True)
     for export in view.exports:
         if export.phase == "encoding" and export.percent is not None:
-            grid.add_row(export.task, ProgressBar(total=100, completed=export.percent,
+            grid.add_row(export.label, ProgressBar(total=100, completed=export.percent,
                                                   width=BAR_WIDTH),
                          format_percent(export.percent), format_speed(export.speed),
                          f"ETA {format_duration(export.eta_s)}")
         else:
-            grid.add_row(export.task, Text(export.phase, style="dim"), "", "", "")
+            grid.add_row(export.label, Text(export.phase, style="dim"), "", "", "")
     return Group(grid, Text(view.summary, style="bold"))
 
 

@@ -9,6 +9,7 @@ import sys
 from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 
+from exporter.build.cluster import ClusterError, check_cluster, close_clients
 from exporter.build.export import still_wanted
 from exporter.build.interrupts import reap_workers, stop_on_interrupt_once
 from exporter.build.lock import acquire_or_exit
@@ -35,8 +36,18 @@ class ExportReporter(ConsoleReporter):
         self.outcomes = {}
 
     def initialize(self, tasks, selected_tasks):
-        """Take the exports tree's lock before any task runs; refuse at once if it is held."""
-        self.lock_fd = acquire_or_exit(load_build().settings.exports)
+        """Take the exports tree's lock before any task runs; refuse at once if it is held.
+        In cluster mode, first check the cluster (every worker sees the storage)."""
+        settings = load_build().settings
+        if settings.cluster and load_build().proven_up_to_date is None:
+            try:
+                LOG.info(check_cluster(settings.cluster, settings.renders, settings.exports))
+            except ClusterError as error:
+                LOG.error(f"reelexport: refused: {error}")
+                raise SystemExit(3) from None
+            finally:
+                close_clients()     # `doit -n` workers fork next: each connects by itself
+        self.lock_fd = acquire_or_exit(settings.exports)
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
         sys.excepthook = self.interrupt_hook(sys.excepthook)
@@ -103,11 +114,19 @@ class ExportReporter(ConsoleReporter):
         reap_workers()
         if self.progress:
             self.progress.stop()    # gives the terminal back before anything else prints
+        cluster_lost = []
         for failure in self.failures:
             fail = failure["exception"]
             # TaskFailed carries our one-line cause; anything else is unexpected: show it all.
             text = fail.message.strip() if isinstance(fail, TaskFailed) else fail.get_msg()
+            if "cluster: the scheduler" in text:
+                cluster_lost.append(text)       # one cause: said once, below
+                continue
             LOG.error(f"FAILED {text}")
+        if cluster_lost:
+            cause = cluster_lost[0].split("): ", 1)[-1]
+            LOG.error(f"FAILED {len(cluster_lost)} export{'s' * (len(cluster_lost) > 1)}: "
+                      f"{cause}")
         for error in self.runtime_errors:
             LOG.error(f"ERROR {error}")
         if self.lock_fd is None:

@@ -1,0 +1,203 @@
+"""Cluster mode on a real Dask cluster: a `dask scheduler` and two `dask worker` processes
+on localhost (free ports, their own working directories), driven through `doit` as a user
+runs it; every output checked with the independent probe."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    REPO,
+    assert_conforms,
+    doit_env,
+    executed_tasks,
+    leftovers,
+    load_yaml,
+    read_json,
+    run_doit,
+    small_platforms,
+)
+
+from exporter.build.cluster import storage_problem
+from exporter.media.samples import NOISE
+
+pytest.importorskip("distributed")
+# Process handling on a real cluster, not ffmpeg: run once, with the bundled ffmpeg.
+pytestmark = pytest.mark.cluster
+DASK = Path(sys.executable).parent / "dask"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Cluster:
+    """A scheduler and named workers, each its own process group, stopped at the end."""
+
+    def __init__(self, root):
+        self.root, self.port = Path(root), free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.processes = {}
+
+    def start(self, name, *argv):
+        directory = self.root / name
+        directory.mkdir(parents=True, exist_ok=True)
+        log = open(directory / "log.txt", "w")
+        self.processes[name] = subprocess.Popen(
+            [str(DASK), *argv], cwd=directory, env=doit_env(), stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_scheduler(self):
+        self.start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--dashboard-address", f"127.0.0.1:{free_port()}")
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", self.port)) == 0, 60,
+                 "the scheduler")
+
+    def start_worker(self, name):
+        self.start(name, "worker", self.address, "--nworkers", "1", "--nthreads", "1",
+                   "--name", name, "--local-directory", str(self.root / name),
+                   "--no-dashboard")
+
+    def workers(self):
+        """{name: address} of the workers the scheduler knows."""
+        code = ("import json, sys; from distributed import Client; "
+                "c = Client(sys.argv[1], timeout='5s'); "
+                "print(json.dumps({w['name']: a for a, w in "
+                "c.scheduler_info()['workers'].items()})); c.close()")
+        result = subprocess.run([sys.executable, "-c", code, self.address],
+                                capture_output=True, text=True)
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+
+    def kill(self, name):
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop(self):
+        for name in list(self.processes):
+            self.kill(name)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cluster = Cluster(tmp_path / "cluster")
+    try:
+        cluster.start_scheduler()
+        cluster.start_worker("w1")
+        cluster.start_worker("w2")
+        wait_for(lambda: len(cluster.workers()) == 2, 90, "two workers")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_a_worker_that_cannot_see_the_storage_is_named(tmp_path):
+    assert storage_problem(str(tmp_path), str(tmp_path / "exports")) is None
+    assert "cannot read the renders root" in storage_problem(str(tmp_path / "absent"),
+                                                             str(tmp_path / "exports"))
+    (tmp_path / "file").write_text("")
+    assert "cannot write the exports root" in storage_problem(str(tmp_path),
+                                                              str(tmp_path / "file" / "x"))
+
+
+def test_the_library_exports_through_two_workers_and_survives_losing_one(
+        library, tmp_path, cluster, clip_cache):
+    platforms = small_platforms(tmp_path / "platforms")
+    titles = ["alpha", "beta", "gamma"]
+    for title in titles:
+        library.add("women", "18-23", title, shape="two-seconds")
+    args = library.args(f"platforms_dir={platforms}", f"cluster={cluster.address}")
+    run = run_doit("-n", "2", *args, check=0)
+    assert f"cluster: {cluster.address}, 2 workers, dashboard http" in run.stderr
+    workers = set()
+    for title in titles:
+        for platform in ("youtube", "tiktok"):
+            out = library.exports / "women/18-23" / title
+            assert_conforms(out / f"{platform}.mp4", load_yaml(platforms / f"{platform}.yaml"),
+                            2.0)
+            workers.add(read_json(out / f"{platform}.export.json")["encode"]["worker"])
+    assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
+    assert leftovers(library.exports) == []
+
+    # a worker killed mid-encode: its work is resubmitted, the batch completes
+    slow = clip_cache("slow-noise", width=720, height=1280, seconds=6, fps=30, pattern=NOISE)
+    for title in titles:
+        (library.root / "women/18-23" / title / "final.mp4").write_bytes(slow.read_bytes())
+    running = subprocess.Popen([str(Path(sys.executable).parent / "doit"), "-n", "2", *args],
+                               cwd=REPO, env=doit_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    doomed = cluster.workers()["w1"]
+    wait_for(lambda: doomed in encoding_on(library.exports), 120, "an encode on w1")
+    cluster.kill("w1")
+    stdout, stderr = running.communicate(timeout=600)
+    assert running.returncode == 0, stderr
+    assert sorted(executed_tasks(stdout)) == sorted(
+        f"{platform}:{title}" for platform in ("tiktok", "youtube") for title in titles)
+    for title in titles:
+        for platform in ("youtube", "tiktok"):
+            assert_conforms(library.exports / "women/18-23" / title / f"{platform}.mp4",
+                            load_yaml(platforms / f"{platform}.yaml"), 6.0)
+    assert leftovers(library.exports) == []
+
+
+def encoding_on(exports):
+    """The workers of the encodes running now (their progress files)."""
+    workers = set()
+    for path in (exports / ".progress").glob("*.json"):
+        try:
+            workers.add(json.loads(path.read_text()).get("worker"))
+        except (OSError, ValueError):
+            pass
+    return workers
+
+
+def test_the_scheduler_lost_is_one_clear_line_and_a_plain_rerun_finishes(
+        library, tmp_path, cluster, clip_cache):
+    platforms = small_platforms(tmp_path / "platforms")
+    slow = clip_cache("slow-noise", width=720, height=1280, seconds=6, fps=30, pattern=NOISE)
+    for title in ("alpha", "beta"):
+        directory = library.add("women", "18-23", title)
+        (directory / "final.mp4").write_bytes(slow.read_bytes())
+    args = library.args(f"platforms_dir={platforms}")
+    running = subprocess.Popen([str(Path(sys.executable).parent / "doit"), "-n", "2", *args,
+                                f"cluster={cluster.address}"], cwd=REPO, env=doit_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: encoding_on(library.exports) - {None}, 120, "an encode on the cluster")
+    cluster.kill("scheduler")
+    stdout, stderr = running.communicate(timeout=300)
+    assert running.returncode != 0
+    failed = [line for line in stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "cluster: the scheduler" in failed[0], stderr
+    assert "Traceback" not in stderr, stderr
+    cluster.stop()          # workers without a scheduler: stopped before the rerun
+    assert leftovers(library.exports) == []
+
+    # unreachable from the start: refused in one line, nothing written
+    refused = run_doit(*args, f"cluster={cluster.address}", check=3)
+    assert "cannot be reached" in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        line for line in refused.stderr.strip().splitlines() if "cannot be reached" in line]
+    rerun = run_doit(*args, check=0)        # the same tree, locally
+    done = set(executed_tasks(rerun.stdout)) | {
+        line[3:] for line in rerun.stdout.splitlines() if line.startswith("-- ")}
+    assert done == {"tiktok:alpha", "tiktok:beta", "youtube:alpha", "youtube:beta"}
+    for title in ("alpha", "beta"):
+        assert_conforms(library.exports / "women/18-23" / title / "youtube.mp4",
+                        load_yaml(platforms / "youtube.yaml"), 6.0)
