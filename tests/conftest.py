@@ -26,6 +26,13 @@ TEST_PRESET = "superfast"
 TEST_FFMPEG = os.environ.get("REELEXPORT_FFMPEG") or bundled_ffmpeg()
 
 
+def pytest_collection_modifyitems(items):
+    """Kill and cluster tests test the tool's process handling, not ffmpeg: run once."""
+    for item in items:
+        if item.get_closest_marker("faults") or item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.once)
+
+
 def pytest_report_header(config):
     return f"ffmpeg under test: {TEST_FFMPEG} ({check_ffmpeg(TEST_FFMPEG).version})"
 

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, doit_env, executed_tasks, run_doit, small_platforms
+
+# The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
+pytestmark = pytest.mark.once
 
 
 def r_lines(stdout):

@@ -18,6 +18,9 @@ from conftest import REPO, read_json, run_doit, small_platforms
 from exporter.report.gallery import gallery_html
 from exporter.report.registry import build_registry, registry_row
 
+# The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
+pytestmark = pytest.mark.once
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 CAPTION = 'Alpha <script>alert("x")</script> & "quotes"\n\n#test'

@@ -21,6 +21,9 @@ from exporter.model.history import (
 from exporter.model.records import remake_causes
 from exporter.model.spec import load_schema
 
+# The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
+pytestmark = pytest.mark.once
+
 # ---- the store ------------------------------------------------------------------------------
 
 

@@ -18,6 +18,9 @@ from exporter.build.stamp import STAMP_NAME, holding_stamp
 from exporter.build.tasks import Build
 from exporter.model.settings import resolve_settings
 
+# The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
+pytestmark = pytest.mark.once
+
 FAST = "nothing changed since the run of"
 
 

@@ -15,6 +15,9 @@ from exporter.report.formatting import format_duration, format_size
 from exporter.report.registry import build_registry, registry_row, with_distribution
 from exporter.report.status import format_report, lock_holder, status_report
 
+# The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
+pytestmark = pytest.mark.once
+
 SIDECAR = {"output": {"size_bytes": 2_500_000, "duration_s": 2.0, "sha256": "ab" * 32},
            "encode": {"mode": "encode", "ffmpeg_version": "ffmpeg version 5.1.9-0+deb12u1"},
            "finished_at": "2026-11-25T08:00:00.000+00:00"}

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import (
     REPO,
     assert_conforms,
@@ -19,6 +20,9 @@ from conftest import (
 
 from exporter.build.watch import Settler, title_key_of
 from exporter.model.history import read_events
+
+# The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
+pytestmark = pytest.mark.once
 
 PLATFORMS = ("youtube", "tiktok", "instagram", "facebook")
 
