@@ -14,6 +14,7 @@ from exporter.model.history import (
     KINDS,
     append_events,
     distribution_facts,
+    distribution_index,
     event,
     history_path,
     read_events,
@@ -67,6 +68,33 @@ def test_two_processes_appending_at_once_both_land_whole(tmp_path):
     assert len(lines) == len(events) == 2 * count
     for name in ("youtube:a", "tiktok:b"):
         assert [e["id"] for e in events if e["export"] == name] == [str(i) for i in range(count)]
+
+
+def test_the_registry_index_reads_only_what_was_appended_and_agrees_with_a_full_read(tmp_path):
+    append_events(tmp_path, [event("made", "youtube:a", sha256="1"),
+                             event("made", "youtube:a", sha256="1"),      # kept: one version
+                             event("uploaded", "youtube:a", sha256="1", id="p1", url=None)])
+    index, _ = distribution_index(tmp_path)
+    offset = read_json(tmp_path / ".history-index.json")["offset"]
+    assert offset == history_path(tmp_path).stat().st_size
+    append_events(tmp_path, [event("made", "youtube:a", sha256="2"),
+                             event("uploaded", "youtube:a", sha256="2", id="p2", url="u"),
+                             event("failed", "tiktok:b", cause="x")])
+    with open(history_path(tmp_path), "a") as file:
+        file.write('{"event": "made", "export": "tiktok:b", "sha')     # still being written
+    index, _ = distribution_index(tmp_path)
+    full = {}
+    for item in read_events(tmp_path)[0]:
+        full.setdefault(item["export"], []).append(item)
+    for export in ("youtube:a", "tiktok:b"):
+        assert (distribution_facts(index.get(export, []), "2")
+                == distribution_facts(full.get(export, []), "2"))
+    assert distribution_facts(index["youtube:a"], "2") == {
+        "versions": 2, "upload_outdated": False,
+        "uploaded": {"at": index["youtube:a"][-1]["at"], "id": "p2", "url": "u", "sha256": "2"}}
+    history_path(tmp_path).unlink()                 # a new file: read from its start
+    append_events(tmp_path, [event("made", "youtube:a", sha256="9")])
+    assert distribution_index(tmp_path)[0] == {"youtube:a": [{"event": "made", "sha256": "9"}]}
 
 
 # ---- pure logic -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ leave it as it is. It needs no server and reads with `grep` and `jq`.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -19,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from exporter.model.files import file_state
-from exporter.model.layout import HISTORY
+from exporter.model.files import file_state, read_json, write_json_atomic
+from exporter.model.layout import HISTORY, HISTORY_INDEX
 
 LOG = logging.getLogger(__name__)
 
@@ -104,6 +105,76 @@ def events_by_export(events: Iterable[Event]) -> dict[str, list[Event]]:
     for item in events:
         by_export.setdefault(item["export"], []).append(item)
     return by_export
+
+
+def compact(index: dict[str, list[Event]], item: Event) -> None:
+    """Fold one event into the index: per export, one `made` per distinct video and the
+    last `uploaded`: all distribution_facts needs."""
+    kind = item["event"]
+    if kind not in ("made", "uploaded"):
+        return
+    entry = index.setdefault(item["export"], [])
+    if kind == "made":
+        if not any(e["event"] == "made" and e.get("sha256") == item.get("sha256")
+                   for e in entry):
+            entry.append({"event": "made", "sha256": item.get("sha256")})
+        return
+    entry[:] = [e for e in entry if e["event"] != "uploaded"]
+    entry.append({key: item.get(key) for key in ("event", "at", "id", "url", "sha256")})
+
+
+def distribution_index(exports_root: Path, save: bool = True
+                       ) -> tuple[dict[str, list[Event]], tuple | None]:
+    """Per export, what the registry shows of its history; and the history file's state
+    before it was read.
+
+    Kept in HISTORY_INDEX with the offset read up to, so each run reads only the events
+    appended since (the file is append-only); a replaced or shorter file is read again from
+    the start. A last line still being written is left for the next read. `save=False`
+    (read-only commands) uses the index but never writes it.
+    """
+    path = history_path(exports_root)
+    state = file_state(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return {}, state
+    saved_path = Path(exports_root) / HISTORY_INDEX
+    saved = read_json(saved_path)
+    with open(path, "rb") as file:
+        # the first line (its event's time in ms) tells this file from a new one that got
+        # the same inode number
+        head = hashlib.sha256(file.readline()).hexdigest()
+        if (isinstance(saved, dict) and saved.get("version") == EVENT_VERSION
+                and saved.get("inode") == stat.st_ino and saved.get("head") == head
+                and 0 <= saved.get("offset", -1) <= stat.st_size
+                and isinstance(saved.get("index"), dict)):
+            index, offset = saved["index"], saved["offset"]
+        else:
+            index, offset = {}, 0
+        file.seek(offset)
+        data = file.read()
+    whole = data[:data.rfind(b"\n") + 1]
+    damaged = 0
+    for line in whole.splitlines():
+        try:
+            item = json.loads(line) if line.strip() else None
+        except ValueError:
+            damaged += 1
+            continue
+        if isinstance(item, dict) and item.get("event") in KINDS and "export" in item:
+            compact(index, item)
+    if damaged:
+        LOG.warning(f"WARNING {path}: {damaged} damaged line{'s' if damaged > 1 else ''} "
+                    "skipped (an append cut short by a crash)")
+    if save and whole:
+        try:
+            write_json_atomic(saved_path, {"version": EVENT_VERSION, "inode": stat.st_ino,
+                                           "head": head, "offset": offset + len(whole),
+                                           "index": index})
+        except OSError:
+            pass            # a cache: the next read starts further back
+    return index, state
 
 
 def distribution_facts(events: list[Event], current_sha256: str | None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from doit.task import dict_to_task
 from exporter.build.checker import MD5Checker
 from exporter.build.tasks import export_task
 from exporter.model.files import read_json, write_json_atomic
-from exporter.model.history import events_by_export, read_events
+from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
 from exporter.model.records import identity, read_record
 from exporter.report.registry import (
@@ -36,18 +36,18 @@ def up_to_date_names(task_dicts, dep_file):
         dependency.close()
 
 
-def registry_document(build, outcomes=None, previous=None, events=None):
+def registry_document(build, outcomes=None, previous=None, history=None):
     """The registry for every (title, platform) of the library, selected this run or not.
 
     `outcomes` (task name -> "up-to-date", "done" or "failed") is what this run's doit
     decided; those tasks need no second check. An export doit found up to date keeps its
     row from the `previous` registry: its sidecar cannot have changed, since only its task
     writes it. Everything else is checked against doit's DB as `doit list --status` does.
-    Each row then gets its distribution history (`events`: read from the store when None).
+    Each row then gets its distribution history (`history`: distribution_index; read when
+    None, without saving the index).
     """
-    if events is None:
-        events, _ = read_events(build.settings.exports)
-    history = events_by_export(events)
+    if history is None:
+        history = distribution_index(build.settings.exports, save=False)[0]
     outcomes = outcomes or {}
     rows_before = {(row["platform"], row["title_id"]): row
                    for row in (previous or {}).get("exports", [])}
@@ -136,8 +136,8 @@ def regenerate_registry(build, outcomes=None):
     for the stamp (an upload recorded after it was read must end the fast path).
     """
     previous = read_json(build.settings.registry_file)
-    events, history_state = read_events(build.settings.exports)
-    document = registry_document(build, outcomes, previous, events)
+    history, history_state = distribution_index(build.settings.exports)
+    document = registry_document(build, outcomes, previous, history)
     if document == previous:        # cheaper than serialising 40,000 rows to compare text
         return document, False, history_state
     changed = write_json_atomic(build.settings.registry_file, document)
@@ -148,10 +148,10 @@ def regenerate_registry(build, outcomes=None):
 
 
 
-def with_history(document, events):
+def with_history(document, history):
     """The registry `document` with every row's distribution fields (and the totals) taken
-    again from the history `events`: what an upload recorded since changes, nothing else."""
-    history = events_by_export(events)
+    again from the history (distribution_index): what an upload recorded since changes,
+    nothing else."""
     rows = [with_distribution(row, history.get(task_name(row["platform"], row["title_id"]), []))
             for row in document["exports"]]
     return build_registry(rows, document["platforms"])
@@ -162,10 +162,10 @@ def refresh_distribution(build):
     written); nothing else is read. Returns (document or None when there is no registry
     yet, history_state as read)."""
     previous = read_json(build.settings.registry_file)
-    events, history_state = read_events(build.settings.exports)
+    history, history_state = distribution_index(build.settings.exports)
     if not isinstance(previous, dict) or "exports" not in previous:
         return None, history_state
-    document = with_history(previous, events)
+    document = with_history(previous, history)
     if document != previous:
         write_json_atomic(build.settings.registry_file, document)
     return document, history_state

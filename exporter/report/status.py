@@ -22,7 +22,7 @@ from exporter.build.stamp import check_stamp
 from exporter.build.tasks import load_build
 from exporter.model import layout
 from exporter.model.files import read_json
-from exporter.model.history import read_events
+from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
 from exporter.model.logs import configure as configure_logging
 from exporter.model.logs import quiet_on_closed_pipe
@@ -156,7 +156,8 @@ def current_registry(build):
         # uploads recorded since
         document = read_json(build.settings.registry_file)
         if isinstance(document, dict) and "exports" in document:
-            return (with_history(document, read_events(build.settings.exports)[0])
+            return (with_history(document,
+                                 distribution_index(build.settings.exports, save=False)[0])
                     if check.history_changed else document)
     dep_file = build.settings.dep_file
     if not dep_file.exists():
