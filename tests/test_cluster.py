@@ -123,7 +123,9 @@ def test_the_library_exports_through_two_workers_and_survives_losing_one(
     titles = ["alpha", "beta", "gamma"]
     for title in titles:
         library.add("women", "18-23", title, shape="two-seconds")
-    args = library.args(f"platforms_dir={platforms}", f"cluster={cluster.address}")
+    # a relative path, as a user types it: the workers run in other directories
+    args = library.args(f"platforms_dir={os.path.relpath(platforms, REPO)}",
+                        f"cluster={cluster.address}")
     run = run_doit("-n", "2", *args, check=0)
     assert f"cluster: {cluster.address}, 2 workers, dashboard http" in run.stderr
     workers = set()

@@ -10,6 +10,7 @@ import functools
 import gc
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from doit import get_var
@@ -46,6 +47,11 @@ class Build:
     """The loaded library: every title and spec, and the exports this invocation selected."""
 
     def __init__(self, settings: Settings) -> None:
+        if settings.cluster:
+            # workers run elsewhere, in other directories: every path they get is absolute
+            settings = replace(settings, renders=settings.renders.resolve(),
+                               exports=settings.exports.resolve(),
+                               platforms_dir=settings.platforms_dir.resolve())
         self.settings = settings
         self.all_specs = load_specs(settings.platforms_dir)
         self.selected_specs = select_specs(self.all_specs, settings.platforms)
@@ -248,4 +254,5 @@ def clean_run_state(settings: Settings) -> None:
     remove_stamp(settings)
     (settings.exports / layout.GALLERY_PAGE).unlink(missing_ok=True)
     (settings.exports / layout.GALLERY_CACHE).unlink(missing_ok=True)
+    (settings.exports / layout.HISTORY_INDEX).unlink(missing_ok=True)   # not the history
     SharedCache(settings.exports).clear()
