@@ -54,7 +54,8 @@ def main():
         for name, spec in (("loudness off (baseline)", off), ("loudness on", youtube)):
             target = target_of(spec)
             measure_s, measured = (timed(lambda: parse_measurement(run_ffmpeg(
-                measure_argv(ffmpeg, source, target)))) if target else (0.0, None))
+                measure_argv(ffmpeg, source, target, options.seconds)))) if target
+                                  else (0.0, None))
             output = Path(tmp) / f"{len(rows)}.mp4"
             plan = build_encode(ffmpeg, source, source_probe, spec, output, "medium", measured)
             encode_s, _ = timed(lambda: run_ffmpeg(plan.argv))

@@ -18,6 +18,7 @@ from conftest import (
 from exporter.media.loudness import (
     is_silent,
     loudness_problems,
+    measure_argv,
     parse_measurement,
     second_pass_filter,
 )
@@ -50,6 +51,12 @@ def test_the_first_pass_is_read_and_becomes_the_second_pass_filter():
         ":measured_thresh=-31.81:offset=0.01:linear=true,aresample=48000")
     silent = parse_measurement(LOUDNORM_STDERR.replace('"-21.81"', '"-inf"'))
     assert is_silent(silent) and not is_silent(measured)
+
+
+def test_the_first_pass_measures_only_what_the_export_keeps():
+    argv = measure_argv("ffmpeg", "final.mp4", TARGET, 60)    # a source trimmed to 60 s
+    assert argv[argv.index("-t") + 1] == "60.000"
+    assert argv.index("-t") > argv.index("-i"), "an output option: the first 60 s"
 
 
 def test_an_output_more_than_one_lu_off_is_rejected():
@@ -97,7 +104,8 @@ def test_quiet_and_loud_sources_land_at_minus_14_on_every_platform(library, tmp_
             loudness = read_json(out / f"{platform}.export.json")["encode"]["loudness"]
             if name == "silent":
                 assert integrated <= -70, "silence stays silence"
-                assert loudness["skipped"] == "the source is silent: left as it is"
+                assert loudness["skipped"] == ("the source is silent (or too short to "
+                                               "measure): left as it is")
                 continue
             assert abs(integrated - (-14)) <= 1, (name, platform, integrated)
             assert peak <= -1 + 0.5, (name, platform, peak)

@@ -36,7 +36,7 @@ from exporter.media.loudness import (
     target_of,
 )
 from exporter.media.loudness import sidecar_record as loudness_record
-from exporter.media.plan import EncodePlan, build_encodes, build_plan
+from exporter.media.plan import EncodePlan, build_encodes, build_plan, output_duration
 from exporter.media.probe import Probe, moov_before_mdat, probe
 from exporter.media.shared import SharedCache, share_key
 from exporter.media.verify import conformance_problems, rate_over
@@ -166,11 +166,12 @@ def loudness_of(job: ExportJob, spec: Spec, source_probe: Probe,
         return None, None
     if not source_probe.has_audio:
         return None, "the source has no audio"
+    kept_s, _ = output_duration(source_probe, spec)
     measured = measure_source(job.ffmpeg, job.title.source, inputs["source_sha256"], target,
-                              SharedCache(job.exports_root).root / "loudness",
+                              kept_s, SharedCache(job.exports_root).root / "loudness",
                               ffmpeg_version(job.ffmpeg))
     if is_silent(measured):
-        return None, "the source is silent: left as it is"
+        return None, "the source is silent (or too short to measure): left as it is"
     return measured, None
 
 

@@ -37,10 +37,13 @@ def loudnorm_target(target: dict[str, float]) -> str:
             f":LRA={target['range']}")
 
 
-def measure_argv(ffmpeg: str, source: Path | str, target: dict[str, float]) -> list[str]:
-    """The first pass: loudnorm prints its measurement of the source as JSON."""
+def measure_argv(ffmpeg: str, source: Path | str, target: dict[str, float],
+                 duration_s: float) -> list[str]:
+    """The first pass: loudnorm prints its measurement of the source's first `duration_s`
+    (what the export keeps of it: a trimmed source is measured as trimmed) as JSON."""
     return [ffmpeg, *QUIET, "-loglevel", "info", "-i", str(source), "-map", "0:a:0", "-vn",
-            "-af", f"{loudnorm_target(target)}:print_format=json", "-f", "null", "-"]
+            "-t", f"{duration_s:.3f}", "-af", f"{loudnorm_target(target)}:print_format=json",
+            "-f", "null", "-"]
 
 
 def parse_measurement(stderr: str) -> dict[str, float]:
@@ -67,14 +70,16 @@ def second_pass_filter(target: dict[str, float], measured: dict[str, float]) -> 
 
 
 def measure_source(ffmpeg: str, source: Path, source_sha256: str, target: dict[str, float],
-                   cache_dir: Path, ffmpeg_version: str) -> dict[str, float]:
-    """The first pass for (source, target), made once: kept as JSON in `cache_dir`."""
-    key = digest({"source": source_sha256, "target": target, "ffmpeg": ffmpeg_version})
+                   duration_s: float, cache_dir: Path, ffmpeg_version: str) -> dict[str, float]:
+    """The first pass for (source, target, duration kept), made once: kept as JSON in
+    `cache_dir`."""
+    key = digest({"source": source_sha256, "target": target, "ffmpeg": ffmpeg_version,
+                  "duration_s": round(duration_s, 3)})
     path = Path(cache_dir) / f"loudness-{key}.json"
     cached = read_json(path)
     if isinstance(cached, dict) and set(MEASURED_FIELDS) <= set(cached):
         return {field: float(cached[field]) for field in MEASURED_FIELDS}
-    measured = parse_measurement(run_ffmpeg(measure_argv(ffmpeg, source, target)))
+    measured = parse_measurement(run_ffmpeg(measure_argv(ffmpeg, source, target, duration_s)))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {field: str(value) for field, value in measured.items()})
     return measured
