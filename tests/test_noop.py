@@ -235,6 +235,16 @@ def test_status_reads_the_stamped_registry_and_says_the_same(stamped):
     assert '"exported": 4' in fast
 
 
+def test_status_with_a_partly_proven_library_says_what_a_full_check_says(stamped):
+    (stamped.root / "men/24-30/beta/metadata.json").write_text('{"title": "Beta, edited"}',
+                                                              encoding="utf-8")
+    partial = run_doit("status", "--json", *stamped.all_args, check=0).stdout
+    stamp = stamped.exports / STAMP_NAME
+    stamp.rename(stamp.with_name("set-aside"))
+    assert run_doit("status", "--json", *stamped.all_args, check=0).stdout == partial
+    assert '"stale": 2' in partial and '"exported": 2' in partial
+
+
 def test_a_task_added_to_dodo_is_not_skipped(stamped, tmp_path):
     dodo = tmp_path / "my_dodo.py"
     dodo.write_text(

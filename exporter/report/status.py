@@ -163,8 +163,12 @@ def current_registry(build):
     if not dep_file.exists():
         build = copy.copy(build)
         build.settings = EmptyLedger(**vars(build.settings))
+    # titles the stamp proves keep their rows of registry.json; only the others are checked
+    proven = ({job.task_name: "up-to-date" for job in build.all_jobs
+               if job.title.key in check.proven} if check is not None else {})
+    previous = read_json(build.settings.registry_file) if proven else None
     try:
-        return registry_document(build)
+        return registry_document(build, proven, previous)
     except (DatabaseException, sqlite3.DatabaseError) as error:
         raise InvalidDodoFile(f"dependency DB {dep_file} cannot be read ({error}); "
                               "the next run sets it aside") from None
