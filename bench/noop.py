@@ -4,9 +4,10 @@
 
 How the up-to-date state is built cheaply, without encoding 40,000 exports:
 1. One real title is exported by the real pipeline (4 platforms).
-2. Every other title's render is a hardlink of that title's final.mp4 and metadata.json, so
-   all sources have the same bytes; each title's exports are hardlinks of the real title's
-   outputs, with sidecars rewritten for the title (same inputs, same hashes).
+2. Every other title's render is a copy of that title's final.mp4 and metadata.json, so
+   all sources have the same bytes (copies, not hardlinks: replacing one link would change
+   the shared inode's ctime, hence every title's state); each title's exports are hardlinks
+   of the real title's outputs, with sidecars rewritten for the title (same inputs).
 3. doit's dependency DB is filled through doit's own API, in the order its runner uses
    (`get_status`, `save_extra_values`, `save_success`) on the very task definitions the
    dodo generates: what doit itself stores after a run.
@@ -77,8 +78,8 @@ def build_library(root, titles, env):
         title_id = f"title-{index:05d}"
         source_dir = renders / segment / age / title_id
         source_dir.mkdir(parents=True)
-        for name in ("final.mp4", "metadata.json"):
-            os.link(first / name, source_dir / name)
+        for name in ("final.mp4", "metadata.json"):     # copies: each title its own inode
+            shutil.copyfile(first / name, source_dir / name)
         out_dir = exports / segment / age / title_id
         out_dir.mkdir(parents=True)
         for path in made.iterdir():
@@ -154,7 +155,6 @@ def main():
             run_wall, run_rss, fast = peak_rss_of(*args, env=env)
             assert fast, "the no-op did not find the library stamp holding"
             list_wall, list_rss, _ = peak_rss_of("list", "--status", *args, env=env)
-            # every render is a hardlink of one file: touching it would touch them all
             source = renders / SEGMENTS[0] / AGES[0] / "title-00000" / "final.mp4"
             shutil.copyfile(source, source.with_name("rewritten"))
             os.replace(source.with_name("rewritten"), source)

@@ -188,7 +188,7 @@ def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: set[str],
         "outputs": outputs_fingerprint(build),
         "history": history_fingerprint(build, history_state),
         "titles": dict(sorted(titles.items())),
-    })
+    }, compact=True)
 
 
 def remove_stamp(settings: Settings) -> None:

@@ -171,7 +171,7 @@ def distribution_index(exports_root: Path, save: bool = True
         try:
             write_json_atomic(saved_path, {"version": EVENT_VERSION, "inode": stat.st_ino,
                                            "head": head, "offset": offset + len(whole),
-                                           "index": index})
+                                           "index": index}, compact=True)
         except OSError:
             pass            # a cache: the next read starts further back
     return index, state

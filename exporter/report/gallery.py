@@ -271,5 +271,5 @@ def write_gallery(build, document, changed=None):
         metadata[key] = entry["metadata"]
     page = gallery_html(document, sidecars, metadata)
     written = write_text_atomic(build.settings.exports / PAGE, page)
-    write_json_atomic(cache_path, kept)
+    write_json_atomic(cache_path, kept, compact=True)
     return written

@@ -7,7 +7,7 @@ from doit.task import dict_to_task
 
 from exporter.build.checker import MD5Checker
 from exporter.build.tasks import export_task
-from exporter.model.files import read_json, write_json_atomic
+from exporter.model.files import read_json, write_text_atomic
 from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
 from exporter.model.records import identity, read_record
@@ -15,6 +15,7 @@ from exporter.report.registry import (
     build_registry,
     export_status,
     registry_row,
+    registry_text,
     with_distribution,
 )
 
@@ -140,7 +141,7 @@ def regenerate_registry(build, outcomes=None):
     document = registry_document(build, outcomes, previous, history)
     if document == previous:        # cheaper than serialising 40,000 rows to compare text
         return document, False, history_state
-    changed = write_json_atomic(build.settings.registry_file, document)
+    changed = write_text_atomic(build.settings.registry_file, registry_text(document))
     return document, changed, history_state
 
 
@@ -167,5 +168,5 @@ def refresh_distribution(build):
         return None, history_state
     document = with_history(previous, history)
     if document != previous:
-        write_json_atomic(build.settings.registry_file, document)
+        write_text_atomic(build.settings.registry_file, registry_text(document))
     return document, history_state

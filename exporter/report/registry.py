@@ -5,6 +5,8 @@ report/ledger.registry_document, which also carries over the unchanged row of an
 doit found up to date: the row a full regeneration would give, without reading again).
 """
 
+import json
+
 from exporter.model.history import Event, distribution_facts
 from exporter.model.records import export_facts, failure_facts
 
@@ -72,3 +74,14 @@ def build_registry(rows, platforms):
         "totals": totals,
         "exports": rows,
     }
+
+
+def registry_text(document):
+    """registry.json's text: sorted keys and an indent, but each export's row on one line,
+    so it greps by title and 40,000 rows are written by json's C encoder."""
+    head = json.dumps({k: v for k, v in document.items() if k != "exports"}, indent=2,
+                      sort_keys=True, ensure_ascii=False)
+    rows = ",\n".join("    " + json.dumps(row, sort_keys=True, ensure_ascii=False)
+                       for row in document["exports"])
+    exports = f'  "exports": [\n{rows}\n  ],\n' if rows else '  "exports": [],\n'
+    return "{\n" + exports + head[2:] + "\n"
