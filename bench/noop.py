@@ -18,8 +18,9 @@ doit checks no task (exporter/build/stamp.py). Then:
 - one title changed: one source is rewritten with the same bytes (a new file). `doit` checks
   that title's tasks alone (the stamp proves the others) and re-stamps;
 - one title added: a new title whose exports are already in place but unknown to doit's DB,
-  so its four tasks run; each finds its video made from the same inputs and keeps it. This
-  is the cost of a new render before its encode starts (the encode itself is not measured);
+  so its four tasks run; each finds its video made from the same inputs and keeps it. "to
+  task" is the time and peak RSS until doit starts the first of them: what a new render
+  costs before its encode starts; "doit s" the whole run (registry, gallery, stamp after);
 - full check: the stamp is set aside, as after a spec edit or `doit forget`: `doit list
   --status` and `doit` check every task as doit does.
 Peak RSS is the child's ru_maxrss.
@@ -59,6 +60,25 @@ def peak_rss_of(*args, env):
     if code_ != "0":
         raise SystemExit(f"doit {' '.join(args)} failed:\n{result.stderr}")
     return float(wall), float(peak), fast == "1"
+
+
+def until_first_task(*args, env):
+    """Seconds and peak RSS (MB) of `doit` up to the moment its first task starts (the
+    reporter prints `.  task` as it starts it): what a changed title costs before its
+    encode; and the wall time of the whole run."""
+    start = time.perf_counter()
+    process = subprocess.Popen([str(Path(sys.executable).parent / "doit"), *args], cwd=REPO,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    first_s = first_mb = None
+    for line in process.stdout:
+        if first_s is None and line.startswith(".  "):
+            first_s = time.perf_counter() - start
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            first_mb = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    if process.wait() != 0:
+        raise SystemExit(f"doit {' '.join(args)} failed")
+    return first_s, first_mb, time.perf_counter() - start
 
 
 def build_library(root, titles, env):
@@ -162,7 +182,7 @@ def main():
             assert not fast, "a rewritten source must be checked by doit"
             assert peak_rss_of(*args, env=env)[2], "the partial run did not re-stamp"
             add_title(renders, exports, titles)
-            added_wall, added_rss, _ = peak_rss_of(*args, env=env)
+            added_first_s, added_first_mb, added_wall = until_first_task(*args, env=env)
             assert peak_rss_of(*args, env=env)[2], "the run did not stamp the added title"
             (exports / ".up-to-date.json").unlink()
             full_list_wall, full_list_rss, _ = peak_rss_of("list", "--status", *args, env=env)
@@ -172,31 +192,34 @@ def main():
             registry = json.loads((exports / "registry.json").read_text())
             exported = registry["totals"]["all"]["exported"]
             rows.append((titles, (titles + 1) * 4, exported, setup, first_wall, run_wall,
-                         run_rss, list_wall, list_rss, changed_wall, changed_rss, added_wall,
-                         added_rss, full_wall, full_rss, full_list_wall, full_list_rss))
+                         run_rss, list_wall, list_rss, changed_wall, changed_rss,
+                         added_first_s, added_first_mb, added_wall, full_wall, full_rss,
+                         full_list_wall, full_list_rss))
     print(f"{os.cpu_count()} cores; targets at 10,000 titles: no-op doit <= 2 s, "
           "doit list --status <= 3 s, each <= 300 MB; one title changed or added <= 1 s, "
-          "<= 150 MB")
+          "<= 150 MB before its encode starts")
     print(f"{'':>27}{'no-op (stamp holds)':-^30}{'':>2}{'1 changed':-^15}{'':>2}"
-          f"{'1 added':-^15}{'':>2}{'full check (no stamp)':-^30}")
+          f"{'1 added':-^26}{'':>2}{'full check (no stamp)':-^30}")
     print(f"{'titles':>7}{'setup s':>9}{'1st run s':>11}"
           f"{'doit s':>9}{'MB':>6}{'list s':>9}{'MB':>6}{'':>2}{'doit s':>9}{'MB':>6}{'':>2}"
-          f"{'doit s':>9}{'MB':>6}{'':>2}{'doit s':>9}{'MB':>6}{'list s':>9}{'MB':>6}")
+          f"{'to task s':>10}{'MB':>6}{'doit s':>10}{'':>2}"
+          f"{'doit s':>9}{'MB':>6}{'list s':>9}{'MB':>6}")
     for row in rows:
         (titles, exports_n, exported, setup, first_wall, run_wall, run_rss, list_wall,
-         list_rss, changed_wall, changed_rss, added_wall, added_rss, full_wall, full_rss,
-         full_list_wall, full_list_rss) = row
+         list_rss, changed_wall, changed_rss, added_first_s, added_first_mb, added_wall,
+         full_wall, full_rss, full_list_wall, full_list_rss) = row
         assert exported == exports_n, f"registry: {exported} of {exports_n} exported"
         print(f"{titles:>7}{setup:>9.1f}{first_wall:>11.2f}"
               f"{run_wall:>9.2f}{run_rss:>6.0f}{list_wall:>9.2f}{list_rss:>6.0f}{'':>2}"
-              f"{changed_wall:>9.2f}{changed_rss:>6.0f}{'':>2}{added_wall:>9.2f}"
-              f"{added_rss:>6.0f}{'':>2}{full_wall:>9.2f}{full_rss:>6.0f}"
-              f"{full_list_wall:>9.2f}{full_list_rss:>6.0f}")
+              f"{changed_wall:>9.2f}{changed_rss:>6.0f}{'':>2}{added_first_s:>10.2f}"
+              f"{added_first_mb:>6.0f}{added_wall:>10.2f}{'':>2}{full_wall:>9.2f}"
+              f"{full_rss:>6.0f}{full_list_wall:>9.2f}{full_list_rss:>6.0f}")
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         print(f"growth {first[0]} -> {last[0]} titles: no-op doit x{last[5] / first[5]:.1f}; "
-              f"one changed x{last[9] / first[9]:.1f}; one added x{last[11] / first[11]:.1f}; "
-              f"full check doit x{last[13] / first[13]:.1f}, list x{last[15] / first[15]:.1f}")
+              f"one changed x{last[9] / first[9]:.1f}; one added, to its task "
+              f"x{last[11] / first[11]:.1f}; full check doit x{last[14] / first[14]:.1f}, "
+              f"list x{last[16] / first[16]:.1f}")
 
 
 if __name__ == "__main__":
