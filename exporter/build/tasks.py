@@ -65,10 +65,11 @@ class Build:
         self.ffmpeg = check_ffmpeg(choose_ffmpeg(settings.ffmpeg)).path
         retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
         selected = tuple(self.selected_specs.values())
+        siblings = {name: tuple(s for s in selected if s.name != name)
+                    for name in self.all_specs}
         self.all_jobs = [
             ExportJob(title, spec, settings.exports, self.ffmpeg, settings.preset, retry,
-                      siblings=tuple(s for s in selected if s.name != spec.name),
-                      cluster=settings.cluster)
+                      siblings=siblings[spec.name], cluster=settings.cluster)
             for title in self.all_titles for spec in self.all_specs.values()]
         wanted = {(t.title_id, name) for t in self.titles for name in self.selected_specs}
         self.jobs = [job for job in self.all_jobs
