@@ -12,7 +12,6 @@ from exporter.build.job import ExportJob, ffmpeg_version
 from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.plan import COVER_QUALITIES, build_still, cover_inputs, poster_size
 from exporter.media.probe import image_size
-from exporter.media.shared import SharedCache
 from exporter.model.errors import ConformanceError, EncodeError, SourceError
 from exporter.model.files import publish, remove_stale_temps, sha256_file, temporary
 from exporter.model.records import (
@@ -39,7 +38,7 @@ def image_is_current(record: Record | None, key: str, path: Path) -> bool:
 def make_still(job: ExportJob, input_choices: list[list[str]], fit: str, size: tuple[int, int],
                max_bytes: int | None, path: Path, key: str, origin: str) -> Record:
     """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record."""
-    cache = SharedCache(job.exports_root, cluster_locks=job.cluster is not None)
+    cache = job.shared_cache
     with temporary(path) as linked:
         with cache.locked([key]):
             if not cache.has(key, ".jpg"):

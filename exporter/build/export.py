@@ -23,7 +23,6 @@ from exporter.build.job import (
     ExportJob,
     current_inputs,
     ffmpeg_version,
-    now_utc,
     sha256_or_none,
 )
 from exporter.build.progress_files import ProgressFile
@@ -63,6 +62,7 @@ from exporter.model.records import (
     Record,
     error_document,
     export_facts,
+    now_utc,
     output_sha256,
     read_record,
     recorded_inputs,
@@ -168,7 +168,7 @@ def loudness_of(job: ExportJob, spec: Spec, source_probe: Probe,
         return None, "the source has no audio"
     kept_s, _ = output_duration(source_probe, spec)
     measured = measure_source(job.ffmpeg, job.title.source, inputs["source_sha256"], target,
-                              kept_s, SharedCache(job.exports_root).root / "loudness",
+                              kept_s, job.shared_cache.root / "loudness",
                               ffmpeg_version(job.ffmpeg))
     if is_silent(measured):
         return None, "the source is silent (or too short to measure): left as it is"
@@ -340,7 +340,7 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
     measured, skipped = loudness_of(job, job.spec, source_probe, inputs)
     plan = build_plan(job.ffmpeg, job.title.source, source_probe, job.spec, PLAN_OUTPUT,
                       job.preset, measured)
-    cache = SharedCache(job.exports_root, cluster_locks=job.cluster is not None)
+    cache = job.shared_cache
     key = share_key(inputs["source_sha256"], plan, job.encode_settings())
     siblings = (sibling_encodes(job, source_probe, inputs, key, cache)
                 if plan.mode == "encode" else [])

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from exporter.media.ffmpeg_binary import check_ffmpeg
+from exporter.media.shared import SharedCache
 from exporter.metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from exporter.model.files import sha256_file
 from exporter.model.layout import task_name
@@ -75,6 +75,11 @@ class ExportJob:
         title = self.title
         return identity(title.title_id, title.segment, title.age, self.spec.name)
 
+    @property
+    def shared_cache(self) -> SharedCache:
+        """The exports tree's shared encodes and images, locked cluster-wide on a cluster."""
+        return SharedCache(self.exports_root, cluster_locks=self.cluster is not None)
+
     def encode_settings(self, spec: Spec | None = None) -> dict[str, Any]:
         """What the encoded bytes depend on (besides the source): doit's config_changed value."""
         return {**(spec or self.spec).encode_settings(self.preset),
@@ -123,7 +128,3 @@ def current_inputs(job: ExportJob) -> dict[str, str | None]:
         "encode_key": digest(job.encode_settings()),
         "metadata_rules_key": metadata_rules_key(job.spec),
     }
-
-
-def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

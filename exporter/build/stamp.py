@@ -134,6 +134,14 @@ class StampCheck:
         """Every title proven and none gone: the whole run is a no-op."""
         return not self.changed and not self.removed
 
+    def proven_entries(self) -> dict[str, list[str]]:
+        """The stamp's entries of the proven titles, as a new stamp keeps them."""
+        return {key: self.stamp["titles"][key] for key in self.proven}
+
+    def proven_outcomes(self, jobs: list) -> dict[str, str]:
+        """{task name: "up-to-date"} of the exports of proven titles: nothing to check."""
+        return {job.task_name: "up-to-date" for job in jobs if job.title.key in self.proven}
+
 
 def check_stamp(build: Build) -> StampCheck | None:
     """What the stamp proves, or None when a global part differs (everything is checked)."""

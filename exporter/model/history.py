@@ -16,12 +16,12 @@ import hashlib
 import json
 import logging
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 from exporter.model.files import file_state, read_json, write_json_atomic
 from exporter.model.layout import HISTORY, HISTORY_INDEX
+from exporter.model.records import now_utc
 
 LOG = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ Event = dict[str, Any]
 
 def history_path(exports_root: Path) -> Path:
     return Path(exports_root) / HISTORY
-
-
-def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def event(kind: str, export: str, **fields: Any) -> Event:
@@ -70,17 +66,9 @@ def append_events(exports_root: Path, events: Iterable[Event]) -> None:
         os.close(fd)        # closing releases the lock
 
 
-def read_events(exports_root: Path) -> tuple[list[Event], tuple | None]:
-    """Every whole event, oldest first, and the file's state before it was read.
-
-    Damaged lines (a crash mid-append) are skipped with one warning naming how many.
-    """
-    path = history_path(exports_root)
-    state = file_state(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], state
+def parse_events(data: bytes, path: Path) -> list[Event]:
+    """The whole events in `data` (lines of the history at `path`), in order. Damaged lines
+    (a crash mid-append) are skipped with one warning naming how many."""
     events, damaged = [], 0
     for line in data.splitlines():
         if not line.strip():
@@ -88,8 +76,7 @@ def read_events(exports_root: Path) -> tuple[list[Event], tuple | None]:
         try:
             item = json.loads(line)
         except ValueError:
-            damaged += 1
-            continue
+            item = None
         if isinstance(item, dict) and item.get("event") in KINDS and "export" in item:
             events.append(item)
         else:
@@ -97,14 +84,17 @@ def read_events(exports_root: Path) -> tuple[list[Event], tuple | None]:
     if damaged:
         LOG.warning(f"WARNING {path}: {damaged} damaged line{'s' if damaged > 1 else ''} "
                     "skipped (an append cut short by a crash)")
-    return events, state
+    return events
 
 
-def events_by_export(events: Iterable[Event]) -> dict[str, list[Event]]:
-    by_export: dict[str, list[Event]] = {}
-    for item in events:
-        by_export.setdefault(item["export"], []).append(item)
-    return by_export
+def read_events(exports_root: Path) -> tuple[list[Event], tuple | None]:
+    """Every whole event, oldest first, and the file's state before it was read."""
+    path = history_path(exports_root)
+    state = file_state(path)
+    try:
+        return parse_events(path.read_bytes(), path), state
+    except FileNotFoundError:
+        return [], state
 
 
 def compact(index: dict[str, list[Event]], item: Event) -> None:
@@ -155,18 +145,8 @@ def distribution_index(exports_root: Path, save: bool = True
         file.seek(offset)
         data = file.read()
     whole = data[:data.rfind(b"\n") + 1]
-    damaged = 0
-    for line in whole.splitlines():
-        try:
-            item = json.loads(line) if line.strip() else None
-        except ValueError:
-            damaged += 1
-            continue
-        if isinstance(item, dict) and item.get("event") in KINDS and "export" in item:
-            compact(index, item)
-    if damaged:
-        LOG.warning(f"WARNING {path}: {damaged} damaged line{'s' if damaged > 1 else ''} "
-                    "skipped (an append cut short by a crash)")
+    for item in parse_events(whole, path):
+        compact(index, item)
     if save and whole:
         try:
             write_json_atomic(saved_path, {"version": EVENT_VERSION, "inode": stat.st_ino,

@@ -8,6 +8,7 @@ below, so a change of format is a change of this file.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ FILE_NAMES = {"video": "{platform}.mp4", "metadata": "metadata_{platform}.json",
 VIDEO_INPUTS = ("source_sha256", "encode_key")
 
 Record = dict[str, Any]
+
+
+def now_utc() -> str:
+    """The time stamps of records and events: UTC, to the millisecond."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def export_file_names(platform: str) -> dict[str, str]:

@@ -103,18 +103,19 @@ class History(NameFirst):
 # ---- doit uploaded --------------------------------------------------------------------------
 
 
-def refresh_registry(build):
+def refresh_registry(build, check):
     """Rewrite registry.json's distribution fields (and the gallery) from the history, and
-    keep the library stamp's proof: an upload changes no export."""
-    check = check_stamp(build)
+    keep what the library stamp (`check`, None: it proves nothing) proves: an upload changes
+    no export. The document written, or None when there is no registry yet (the next run
+    writes it, history included)."""
     document, history_state = refresh_distribution(build)
     if document is None:
-        return False            # no registry yet: the next run writes it, history included
+        return None
     write_gallery(build, document, changed=set())
     if check is not None:
-        write_stamp(build, document["totals"]["all"], set(),
-                    {key: check.stamp["titles"][key] for key in check.proven}, history_state)
-    return True
+        write_stamp(build, document["totals"]["all"], set(), check.proven_entries(),
+                    history_state)
+    return document
 
 
 class Uploaded(NameFirst):
@@ -157,7 +158,8 @@ class Uploaded(NameFirst):
                              "the tree, registry.json shows it after the run\n")
             return 0
         try:
-            refreshed = refresh_registry(load_build())
+            build = load_build()
+            refreshed = refresh_registry(build, check_stamp(build)) is not None
         except InvalidDodoFile as error:
             refreshed = False
             sys.stderr.write(f"reelexport: registry not refreshed ({error})\n")

@@ -10,7 +10,7 @@ from exporter.build.tasks import export_task
 from exporter.model.files import read_json, write_text_atomic
 from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
-from exporter.model.records import identity, read_record
+from exporter.model.records import export_file_names, identity, read_record
 from exporter.report.registry import (
     build_registry,
     export_status,
@@ -58,7 +58,7 @@ def registry_document(build, outcomes=None, previous=None, history=None):
     fresh |= {name for name, outcome in outcomes.items() if outcome in ("up-to-date", "done")}
     rows = []
     for job in build.all_jobs:
-        names = identity(job.title.title_id, job.title.segment, job.title.age, job.spec.name)
+        names = job.identity
         before = rows_before.get((job.spec.name, job.title.title_id))
         row = carried_over_row(before, names, outcomes.get(job.task_name))
         row = row or current_row(job, names, job.task_name in fresh, build.settings.exports)
@@ -79,10 +79,12 @@ def removed_rows(build):
     root = build.settings.exports
     rows = []
     for key in sorted(unknown_title_dirs(root, known)):
-        for sidecar_path in sorted((root / key).glob("*.export.json")):
+        for sidecar_path in sorted((root / key).glob(export_file_names("*")["sidecar"])):
             sidecar = read_record(sidecar_path)
-            video = sidecar_path.parent / f"{(sidecar or {}).get('platform')}.mp4"
-            if not sidecar or not video.is_file():
+            if not sidecar:
+                continue
+            video = sidecar_path.with_name(export_file_names(sidecar.get("platform"))["video"])
+            if not video.is_file():
                 continue
             names = identity(sidecar.get("title_id"), sidecar.get("segment"),
                              sidecar.get("age"), sidecar.get("platform"))
@@ -143,10 +145,6 @@ def regenerate_registry(build, outcomes=None):
         return document, False, history_state
     changed = write_text_atomic(build.settings.registry_file, registry_text(document))
     return document, changed, history_state
-
-
-
-
 
 
 def with_history(document, history):

@@ -17,7 +17,8 @@ from exporter.build.stamp import targets_in_place, write_stamp
 from exporter.build.tasks import load_build
 from exporter.media.shared import SharedCache
 from exporter.report.gallery import PAGE, write_gallery
-from exporter.report.ledger import refresh_distribution, regenerate_registry
+from exporter.report.history import refresh_registry
+from exporter.report.ledger import regenerate_registry
 from exporter.report.progress import Batch, ProgressDisplay, exports_in_run
 
 LOG = logging.getLogger(__name__)
@@ -139,7 +140,8 @@ class ExportReporter(ConsoleReporter):
                        f"of {stamp['written_at']} that left every export up to date\n")
             totals = stamp["registry_totals"]
             if check.history_changed:       # uploads recorded since: the registry shows them
-                totals = self.refresh_uploads(build, check) or totals
+                document = refresh_registry(build, check)
+                totals = document["totals"]["all"] if document else totals
             self.write_summary(totals)
             return
         if check is not None:
@@ -150,8 +152,7 @@ class ExportReporter(ConsoleReporter):
         jobs_by_name = {job.task_name: job for job in build.all_jobs}
         SharedCache(build.settings.exports).prune(
             lambda record: still_wanted(jobs_by_name, record))
-        proven = {job.task_name: "up-to-date" for job in build.all_jobs
-                  if check is not None and job.title.key in check.proven}
+        proven = check.proven_outcomes(build.all_jobs) if check is not None else {}
         document, changed, history_state = regenerate_registry(build, {**proven,
                                                                        **self.outcomes})
         # The gallery reads every sidecar and caption: only when something may have changed.
@@ -161,19 +162,8 @@ class ExportReporter(ConsoleReporter):
         totals = document["totals"]["all"]
         if not (self.runtime_errors or build.problems):
             write_stamp(build, totals, self.titles_made_up_to_date(build),
-                        {key: check.stamp["titles"][key] for key in check.proven}
-                        if check is not None else {}, history_state)
+                        check.proven_entries() if check is not None else {}, history_state)
         self.write_summary(totals)
-
-    def refresh_uploads(self, build, check):
-        """A no-op after uploads were recorded: registry, gallery and stamp take them in."""
-        document, history_state = refresh_distribution(build)
-        if document is None:
-            return None
-        write_gallery(build, document, changed=set())
-        write_stamp(build, document["totals"]["all"], set(),
-                    {key: check.stamp["titles"][key] for key in check.proven}, history_state)
-        return document["totals"]["all"]
 
     def titles_made_up_to_date(self, build):
         """Titles all of whose exports (every platform) this run found or made up to date,

@@ -164,8 +164,7 @@ def current_registry(build):
         build = copy.copy(build)
         build.settings = EmptyLedger(**vars(build.settings))
     # titles the stamp proves keep their rows of registry.json; only the others are checked
-    proven = ({job.task_name: "up-to-date" for job in build.all_jobs
-               if job.title.key in check.proven} if check is not None else {})
+    proven = check.proven_outcomes(build.all_jobs) if check is not None else {}
     previous = read_json(build.settings.registry_file) if proven else None
     try:
         return registry_document(build, proven, previous)
