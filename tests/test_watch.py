@@ -69,16 +69,28 @@ def test_an_incomplete_title_waits_and_a_removed_one_is_reported(tmp_path):
     assert settler.settled(now=5.5) == (["women/18-23/b"], [])
 
 
+def test_other_files_written_beside_a_title_do_not_hold_it_back(tmp_path):
+    settler = Settler(tmp_path, settle_s=2)
+    write_title(tmp_path / "women/18-23/a")
+    settler.changed("women/18-23/a", now=0)
+    assert settler.moving(now=1)
+    (tmp_path / "women/18-23/a/notes.txt").write_text("edited")
+    settler.changed("women/18-23/a", now=1.5)         # the watcher saw notes.txt change
+    assert settler.settled(now=2.1) == (["women/18-23/a"], [])
+    assert not settler.moving(now=2.1)
+
+
 # ---- the command ----------------------------------------------------------------------------
 
-def wait_for(condition, timeout, what):
+def wait_for(condition, timeout, what, log=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    told = log.read_text(errors="replace")[-4000:] if log else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; watch said:\n{told}")
 
 
 def rows(exports, title_id):
@@ -93,15 +105,25 @@ def made_events(exports, export):
     return [e for e in read_events(exports)[0] if e["export"] == export and e["event"] == "made"]
 
 
-def copy_slowly(source, target, chunks=4, pause_s=1.0):
-    """A render arriving over the network: written in pieces, seconds apart."""
+def copy_slowly(source, target, chunks=4, pause_s=1.0, first_chunk=None):
+    """A render arriving over the network: written in pieces, seconds apart. The file is
+    returned open after `first_chunk` chunks when that is given (call `finish` later)."""
     data = source.read_bytes()
     size = -(-len(data) // chunks)
-    with open(target, "wb") as file:
-        for start in range(0, len(data), size):
-            file.write(data[start:start + size])
+    pieces = [data[start:start + size] for start in range(0, len(data), size)]
+    file = open(target, "wb")
+
+    def write(some):
+        for piece in some:
+            file.write(piece)
             file.flush()
             time.sleep(pause_s)
+
+    if first_chunk is not None:
+        write(pieces[:first_chunk])
+        return lambda: (write(pieces[first_chunk:]), file.close())
+    write(pieces)
+    file.close()
 
 
 def test_watch_exports_settled_renders_rewrites_removals_and_stops_on_ctrl_c(
@@ -111,27 +133,34 @@ def test_watch_exports_settled_renders_rewrites_removals_and_stops_on_ctrl_c(
     platforms = small_platforms(tmp_path / "platforms", names=PLATFORMS)
     clip = clip_cache("vertical", width=360, height=640, seconds=1, fps=30, audio=True)
     longer = clip_cache("two-seconds", width=360, height=640, seconds=2, fps=30, audio=True)
-    watch = subprocess.Popen(
-        [str(Path(sys.executable).parent / "doit"), "watch", f"renders={renders}",
-         f"exports={exports}", f"platforms_dir={platforms}", "settle=2", "-n", "2"],
-        cwd=REPO, env=doit_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "watch.log"
+    # A render already arriving when the watch starts: its catching up must not take it
+    # half-copied, nor miss the rest of the copy (the watcher is live before it looks).
+    title = renders / "women/18-23/arriving"
+    title.mkdir(parents=True)
+    (title / "metadata.json").write_text('{"title": "Arriving"}', encoding="utf-8")
+    finish_copy = copy_slowly(clip, title / "final.mp4", first_chunk=1)
+    with open(log, "w") as log_file:
+        watch = subprocess.Popen(
+            [str(Path(sys.executable).parent / "doit"), "watch", f"renders={renders}",
+             f"exports={exports}", f"platforms_dir={platforms}", "settle=2", "-n", "2"],
+            cwd=REPO, env=doit_env(), stdout=log_file, stderr=subprocess.STDOUT, text=True)
     try:
-        title = renders / "women/18-23/arriving"
-        title.mkdir(parents=True)
-        (title / "metadata.json").write_text('{"title": "Arriving"}', encoding="utf-8")
-        copy_slowly(clip, title / "final.mp4")           # 4 s of a file growing
+        finish_copy()                                    # 3 s more of a file growing
         done = wait_for(lambda: (r := rows(exports, "arriving")) and len(r) == 4 and all(
-            row["status"] == "exported" for row in r.values()) and r, 180, "four exports")
+            row["status"] == "exported" for row in r.values()) and r, 180, "four exports", log)
         for platform in PLATFORMS:
             assert_conforms(exports / done[platform]["path"],
                             load_yaml(platforms / f"{platform}.yaml"), 1.0)
             assert len(made_events(exports, f"{platform}:arriving")) == 1, "exported once"
+        assert not [e for e in read_events(exports)[0] if e["event"] == "failed"], \
+            "never tried half-copied"
 
         # rewritten: exported again from the new render
         shutil.copy(longer, title / "final.mp4")
         wait_for(lambda: len(made_events(exports, "youtube:arriving")) == 2
                  and rows(exports, "arriving")["youtube"]["duration_s"] > 1.5, 180,
-                 "the re-export")
+                 "the re-export", log)
         assert made_events(exports, "youtube:arriving")[-1]["causes"] == ["source changed"]
 
         # the renders root away for a moment (a network mount): a warning, not a crash
@@ -145,15 +174,16 @@ def test_watch_exports_settled_renders_rewrites_removals_and_stops_on_ctrl_c(
         (other / "metadata.json").write_text('{"title": "Next"}', encoding="utf-8")
         shutil.copy(clip, other / "final.mp4")
         wait_for(lambda: (r := rows(exports, "arriving")) and all(
-            row["status"] == "removed" for row in r.values()), 180, "removed rows")
+            row["status"] == "removed" for row in r.values()), 180, "removed rows", log)
         assert (exports / "women/18-23/arriving/youtube.mp4").is_file()
         wait_for(lambda: (r := rows(exports, "next")) and all(
-            row["status"] == "exported" for row in r.values()), 180, "the other title")
+            row["status"] == "exported" for row in r.values()), 180, "the other title", log)
         assert watch.poll() is None, "still watching"
     finally:
         if watch.poll() is None:
             watch.send_signal(signal.SIGINT)
-        output = watch.communicate(timeout=120)[0]
+        watch.wait(timeout=120)
+        output = log.read_text()
     assert watch.returncode == 128 + signal.SIGINT, output
     assert output.strip().splitlines()[-1].startswith("watch: stopped by SIGINT"), output
     assert "is unavailable; waiting for it" in output, output

@@ -11,6 +11,7 @@ A title is taken once its final.mp4 and metadata.json exist and have not changed
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import subprocess
@@ -64,7 +65,16 @@ class Settler:
     pending: dict[str, tuple[tuple | None, float]] = field(default_factory=dict)
 
     def changed(self, key: str, now: float) -> None:
-        self.pending[key] = (title_files_state(self.renders / key), now)
+        """A change was seen under the title: its clock restarts only when its two files
+        changed (another file written beside them does not hold the title back)."""
+        state = title_files_state(self.renders / key)
+        known = self.pending.get(key)
+        if known is None or known[0] != state:
+            self.pending[key] = (state, now)
+
+    def moving(self, now: float) -> bool:
+        """Any title whose files changed less than settle_s ago (a copy under way)."""
+        return any(now - since < self.settle_s for _, since in self.pending.values())
 
     def settled(self, now: float) -> tuple[list[str], list[str]]:
         """(complete titles, removed titles) that held still for settle_s; they leave the
@@ -128,9 +138,20 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, terminate)
 
 
-def has_titles(renders: Path) -> bool:
-    """Any directory at title depth: a run on a library with none would only complain."""
-    return any(path.is_dir() for path in renders.glob("/".join("*" * TITLE_DEPTH)))
+def title_directories(renders: Path) -> list[Path]:
+    return [path for path in renders.glob("/".join("*" * TITLE_DEPTH)) if path.is_dir()]
+
+
+def recently_written(directory: Path, within_s: float, wall_now: float) -> bool:
+    """Whether final.mp4 or metadata.json was written less than within_s ago: a render
+    that may still be arriving when the watch starts."""
+    for name in ("final.mp4", "metadata.json"):
+        try:
+            if wall_now - (directory / name).stat().st_mtime < within_s:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 class Watcher:
@@ -144,7 +165,8 @@ class Watcher:
         self.processes = processes
         self.batch = 0
         self.child: subprocess.Popen | None = None
-        self.full_since: float | None = None      # a whole-library batch waits to settle
+        # a whole-library batch to run once nothing moves: (since, why)
+        self.full: tuple[float, str] | None = None
 
     def run_batch(self, tasks: list[str], what: str) -> None:
         self.batch += 1
@@ -157,39 +179,64 @@ class Watcher:
         LOG.info(f"watch: batch {self.batch} ({what}) done in {time.monotonic() - started:.1f} s, "
                  f"{outcome}; registry: {registry_summary(self.settings)}")
 
+    def want_full(self, since: float, why: str) -> None:
+        """Ask for a batch over the whole selection (the first reason given is told)."""
+        self.full = (since, why) if self.full is None else (since, self.full[1])
+
     def note(self, changes: set, now: float) -> None:
         renders, platforms = self.renders, self.platforms
         for _, path in changes:
             path = Path(path)
             if platforms in path.parents or path == platforms:
-                self.full_since = now
+                self.want_full(now, "the whole selection")
                 continue
             key = title_key_of(path, renders)
             if key is None:
-                self.full_since = now
+                self.want_full(now, "the whole selection")
             else:
                 self.settler.changed(key, now)
 
     def due(self, now: float) -> None:
-        """Run what has settled: one batch."""
+        """Run what has settled: one batch. A whole-library batch also waits until no
+        render is being copied, since it would take every title, half-copied ones too."""
         complete, removed = self.settler.settled(now)
         complete = [key for key in complete if selected(key, self.settings)]
-        full = self.full_since is not None and now - self.full_since >= self.settler.settle_s
-        if full or removed:
-            self.full_since = None
-            what = ("the whole selection" if full else
-                    f"{len(removed)} title{'s' if len(removed) > 1 else ''} removed")
+        if removed:
+            self.want_full(now - self.settler.settle_s,
+                           f"{len(removed)} title{'s' if len(removed) > 1 else ''} removed")
+        if (self.full is not None and now - self.full[0] >= self.settler.settle_s
+                and not self.settler.moving(now)):
+            what, self.full = self.full[1], None
             self.run_batch(batch_tasks(complete, True), what)
         elif complete:
             self.run_batch(batch_tasks(complete, False),
                            f"{len(complete)} title{'s' if len(complete) > 1 else ''}: "
                            + ", ".join(complete))
 
+    def catch_up(self, now: float) -> None:
+        """What changed while nobody watched: one batch over the selection, once the
+        renders written in the last settle_s (perhaps still arriving) have settled."""
+        titles = title_directories(self.renders)
+        if not titles:
+            return                  # a run on a library with no titles would only complain
+        wall_now = time.time()
+        for directory in titles:
+            if recently_written(directory, self.settler.settle_s, wall_now):
+                self.settler.changed(title_key_of(directory, self.renders), now)
+        self.want_full(now - self.settler.settle_s, "catching up")
+
     def watch_once(self) -> None:
-        """Watch until the renders root goes away (then return) or Ctrl-C."""
+        """Watch until the renders root goes away (then return) or Ctrl-C. Watching starts
+        before the catching up, so a render landing meanwhile is seen."""
         roots = [self.renders, self.platforms]
-        for changes in watch(*roots, debounce=200, rust_timeout=TICK_MS,
-                             yield_on_timeout=True, raise_interrupt=True):
+        changes_seen = watch(*roots, debounce=200, rust_timeout=TICK_MS,
+                             yield_on_timeout=True, raise_interrupt=True)
+        first = next(changes_seen)              # the watcher is live from here
+        now = time.monotonic()
+        self.catch_up(now)
+        LOG.info(f"watch: watching {self.settings.renders} and {self.settings.platforms_dir} "
+                 f"(settle {self.settler.settle_s:g} s); Ctrl-C ends")
+        for changes in itertools.chain([first], changes_seen):
             now = time.monotonic()
             if not self.renders.is_dir():
                 return
@@ -208,12 +255,6 @@ class Watcher:
         try:
             while True:
                 self.wait_for_renders()
-                # what changed while nobody watched (or since the last run): one batch
-                if has_titles(self.renders):
-                    self.run_batch([], "catching up")
-                LOG.info(f"watch: watching {self.settings.renders} and "
-                         f"{self.settings.platforms_dir} (settle {self.settler.settle_s:g} s); "
-                         "Ctrl-C ends")
                 try:
                     self.watch_once()
                 except (FileNotFoundError, RuntimeError, OSError) as error:
