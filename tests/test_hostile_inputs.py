@@ -3,6 +3,7 @@ tree for good, crash the end of a run or leave a target of a failed export."""
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ from conftest import (
     small_platforms,
 )
 from test_reliability import batch, finished, start_doit, temporaries, wait_for  # noqa: F401
+
+from exporter.build.runner import POLL_S, OrphanAwareQueue
 
 
 @pytest.fixture
@@ -204,3 +207,16 @@ def test_kill_9_of_one_worker_fails_its_export_and_the_batch_finishes(batch):  #
     assert len(executed_tasks(again.stdout)) == 1
     assert len(exported_videos(library.exports)) == 6
     assert leftovers(library.exports) == []
+
+
+def test_a_worker_waiting_for_a_job_ends_once_its_run_is_gone():
+    """A `doit -n` worker whose run was killed (and whose one interrupt was spent, or never
+    came) must not wait for jobs forever, holding the run's output pipes open."""
+    jobs, results = multiprocessing.Queue(), multiprocessing.Queue()
+    jobs.put("a job")
+    with_run = OrphanAwareQueue(jobs, results, parent_pid=os.getppid())
+    assert with_run.get() == "a job"
+    orphaned = OrphanAwareQueue(jobs, results, parent_pid=os.getppid() + 1)  # not our parent
+    started = time.monotonic()
+    assert orphaned.get() is None, "no more jobs: the worker tears down and ends"
+    assert time.monotonic() - started < 3 * POLL_S

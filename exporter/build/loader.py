@@ -72,7 +72,8 @@ class ExportLoader(DodoTaskLoader):
             if check is not None and command == "run":
                 # a partial run: only the titles the stamp does not prove are loaded
                 build.stamp_check = check
-                build.jobs = [job for job in build.jobs if job.title.key in check.changed]
+                build.jobs = build.jobs_of(title for title in build.titles
+                                           if title.key in check.changed)
         return super().load_tasks(cmd, pos_args)
 
     def fast_path_applies(self, command: str, pos_args: list[str]) -> bool:

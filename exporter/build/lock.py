@@ -72,7 +72,10 @@ def release_in_child() -> None:
     if inherited:
         die_with_parent(signal.SIGTERM)   # its handler stops ffmpeg, deletes the temporary
         if os.getppid() != _FORKED_BY[0]:
-            os.kill(os.getpid(), signal.SIGTERM)    # the run died before the line above
+            # The run died before the line above. Not a SIGTERM to ourselves: its
+            # KeyboardInterrupt would be raised in this at-fork hook, where Python reports
+            # and drops exceptions, and the worker would then wait for jobs forever.
+            os._exit(128 + signal.SIGTERM)
 
 
 # The pid of the process that forks, noted just before: a run killed between the fork and

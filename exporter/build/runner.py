@@ -6,6 +6,12 @@ running. This runner waits with a timeout, and when a worker has died it reports
 that worker was running as failed (the next run makes it; nothing of it was published:
 targets only ever appear by rename), so the rest of the batch finishes.
 
+The other way round, a worker must not outlive its run: it dies with it by PR_SET_PDEATHSIG
+(exporter.build.lock), but a worker whose one interrupt was spent (a second SIGTERM is
+ignored, so that it cannot cut a cleanup short) would wait for its next job forever, holding
+the run's output pipes open. So a worker waiting for a job checks every second that the
+process that forked it is still its parent, and ends when it is not.
+
 doit has no setting for the runner class, so `install()` puts this one where doit's run
 command looks it up (`doit.cmd_run.MRunner`).
 """
@@ -33,14 +39,35 @@ class PidTaggingQueue:
         self.result_q.put({**message, "pid": os.getpid()})
 
 
+class OrphanAwareQueue:
+    """The job queue as a worker sees it: while it waits for a job, a parent gone (the
+    run killed) reads as the end of the jobs, and the worker ends."""
+
+    def __init__(self, job_q, result_q, parent_pid: int):
+        self.job_q, self.result_q, self.parent_pid = job_q, result_q, parent_pid
+
+    def get(self) -> Any:
+        while True:
+            try:
+                return self.job_q.get(timeout=POLL_S)
+            except queue.Empty:
+                if os.getppid() != self.parent_pid:
+                    # nobody reads the results any more: exit without waiting to flush them
+                    self.result_q.cancel_join_thread()
+                    return None
+
+
 class WatchfulMRunner(MRunner):
-    """MRunner that fails the task of a worker that died instead of waiting for it."""
+    """MRunner that fails the task of a worker that died instead of waiting for it, and
+    whose workers end when the run is gone."""
 
     def execute_task_subprocess(self, job_q: Any, result_q: Any, reporter_class: Any) -> Any:
-        return super().execute_task_subprocess(job_q, PidTaggingQueue(result_q),
-                                               reporter_class)
+        return super().execute_task_subprocess(
+            OrphanAwareQueue(job_q, result_q, self.parent_pid), PidTaggingQueue(result_q),
+            reporter_class)
 
     def _run_start_processes(self, job_q, result_q):
+        self.parent_pid = os.getpid()       # the workers' parent, as they will see it
         self.running = {}                   # worker pid -> name of the task it runs
         self.workers = super()._run_start_processes(job_q, result_q)
         self.original_get = result_q.get

@@ -63,17 +63,11 @@ class Build:
         if not self.titles:
             raise LibraryError(self.empty_selection_message())
         self.ffmpeg = check_ffmpeg(choose_ffmpeg(settings.ffmpeg)).path
-        retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
+        self.retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
         selected = tuple(self.selected_specs.values())
-        siblings = {name: tuple(s for s in selected if s.name != name)
-                    for name in self.all_specs}
-        self.all_jobs = [
-            ExportJob(title, spec, settings.exports, self.ffmpeg, settings.preset, retry,
-                      siblings=siblings[spec.name], cluster=settings.cluster)
-            for title in self.all_titles for spec in self.all_specs.values()]
-        wanted = {(t.title_id, name) for t in self.titles for name in self.selected_specs}
-        self.jobs = [job for job in self.all_jobs
-                     if (job.title.title_id, job.spec.name) in wanted]
+        self.siblings = {name: tuple(s for s in selected if s.name != name)
+                         for name in self.all_specs}
+        self._jobs_made: dict[tuple[str, str], ExportJob] = {}
         # Taken now, before any task runs: a source changed during the run must not be
         # stamped as up to date at its end (exporter.build.stamp).
         self.inputs_fingerprint = inputs_fingerprint(self)
@@ -83,6 +77,34 @@ class Build:
         self.stamp_check = None
         # The stamp, when it proves every export: this run skips doit's per-task checks.
         self.proven_up_to_date = None
+
+    def job(self, title: Title, spec: Spec) -> ExportJob:
+        """The export of `title` to `spec`, made once per Build."""
+        made = self._jobs_made.get((title.key, spec.name))
+        if made is None:
+            settings = self.settings
+            made = self._jobs_made[(title.key, spec.name)] = ExportJob(
+                title, spec, settings.exports, self.ffmpeg, settings.preset, self.retry,
+                siblings=self.siblings[spec.name], cluster=settings.cluster)
+        return made
+
+    def jobs_of(self, titles: Iterable[Title]) -> list[ExportJob]:
+        """The selected exports of these titles (platforms in the library's order)."""
+        specs = [spec for name, spec in self.all_specs.items() if name in self.selected_specs]
+        return [self.job(title, spec) for title in titles for spec in specs]
+
+    # Made when first asked for: a run of a few changed titles builds only their jobs before
+    # its first task starts (40,000 of them take ~0.3 s; docs/performance.md).
+    @functools.cached_property
+    def all_jobs(self) -> list[ExportJob]:
+        """Every export of the library, selected or not (the registry lists them all)."""
+        return [self.job(title, spec) for title in self.all_titles
+                for spec in self.all_specs.values()]
+
+    @functools.cached_property
+    def jobs(self) -> list[ExportJob]:
+        """The exports this invocation selected (the loader narrows them on a partial run)."""
+        return self.jobs_of(self.titles)
 
     def empty_selection_message(self) -> str:
         asked = " ".join(f"{name}={','.join(values)}" for name, values in

@@ -7,12 +7,20 @@ import struct
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
-
-import av
+from typing import TYPE_CHECKING, Any
 
 from exporter.model.errors import SourceError
 from exporter.model.files import file_identity
+
+if TYPE_CHECKING:
+    import av
+
+
+def pyav():
+    """PyAV, imported at its first use: a lazy import, measured at ~80 ms of start-up that
+    a run with no export to make (the no-op, a few changed titles) never needs."""
+    import av
+    return av
 
 # Demuxers of real media containers. Anything else (HLS or concat playlists saved as .mp4,
 # images, raw text) is never opened: those demuxers read other files, which untrusted
@@ -71,6 +79,7 @@ def stream_duration(stream: av.stream.Stream) -> float | None:
 def first_frame_rotation(container: av.container.InputContainer,
                          stream: av.video.stream.VideoStream) -> int:
     """Rotation of the first decoded frame; also proves the stream has a decodable frame."""
+    av = pyav()
     try:
         for frame in container.decode(stream):
             return int(round(getattr(frame, "rotation", 0) or 0))
@@ -107,6 +116,7 @@ def probe_file(path: Path) -> Probe:
         raise SourceError(f"{path.name} is unreadable: {exc.strerror}") from None
     if size == 0:
         raise SourceError(f"{path.name} is empty (0 bytes)")
+    av = pyav()
     try:
         container = av.open(str(path), options=OPEN_OPTIONS)
     except av.error.FFmpegError as exc:
@@ -183,6 +193,6 @@ def moov_before_mdat(path: Path | str) -> bool:
 
 def image_size(path: Path | str) -> tuple[int, int]:
     """(width, height) of an image this tool wrote (a cover or poster JPEG)."""
-    with av.open(str(path), format="image2") as container:
+    with pyav().open(str(path), format="image2") as container:
         codec = container.streams.video[0].codec_context
         return codec.width, codec.height

@@ -92,13 +92,13 @@ class Library:
     problems: list
 
 
-def name_problem(path: Path, renders_root: Path | str) -> str | None:
+def name_problem(path: Path, renders_root: Path | str, is_link: bool) -> str | None:
     """Why a directory cannot become a path or a task name, or None when it can."""
     name = path.name
     if not NAME_PATTERN.match(name) or ".." in name:
         return (f"{path.parent}/{name!r}: invalid directory name: use letters, digits, "
                 "'-', '_', '.' (no leading dot, no '..', at most 128 characters)")
-    if path.is_symlink():
+    if is_link:
         target = path.resolve()
         if not target.is_relative_to(Path(renders_root).resolve()):
             return f"{path}: symlink points outside the renders root (to {target})"
@@ -109,15 +109,19 @@ def subdirectories(directory: Path, renders_root: Path | str, problems: list[str
                    reserved: Collection[str] = ()) -> list[Path]:
     """Acceptable child directories, sorted; refused ones are added to `problems`.
 
-    Hidden entries (.git, .DS_Store) are skipped silently.
+    Hidden entries (.git, .DS_Store) are skipped silently. os.scandir: the directory's own
+    entry types answer is_dir and is_symlink, with no stat per child (10,000 titles).
     """
+    with os.scandir(directory) as entries:
+        found = sorted((entry for entry in entries
+                        if not entry.name.startswith(".") and entry.is_dir()),
+                       key=lambda entry: entry.name)
     children = []
-    for child in sorted(directory.iterdir(), key=lambda path: path.name):   # str: cheaper
-        if child.name.startswith(".") or not child.is_dir():
-            continue
-        problem = name_problem(child, renders_root)
-        if problem is None and child.name in reserved:
-            problem = (f"{child}: the name {child.name!r} is taken by a file of the exports "
+    for entry in found:
+        child = directory / entry.name
+        problem = name_problem(child, renders_root, entry.is_symlink())
+        if problem is None and entry.name in reserved:
+            problem = (f"{child}: the name {entry.name!r} is taken by a file of the exports "
                        f"root ({', '.join(reserved)}); rename the directory")
         if problem:
             problems.append(problem)

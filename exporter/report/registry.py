@@ -67,7 +67,9 @@ def build_registry(rows, platforms):
         add_to_totals(totals["all"], row)
         for group, key in (("by_segment", row["segment"]), ("by_age", row["age"]),
                            ("by_platform", row["platform"])):
-            add_to_totals(totals[group].setdefault(key, empty_totals()), row)
+            if key not in totals[group]:        # not setdefault: one dict per row and group
+                totals[group][key] = empty_totals()
+            add_to_totals(totals[group][key], row)
     return {
         "schema_version": REGISTRY_VERSION,
         "platforms": sorted(platforms),
