@@ -122,7 +122,9 @@ def test_kill_9_at_random_moments_then_a_plain_run_recovers(library, tmp_path, c
             os.killpg(run.pid, signal.SIGKILL)
         else:
             os.kill(run.pid, signal.SIGKILL)
-        run.communicate()
+        # its output ends when every process of the run has: a worker outliving it (kept
+        # alive, holding the pipe) fails here instead of hanging the suite
+        run.communicate(timeout=60)
         figures["kills"] += 1
         figures["killed_runs_finished"] += run.returncode == 0
         # the run's workers die with it (SIGTERM), finishing a publish first; one that
