@@ -9,9 +9,12 @@ newer, built with libx264, else the run is refused at load with one line saying 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 import re
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from exporter.model.errors import EncodeError
 
@@ -30,9 +33,21 @@ class FFmpeg:
     version: str
 
 
+@functools.cache
 def bundled_ffmpeg() -> str:
-    """The ffmpeg binary of the imageio-ffmpeg wheel (a dependency, so always installed)."""
-    import imageio_ffmpeg  # imported when needed: about 45 ms a run with another ffmpeg saves
+    """The ffmpeg binary of the imageio-ffmpeg wheel (a dependency, so always installed).
+
+    Found in the package's binaries/ folder without importing it: its get_ffmpeg_exe()
+    imports the package and runs the binary, ~70 ms of every run, and check_ffmpeg runs it
+    anyway. A wheel laid out otherwise is asked the usual way.
+    """
+    package = importlib.util.find_spec("imageio_ffmpeg")
+    for location in (package.submodule_search_locations or []) if package else []:
+        binaries = sorted(path for path in Path(location, "binaries").glob("ffmpeg-*")
+                          if path.is_file() and os.access(path, os.X_OK))
+        if len(binaries) == 1:
+            return str(binaries[0])
+    import imageio_ffmpeg  # the layout above not found: imported only then
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
