@@ -5,19 +5,24 @@ deterministic, so the page is rewritten only when an export changed. Everything 
 no server, no network; posters and videos are linked by paths relative to the page.
 """
 
+import functools
+import hashlib
 import posixpath
+import sys
 from html import escape
+from pathlib import Path
 from urllib.parse import quote
 
-from exporter.model import layout
-from exporter.model.files import read_json, write_json_atomic, write_text_atomic
-from exporter.model.layout import task_name
+from exporter.model import layout, records
+from exporter.model.files import read_json, write_text_atomic
 from exporter.model.records import read_record, tile_facts
+from exporter.report import formatting
 from exporter.report.formatting import MADE, format_duration, format_size
-from exporter.report.registry import STATUSES
+from exporter.report.registry import STATUSES, registry_state
 
-CACHE_NAME = layout.GALLERY_CACHE
+CACHE_NAME = layout.GALLERY_CACHE     # earlier versions' tile cache: removed when found
 PAGE = layout.GALLERY_PAGE
+SOURCE_META = "reelexport-registry"   # the registry.json state the page was made from
 POSTER_SCALE = 2     # posters are drawn at half their pixel size: sharp on dense screens
 
 STYLE = """
@@ -167,6 +172,17 @@ def upload_html(row):
     return f'<p class="upload">uploaded {when}: {post}</p>'
 
 
+CARD_START = '<article class="card" '
+CARD_END = "</article>"
+
+
+def card_opening(row):
+    """The start of a title's card, the same for each of its rows: how a card of an earlier
+    page is found again."""
+    return (f'{CARD_START}data-segment="{attr(row["segment"])}" '
+            f'data-age="{attr(row["age"])}" data-title="{attr(row["title_id"])}" ')
+
+
 def card_html(rows, sidecars, metadata):
     """One title: every platform's tile. Data attributes carry what the filters match."""
     first = rows[0]
@@ -175,8 +191,7 @@ def card_html(rows, sidecars, metadata):
                     for row, key in zip(rows, keys))
     statuses = " ".join(sorted({row["status"] for row in rows}))
     platforms = " ".join(row["platform"] for row in rows)
-    return (f'<article class="card" data-segment="{attr(first["segment"])}" '
-            f'data-age="{attr(first["age"])}" data-title="{attr(first["title_id"])}" '
+    return (f'{card_opening(first)}'
             f'data-platform="{attr(platforms)}" data-status="{attr(statuses)}">'
             f'<h2>{escape(first["title_id"])}</h2>'
             f'<p class="where">{escape(first["segment"])} / {escape(first["age"])}</p>'
@@ -189,17 +204,51 @@ def select_html(name, label, values):
             f'<option value="">all</option>{options}</select></label>')
 
 
-def by_title(rows):
-    """Rows grouped per title, in registry order (segment, age, title, platform)."""
+def grouped_by_title(rows):
+    """{(segment, age, title_id): its rows}, in registry order (segment, age, title,
+    platform)."""
     groups = {}
     for row in rows:
-        groups.setdefault((row["segment"], row["age"], row["title_id"]), []).append(row)
-    return [groups[key] for key in sorted(groups)]
+        key = (row["segment"], row["age"], row["title_id"])
+        if key in groups:
+            groups[key].append(row)
+        else:
+            groups[key] = [row]
+    return dict(sorted(groups.items()))
 
 
-def gallery_html(document, sidecars, metadata):
+def by_title(rows):
+    """Rows grouped per title, in registry order (segment, age, title, platform)."""
+    return list(grouped_by_title(rows).values())
+
+
+def page_cards(page):
+    """{card opening: card HTML} of a page this module wrote."""
+    start, end = page.find("<main>"), page.rfind("</main>")
+    if start < 0 or end < 0:
+        return {}
+    cards = {}
+    for chunk in page[start:end].split(CARD_START)[1:]:
+        card = CARD_START + chunk[:chunk.rfind(CARD_END) + len(CARD_END)]
+        cards[card[:card.find('data-platform="')]] = card
+    return cards
+
+
+def page_source(page):
+    """The registry state a page says it was made from ('' when it says none)."""
+    start = page.find(f'<meta name="{SOURCE_META}" content="')
+    if start < 0:
+        return ""
+    start = page.index('content="', start) + len('content="')
+    return page[start:page.index('"', start)]
+
+
+def gallery_html(document, sidecars, metadata, source="", reused=None):
     """The page. `sidecars` and `metadata` map (title_id, platform) to the parsed files of
-    the made exports; rows without them show their status only."""
+    the made exports; rows without them show their status only. `reused` maps a card's
+    opening to its HTML from an earlier page, used in place of making it again; `source`
+    names the registry the page is made from (see write_gallery)."""
+    reused = reused or {}
     rows = document["exports"]
     counts = document["totals"]["all"]
     summary = " · ".join([*(f"{counts[s]} {s}" for s in STATUSES),
@@ -210,13 +259,15 @@ def gallery_html(document, sidecars, metadata):
         select_html("age", "Age", sorted({r["age"] for r in rows})),
         select_html("platform", "Platform", document["platforms"]),
         select_html("status", "Status", STATUSES)))
-    cards = "\n".join(card_html(group, sidecars, metadata) for group in by_title(rows))
+    cards = "\n".join(reused.get(card_opening(group[0])) or card_html(group, sidecars, metadata)
+                      for group in by_title(rows))
     return f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>reelexport gallery</title>
+<meta name="{SOURCE_META}" content="{attr(source)}">
 <style>{STYLE}</style>
 </head>
 <body>
@@ -235,41 +286,77 @@ def gallery_html(document, sidecars, metadata):
 
 
 def tile_parts(sidecar, metadata):
-    """Only what a tile shows, so the gallery's cache stays small at 40,000 exports."""
+    """Only what a tile shows."""
     kept_sidecar = tile_facts(sidecar)
     kept_metadata = ({k: metadata.get(k) for k in ("title", "caption")} if metadata else None)
     return kept_sidecar, kept_metadata
 
 
-def write_gallery(build, document, changed=None):
-    """Write {exports}/index.html for `document` (the registry just regenerated); untouched
+@functools.cache
+def card_code():
+    """A digest of the code that makes a card (this module, the formatting helpers, the
+    facts kept of a sidecar): a page made by other code gives no card to reuse."""
+    digest = hashlib.blake2b(digest_size=8)
+    for module in (sys.modules[__name__], formatting, records):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def page_source_of(registry_file):
+    """What a page records of its source: the card code and the registry state."""
+    return f"{card_code()} {registry_state(registry_file)}"
+
+
+def reusable_cards(page_path, before, document, changed):
+    """Cards of the page now in place that would be made again the same: the page was made
+    from the registry `before` replaced (its state and document), the title's rows are equal
+    in both, and none of its exports was made or remade this run (`changed`: its sidecar and
+    caption may differ). A card reads nothing else."""
+    if before is None or changed is None:
+        return {}
+    try:
+        page = page_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    if page_source(page) != f"{card_code()} {before.state}":
+        return {}
+    cards = page_cards(page)
+    rows_before = grouped_by_title((before.document or {}).get("exports", []))
+    made_titles = {name.partition(":")[2] for name in changed}     # platform:title_id
+    reused = {}
+    for key, rows in grouped_by_title(document["exports"]).items():
+        if key[2] not in made_titles and rows_before.get(key) == rows:
+            opening = card_opening(rows[0])
+            if opening in cards:
+                reused[opening] = cards[opening]
+    return reused
+
+
+def write_gallery(build, document, changed=None, before=None):
+    """Write {exports}/index.html for `document` (the registry just written); untouched
     when nothing changed.
 
-    A tile needs its export's sidecar and metadata. `changed` names the export tasks this
-    run made or remade: only those files are read, the others' parts come from the cache
-    the previous gallery left (`.gallery-cache.json`, keyed by the video's sha256). With
-    `changed=None` every file is read.
+    A card is made again only when it may differ: its title's rows changed, or one of its
+    exports was made this run (`changed`: task names), whose sidecar and caption are read
+    then. The other cards are taken from the page in place, when that page was made from
+    the registry this run replaced (`before`: ledger.RegistryBefore): a title run changes
+    its own card, not the 10,000 others. `changed=None` makes every card again.
     """
-    cache_path = build.settings.exports / CACHE_NAME
-    cache = (read_json(cache_path) or {}) if changed is not None else {}
+    settings = build.settings
+    page_path = settings.exports / PAGE
+    reused = reusable_cards(page_path, before, document, changed)
     jobs = {(job.title.title_id, job.spec.name): job for job in build.all_jobs}
-    sidecars, metadata, kept = {}, {}, {}
+    sidecars, metadata = {}, {}
     for row in document["exports"]:
         key = (row["title_id"], row["platform"])
-        name = task_name(row["platform"], row["title_id"])
-        if row["status"] not in MADE or key not in jobs:
+        if row["status"] not in MADE or key not in jobs or card_opening(row) in reused:
             continue
-        entry = cache.get(name)
-        if (changed is None or name in changed or not entry
-                or entry.get("sha256") != row.get("sha256")):
-            parts = tile_parts(read_record(jobs[key].path("sidecar")),
-                               read_json(jobs[key].path("metadata")))
-            entry = {"sha256": row.get("sha256"), "sidecar": parts[0], "metadata": parts[1]}
-        kept[name] = entry
-        if entry["sidecar"]:
-            sidecars[key] = entry["sidecar"]
-        metadata[key] = entry["metadata"]
-    page = gallery_html(document, sidecars, metadata)
-    written = write_text_atomic(build.settings.exports / PAGE, page)
-    write_json_atomic(cache_path, kept, compact=True)
-    return written
+        parts = tile_parts(read_record(jobs[key].path("sidecar")),
+                           read_json(jobs[key].path("metadata")))
+        if parts[0]:
+            sidecars[key] = parts[0]
+        metadata[key] = parts[1]
+    page = gallery_html(document, sidecars, metadata, page_source_of(settings.registry_file),
+                        reused)
+    (settings.exports / CACHE_NAME).unlink(missing_ok=True)
+    return write_text_atomic(page_path, page)

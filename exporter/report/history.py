@@ -108,10 +108,10 @@ def refresh_registry(build, check):
     keep what the library stamp (`check`, None: it proves nothing) proves: an upload changes
     no export. The document written, or None when there is no registry yet (the next run
     writes it, history included)."""
-    document, history_state = refresh_distribution(build)
+    document, history_state, before = refresh_distribution(build)
     if document is None:
         return None
-    write_gallery(build, document, changed=set())
+    write_gallery(build, document, changed=set(), before=before)
     if check is not None:
         write_stamp(build, document["totals"]["all"], set(), check.proven_entries(),
                     history_state)

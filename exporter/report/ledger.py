@@ -12,9 +12,11 @@ from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
 from exporter.model.records import export_file_names, identity, read_record
 from exporter.report.registry import (
+    RegistryBefore,
     build_registry,
     export_status,
     registry_row,
+    registry_state,
     registry_text,
     with_distribution,
 )
@@ -132,19 +134,27 @@ def current_row(job, names, up_to_date, exports_root):
                         read_record(job.path("sidecar")) if present else None, error)
 
 
+def registry_before(build):
+    """registry.json as it is before this run replaces it (RegistryBefore)."""
+    state = registry_state(build.settings.registry_file)
+    return RegistryBefore(read_json(build.settings.registry_file), state)
+
+
 def regenerate_registry(build, outcomes=None):
     """Write registry.json atomically (untouched when nothing changed).
 
-    Returns (document, changed, history_state): the state of the history file as read,
-    for the stamp (an upload recorded after it was read must end the fast path).
+    Returns (document, changed, history_state, before): the state of the history file as
+    read, for the stamp (an upload recorded after it was read must end the fast path); the
+    registry replaced, for the gallery.
     """
-    previous = read_json(build.settings.registry_file)
+    before = registry_before(build)
+    previous = before.document
     history, history_state = distribution_index(build.settings.exports)
     document = registry_document(build, outcomes, previous, history)
     if document == previous:        # cheaper than serialising 40,000 rows to compare text
-        return document, False, history_state
+        return document, False, history_state, before
     changed = write_text_atomic(build.settings.registry_file, registry_text(document))
-    return document, changed, history_state
+    return document, changed, history_state, before
 
 
 def with_history(document, history):
@@ -159,12 +169,13 @@ def with_history(document, history):
 def refresh_distribution(build):
     """Rewrite registry.json with the history as it is now (uploads recorded since it was
     written); nothing else is read. Returns (document or None when there is no registry
-    yet, history_state as read)."""
-    previous = read_json(build.settings.registry_file)
+    yet, history_state as read, the registry replaced)."""
+    before = registry_before(build)
+    previous = before.document
     history, history_state = distribution_index(build.settings.exports)
     if not isinstance(previous, dict) or "exports" not in previous:
-        return None, history_state
+        return None, history_state, before
     document = with_history(previous, history)
     if document != previous:
         write_text_atomic(build.settings.registry_file, registry_text(document))
-    return document, history_state
+    return document, history_state, before

@@ -6,12 +6,29 @@ doit found up to date: the row a full regeneration would give, without reading a
 """
 
 import json
+from dataclasses import dataclass
 
+from exporter.model.files import file_state
 from exporter.model.history import Event, distribution_facts
 from exporter.model.records import export_facts, failure_facts
 
 STATUSES = ("exported", "stale", "failed", "pending", "removed")
 REGISTRY_VERSION = 2
+
+
+def registry_state(path):
+    """The state of registry.json (inode, size, times) as text: what tells one version of
+    the file from the next (it is replaced, never rewritten in place)."""
+    return repr(file_state(path))
+
+
+@dataclass(frozen=True)
+class RegistryBefore:
+    """registry.json as a run found it, before replacing it: its document and state. The
+    gallery in place was made from it when the page names that state."""
+
+    document: dict | None
+    state: str
 
 
 def export_status(target_present, up_to_date, error_present):

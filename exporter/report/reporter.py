@@ -153,12 +153,12 @@ class ExportReporter(ConsoleReporter):
         SharedCache(build.settings.exports).prune(
             lambda record: still_wanted(jobs_by_name, record))
         proven = check.proven_outcomes(build.all_jobs) if check is not None else {}
-        document, changed, history_state = regenerate_registry(build, {**proven,
-                                                                       **self.outcomes})
+        document, changed, history_state, before = regenerate_registry(
+            build, {**proven, **self.outcomes})
         # The gallery reads every sidecar and caption: only when something may have changed.
         ran = {name for name, outcome in self.outcomes.items() if outcome != "up-to-date"}
         if changed or ran or not (build.settings.exports / PAGE).exists():
-            write_gallery(build, document, changed=ran)
+            write_gallery(build, document, changed=ran, before=before)
         totals = document["totals"]["all"]
         if not (self.runtime_errors or build.problems):
             write_stamp(build, totals, self.titles_made_up_to_date(build),
