@@ -109,8 +109,7 @@ def outputs_fingerprint(build: Build) -> str:
     """doit's DB, the registry and the gallery, as they are now."""
     settings = build.settings
     fingerprint = Fingerprint()
-    for path in (settings.dep_file, settings.registry_file, settings.exports / layout.GALLERY_PAGE,
-                 settings.exports / layout.GALLERY_CACHE):
+    for path in (settings.dep_file, settings.registry_file, settings.exports / layout.GALLERY_PAGE):
         fingerprint.feed(str(path), file_state(path))
     return fingerprint.hexdigest()
 
