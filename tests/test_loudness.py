@@ -124,3 +124,38 @@ def test_loudness_null_leaves_the_audio_as_mixed(library, tmp_path, sources):
     sidecar = read_json(library.exports / "women/18-23/quiet/youtube.export.json")
     assert sidecar["encode"]["loudness"] is None
     assert "loudnorm" not in json.dumps(sidecar["encode"]["argv"])
+
+
+def video_md5(path):
+    """The video stream's packets, hashed here: equal when a remux kept them."""
+    return subprocess.run([TEST_FFMPEG, "-hide_banner", "-loglevel", "error", "-i", str(path),
+                           "-map", "0:v:0", "-c", "copy", "-f", "md5", "-"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_remuxed_export_keeps_its_video_and_gets_the_platform_loudness(
+        library, tmp_path, clip_cache):
+    """A render that already conforms is remuxed (its video copied); its audio is still
+    brought to the target, inside that one ffmpeg run."""
+    loud = clip_cache("loud", width=360, height=640, seconds=2, fps=30, audio=True,
+                      volume_db=15.8)
+    first = library.add("women", "18-23", "first")
+    (first / "final.mp4").write_bytes(loud.read_bytes())
+    as_mixed = small_platforms(tmp_path / "as-mixed", names=("youtube",),
+                               youtube={"audio.loudness": None})
+    run_doit(*library.args(f"platforms_dir={as_mixed}"), check=0)
+    conforming_render = library.exports / "women/18-23/first/youtube.mp4"  # loud, conforming
+    assert ebur128(conforming_render)[0] > -10
+    conforming = library.add("women", "18-23", "conforming")
+    (conforming / "final.mp4").write_bytes(conforming_render.read_bytes())
+
+    platforms = small_platforms(tmp_path / "normalised", names=("youtube",))
+    run_doit(*library.args(f"platforms_dir={platforms}", "segment=women"), check=0)
+    out = library.exports / "women/18-23/conforming"
+    sidecar = read_json(out / "youtube.export.json")
+    assert sidecar["encode"]["mode"] == "remux"
+    assert video_md5(out / "youtube.mp4") == video_md5(conforming / "final.mp4")
+    integrated, peak = ebur128(out / "youtube.mp4")
+    assert abs(integrated - (-14)) <= 1 and peak <= -1 + 0.5, (integrated, peak)
+    assert abs(sidecar["encode"]["loudness"]["achieved"]["integrated"] - integrated) <= 0.2
+    assert_conforms(out / "youtube.mp4", load_yaml(platforms / "youtube.yaml"), 2.0)
