@@ -1,5 +1,6 @@
 """`doit watch`: settle logic (pure, on real files) and the command driven as a user runs it."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -18,8 +19,9 @@ from conftest import (
     small_platforms,
 )
 
-from exporter.build.watch import Settler, title_key_of
+from exporter.build.watch import Settler, Watcher, title_key_of
 from exporter.model.history import read_events
+from exporter.model.settings import resolve_settings
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once
@@ -78,6 +80,52 @@ def test_other_files_written_beside_a_title_do_not_hold_it_back(tmp_path):
     settler.changed("women/18-23/a", now=1.5)         # the watcher saw notes.txt change
     assert settler.settled(now=2.1) == (["women/18-23/a"], [])
     assert not settler.moving(now=2.1)
+
+
+class BatchesNoted(Watcher):
+    """The watch's decisions, with each batch noted instead of run as a `doit` child."""
+
+    def __init__(self, renders, platforms, settle_s):
+        values = {"renders": str(renders), "platforms_dir": str(platforms)}
+        super().__init__(resolve_settings(lambda name, default=None: values.get(name, default)),
+                         settle_s, processes=1)
+        self.batches = []
+
+    def run_batch(self, tasks, what):
+        self.batches.append((tasks, what))
+
+
+def test_a_whole_selection_batch_waits_while_a_render_is_arriving(tmp_path):
+    """Catching up at start, and a platform edit, take every title: not while one is still
+    being copied (it would be exported half-way)."""
+    renders, platforms = tmp_path / "renders", tmp_path / "platforms"
+    platforms.mkdir()
+    write_title(renders / "women/18-23/settled")
+    old = time.time() - 60
+    for name in ("final.mp4", "metadata.json"):
+        os.utime(renders / "women/18-23/settled" / name, (old, old))
+    write_title(renders / "men/18-23/arriving", b"part")        # written just now
+    watcher = BatchesNoted(renders, platforms, settle_s=2)
+    watcher.catch_up(now=100)
+    watcher.due(now=100.5)
+    assert watcher.batches == [], "men/18-23/arriving was written less than 2 s ago"
+    (renders / "men/18-23/arriving/final.mp4").write_bytes(b"part and the rest")
+    watcher.note({(2, str(renders / "men/18-23/arriving/final.mp4"))}, now=101)
+    watcher.due(now=102.5)
+    assert watcher.batches == [], "still arriving"
+    watcher.due(now=103.2)
+    assert watcher.batches == [([], "catching up")]
+
+    # a platform edit while a render arrives: the same wait
+    (platforms / "youtube.yaml").write_text("edited")
+    write_title(renders / "men/18-23/second", b"part")
+    watcher.note({(2, str(platforms / "youtube.yaml")),
+                  (1, str(renders / "men/18-23/second/final.mp4"))}, now=110)
+    (renders / "men/18-23/second/final.mp4").write_bytes(b"part and more")
+    watcher.due(now=112.2)          # the edit settled, the render changed since 110
+    assert len(watcher.batches) == 1
+    watcher.due(now=114.5)
+    assert watcher.batches[1] == ([], "the whole selection")
 
 
 # ---- the command ----------------------------------------------------------------------------
