@@ -204,3 +204,45 @@ def test_the_scheduler_lost_is_one_clear_line_and_a_plain_rerun_finishes(
     for title in ("alpha", "beta"):
         assert_conforms(library.exports / "women/18-23" / title / "youtube.mp4",
                         load_yaml(platforms / "youtube.yaml"), 4.0)
+
+
+# Run as a script (its function in __main__, which Dask ships to workers by value).
+ENCODE_ONCE = """
+import json, os, sys, time
+from distributed import Client, get_worker
+from exporter.media.shared import SharedCache
+
+
+def encode_once_under_the_cluster_lock(exports, key):
+    # What an export does with a shared encode, on a worker: under the key's cluster-wide
+    # lock, encode (here: 1.5 s of work) unless another worker already has.
+    cache = SharedCache(exports, cluster_locks=True)
+    with cache.locked([key]):
+        if cache.has(key):
+            return "shared"
+        time.sleep(1.5)
+        temp = cache.path(key).with_name(f".{key}.{os.getpid()}.tmp")
+        temp.write_bytes(b"encoded once")
+        cache.store(key, temp, {"worker": get_worker().address})
+        return "encoded"
+
+
+address, exports, *workers = sys.argv[1:]
+with Client(address, timeout="30s") as client:
+    futures = [client.submit(encode_once_under_the_cluster_lock, exports, "k1",
+                             workers=[worker], pure=False) for worker in workers]
+    print(json.dumps(client.gather(futures)))
+"""
+
+
+def test_one_shared_encode_key_is_encoded_once_by_two_workers_at_the_same_moment(
+        tmp_path, cluster):
+    exports = tmp_path / "exports"
+    workers = sorted(cluster.workers().values())
+    assert len(workers) == 2
+    result = subprocess.run([sys.executable, "-c", ENCODE_ONCE, cluster.address, str(exports),
+                             *workers], cwd=REPO, env=doit_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(json.loads(result.stdout)) == ["encoded", "shared"]
+    assert (exports / ".shared/k1.mp4").read_bytes() == b"encoded once"
