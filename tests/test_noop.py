@@ -130,7 +130,8 @@ def test_anything_doit_would_check_ends_the_fast_path(stamped, change):
         assert checked_titles(run.stdout) == titles, run.stdout
         assert "titles unchanged" not in run.stdout
     if change == "doit ignore":     # an ignored export is skipped, never proven
-        assert stamped_titles(stamped) == {"men/24-30/beta"}
+        assert stamped_platforms(stamped) == {"men/24-30/beta": ["tiktok", "youtube"],
+                                              "women/18-23/alpha": ["tiktok"]}
     else:
         assert stamp_holds(stamped.all_args), "the run proved the library again"
 
@@ -173,6 +174,12 @@ def test_forced_and_named_runs_check_every_task(stamped):
 
 def stamped_titles(library):
     return set(read_json(library.exports / STAMP_NAME)["titles"])
+
+
+def stamped_platforms(library):
+    """{title: the platforms the stamp proves}."""
+    return {key: entry[2] for key, entry in
+            read_json(library.exports / STAMP_NAME)["titles"].items()}
 
 
 def test_a_failed_title_is_never_stamped_and_is_checked_by_every_run(library, tmp_path):
@@ -260,3 +267,36 @@ def test_a_task_added_to_dodo_is_not_skipped(stamped, tmp_path):
     assert "R hello" in listing and "U youtube:alpha" in listing
     run = run_doit("-f", dodo, *stamped.all_args, check=0)
     assert FAST not in run.stdout and (tmp_path / "hello.txt").exists()
+
+
+def test_a_run_of_some_platforms_proves_their_exports_and_takes_the_fast_path(
+        library, tmp_path):
+    """`doit platforms=youtube` every day: its exports are proven one platform at a time,
+    so the next such run is a no-op; the other platforms are checked when selected."""
+    platforms = small_platforms(tmp_path / "platforms")
+    library.add("women", "18-23", "alpha")
+    library.add("men", "24-30", "beta", shape="landscape")
+    every_platform = library.args(f"platforms_dir={platforms}")
+    youtube = [*every_platform, "platforms=youtube"]
+    first = run_doit(*youtube, check=0)
+    assert sorted(executed_tasks(first.stdout)) == ["youtube:alpha", "youtube:beta"]
+    assert stamped_platforms(library) == {"women/18-23/alpha": ["youtube"],
+                                          "men/24-30/beta": ["youtube"]}
+    second = run_doit(*youtube, check=0)
+    assert FAST in second.stdout and executed_tasks(second.stdout) == []
+    rows = {(r["platform"], r["title_id"]): r["status"]
+            for r in read_json(library.exports / "registry.json")["exports"]}
+    assert rows[("tiktok", "alpha")] == "pending", "the rows of the others stay true"
+
+    both = run_doit(*every_platform, check=0)
+    assert FAST not in both.stdout
+    assert sorted(executed_tasks(both.stdout)) == ["tiktok:alpha", "tiktok:beta"]
+    assert FAST in run_doit(*every_platform, check=0).stdout
+    assert FAST in run_doit(*youtube, check=0).stdout
+
+    # a changed source: that title's exports are checked again, on every platform
+    (library.root / "women/18-23/alpha/metadata.json").write_text('{"title": "New"}')
+    third = run_doit(*youtube, check=0)
+    assert executed_tasks(third.stdout) == ["youtube:alpha"]
+    assert stamped_platforms(library)["women/18-23/alpha"] == ["youtube"]
+    assert FAST not in run_doit(*every_platform, check=0).stdout

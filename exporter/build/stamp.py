@@ -14,13 +14,15 @@ by hand, so a `touch -d` or a restored mtime still counts):
   package's code;
 - global outputs, taken after the run ended: doit's DB (`forget`, `ignore`, `clean` change
   it), the registry and the gallery; and the history as the registry read it;
-- per title, for each title all of whose exports were up to date at the end: its inputs
-  (final.mp4, metadata.json, thumbnail.jpg: doit's file_dep) as loaded, and its exports
-  directory (a target created, deleted or renamed changes it).
+- per title, for each title some of whose exports were up to date at the end: its inputs
+  (final.mp4, metadata.json, thumbnail.jpg: doit's file_dep) as loaded, its exports
+  directory (a target created, deleted or renamed changes it), and the platforms whose
+  exports were up to date.
 
 A global part differing means the normal path: doit checks every task (content, not mtime: a
-touched source is hashed and found unchanged). A title differing, new, or not in the stamp
-(it failed, or was not selected) is checked; the others are not. The stamp is conservative by
+touched source is hashed and found unchanged). A title differing, new, not in the stamp, or
+whose entry lacks a selected platform (it failed, or was not selected) is checked; the
+others are not. The stamp is conservative by
 construction: it can send a title down the slow path needlessly, never skip a change doit
 would have seen.
 """
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from exporter.model.settings import Settings
 
 STAMP_NAME = layout.STAMP
-STAMP_VERSION = 2
+STAMP_VERSION = 3
 # Stands for "the history file as it is now" (its state may be None: no file yet).
 NOW = object()
 CODE_DIR = Path(__file__).resolve().parents[1]     # the exporter package, every layer
@@ -125,10 +127,13 @@ def stamp_path(settings: Settings) -> Path:
 
 @dataclass(frozen=True)
 class StampCheck:
-    """What the stamp proves for this library now."""
+    """What the stamp proves for this library and this selection now."""
 
     stamp: dict[str, Any]
-    proven: frozenset[str]          # titles whose exports are up to date, unchanged since
+    # titles whose inputs and exports folder are as stamped -> the platforms then proven up
+    # to date (their exports, and registry rows, are as that run left them)
+    held: dict[str, frozenset[str]]
+    proven: frozenset[str]          # titles needing no check: held, selected platforms proven
     changed: frozenset[str]         # titles of the library it does not prove
     removed: frozenset[str]         # titles it proved that the library no longer has
     history_changed: bool           # an upload (or a late event) since the registry was made
@@ -138,17 +143,24 @@ class StampCheck:
         """Every title proven and none gone: the whole run is a no-op."""
         return not self.changed and not self.removed
 
-    def proven_entries(self) -> dict[str, list[str]]:
-        """The stamp's entries of the proven titles, as a new stamp keeps them."""
-        return {key: self.stamp["titles"][key] for key in self.proven}
+    def proven_entries(self) -> dict[str, list]:
+        """The stamp's entries of the held titles, as a new stamp keeps them."""
+        return {key: self.stamp["titles"][key] for key in self.held}
 
     def proven_outcomes(self, jobs: list) -> dict[str, str]:
-        """{task name: "up-to-date"} of the exports of proven titles: nothing to check."""
-        return {job.task_name: "up-to-date" for job in jobs if job.title.key in self.proven}
+        """{task name: "up-to-date"} of the exports the stamp proves: nothing to check."""
+        return {job.task_name: "up-to-date" for job in jobs
+                if job.spec.name in self.held.get(job.title.key, ())}
 
 
 def check_stamp(build: Build) -> StampCheck | None:
-    """What the stamp proves, or None when a global part differs (everything is checked)."""
+    """What the stamp proves, or None when a global part differs (everything is checked).
+
+    Per export: a title is held when its inputs and exports folder are as stamped, and its
+    entry names the platforms proven then. A title needs no check when it is held and, if
+    selected, every selected platform is among them (`doit platforms=youtube` every day
+    proves YouTube's exports alone); an unselected held title's rows stay true as they are.
+    """
     if build.problems:
         return None
     stamp = read_json(stamp_path(build.settings))
@@ -159,9 +171,13 @@ def check_stamp(build: Build) -> StampCheck | None:
         return None
     stamped = stamp["titles"]
     now_out = title_outputs(build.settings.exports, list(stamped))
-    proven = frozenset(key for key, digest in build.title_inputs.items()
-                       if stamped.get(key) == [digest, now_out.get(key)])
-    return StampCheck(stamp, proven, frozenset(build.title_inputs) - proven,
+    held = {key: frozenset(entry[2]) for key, digest in build.title_inputs.items()
+            if (entry := stamped.get(key)) and entry[:2] == [digest, now_out.get(key)]}
+    selected_titles = {title.key for title in build.titles}
+    selected_platforms = frozenset(build.selected_specs)
+    proven = frozenset(key for key, platforms in held.items()
+                       if key not in selected_titles or selected_platforms <= platforms)
+    return StampCheck(stamp, held, proven, frozenset(build.title_inputs) - proven,
                       frozenset(stamped) - frozenset(build.title_inputs),
                       stamp.get("history") != history_fingerprint(build))
 
@@ -181,16 +197,18 @@ def targets_in_place(jobs: list) -> bool:
     return all(os.path.exists(name) for job in jobs for name in job.target_names)
 
 
-def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: set[str],
-                still_proven: dict[str, list[str]], history_state: object = NOW) -> None:
-    """Record the titles now proven: `fresh`, whose exports this run found or made up to
-    date (their digests taken now), and `still_proven`, entries of the previous stamp that
-    held at load and were not touched (kept as they were: a change since shows)."""
-    fresh = sorted(key for key in fresh if key in build.title_inputs)
-    titles = dict(still_proven)
-    outputs = title_outputs(build.settings.exports, fresh)
-    for key in fresh:
-        titles[key] = [build.title_inputs[key], outputs[key]]
+def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: dict[str, set[str]],
+                still_proven: dict[str, list], history_state: object = NOW) -> None:
+    """Record the exports now proven: `fresh`, title -> the platforms whose exports this
+    run found or made up to date (digests taken now: a title touched by the run and absent
+    here loses its entry), and `still_proven`, entries of the previous stamp that held at
+    load, kept as they were for titles the run did not touch (a change since shows)."""
+    titles = {key: entry for key, entry in still_proven.items() if key not in fresh}
+    made = sorted(key for key, platforms in fresh.items()
+                  if platforms and key in build.title_inputs)
+    outputs = title_outputs(build.settings.exports, made)
+    for key in made:
+        titles[key] = [build.title_inputs[key], outputs[key], sorted(fresh[key])]
     write_json_atomic(stamp_path(build.settings), {
         "version": STAMP_VERSION,
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -113,7 +113,7 @@ def refresh_registry(build, check):
         return None
     write_gallery(build, document, changed=set(), before=before)
     if check is not None:
-        write_stamp(build, document["totals"]["all"], set(), check.proven_entries(),
+        write_stamp(build, document["totals"]["all"], {}, check.proven_entries(),
                     history_state)
     return document
 

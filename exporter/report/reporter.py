@@ -161,19 +161,30 @@ class ExportReporter(ConsoleReporter):
             write_gallery(build, document, changed=ran, before=before)
         totals = document["totals"]["all"]
         if not (self.runtime_errors or build.problems):
-            write_stamp(build, totals, self.titles_made_up_to_date(build),
+            write_stamp(build, totals, self.platforms_made_up_to_date(build, check),
                         check.proven_entries() if check is not None else {}, history_state)
         self.write_summary(totals)
 
-    def titles_made_up_to_date(self, build):
-        """Titles all of whose exports (every platform) this run found or made up to date,
-        with their targets in place: the stamp proves them from now on."""
+    def platforms_made_up_to_date(self, build, check):
+        """Per title this run touched: the platforms whose exports it found or made up to
+        date, with their targets in place, or that the stamp proved and the run left alone
+        (only this run's tasks write a title's folder while it holds the lock). The stamp
+        proves them from now on."""
+        held = check.held if check is not None else {}
         jobs_of = {}
         for job in build.all_jobs:
             jobs_of.setdefault(job.title.key, []).append(job)
-        return {key for key, jobs in jobs_of.items()
-                if all(self.outcomes.get(job.task_name) in ("up-to-date", "done")
-                       for job in jobs) and targets_in_place(jobs)}
+        platforms = {}
+        for key, jobs in jobs_of.items():
+            outcomes = [self.outcomes.get(job.task_name) for job in jobs]
+            if all(outcome is None for outcome in outcomes):
+                continue                    # untouched: its entry, if any, is kept
+            platforms[key] = {
+                job.spec.name for job, outcome in zip(jobs, outcomes)
+                if (outcome in ("up-to-date", "done")
+                    or (outcome is None and job.spec.name in held.get(key, ())))
+                and targets_in_place([job])}
+        return platforms
 
     def write_summary(self, totals):
         summary = ", ".join(f"{totals[s]} {s}" for s in ("exported", "stale", "failed", "pending"))
