@@ -300,3 +300,15 @@ def test_a_run_of_some_platforms_proves_their_exports_and_takes_the_fast_path(
     assert executed_tasks(third.stdout) == ["youtube:alpha"]
     assert stamped_platforms(library)["women/18-23/alpha"] == ["youtube"]
     assert FAST not in run_doit(*every_platform, check=0).stdout
+
+
+def test_a_killed_runs_temporaries_in_the_root_are_removed_by_the_next_run(stamped):
+    """kill -9 while the gallery or registry was being written leaves its temporary; the
+    next run, even a no-op, removes it once it holds the tree."""
+    temporaries = [stamped.exports / ".index.html.k1ll3d.tmp",
+                   stamped.exports / ".registry.json.k1ll3d.tmp"]
+    for temporary in temporaries:
+        temporary.write_text("half written")
+    run = run_doit(*stamped.all_args, check=0)
+    assert FAST in run.stdout
+    assert not any(temporary.exists() for temporary in temporaries)

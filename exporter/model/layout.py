@@ -11,6 +11,8 @@ STAMP = ".up-to-date.json"
 DEP_DB = ".doit.db"
 SHARED_DIR = ".shared"
 PROGRESS_DIR = ".progress"
+# The root's files written whole (by temporary and rename) under the tree's lock.
+REWRITTEN_FILES = (REGISTRY, GALLERY_PAGE, GALLERY_CACHE, HISTORY_INDEX, STAMP)
 # Names a segment directory may not take: they would collide with a file of the root.
 VISIBLE_FILES = (REGISTRY, GALLERY_PAGE, HISTORY)
 

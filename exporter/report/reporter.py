@@ -16,6 +16,8 @@ from exporter.build.lock import acquire_or_exit
 from exporter.build.stamp import targets_in_place, write_stamp
 from exporter.build.tasks import load_build
 from exporter.media.shared import SharedCache
+from exporter.model import layout
+from exporter.model.files import remove_stale_temps
 from exporter.report.gallery import PAGE, write_gallery
 from exporter.report.history import refresh_registry
 from exporter.report.ledger import regenerate_registry
@@ -49,6 +51,10 @@ class ExportReporter(ConsoleReporter):
             finally:
                 close_clients()     # `doit -n` workers fork next: each connects by itself
         self.lock_fd = acquire_or_exit(settings.exports)
+        # what a killed run was writing in the root (a registry, a gallery page): the lock
+        # says no one writes them now
+        for name in layout.REWRITTEN_FILES:
+            remove_stale_temps(settings.exports / name)
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
         sys.excepthook = self.interrupt_hook(sys.excepthook)
