@@ -6,7 +6,7 @@ from conftest import SHIPPED_PLATFORMS
 from test_plan import source_probe
 
 from exporter.media.plan import build_encode, build_plan, remux_problems
-from exporter.media.shared import share_key
+from exporter.media.shared import SharedCache, share_key
 from exporter.model.spec import load_specs
 
 SPECS = load_specs(SHIPPED_PLATFORMS)
@@ -87,3 +87,15 @@ def test_remux_and_encode_of_the_same_source_do_not_share():
     assert (remux.mode, encode.mode) == ("remux", "encode")
     settings = {**SPECS["youtube"].encode_settings(), "ffmpeg_version": "ffmpeg 9"}
     assert share_key(SOURCE, remux, settings) != share_key(SOURCE, encode, settings)
+
+
+def test_prune_removes_what_killed_runs_were_writing_in_the_cache_and_its_folders(tmp_path):
+    cache = SharedCache(tmp_path)
+    left = [cache.root / ".k1.mp4.123.tmp", cache.root / "loudness/.loudness-k2.json.x.tmp"]
+    kept = cache.root / "loudness/loudness-k2.json"
+    for path in [*left, kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    cache.prune()
+    assert [path.exists() for path in left] == [False, False]
+    assert kept.exists(), "a finished measurement stays"

@@ -107,7 +107,7 @@ class SharedCache:
         when no encode is running)."""
         if not self.root.is_dir():
             return 0
-        for stale in self.root.glob(".*.tmp"):
+        for stale in self.root.rglob(".*.tmp"):     # loudness/ measurements too
             stale.unlink(missing_ok=True)
         removed = 0
         for cached in [*self.root.glob("*.mp4"), *self.root.glob("*.jpg")]:
