@@ -59,6 +59,7 @@ from exporter.model.files import (
 from exporter.model.history import append_events, event
 from exporter.model.layout import task_name
 from exporter.model.records import (
+    FILE_NAMES,
     Record,
     error_document,
     export_facts,
@@ -301,8 +302,8 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
     problems = job.title.input_problems()
     if problems:
         raise SourceError("; ".join(problems))
-    for target in job.targets:
-        remove_stale_temps(target)
+    for kind in FILE_NAMES:         # the targets and the error record
+        remove_stale_temps(job.path(kind))
     metadata_document, metadata_warnings = upload_metadata(job)
     if inputs["source_sha256"] is None:
         raise SourceError(f"{job.title.source.name} is missing")
