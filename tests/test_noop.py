@@ -14,7 +14,7 @@ from conftest import (
     small_platforms,
 )
 
-from exporter.build.stamp import STAMP_NAME, holding_stamp
+from exporter.build.stamp import STAMP_NAME, check_stamp
 from exporter.build.tasks import Build
 from exporter.model.settings import resolve_settings
 
@@ -45,7 +45,8 @@ def stamp_holds(args, **environ):
     settings = resolve_settings(lambda name, default=None: values.get(name, default),
                                 environ={"REELEXPORT_X264_PRESET": TEST_PRESET,
                                          "REELEXPORT_FFMPEG": TEST_FFMPEG, **environ})
-    return holding_stamp(Build(settings)) is not None
+    check = check_stamp(Build(settings))
+    return check is not None and check.everything
 
 
 def tree_state(root):

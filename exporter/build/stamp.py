@@ -22,9 +22,8 @@ by hand, so a `touch -d` or a restored mtime still counts):
 A global part differing means the normal path: doit checks every task (content, not mtime: a
 touched source is hashed and found unchanged). A title differing, new, not in the stamp, or
 whose entry lacks a selected platform (it failed, or was not selected) is checked; the
-others are not. The stamp is conservative by
-construction: it can send a title down the slow path needlessly, never skip a change doit
-would have seen.
+others are not. The stamp is conservative by construction: it can send a title down the
+slow path needlessly, never skip a change doit would have seen.
 """
 
 from __future__ import annotations
@@ -180,12 +179,6 @@ def check_stamp(build: Build) -> StampCheck | None:
     return StampCheck(stamp, held, proven, frozenset(build.title_inputs) - proven,
                       frozenset(stamped) - frozenset(build.title_inputs),
                       stamp.get("history") != history_fingerprint(build))
-
-
-def holding_stamp(build: Build) -> dict[str, Any] | None:
-    """The stamp when it proves every export of the library up to date, else None."""
-    check = check_stamp(build)
-    return check.stamp if check is not None and check.everything else None
 
 
 def targets_in_place(jobs: list) -> bool:

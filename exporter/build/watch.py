@@ -36,6 +36,8 @@ TICK_MS = 500           # how often settle timers are looked at when nothing hap
 UNAVAILABLE_RETRY_S = 2.0
 # Depth of a title directory under the renders root: segment/age/title_id.
 TITLE_DEPTH = 3
+# What a render must have, still, before it is taken.
+REQUIRED_FILES = ("final.mp4", "metadata.json")
 
 
 def title_key_of(path: Path, renders: Path) -> str | None:
@@ -52,7 +54,7 @@ def title_files_state(directory: Path) -> tuple | None:
     """The state of a title's two required files; None when the title directory is gone."""
     if not directory.is_dir():
         return None
-    return (file_state(directory / "final.mp4"), file_state(directory / "metadata.json"))
+    return tuple(file_state(directory / name) for name in REQUIRED_FILES)
 
 
 @dataclass
@@ -145,7 +147,7 @@ def title_directories(renders: Path) -> list[Path]:
 def recently_written(directory: Path, within_s: float, wall_now: float) -> bool:
     """Whether final.mp4 or metadata.json was written less than within_s ago: a render
     that may still be arriving when the watch starts."""
-    for name in ("final.mp4", "metadata.json"):
+    for name in REQUIRED_FILES:
         try:
             if wall_now - (directory / name).stat().st_mtime < within_s:
                 return True

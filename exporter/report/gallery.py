@@ -204,12 +204,16 @@ def select_html(name, label, values):
             f'<option value="">all</option>{options}</select></label>')
 
 
+def title_of(row):
+    return (row["segment"], row["age"], row["title_id"])
+
+
 def grouped_by_title(rows):
     """{(segment, age, title_id): its rows}, in registry order (segment, age, title,
     platform)."""
     groups = {}
     for row in rows:
-        key = (row["segment"], row["age"], row["title_id"])
+        key = title_of(row)
         if key in groups:
             groups[key].append(row)
         else:
@@ -245,9 +249,9 @@ def page_source(page):
 
 def gallery_html(document, sidecars, metadata, source="", reused=None):
     """The page. `sidecars` and `metadata` map (title_id, platform) to the parsed files of
-    the made exports; rows without them show their status only. `reused` maps a card's
-    opening to its HTML from an earlier page, used in place of making it again; `source`
-    names the registry the page is made from (see write_gallery)."""
+    the made exports; rows without them show their status only. `reused` maps a title
+    (segment, age, title_id) to its card's HTML from an earlier page, used in place of
+    making it again; `source` names what the page is made from (see write_gallery)."""
     reused = reused or {}
     rows = document["exports"]
     counts = document["totals"]["all"]
@@ -259,7 +263,7 @@ def gallery_html(document, sidecars, metadata, source="", reused=None):
         select_html("age", "Age", sorted({r["age"] for r in rows})),
         select_html("platform", "Platform", document["platforms"]),
         select_html("status", "Status", STATUSES)))
-    cards = "\n".join(reused.get(card_opening(group[0])) or card_html(group, sidecars, metadata)
+    cards = "\n".join(reused.get(title_of(group[0])) or card_html(group, sidecars, metadata)
                       for group in by_title(rows))
     return f"""<!doctype html>
 <html lang="en">
@@ -302,9 +306,9 @@ def card_code():
     return digest.hexdigest()
 
 
-def page_source_of(registry_file):
-    """What a page records of its source: the card code and the registry state."""
-    return f"{card_code()} {registry_state(registry_file)}"
+def page_source_of(state):
+    """What a page records of its source: the card code and the registry's state."""
+    return f"{card_code()} {state}"
 
 
 def reusable_cards(page_path, before, document, changed):
@@ -318,7 +322,7 @@ def reusable_cards(page_path, before, document, changed):
         page = page_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return {}
-    if page_source(page) != f"{card_code()} {before.state}":
+    if page_source(page) != page_source_of(before.state):
         return {}
     cards = page_cards(page)
     rows_before = grouped_by_title((before.document or {}).get("exports", []))
@@ -326,9 +330,9 @@ def reusable_cards(page_path, before, document, changed):
     reused = {}
     for key, rows in grouped_by_title(document["exports"]).items():
         if key[2] not in made_titles and rows_before.get(key) == rows:
-            opening = card_opening(rows[0])
-            if opening in cards:
-                reused[opening] = cards[opening]
+            card = cards.get(card_opening(rows[0]))
+            if card is not None:
+                reused[key] = card
     return reused
 
 
@@ -349,14 +353,14 @@ def write_gallery(build, document, changed=None, before=None):
     sidecars, metadata = {}, {}
     for row in document["exports"]:
         key = (row["title_id"], row["platform"])
-        if row["status"] not in MADE or key not in jobs or card_opening(row) in reused:
+        if row["status"] not in MADE or key not in jobs or title_of(row) in reused:
             continue
         parts = tile_parts(read_record(jobs[key].path("sidecar")),
                            read_json(jobs[key].path("metadata")))
         if parts[0]:
             sidecars[key] = parts[0]
         metadata[key] = parts[1]
-    page = gallery_html(document, sidecars, metadata, page_source_of(settings.registry_file),
-                        reused)
+    page = gallery_html(document, sidecars, metadata,
+                        page_source_of(registry_state(settings.registry_file)), reused)
     (settings.exports / CACHE_NAME).unlink(missing_ok=True)
     return write_text_atomic(page_path, page)
