@@ -14,7 +14,7 @@ How the up-to-date state is built cheaply, without encoding 40,000 exports:
 The first run then finds every export up to date but has no registry rows, gallery or
 library stamp: doit checks every task, the run writes them (reading every sidecar once).
 The no-op measured is the next run, the state after any complete run: the stamp holds, so
-doit checks no task (exporter/build/stamp.py). Then:
+doit checks no task (exporter/pipeline/stamp.py). Then:
 - one title changed: one source is rewritten with the same bytes (a new file). `doit` checks
   that title's tasks alone (the stamp proves the others) and re-stamps;
 - one title added: a new title whose exports are already in place but unknown to doit's DB,
@@ -147,7 +147,8 @@ def fill_dep_db(renders, exports, env):
         "from doit.dependency import Dependency, MD5Checker, SqliteDB\n"
         "from exporter.report.ledger import task_from_dict\n"
         "from exporter.model.settings import resolve_settings\n"
-        "from exporter.build.tasks import Build, export_task\n"
+        "from exporter.pipeline.library import Build\n"
+        "from exporter.pipeline.tasks import export_task\n"
         "values = dict(arg.split('=', 1) for arg in sys.argv[1:])\n"
         "build = Build(resolve_settings(lambda name, default=None: values.get(name, default)))\n"
         "dependency = Dependency(SqliteDB, str(build.settings.dep_file), checker_cls=MD5Checker)\n"

@@ -24,8 +24,8 @@ from conftest import (
     small_platforms,
 )
 
-from exporter.build.cluster import storage_problem
 from exporter.media.samples import NOISE
+from exporter.pipeline.cluster import storage_problem
 
 pytest.importorskip("distributed")
 # Process handling on a real cluster, not ffmpeg: run once, with the bundled ffmpeg.

@@ -13,16 +13,16 @@ import pytest
 from conftest import REPO, TEST_FFMPEG
 from rich.console import Console
 
-from exporter.build.progress_files import (
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.ffmpeg_progress import ProgressUpdate, parse_clock, progress_updates
+from exporter.media.samples import make_clip
+from exporter.model.errors import EncodeError
+from exporter.pipeline.progress_files import (
     ProgressFile,
     progress_dir,
     read_states,
     state_path,
 )
-from exporter.media.ffmpeg import run_ffmpeg
-from exporter.media.ffmpeg_progress import ProgressUpdate, parse_clock, progress_updates
-from exporter.media.samples import make_clip
-from exporter.model.errors import EncodeError
 from exporter.report.progress import (
     Batch,
     BatchSnapshot,

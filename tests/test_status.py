@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, read_json, run_doit, small_platforms
 
-from exporter.build.lock import acquire
-from exporter.report.formatting import format_duration, format_size
+from exporter.pipeline.lock import acquire
+from exporter.report.formatting import ffmpeg_release, format_duration, format_size
 from exporter.report.registry import build_registry, registry_row, with_distribution
 from exporter.report.status import format_report, lock_holder, status_report
 
@@ -80,10 +80,20 @@ def test_table_is_aligned_with_a_total_line_and_failure_lines():
     assert lines[5].split() == ["total", "3", "1", "1", "1", "0", "2", "1", "10.0", "MB",
                                 "8.0", "s"]
     assert len({len(line) for line in lines[:6]}) == 1, "columns are aligned"
-    assert lines[6:] == ["made with ffmpeg version 5.1.9-0+deb12u1: 4 exports",
+    assert lines[6:] == ["made with ffmpeg 5.1.9-0+deb12u1: 4 exports",
                          "FAILED tiktok:b (women/18-23/b): final.mp4 is empty (0 bytes)",
                          "UPLOAD OUTDATED tiktok:a (women/18-23/a): uploaded "
                          "2026-11-25T09:00:00.000+00:00 as p-a; the export has changed since"]
+
+
+@pytest.mark.parametrize("line, shown", [
+    ("ffmpeg version n9.0.2-17-g2a571b6068-20260930 Copyright (c) 2000-2026 the FFmpeg "
+     "developers", "ffmpeg n9.0.2-17-g2a571b6068-20260930"),
+    ("ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2025 the FFmpeg developers",
+     "ffmpeg 5.1.9-0+deb12u1"),
+    ("unknown (made before ffmpeg was recorded)", "unknown (made before ffmpeg was recorded)")])
+def test_status_names_the_ffmpeg_release_not_its_copyright_line(line, shown):
+    assert ffmpeg_release(line) == shown
 
 
 @pytest.mark.parametrize("value, text", [(0, "0 B"), (999, "999 B"), (37_497_578, "37.5 MB"),
@@ -175,7 +185,7 @@ def test_status_without_any_run_creates_nothing(library, tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from exporter.build.lock import acquire
+from exporter.pipeline.lock import acquire
 acquire(sys.argv[1])
 print("locked", flush=True)
 time.sleep(60)

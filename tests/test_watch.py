@@ -19,9 +19,9 @@ from conftest import (
     small_platforms,
 )
 
-from exporter.build.watch import Settler, Watcher, title_key_of
 from exporter.model.history import read_events
 from exporter.model.settings import resolve_settings
+from exporter.pipeline.watch import Settler, Watcher, title_key_of
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once

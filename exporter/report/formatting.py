@@ -22,3 +22,12 @@ def format_duration(seconds):
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def ffmpeg_release(version_line):
+    """`ffmpeg -version`'s first line -> what a person needs: 'ffmpeg version n9.0.2-17-g2a5
+    Copyright (c) 2000-2026 the FFmpeg developers' -> 'ffmpeg n9.0.2-17-g2a5'."""
+    words = (version_line or "").split()
+    if len(words) >= 3 and words[:2] == ["ffmpeg", "version"]:
+        return f"ffmpeg {words[2]}"
+    return version_line

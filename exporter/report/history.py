@@ -5,34 +5,20 @@ import json
 import sys
 
 from doit import get_var
-from doit.cmd_base import Command
 from doit.cmd_forget import Forget
 from doit.cmdparse import CmdParseError
 from doit.exceptions import InvalidDodoFile
 
-from exporter.build.lock import LockHeld, acquire, release
-from exporter.build.stamp import check_stamp, write_stamp
-from exporter.build.tasks import load_build
 from exporter.model import layout
 from exporter.model.history import append_events, event, read_events
-from exporter.model.logs import configure as configure_logging
-from exporter.model.logs import quiet_on_closed_pipe
 from exporter.model.settings import resolve_settings
 from exporter.model.uploads import UploadRefused, record_upload
+from exporter.pipeline.command import ExportCommand, flag, value
+from exporter.pipeline.library import load_build
+from exporter.pipeline.lock import LockHeld, acquire, release
+from exporter.pipeline.stamp import check_stamp, write_stamp
 from exporter.report.gallery import write_gallery
 from exporter.report.ledger import refresh_distribution
-
-
-class NameFirst(Command):
-    """A command taking one name, written before or after its options: doit parses options
-    only up to the first positional argument (`doit uploaded youtube:x --id 1` as well as
-    `doit uploaded --id 1 youtube:x`)."""
-
-    def parse_execute(self, in_args):
-        if in_args and not in_args[0].startswith("-"):
-            in_args = [*in_args[1:], in_args[0]]
-        return super().parse_execute(in_args)
-
 
 # ---- doit history ---------------------------------------------------------------------------
 
@@ -74,7 +60,7 @@ def format_history(name, events):
                    + "\n" for line in lines)
 
 
-class History(NameFirst):
+class History(ExportCommand):
     """doit command plugin: the events of one title or one export, newest first."""
 
     name = "history"
@@ -82,15 +68,10 @@ class History(NameFirst):
     doc_usage = "TITLE_ID | PLATFORM:TITLE_ID [--json] [exports=...]"
     doc_description = ("Read-only: the exports root's history.jsonl, newest first. It "
                        "runs while another doit run is going.")
-    cmd_options = ({"name": "json", "short": "", "long": "json", "type": bool,
-                    "default": False, "help": "print the events as JSON"},)
+    cmd_options = (flag("json", "print the events as JSON"),)
+    names = (1, "one title (my-story) or export (youtube:my-story)")
 
-    def execute(self, params, args):
-        configure_logging()
-        quiet_on_closed_pipe()
-        if len(args) != 1:
-            raise CmdParseError("doit history takes one title (my-story) or export "
-                                "(youtube:my-story)")
+    def run(self, params, args):
         settings = resolve_settings(get_var)
         events = events_of(read_events(settings.exports)[0], args[0])
         if params["json"]:
@@ -118,7 +99,7 @@ def refresh_registry(build, check):
     return document
 
 
-class Uploaded(NameFirst):
+class Uploaded(ExportCommand):
     """doit command plugin: record that an export was uploaded (the upload stage calls it)."""
 
     name = "uploaded"
@@ -128,20 +109,15 @@ class Uploaded(NameFirst):
     doc_description = ("Appends an `uploaded` event to history.jsonl (safe while a run is "
                        "going) and updates registry.json when no run holds the tree.")
     cmd_options = (
-        {"name": "id", "short": "", "long": "id", "type": str, "default": "",
-         "help": "the platform's id of the post (required)"},
-        {"name": "url", "short": "", "long": "url", "type": str, "default": "",
-         "help": "the post's URL"},
-        {"name": "sha256", "short": "", "long": "sha256", "type": str, "default": "",
-         "help": "sha256 of the file uploaded (default: the current export)"},
-        {"name": "earlier", "short": "", "long": "earlier-version", "type": bool,
-         "default": False, "help": "the file uploaded is an earlier version (by --sha256)"},
+        value("id", "the platform's id of the post (required)"),
+        value("url", "the post's URL"),
+        value("sha256", "sha256 of the file uploaded (default: the current export)"),
+        flag("earlier", "the file uploaded is an earlier version (by --sha256)",
+             long="earlier-version"),
     )
+    names = (1, "one export (youtube:my-story)")
 
-    def execute(self, params, args):
-        configure_logging()
-        if len(args) != 1:
-            raise CmdParseError("doit uploaded takes one export (youtube:my-story)")
+    def run(self, params, args):
         if not params["id"]:
             raise CmdParseError("doit uploaded needs the post's --id")
         settings = resolve_settings(get_var)

@@ -5,12 +5,12 @@ import os
 from doit.dependency import Dependency, SqliteDB
 from doit.task import dict_to_task
 
-from exporter.build.checker import MD5Checker
-from exporter.build.tasks import export_task
 from exporter.model.files import read_json, write_text_atomic
 from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
 from exporter.model.records import export_file_names, identity, read_record
+from exporter.pipeline.checker import MD5Checker
+from exporter.pipeline.tasks import export_task
 from exporter.report.registry import (
     RegistryBefore,
     build_registry,

@@ -15,8 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from exporter.build.progress_files import progress_dir, read_states
 from exporter.media.ffmpeg_progress import parse_number
+from exporter.pipeline.progress_files import progress_dir, read_states
 
 LOG = logging.getLogger(__name__)
 

@@ -9,15 +9,15 @@ import sys
 from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 
-from exporter.build.cluster import ClusterError, check_cluster, close_clients
-from exporter.build.export import still_wanted
-from exporter.build.interrupts import reap_workers, stop_on_interrupt_once
-from exporter.build.lock import acquire_or_exit
-from exporter.build.stamp import targets_in_place, write_stamp
-from exporter.build.tasks import load_build
 from exporter.media.shared import SharedCache
 from exporter.model import layout
 from exporter.model.files import remove_stale_temps
+from exporter.pipeline.cluster import ClusterError, check_cluster, close_clients
+from exporter.pipeline.export import still_wanted
+from exporter.pipeline.interrupts import reap_workers, stop_on_interrupt_once
+from exporter.pipeline.library import load_build
+from exporter.pipeline.lock import acquire_or_exit
+from exporter.pipeline.stamp import targets_in_place, write_stamp
 from exporter.report.gallery import PAGE, write_gallery
 from exporter.report.history import refresh_registry
 from exporter.report.ledger import regenerate_registry
@@ -59,7 +59,7 @@ class ExportReporter(ConsoleReporter):
         stop_on_interrupt_once()
         sys.excepthook = self.interrupt_hook(sys.excepthook)
         gc.freeze()     # the loaded tasks live to the end: keep them out of collections
-        gc.enable()     # (disabled while loading them: build/tasks.doit_config)
+        gc.enable()     # (disabled while loading them: pipeline/tasks.doit_config)
         if load_build().proven_up_to_date is None:
             self.start_progress(tasks, selected_tasks)
 

@@ -13,21 +13,18 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from doit.cmd_base import Command
-from doit.cmdparse import CmdParseError
 from doit.dependency import DatabaseException
 from doit.exceptions import InvalidDodoFile
 
-from exporter.build.stamp import check_stamp
-from exporter.build.tasks import load_build
 from exporter.model import layout
 from exporter.model.files import read_json
 from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
-from exporter.model.logs import configure as configure_logging
-from exporter.model.logs import quiet_on_closed_pipe
 from exporter.model.settings import Settings
-from exporter.report.formatting import MADE, format_duration, format_size
+from exporter.pipeline.command import ExportCommand, flag
+from exporter.pipeline.library import load_build
+from exporter.pipeline.stamp import check_stamp
+from exporter.report.formatting import MADE, ffmpeg_release, format_duration, format_size
 from exporter.report.ledger import registry_document, with_history
 from exporter.report.registry import STATUSES, add_to_totals, empty_totals
 
@@ -110,7 +107,7 @@ def format_report(report):
         cells = [cell.ljust(width) if i < 3 else cell.rjust(width)
                  for i, (cell, width) in enumerate(zip(line, widths))]
         text.append("  ".join(cells).rstrip())
-    text += [f"made with {version}: {count} exports"
+    text += [f"made with {ffmpeg_release(version)}: {count} exports"
              for version, count in report.get("made_with", {}).items()]
     text += [f"FAILED {f['task']} ({f['title']}): {f['cause']}" for f in report["failures"]]
     text += [f"UPLOAD OUTDATED {o['task']} ({o['title']}): uploaded {o['uploaded_at']} as "
@@ -152,7 +149,7 @@ def current_registry(build):
     check = check_stamp(build)
     if check is not None and check.everything:
         # nothing changed since the run that wrote registry.json left every export up to
-        # date (build/stamp.py): computing it again would give the same rows, but for
+        # date (pipeline/stamp.py): computing it again would give the same rows, but for
         # uploads recorded since
         document = read_json(build.settings.registry_file)
         if isinstance(document, dict) and "exports" in document:
@@ -190,7 +187,7 @@ def format_status(document):
     return note + format_report(document)
 
 
-class Status(Command):
+class Status(ExportCommand):
     """doit command plugin: `status = "exporter.report.status:Status"` in pyproject.toml."""
 
     name = "status"
@@ -198,18 +195,11 @@ class Status(Command):
     doc_usage = "[--json] [segment=...] [age=...] [platforms=...] [renders=...] [exports=...]"
     doc_description = ("Read-only: doit's dep DB and the sidecars, as of now. Nothing is "
                        "encoded or written, and it runs while another doit run is going.")
-    cmd_options = ({"name": "json", "short": "", "long": "json", "type": bool,
-                    "default": False, "help": "print the report as JSON"},
-                   {"name": "check", "short": "", "long": "check", "type": bool,
-                    "default": False,
-                    "help": "exit 1 when any selected export is stale, failed or pending"})
+    cmd_options = (flag("json", "print the report as JSON"),
+                   flag("check", "exit 1 when any selected export is stale, failed or "
+                        "pending"))
 
-    def execute(self, params, args):
-        configure_logging()
-        quiet_on_closed_pipe()
-        if args:
-            raise CmdParseError(f"doit status takes no task names ({' '.join(args)}); "
-                                "select with segment=, age= and platforms=")
+    def run(self, params, args):
         document = status_document(load_build())
         if params["json"]:
             sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")

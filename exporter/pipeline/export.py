@@ -17,15 +17,6 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from exporter import __version__
-from exporter.build.cluster import ClusterError, current_worker, run_on_cluster
-from exporter.build.covers import make_cover, make_poster
-from exporter.build.job import (
-    ExportJob,
-    current_inputs,
-    ffmpeg_version,
-    sha256_or_none,
-)
-from exporter.build.progress_files import ProgressFile
 from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.loudness import (
     is_silent,
@@ -74,6 +65,15 @@ from exporter.model.records import (
 )
 from exporter.model.sources import INPUT_NAMES, Title
 from exporter.model.spec import Spec
+from exporter.pipeline.cluster import ClusterError, current_worker, run_on_cluster
+from exporter.pipeline.covers import make_cover, make_poster
+from exporter.pipeline.job import (
+    ExportJob,
+    current_inputs,
+    ffmpeg_version,
+    sha256_or_none,
+)
+from exporter.pipeline.progress_files import ProgressFile
 
 LOG = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ that worker was running as failed (the next run makes it; nothing of it was publ
 targets only ever appear by rename), so the rest of the batch finishes.
 
 The other way round, a worker must not outlive its run: it dies with it by PR_SET_PDEATHSIG
-(exporter.build.lock), but a worker whose one interrupt was spent (a second SIGTERM is
+(exporter.pipeline.lock), but a worker whose one interrupt was spent (a second SIGTERM is
 ignored, so that it cannot cut a cleanup short) would wait for its next job forever, holding
 the run's output pipes open. So a worker waiting for a job checks every second that the
 process that forked it is still its parent, and ends when it is not.
@@ -24,7 +24,7 @@ from typing import Any
 
 import doit.cmd_run
 from doit.exceptions import TaskFailed
-from doit.runner import MRunner
+from doit.runner import ERROR, FAILURE, MRunner, Runner
 
 POLL_S = 1.0
 
@@ -57,7 +57,22 @@ class OrphanAwareQueue:
                     return None
 
 
-class WatchfulMRunner(MRunner):
+class FailedExportIsError:
+    """A run in which any export failed exits 2, whatever was selected (docs: README "In
+    CI"). doit says 1 for a failed task and 2 when a task depending on it could not run, so
+    `doit youtube:t1` and `doit` would differ for the same failure; make says 2 for both."""
+
+    def finish(self) -> None:
+        if self.final_result == FAILURE:     # run_all returns final_result
+            self.final_result = ERROR
+        super().finish()
+
+
+class ExportRunner(FailedExportIsError, Runner):
+    """doit's serial runner, with the run's exit status decided above."""
+
+
+class WatchfulMRunner(FailedExportIsError, MRunner):
     """MRunner that fails the task of a worker that died instead of waiting for it, and
     whose workers end when the run is gone."""
 
@@ -112,5 +127,6 @@ class WatchfulMRunner(MRunner):
 
 
 def install() -> None:
-    """Make `doit -n N` (process workers) use WatchfulMRunner."""
+    """Make `doit` use ExportRunner, and `doit -n N` (process workers) WatchfulMRunner."""
+    doit.cmd_run.Runner = ExportRunner
     doit.cmd_run.MRunner = WatchfulMRunner

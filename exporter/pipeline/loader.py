@@ -1,7 +1,7 @@
 """doit task loader: dodo.py's tasks, or far fewer when the library stamp proves a no-op.
 
 Registered in pyproject.toml (`[tool.doit] loader`). For `doit` and `doit list` without task
-names, when exporter.build.stamp shows that nothing doit would check has changed since a run that
+names, when exporter.pipeline.stamp shows that nothing doit would check has changed since a run that
 left every export up to date:
 
 - `doit` gets only the group tasks it was asked for, already up to date: no export task is
@@ -24,18 +24,17 @@ from typing import Any
 from doit.cmd_base import DodoTaskLoader, DoitCmdBase
 from doit.task import Task
 
-from exporter.build.checker import MD5Checker
-from exporter.build.lock import acquire_or_exit
-from exporter.build.stamp import check_stamp
-from exporter.build.tasks import (
+from exporter.pipeline.checker import MD5Checker
+from exporter.pipeline.library import Build, load_build
+from exporter.pipeline.lock import acquire_or_exit
+from exporter.pipeline.stamp import check_stamp
+from exporter.pipeline.tasks import (
     DOIT_CONFIG_BACKEND,
     EXPORT_GROUP_DOC,
     REGISTRY_DOC,
-    Build,
     default_task_names,
     export_doc,
     export_inputs,
-    load_build,
     platform_group_doc,
     task_exports,
     title_group_doc,

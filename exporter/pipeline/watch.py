@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from doit import get_var
-from doit.cmd_base import Command
 from doit.cmdparse import CmdParseError
 from watchfiles import watch
 
 from exporter.model.files import file_state, read_json
-from exporter.model.logs import configure as configure_logging
 from exporter.model.settings import VAR_NAMES, Settings, resolve_settings
+from exporter.pipeline.command import ExportCommand, value
 
 LOG = logging.getLogger(__name__)
 
@@ -281,23 +280,19 @@ class Watcher:
         return 128 + signum
 
 
-class Watch(Command):
-    """doit command plugin: `watch = "exporter.build.watch:Watch"` in pyproject.toml."""
+class Watch(ExportCommand):
+    """doit command plugin: `watch = "exporter.pipeline.watch:Watch"` in pyproject.toml."""
 
     name = "watch"
     doc_purpose = "export renders as they land in the renders root (and after spec edits)"
-    doc_usage = "[-n N] [settle=SECONDS] [segment=...] [age=...] [platforms=...] [renders=...]"
+    doc_usage = "[-n N] [settle=SECONDS] [segment=...] [age=...] [platforms=...] [renders=...] [exports=...]"
     doc_description = ("Runs `doit` for each batch of titles whose final.mp4 and "
                        "metadata.json have not changed for settle= seconds (default 5).")
-    cmd_options = ({"name": "num_process", "short": "n", "long": "process", "type": int,
-                    "default": 1, "help": "exports at a time in each batch"},)
+    cmd_options = (value("num_process", "exports at a time in each batch", long="process",
+                         default=1, type=int, short="n"),)
 
-    def execute(self, params, args):
-        configure_logging()
+    def run(self, params, args):
         logging.getLogger("exporter").setLevel(logging.INFO)
-        if args:
-            raise CmdParseError(f"doit watch takes no task names ({' '.join(args)}); "
-                                "select with segment=, age= and platforms=")
         try:
             settle_s = float(get_var("settle", str(SETTLE_S)))
         except ValueError:

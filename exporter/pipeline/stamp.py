@@ -3,7 +3,7 @@
 A no-op of a large library spends its time in doit's per-task machinery: a Task object and
 a dependency check for every export. When nothing doit would look at has changed since a
 run that found or made a title's exports up to date, that work can only conclude "up to
-date" again; the stamp lets `doit` skip it (exporter.build.loader), for the whole library
+date" again; the stamp lets `doit` skip it (exporter.pipeline.loader), for the whole library
 (the no-op) or for every title but the few that changed (a partial run).
 
 The stamp holds digests of file states (inode, size, mtime, ctime; ctime cannot be set back
@@ -33,25 +33,41 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import doit
 
 from exporter import __version__
-from exporter.build.job import up_to_date_key
 from exporter.model import layout
 from exporter.model.files import file_state, read_json, write_json_atomic
 from exporter.model.sources import INPUT_NAMES, Title
+from exporter.pipeline.job import up_to_date_key
 
 if TYPE_CHECKING:
-    from exporter.build.tasks import Build
     from exporter.model.settings import Settings
+    from exporter.model.spec import Spec
+    from exporter.pipeline.job import ExportJob
 
 STAMP_NAME = layout.STAMP
 STAMP_VERSION = 3
 # Stands for "the history file as it is now" (its state may be None: no file yet).
 NOW = object()
 CODE_DIR = Path(__file__).resolve().parents[1]     # the exporter package, every layer
+
+
+class Build(Protocol):
+    """What the stamp reads of a loaded library (exporter.pipeline.library.Build), named
+    here so that the stamp needs nothing of the module that uses it."""
+
+    settings: Settings
+    problems: list[str]
+    ffmpeg: str
+    all_specs: dict[str, Spec]
+    selected_specs: dict[str, Spec]
+    titles: list[Title]
+    all_jobs: list[ExportJob]
+    inputs_fingerprint: str
+    title_inputs: dict[str, str]
 
 
 class Fingerprint:

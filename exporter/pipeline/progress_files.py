@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from exporter.build.cluster import current_worker
 from exporter.model import layout
+from exporter.pipeline.cluster import current_worker
 
 PROGRESS_DIR = layout.PROGRESS_DIR
 WRITE_INTERVAL_S = 0.5           # a worker rewrites its state file at most twice a second

@@ -6,121 +6,31 @@ modules the tests call directly.
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from doit import get_var
-from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.exceptions import TaskFailed
 
-from exporter.build.checker import MD5Checker
-from exporter.build.db import set_aside_unreadable_db
-from exporter.build.export import export_action
-from exporter.build.job import ExportJob, RetryPolicy
-from exporter.build.runner import install as install_watchful_runner
-from exporter.build.stamp import inputs_fingerprint, remove_stamp, title_inputs
-from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg
 from exporter.media.shared import SharedCache
 from exporter.model import layout
-from exporter.model.errors import EncodeError, LibraryError, SpecError
 from exporter.model.history import append_events, event
 from exporter.model.logs import configure as configure_logging
 from exporter.model.logs import quiet_on_closed_pipe
-from exporter.model.settings import Settings, resolve_settings
-from exporter.model.sources import (
-    INPUT_NAMES,
-    Title,
-    describe_library,
-    discover,
-    select,
-)
-from exporter.model.spec import Spec, load_specs, select_specs
+from exporter.model.settings import Settings
+from exporter.model.sources import INPUT_NAMES, Title
+from exporter.model.spec import Spec
+from exporter.pipeline.checker import MD5Checker
+from exporter.pipeline.db import set_aside_unreadable_db
+from exporter.pipeline.export import export_action
+from exporter.pipeline.job import ExportJob
+from exporter.pipeline.library import Build, load_build
+from exporter.pipeline.runner import install as install_watchful_runner
+from exporter.pipeline.stamp import remove_stamp
 
 if TYPE_CHECKING:
     from doit.task import Task
-
-
-class Build:
-    """The loaded library: every title and spec, and the exports this invocation selected."""
-
-    def __init__(self, settings: Settings) -> None:
-        if settings.cluster:
-            # workers run elsewhere, in other directories: every path they get is absolute
-            settings = replace(settings, renders=settings.renders.resolve(),
-                               exports=settings.exports.resolve(),
-                               platforms_dir=settings.platforms_dir.resolve())
-        self.settings = settings
-        self.all_specs = load_specs(settings.platforms_dir)
-        self.selected_specs = select_specs(self.all_specs, settings.platforms)
-        # a segment directory named like a file of the exports root would collide with it
-        library = discover(settings.renders,
-                           reserved_segments=layout.VISIBLE_FILES)
-        self.all_titles, self.problems = library.titles, library.problems
-        self.titles = select(self.all_titles, settings.segments, settings.ages)
-        if not self.titles:
-            raise LibraryError(self.empty_selection_message())
-        self.ffmpeg = check_ffmpeg(choose_ffmpeg(settings.ffmpeg)).path
-        self.retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
-        selected = tuple(self.selected_specs.values())
-        self.siblings = {name: tuple(s for s in selected if s.name != name)
-                         for name in self.all_specs}
-        self._jobs_made: dict[tuple[str, str], ExportJob] = {}
-        # Taken now, before any task runs: a source changed during the run must not be
-        # stamped as up to date at its end (exporter.build.stamp).
-        self.inputs_fingerprint = inputs_fingerprint(self)
-        self.title_inputs = title_inputs(self.all_titles)
-        # What the library stamp proves, when the loader found it holding at least for the
-        # whole library's settings (exporter.build.stamp.StampCheck); None: all is checked.
-        self.stamp_check = None
-        # The stamp, when it proves every export: this run skips doit's per-task checks.
-        self.proven_up_to_date = None
-
-    def job(self, title: Title, spec: Spec) -> ExportJob:
-        """The export of `title` to `spec`, made once per Build."""
-        made = self._jobs_made.get((title.key, spec.name))
-        if made is None:
-            settings = self.settings
-            made = self._jobs_made[(title.key, spec.name)] = ExportJob(
-                title, spec, settings.exports, self.ffmpeg, settings.preset, self.retry,
-                siblings=self.siblings[spec.name], cluster=settings.cluster)
-        return made
-
-    def jobs_of(self, titles: Iterable[Title]) -> list[ExportJob]:
-        """The selected exports of these titles (platforms in the library's order)."""
-        specs = [spec for name, spec in self.all_specs.items() if name in self.selected_specs]
-        return [self.job(title, spec) for title in titles for spec in specs]
-
-    # Made when first asked for: a run of a few changed titles builds only their jobs before
-    # its first task starts (40,000 of them take ~0.3 s; docs/performance.md).
-    @functools.cached_property
-    def all_jobs(self) -> list[ExportJob]:
-        """Every export of the library, selected or not (the registry lists them all)."""
-        return [self.job(title, spec) for title in self.all_titles
-                for spec in self.all_specs.values()]
-
-    @functools.cached_property
-    def jobs(self) -> list[ExportJob]:
-        """The exports this invocation selected (the loader narrows them on a partial run)."""
-        return self.jobs_of(self.titles)
-
-    def empty_selection_message(self) -> str:
-        asked = " ".join(f"{name}={','.join(values)}" for name, values in
-                         (("segment", self.settings.segments), ("age", self.settings.ages))
-                         if values)
-        return (f"{asked or 'the renders root'} matches no title in {self.settings.renders}; "
-                f"the library has: {describe_library(self.all_titles)}")
-
-
-@functools.cache
-def load_build() -> Build:
-    """Build from doit's command-line vars, once per process; errors become doit errors."""
-    try:
-        return Build(resolve_settings(get_var))
-    except (SpecError, LibraryError, EncodeError) as error:   # EncodeError: ffmpeg missing
-        raise InvalidDodoFile(str(error)) from None
 
 
 DOIT_CONFIG_BACKEND = "sqlite3-lean"
@@ -153,7 +63,7 @@ def doit_config(reporter: type) -> dict[str, Any]:
         "default_tasks": default_task_names(build),
         "dep_file": str(settings.dep_file),
         # gdbm is absent from many Python builds; sqlite survives kill -9. Ours is doit's
-        # sqlite3 backend without its read cache (exporter/build/backend.py).
+        # sqlite3 backend without its read cache (exporter/pipeline/backend.py).
         "backend": DOIT_CONFIG_BACKEND,
         "check_file_uptodate": MD5Checker,     # content, hashed once per file per run
         "continue": True,

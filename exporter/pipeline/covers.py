@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.build.job import ExportJob, ffmpeg_version
 from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.plan import COVER_QUALITIES, build_still, cover_inputs, poster_size
 from exporter.media.probe import image_size
@@ -22,6 +21,7 @@ from exporter.model.records import (
     source_probe,
 )
 from exporter.model.spec import digest
+from exporter.pipeline.job import ExportJob, ffmpeg_version
 
 # Covers and posters show the frame at this fraction of the duration (past fade-ins).
 FRAME_AT = 0.25

@@ -1,2 +1,0 @@
-"""The doit build: task dicts, the export action, the loader and no-op stamp, the DB
-checker and backend, the lock."""

@@ -1,0 +1,103 @@
+"""The loaded library: every title and platform spec, and the exports one invocation selected.
+
+Made once per process from doit's command-line variables (load_build); the task dicts
+(tasks.py), the loader's fast path and every command read it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import replace
+
+from doit import get_var
+from doit.exceptions import InvalidDodoFile
+
+from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg
+from exporter.model import layout
+from exporter.model.errors import EncodeError, LibraryError, SpecError
+from exporter.model.settings import Settings, resolve_settings
+from exporter.model.sources import Title, describe_library, discover, select
+from exporter.model.spec import Spec, load_specs, select_specs
+from exporter.pipeline.job import ExportJob, RetryPolicy
+from exporter.pipeline.stamp import inputs_fingerprint, title_inputs
+
+
+class Build:
+    """The loaded library: every title and spec, and the exports this invocation selected."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.cluster:
+            # workers run elsewhere, in other directories: every path they get is absolute
+            settings = replace(settings, renders=settings.renders.resolve(),
+                               exports=settings.exports.resolve(),
+                               platforms_dir=settings.platforms_dir.resolve())
+        self.settings = settings
+        self.all_specs = load_specs(settings.platforms_dir)
+        self.selected_specs = select_specs(self.all_specs, settings.platforms)
+        # a segment directory named like a file of the exports root would collide with it
+        library = discover(settings.renders,
+                           reserved_segments=layout.VISIBLE_FILES)
+        self.all_titles, self.problems = library.titles, library.problems
+        self.titles = select(self.all_titles, settings.segments, settings.ages)
+        if not self.titles:
+            raise LibraryError(self.empty_selection_message())
+        self.ffmpeg = check_ffmpeg(choose_ffmpeg(settings.ffmpeg)).path
+        self.retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
+        selected = tuple(self.selected_specs.values())
+        self.siblings = {name: tuple(s for s in selected if s.name != name)
+                         for name in self.all_specs}
+        self._jobs_made: dict[tuple[str, str], ExportJob] = {}
+        # Taken now, before any task runs: a source changed during the run must not be
+        # stamped as up to date at its end (exporter.pipeline.stamp).
+        self.inputs_fingerprint = inputs_fingerprint(self)
+        self.title_inputs = title_inputs(self.all_titles)
+        # What the library stamp proves, when the loader found it holding at least for the
+        # whole library's settings (exporter.pipeline.stamp.StampCheck); None: all is checked.
+        self.stamp_check = None
+        # The stamp, when it proves every export: this run skips doit's per-task checks.
+        self.proven_up_to_date = None
+
+    def job(self, title: Title, spec: Spec) -> ExportJob:
+        """The export of `title` to `spec`, made once per Build."""
+        made = self._jobs_made.get((title.key, spec.name))
+        if made is None:
+            settings = self.settings
+            made = self._jobs_made[(title.key, spec.name)] = ExportJob(
+                title, spec, settings.exports, self.ffmpeg, settings.preset, self.retry,
+                siblings=self.siblings[spec.name], cluster=settings.cluster)
+        return made
+
+    def jobs_of(self, titles: Iterable[Title]) -> list[ExportJob]:
+        """The selected exports of these titles (platforms in the library's order)."""
+        specs = [spec for name, spec in self.all_specs.items() if name in self.selected_specs]
+        return [self.job(title, spec) for title in titles for spec in specs]
+
+    # Made when first asked for: a run of a few changed titles builds only their jobs before
+    # its first task starts (40,000 of them take ~0.3 s; docs/performance.md).
+    @functools.cached_property
+    def all_jobs(self) -> list[ExportJob]:
+        """Every export of the library, selected or not (the registry lists them all)."""
+        return [self.job(title, spec) for title in self.all_titles
+                for spec in self.all_specs.values()]
+
+    @functools.cached_property
+    def jobs(self) -> list[ExportJob]:
+        """The exports this invocation selected (the loader narrows them on a partial run)."""
+        return self.jobs_of(self.titles)
+
+    def empty_selection_message(self) -> str:
+        asked = " ".join(f"{name}={','.join(values)}" for name, values in
+                         (("segment", self.settings.segments), ("age", self.settings.ages))
+                         if values)
+        return (f"{asked or 'the renders root'} matches no title in {self.settings.renders}; "
+                f"the library has: {describe_library(self.all_titles)}")
+
+
+@functools.cache
+def load_build() -> Build:
+    """Build from doit's command-line vars, once per process; errors become doit errors."""
+    try:
+        return Build(resolve_settings(get_var))
+    except (SpecError, LibraryError, EncodeError) as error:   # EncodeError: ffmpeg missing
+        raise InvalidDodoFile(str(error)) from None
