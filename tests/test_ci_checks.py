@@ -66,3 +66,21 @@ def test_a_closed_pipe_ends_the_listing_quietly(library, tmp_path):
         stderr = process.communicate(timeout=120)[1]
         assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
         assert process.returncode == -13, (command, process.returncode)    # SIGPIPE
+
+
+def test_exit_status_a_script_can_rely_on(library, tmp_path):
+    """README "In CI": 0 all done, 2 an export failed (whatever was selected: doit alone
+    says 1 for a lone failed task and 2 when a group depends on it), 3 nothing could start,
+    1 from `doit status --check` when anything selected is not up to date."""
+    platforms = small_platforms(tmp_path / "platforms")
+    library.add("women", "18-23", "good")
+    bad = library.add("women", "18-23", "bad")
+    (bad / "final.mp4").write_bytes(b"not a video")
+    args = library.args(f"platforms_dir={platforms}")
+    run_doit(*args, check=2)                          # the whole library
+    run_doit("youtube:bad", *args, check=2)           # one export, nothing depending on it
+    run_doit("-n", "2", "youtube:bad", *args, check=2)
+    run_doit("youtube:good", *args, check=0)
+    run_doit("status", "--check", *args, check=1)
+    run_doit("status", "--check", *args, "segment=nobody", check=3)
+    run_doit(*args, "segment=nobody", check=3)

@@ -206,7 +206,7 @@ def test_history_records_makes_uploads_failures_cleans_and_forgets(library, tmp_
 
     # a bad render fails with its cause; clean and forget are recorded; the DB lost too
     (library.root / "women/18-23/alpha/final.mp4").write_bytes(b"not a video")
-    run_doit(*args, check=2)       # doit's code for a failed task with dependants
+    run_doit(*args, check=2)       # a failed export: README "In CI"
     run_doit("clean", "youtube:alpha", *args, check=0)
     run_doit("forget", "youtube:alpha", *args, check=0)
     (library.exports / ".doit.db").unlink()

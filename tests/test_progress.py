@@ -23,25 +23,27 @@ from exporter.pipeline.progress_files import (
     read_states,
     state_path,
 )
-from exporter.report.progress import (
+from exporter.report.batch import (
     Batch,
     BatchSnapshot,
     BatchView,
     ExportView,
-    ProgressDisplay,
     batch_eta,
     export_eta,
     exports_in_run,
     format_duration,
     format_speed,
-    is_live_terminal,
     percent,
-    plain_interval_s,
-    plain_line,
     queued_work,
-    rich_view,
     summarize,
 )
+from exporter.report.progress import (
+    ProgressDisplay,
+    plain_interval_s,
+    plain_line,
+    rich_view,
+)
+from exporter.report.terminal import is_live_terminal
 
 # What ffmpeg 6-8 print with `-progress pipe:1` (abridged): N/A and a negative time before
 # the first packet, then blocks every 0.5 s, the last one ending in progress=end.
@@ -321,7 +323,8 @@ def test_read_states_skips_temporaries_and_junk(tmp_path):
 # Run in a pseudo-terminal: a child process writes while the live display runs.
 TERMINAL_SCRIPT = """
 import os, sys, time
-from exporter.report.progress import Batch, ProgressDisplay
+from exporter.report.batch import Batch
+from exporter.report.progress import ProgressDisplay
 batch = Batch({"youtube:a"})
 display = ProgressDisplay(sys.argv[1], batch, sys.stdout, poll_s=0.05)
 assert display.live

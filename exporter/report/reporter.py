@@ -18,10 +18,11 @@ from exporter.pipeline.interrupts import reap_workers, stop_on_interrupt_once
 from exporter.pipeline.library import load_build
 from exporter.pipeline.lock import acquire_or_exit
 from exporter.pipeline.stamp import targets_in_place, write_stamp
+from exporter.report.batch import Batch, exports_in_run
 from exporter.report.gallery import PAGE, write_gallery
 from exporter.report.history import refresh_registry
 from exporter.report.ledger import regenerate_registry
-from exporter.report.progress import Batch, ProgressDisplay, exports_in_run
+from exporter.report.progress import ProgressDisplay
 
 LOG = logging.getLogger(__name__)
 

@@ -24,7 +24,12 @@ from exporter.model.settings import Settings
 from exporter.pipeline.command import ExportCommand, flag
 from exporter.pipeline.library import load_build
 from exporter.pipeline.stamp import check_stamp
-from exporter.report.formatting import MADE, ffmpeg_release, format_duration, format_size
+from exporter.report.formatting import (
+    MADE,
+    ffmpeg_release,
+    format_duration,
+    format_size,
+)
 from exporter.report.ledger import registry_document, with_history
 from exporter.report.registry import STATUSES, add_to_totals, empty_totals
 

@@ -1,0 +1,260 @@
+"""Making one export's video: encode (with the other platforms' encodes of the same source
+riding along in one ffmpeg process), remux, or share an encode already made; verified
+against the spec before it is published. The sidecar of the video just made.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from exporter import __version__
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.loudness import (
+    is_silent,
+    loudness_problems,
+    measure_output,
+    measure_source,
+    target_of,
+)
+from exporter.media.loudness import sidecar_record as loudness_record
+from exporter.media.plan import EncodePlan, build_encodes, build_plan, output_duration
+from exporter.media.probe import Probe, moov_before_mdat, probe
+from exporter.media.shared import SharedCache, share_key
+from exporter.media.verify import conformance_problems, rate_over
+from exporter.model.errors import (
+    ConformanceError,
+    EncodeError,
+    RateOvershoot,
+    SourceError,
+)
+from exporter.model.files import (
+    publish,
+    remove_stale_temps,
+    sha256_file,
+    temporary,
+)
+from exporter.model.layout import task_name
+from exporter.model.records import (
+    Record,
+    now_utc,
+    sidecar_document,
+)
+from exporter.model.spec import Spec
+from exporter.pipeline.cluster import current_worker
+from exporter.pipeline.job import (
+    ExportJob,
+    ffmpeg_version,
+)
+from exporter.pipeline.progress_files import ProgressFile
+
+# Stands for the output file in a plan's argv until the cache decides where it goes.
+PLAN_OUTPUT = "{output}"
+
+
+def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_probe: Probe,
+                  output_sha256: str, plan: EncodePlan, started_at: str, attempt: int,
+                  mode: str, shared_key: str, cache_record: Record,
+                  loudness: Record | None = None) -> Record:
+    """The sidecar of the video just made: what, from what, how, and its probe."""
+    return sidecar_document(
+        names=job.identity,
+        output={"path": job.path("video").name, "size_bytes": output_probe.size_bytes,
+                "sha256": output_sha256, "duration_s": output_probe.duration_s,
+                "width": output_probe.width, "height": output_probe.height,
+                "video_codec": output_probe.video_codec,
+                "audio_codec": output_probe.audio_codec,
+                "video_bitrate": output_probe.video_bitrate,
+                "probe": output_probe.summary()},
+        metadata_file=job.path("metadata").name,
+        source={"path": str(job.title.source), "sha256": inputs["source_sha256"],
+                "probe": source_probe.summary()},
+        spec={"file": str(job.spec.path), "sha256": sha256_file(job.spec.path)},
+        encode={"mode": mode, "key": inputs["encode_key"], "shared_key": shared_key,
+                "made_by": cache_record["made_by"], "settings": job.encode_settings(),
+                "trimmed": plan.trimmed, "ffmpeg": job.ffmpeg,
+                "ffmpeg_version": ffmpeg_version(job.ffmpeg), "argv": cache_record["argv"],
+                "tool_version": __version__, "loudness": loudness,
+                "worker": current_worker()},
+        inputs=inputs, started_at=started_at, finished_at=now_utc(), attempts=attempt)
+
+
+def verified_probe(ffmpeg: str, spec: Spec, path: Path,
+                   plan: EncodePlan) -> tuple[Probe, dict | None]:
+    """Probe `path` and check it against `spec` (its loudness too, measured again when the
+    plan normalised it); ConformanceError if it misses. Returns the probe and the loudness
+    achieved (None when not normalised)."""
+    result = probe(path)
+    problems = conformance_problems(result, spec, plan.duration_s, moov_before_mdat(path),
+                                    encoded=plan.mode != "remux")
+    achieved = measure_output(ffmpeg, path) if plan.loudness and result.has_audio else None
+    if achieved is not None:
+        problems += loudness_problems(achieved, target_of(spec))
+    if problems:
+        message = "output does not conform: " + "; ".join(problems)
+        if plan.mode != "remux" and rate_over(result.video_bitrate, spec.video):
+            raise RateOvershoot(message, result.video_bitrate)
+        raise ConformanceError(message)
+    return result, achieved
+
+
+def loudness_of(job: ExportJob, spec: Spec, source_probe: Probe,
+                inputs: Record) -> tuple[dict | None, str | None]:
+    """(the first-pass measurement, None) when `spec` normalises this source's loudness;
+    (None, why not) when the source has no audio or is silent; (None, None) when off."""
+    target = target_of(spec)
+    if target is None:
+        return None, None
+    if not source_probe.has_audio:
+        return None, "the source has no audio"
+    kept_s, _ = output_duration(source_probe, spec)
+    measured = measure_source(job.ffmpeg, job.title.source, inputs["source_sha256"], target,
+                              kept_s, job.shared_cache.root / "loudness",
+                              ffmpeg_version(job.ffmpeg))
+    if is_silent(measured):
+        return None, "the source is silent (or too short to measure): left as it is"
+    return measured, None
+
+
+def sibling_encodes(job: ExportJob, source_probe: Probe, inputs: Record, own_key: str,
+                    cache: SharedCache) -> list[tuple[Spec, str]]:
+    """(spec, key) of the other selected platforms' encodes of this source still to make.
+
+    They ride along in this export's ffmpeg process (one decode, several encoders); a
+    sibling that must remux, would be rejected, or is already cached is left to its task.
+    """
+    wanted = {}
+    for spec in job.siblings:
+        try:
+            plan = build_plan(job.ffmpeg, job.title.source, source_probe, spec, PLAN_OUTPUT,
+                              job.preset, loudness_of(job, spec, source_probe, inputs)[0])
+        except SourceError:
+            continue
+        key = share_key(inputs["source_sha256"], plan, job.encode_settings(spec))
+        if plan.mode == "encode" and key != own_key and not cache.has(key):
+            wanted.setdefault(key, spec)
+    return [(spec, key) for key, spec in wanted.items()]
+
+
+def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
+                      targets: list[tuple[Spec, str]], cache: SharedCache) -> None:
+    """Encode `targets` [(spec, key), ...] in one ffmpeg process into the shared cache.
+
+    The first target is this export's own: if it misses its spec, that is this export's
+    failure. A sibling that misses its own is not stored; its task will try by itself.
+    """
+    for _, key in targets:          # we hold these keys: what is there is a killed run's
+        remove_stale_temps(cache.video(key))
+    with ExitStack() as stack:
+        temps = [stack.enter_context(temporary(cache.video(key))) for _, key in targets]
+        loudness = {spec.name: loudness_of(job, spec, source_probe, inputs)[0]
+                    for spec, _ in targets}
+        plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
+                              [(spec, temp) for (spec, _), temp in zip(targets, temps)],
+                              job.preset, loudness)
+        argv = plans[0].argv
+        with ProgressFile(job.exports_root, job.task_name, job.title.key, plans[0].duration_s,
+                          job.spec.video["fps"]) as progress:
+            run_ffmpeg(argv, progress=progress)
+        for index, ((spec, key), temp, plan) in enumerate(zip(targets, temps, plans)):
+            if not temp.exists():
+                raise EncodeError("ffmpeg exited without writing an output")
+            made_by = argv
+            try:
+                verified_probe(job.ffmpeg, spec, temp, plan)
+            except RateOvershoot as over:
+                if index != 0:
+                    continue
+                made_by = corrected_encode(job, source_probe, temp, plan, over)
+            except ConformanceError:
+                if index == 0:
+                    raise
+                continue
+            cache.store(key, temp, {"argv": made_by, "mode": "encode",
+                                    "made_by": job.task_name,
+                                    # kept by prune until this export links it
+                                    "wanted_by": task_name(spec.name, job.title.title_id),
+                                    "source_sha256": inputs["source_sha256"]})
+
+
+# A corrected encode aims this far under the spec's bitrate, scaled by how far over the
+# last one landed; after MAX_CORRECTIONS the export fails with the last measurement.
+CORRECTION_AIM = 0.97
+
+
+MAX_CORRECTIONS = 2
+
+
+def corrected_encode(job: ExportJob, source_probe: Probe, temp: Path, plan: EncodePlan,
+                     over: RateOvershoot) -> list[str]:
+    """Encode this export again into `temp`, aiming lower, after it landed `over` its rate.
+
+    The sized VBV buffer keeps a constant-rate spec within its promise; a spec that lets
+    the rate vary (maxrate above bitrate) can overshoot on a short clip, where x264's
+    average-rate control has too few frames to settle. Returns the argv that made it.
+    """
+    spec, scale = job.spec, 1.0
+    for _ in range(MAX_CORRECTIONS):
+        scale *= spec.video["bitrate"] / over.bitrate * CORRECTION_AIM
+        aimed = replace(spec, video={**spec.video, **{
+            name: max(1, int(spec.video[name] * scale))
+            for name in ("bitrate", "maxrate", "bufsize")}})
+        argv = build_encodes(job.ffmpeg, job.title.source, source_probe, [(aimed, temp)],
+                             job.preset, {aimed.name: plan.loudness})[0].argv
+        temp.unlink(missing_ok=True)
+        with ProgressFile(job.exports_root, job.task_name, job.title.key, plan.duration_s,
+                          spec.video["fps"]) as progress:
+            run_ffmpeg(argv, progress=progress)
+        try:
+            verified_probe(job.ffmpeg, spec, temp, plan)
+            return argv
+        except RateOvershoot as again:
+            over = again
+    raise over
+
+
+def remux_into_cache(job: ExportJob, plan: EncodePlan, cache: SharedCache,
+                     key: str) -> None:
+    """Copy the conforming source's streams into the cache under `key`, verified."""
+    remove_stale_temps(cache.video(key))
+    with temporary(cache.video(key)) as temp:
+        argv = [str(temp) if arg == PLAN_OUTPUT else arg for arg in plan.argv]
+        with ProgressFile(job.exports_root, job.task_name, job.title.key, plan.duration_s,
+                          job.spec.video["fps"]) as progress:
+            run_ffmpeg(argv, progress=progress)
+        verified_probe(job.ffmpeg, job.spec, temp, plan)
+        cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name})
+
+
+def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) -> Record:
+    """Make the video (encode, remux, or link a shared encode), verify and publish it.
+
+    Returns its sidecar (not yet written).
+    """
+    source_probe = probe(job.title.source)
+    measured, skipped = loudness_of(job, job.spec, source_probe, inputs)
+    plan = build_plan(job.ffmpeg, job.title.source, source_probe, job.spec, PLAN_OUTPUT,
+                      job.preset, measured)
+    cache = job.shared_cache
+    key = share_key(inputs["source_sha256"], plan, job.encode_settings())
+    siblings = (sibling_encodes(job, source_probe, inputs, key, cache)
+                if plan.mode == "encode" else [])
+    with temporary(job.path("video")) as temp:
+        with cache.locked([key, *(sibling_key for _, sibling_key in siblings)]):
+            mode = "shared" if cache.has(key) else plan.mode
+            if mode == "remux":
+                remux_into_cache(job, plan, cache, key)
+            elif mode == "encode":
+                missing = [(spec, k) for spec, k in siblings if not cache.has(k)]
+                encode_into_cache(job, source_probe, inputs, [(job.spec, key), *missing],
+                                  cache)
+            record = cache.record(key)
+            cache.link_to(key, temp)
+        output_probe, achieved = verified_probe(job.ffmpeg, job.spec, temp, plan)
+        output_sha256 = sha256_file(temp)
+        publish(temp, job.path("video"))
+    loudness = loudness_record(target_of(job.spec), measured, achieved, skipped)
+    return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
+                         started_at, attempt, mode=mode, shared_key=key, cache_record=record,
+                         loudness=loudness)
