@@ -3,6 +3,7 @@ registry, status, gallery and `doit history` built on it."""
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -21,6 +22,8 @@ from exporter.model.history import (
 )
 from exporter.model.records import remake_causes
 from exporter.model.spec import load_schema
+from exporter.model.uploads import UploadRefused, check_upload_fields
+from exporter.report.gallery import content_security_policy, upload_html
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once
@@ -99,8 +102,8 @@ def test_the_registry_index_reads_only_what_was_appended_and_agrees_with_a_full_
 
 # ---- pure logic -----------------------------------------------------------------------------
 
-INPUTS = {"source_sha256": "s1", "metadata_sha256": "m1", "encode_key": "e1",
-          "metadata_rules_key": "r1"}
+INPUTS = {"source_sha256": "s1", "metadata_sha256": "m1", "thumbnail_sha256": None,
+          "encode_key": "e1", "metadata_rules_key": "r1"}
 SIDECAR = {"inputs": INPUTS, "spec": {"sha256": "spec1"},
            "encode": {"ffmpeg_version": "ffmpeg 5.1", "tool_version": "0.1"},
            "output": {"sha256": "v1"}}
@@ -119,6 +122,7 @@ def test_remake_causes_name_what_changed():
     assert causes() == ["forced"]
     assert causes(source_sha256="s2") == ["source changed"]
     assert causes(metadata_sha256="m2") == ["metadata changed"]
+    assert causes(thumbnail_sha256="t2") == ["thumbnail changed"]
     assert causes(spec="spec2", encode_key="e2") == ["spec changed"]
     assert causes(ffmpeg="ffmpeg 7.1", encode_key="e2") == ["tool changed"]
     assert causes(encode_key="e2") == ["settings changed"]     # preset=
@@ -218,3 +222,29 @@ def test_history_records_makes_uploads_failures_cleans_and_forgets(library, tmp_
     text = history(library, "alpha")
     assert text.splitlines()[0].split()[1:3] == ["youtube:alpha", "forgotten"]
     assert history(library, "nobody") == "nobody: no events in the history\n"
+
+
+@pytest.mark.parametrize("post_id, url, cause", [
+    ("x", "javascript:alert(document.domain)", "is not an http(s) URL"),
+    ("x", "data:text/html,<script>alert(1)</script>", "is not an http(s) URL"),
+    ("x\n2026-01-01T00:00:00  youtube:alpha  uploaded", None, "holds a control character"),
+    ("x\x1b[2J", None, "holds a control character"),
+    ("x", "https://example.com/" + "a" * 3000, "at most 2048"),
+    ("", None, "the post id is empty"),
+])
+def test_an_upload_id_or_url_that_could_forge_or_inject_is_refused(tmp_path, post_id, url,
+                                                                    cause):
+    with pytest.raises(UploadRefused, match=re.escape(cause)):
+        check_upload_fields("youtube:alpha", post_id, url)
+    check_upload_fields("youtube:alpha", "dQw4w9", "https://www.facebook.com/watch/?v=123")
+
+
+def test_the_gallery_links_only_web_urls_under_a_content_security_policy():
+    page_row = {"uploaded": {"at": "2026-11-30T00:00:00", "id": "x",
+                             "url": "javascript:alert(1)"}}
+    assert "<a " not in upload_html(page_row)
+    page_row["uploaded"]["url"] = "https://youtu.be/x"
+    assert '<a href="https://youtu.be/x"' in upload_html(page_row)
+    policy = content_security_policy()
+    assert "default-src 'none'" in policy and "script-src 'sha256-" in policy
+    assert "unsafe-inline" not in policy

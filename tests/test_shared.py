@@ -1,12 +1,15 @@
 """Which exports share an encode, and when a source is remuxed (pure, no ffmpeg)."""
 
+import os
 from dataclasses import replace
 
+import pytest
 from conftest import SHIPPED_PLATFORMS
 from test_plan import source_probe
 
 from exporter.media.plan import build_encode, build_plan, remux_problems
 from exporter.media.shared import SharedCache, share_key
+from exporter.model.errors import CacheChanged
 from exporter.model.spec import load_specs
 
 SPECS = load_specs(SHIPPED_PLATFORMS)
@@ -99,3 +102,53 @@ def test_prune_removes_what_killed_runs_were_writing_in_the_cache_and_its_folder
     cache.prune()
     assert [path.exists() for path in left] == [False, False]
     assert kept.exists(), "a finished measurement stays"
+
+
+def stored(cache, key, data):
+    cache.root.mkdir(parents=True, exist_ok=True)
+    temp = cache.root / f".{key}.tmp"
+    temp.write_bytes(data)
+    cache.store(key, temp, {"made_by": "youtube:t1", "wanted_by": ["instagram:t1"],
+                            "source_sha256": "s"})
+    return cache.path(key)
+
+
+def test_an_export_holds_its_own_bytes_and_a_write_to_it_changes_no_other(tmp_path):
+    cache = SharedCache(tmp_path)
+    entry = stored(cache, "k1", b"encoded" * 1000)
+    youtube, facebook = tmp_path / "youtube.mp4", tmp_path / "facebook.mp4"
+    assert cache.copy_to("k1", youtube) == cache.record("k1")["sha256"]
+    cache.copy_to("k1", facebook)
+    assert youtube.stat().st_ino != facebook.stat().st_ino != entry.stat().st_ino
+    with open(youtube, "r+b") as handle:        # dd conv=notrunc into one export
+        handle.write(b"XXXX")
+    assert facebook.read_bytes() == entry.read_bytes() == b"encoded" * 1000
+
+
+def test_a_cache_entry_changed_in_place_is_never_shared_and_is_removed(tmp_path):
+    cache = SharedCache(tmp_path)
+    entry = stored(cache, "k1", b"encoded" * 1000)
+    assert cache.usable("k1")
+    mtime = entry.stat().st_mtime_ns
+    with open(entry, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"XXXX")
+    os.utime(entry, ns=(mtime, mtime))          # and its mtime put back
+    assert not cache.usable("k1")
+    assert not entry.exists() and cache.record("k1") is None
+
+
+def test_a_copy_that_differs_from_the_record_fails_and_drops_the_entry(tmp_path):
+    cache = SharedCache(tmp_path)
+    entry = stored(cache, "k1", b"encoded" * 1000)
+    entry.write_bytes(b"changed after it was checked")
+    with pytest.raises(CacheChanged):
+        cache.copy_to("k1", tmp_path / "youtube.mp4")
+    assert not entry.exists()
+
+
+def test_prune_keeps_only_entries_an_export_still_waits_for(tmp_path):
+    cache = SharedCache(tmp_path)
+    wanted, done = stored(cache, "k1", b"a"), stored(cache, "k2", b"b")
+    assert cache.prune(lambda record: record["sha256"] == cache.record("k1")["sha256"]) == 1
+    assert wanted.exists() and not done.exists()

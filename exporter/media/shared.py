@@ -1,12 +1,14 @@
-"""Shared encodes: one encode per (source bytes, effective encode settings), linked into place.
+"""Shared encodes: one encode per (source bytes, effective encode settings), copied into place.
 
 Covers and posters are shared the same way, keyed by what they are made from.
 
 YouTube, Instagram and Facebook ask for the same bytes from a source under 60 s; two titles
-may have byte-identical sources. The cache lives in `{exports}/.shared/{key}.mp4`; each
-export's `{platform}.mp4` is a hardlink to it (a copy across filesystems), so deleting
-or re-making one export never touches another. An entry no export links to any more is
-pruned after the run; `doit clean` removes the cache.
+may have byte-identical sources. The cache lives in `{exports}/.shared/{key}.mp4`, each
+entry with a record naming its sha256; each export's `{platform}.mp4` is a file of its own
+with the entry's bytes (a reflink where the filesystem has them, else a copy: never a hard
+link, so a write in place to one export cannot change another). An entry whose bytes are no
+longer its record's is never shared: it is removed and made again. After a run, the entries
+no export still waits for are pruned; `doit clean` removes the cache.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporter.model import layout
-from exporter.model.files import publish, read_json, write_json_atomic
+from exporter.model.errors import CacheChanged
+from exporter.model.files import (
+    clone_file,
+    publish,
+    read_json,
+    sha256_file,
+    write_json_atomic,
+)
 from exporter.model.spec import digest
 
 if TYPE_CHECKING:
@@ -86,32 +95,51 @@ class SharedCache:
                 os.close(fd)
 
     def store(self, key: str, temp: Path, record: dict[str, Any], suffix: str = ".mp4") -> None:
-        """Publish a verified file under `key`, with its record (written last)."""
+        """Publish a verified file under `key`, with its record and sha256 (written last)."""
+        record = {**record, "sha256": sha256_file(temp)}
         publish(temp, self.path(key, suffix))
         write_json_atomic(self.root / f"{key}.json", record)
 
-    def link_to(self, key: str, path: Path, suffix: str = ".mp4") -> Path:
-        """Make `path` (a temporary name) hold the cached bytes: a hardlink, or a copy
-        across filesystems. The caller verifies it and renames it into place."""
+    def usable(self, key: str, suffix: str = ".mp4") -> bool:
+        """True when the entry exists and its bytes are its record's; an entry changed since
+        it was stored (a write in place, a truncation) is removed, so it is made again."""
+        if not self.has(key, suffix):
+            return False
+        if sha256_file(self.path(key, suffix)) == (self.record(key) or {}).get("sha256"):
+            return True
+        self.remove(key, suffix)
+        return False
+
+    def remove(self, key: str, suffix: str = ".mp4") -> None:
+        for path in (self.path(key, suffix), self.root / f"{key}.json"):
+            path.unlink(missing_ok=True)
+
+    def copy_to(self, key: str, path: Path, suffix: str = ".mp4") -> str:
+        """Make `path` (a temporary name) a file of its own holding the cached bytes (a
+        reflink where the filesystem has them, else a copy) and return its sha256; the
+        copy is checked against the entry's record (EncodeError if it differs). The caller
+        verifies it and renames it into place."""
         path.unlink(missing_ok=True)
-        try:
-            os.link(self.path(key, suffix), path)
-        except OSError:
-            shutil.copyfile(self.path(key, suffix), path)
-        return path
+        clone_file(self.path(key, suffix), path)
+        copied = sha256_file(path)
+        if copied != (self.record(key) or {}).get("sha256"):
+            self.remove(key, suffix)
+            raise CacheChanged(f"the shared encode {key[:12]} changed while it was copied; "
+                               "it is made again")
+        return copied
 
     def prune(self,
               still_wanted: Callable[[dict[str, Any]], bool] = lambda record: False) -> int:
-        """Drop entries no export links to any more (link count 1: only the cache holds it)
-        unless `still_wanted(record)`, and temporaries of encodes a killed run left (called
-        when no encode is running)."""
+        """Drop entries unless `still_wanted(record)` (an export not yet made from it), and
+        temporaries of encodes a killed run left (called when no encode is running). Every
+        export holds its own bytes, so an entry is only worth its space until then."""
         if not self.root.is_dir():
             return 0
         for stale in self.root.rglob(".*.tmp"):     # loudness/ measurements too
             stale.unlink(missing_ok=True)
         removed = 0
         for cached in [*self.root.glob("*.mp4"), *self.root.glob("*.jpg")]:
-            if cached.stat().st_nlink == 1 and not still_wanted(self.record_of(cached)):
+            if not still_wanted(self.record_of(cached)):
                 for path in (cached, cached.with_suffix(".json"), cached.with_suffix(".lock")):
                     path.unlink(missing_ok=True)
                 removed += 1

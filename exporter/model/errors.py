@@ -45,3 +45,11 @@ class RateOvershoot(ConformanceError):
 class SourceChanged(SourceError):
     """A title's input file changed while its export was made: what was made may be of the
     old bytes, so it is made again from the new ones (not kept, not recorded as current)."""
+
+
+class CacheChanged(EncodeError):
+    """A shared encode's bytes are not its record's (written in place under the tool): the
+    entry is removed, and another attempt makes it anew."""
+
+    def __init__(self, message):
+        super().__init__(message, transient=True)

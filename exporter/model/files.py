@@ -6,10 +6,12 @@ same directory, after it is complete: a crash leaves a '.*.tmp' file, never a ta
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,14 +35,13 @@ def finish_despite_interrupts(cleanup: Callable[[], object]) -> None:
         raise pending
 
 
-def file_identity(path: Path | str) -> tuple[int, int, int, int]:
-    """(device, inode, size, mtime in ns): changes whenever the file's content can have.
-
-    Files are replaced, never rewritten in place, by this tool (a new inode), so this is a
-    safe key for remembering what was computed from a file within one process.
-    """
+def file_identity(path: Path | str) -> tuple[int, int, int, int, int]:
+    """(device, inode, size, mtime, ctime in ns): changes whenever the file's content can
+    have, a write in place with its old mtime put back (`cp -p`, `rsync -a`, `tar x`)
+    included: the kernel sets ctime on every write and no call sets it back. A safe key for
+    remembering what was computed from a file's bytes."""
     stat = os.stat(path)
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def file_state(path: Path | str) -> tuple[int, int, int, int] | tuple[str, int | None] | None:
@@ -91,6 +92,24 @@ def remove_stale_temps(target: Path | str) -> None:
     target = Path(target)
     for stale in target.parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
         stale.unlink(missing_ok=True)
+
+
+# Linux's FICLONE ioctl: the destination shares the source's blocks, copy-on-write (btrfs,
+# XFS, bcachefs); a filesystem without it (ext4, tmpfs) refuses, and the bytes are copied.
+FICLONE = 0x40049409
+
+
+def clone_file(source: Path | str, destination: Path | str) -> None:
+    """Make `destination` a file of its own with `source`'s bytes: a reflink where the
+    filesystem has them (no space, instant), else a copy. Never a hard link: a write in
+    place to one of two links would change the other (docs/performance.md)."""
+    with open(source, "rb") as src, open(destination, "wb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+            return
+        except OSError:
+            pass
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def publish(temp: Path | str, target: Path | str) -> None:

@@ -55,9 +55,22 @@ def sidecar_document(*, names: Record, output: Record, metadata_file: str, sourc
 
 
 def with_outputs(sidecar: Record, images: dict[str, Record], inputs: Record,
-                 metadata_warnings: list[str]) -> Record:
-    """The sidecar as written: its images, the inputs the whole export is made from."""
-    return {**sidecar, **images, "inputs": inputs, "metadata_warnings": metadata_warnings}
+                 metadata_warnings: list[str], metadata_sha256: str) -> Record:
+    """The sidecar as written: its images, the metadata file's sha256, the inputs the whole
+    export is made from."""
+    return {**sidecar, **images, "inputs": inputs, "metadata_warnings": metadata_warnings,
+            "metadata_file_sha256": metadata_sha256}
+
+
+def recorded_sha256(sidecar: Record | None, kind: str) -> str | None:
+    """The sha256 the sidecar records of its export's file of `kind` (video, metadata,
+    cover, poster); None when it records none (made by an older version)."""
+    sidecar = sidecar or {}
+    if kind == "video":
+        return output_sha256(sidecar)
+    if kind == "metadata":
+        return sidecar.get("metadata_file_sha256")
+    return (sidecar.get(kind) or {}).get("sha256")
 
 
 def error_document(*, names: Record, cause: str, error_type: str, transient: bool,
@@ -132,7 +145,8 @@ def remake_causes(previous: Record | None, inputs: Record, *, spec_sha256: str |
                   ffmpeg_version: str, tool_version: str, output_missing: bool,
                   retried: bool) -> list[str]:
     """Why an export is made again, from its sidecar before and what it is made from now:
-    "new", "retry" (retry=failed), "source changed", "metadata changed", "spec changed",
+    "new", "retry" (retry=failed), "source changed", "metadata changed", "thumbnail
+    changed", "spec changed",
     "tool changed" (ffmpeg or reelexport), "settings changed" (preset), "output missing",
     or "forced" (nothing changed: `doit -a`, or doit's record of it forgotten or lost)."""
     causes = ["retry"] if retried else []
@@ -143,6 +157,8 @@ def remake_causes(previous: Record | None, inputs: Record, *, spec_sha256: str |
         causes.append("source changed")
     if before.get("metadata_sha256") != inputs.get("metadata_sha256"):
         causes.append("metadata changed")
+    if before.get("thumbnail_sha256") != inputs.get("thumbnail_sha256"):
+        causes.append("thumbnail changed")
     spec_changed = (previous.get("spec") or {}).get("sha256") != spec_sha256
     if spec_changed:
         causes.append("spec changed")

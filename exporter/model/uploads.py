@@ -39,6 +39,30 @@ def find_export(exports_root: Path, export: str) -> tuple[Path, Path]:
     return video, sidecar
 
 
+# Bounds far above any platform's ids and URLs, well below what would swamp a history line.
+MAX_ID_CHARS = 256
+MAX_URL_CHARS = 2048
+
+
+def check_upload_fields(export: str, post_id: str, url: str | None) -> None:
+    """UploadRefused unless the id and URL can be shown anywhere as they are: no control
+    characters (a newline would forge a line of `doit history`, an escape sequence would
+    reach the terminal), a length bound, and a URL that is a web address (the gallery
+    links it: never `javascript:` or `data:`)."""
+    if not post_id:
+        raise UploadRefused(f"{export}: the post id is empty")
+    for name, value, limit in (("id", post_id, MAX_ID_CHARS), ("url", url, MAX_URL_CHARS)):
+        if value is None:
+            continue
+        if len(value) > limit:
+            raise UploadRefused(f"{export}: --{name} is {len(value)} characters; at most "
+                                f"{limit}")
+        if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
+            raise UploadRefused(f"{export}: --{name} {value!r} holds a control character")
+    if url is not None and not url.lower().startswith(("https://", "http://")):
+        raise UploadRefused(f"{export}: --url {url!r} is not an http(s) URL")
+
+
 def record_upload(exports_root: Path, export: str, post_id: str, url: str | None = None,
                   sha256: str | None = None, earlier_version: bool = False) -> Event:
     """Append an `uploaded` event for `export`; returns it. UploadRefused with the cause.
@@ -46,8 +70,7 @@ def record_upload(exports_root: Path, export: str, post_id: str, url: str | None
     `sha256` is the uploaded file's; by default the current export's. It must be the
     current export's, or with `earlier_version` one this export had before.
     """
-    if not post_id:
-        raise UploadRefused(f"{export}: the post id is empty")
+    check_upload_fields(export, post_id, url)
     video, sidecar_path = find_export(exports_root, export)
     current = output_sha256(read_record(sidecar_path))
     on_disk = sha256_file(video)

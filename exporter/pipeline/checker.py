@@ -30,21 +30,32 @@ def file_md5(path: str) -> str:
 
 
 class MD5Checker(dependency.MD5Checker):
-    """doit's MD5Checker with file_md5. It keeps doit's class name on purpose: doit saves
-    the checker's name with each task and re-runs every task whose checker changed, and
-    nothing about the saved state has."""
+    """doit's MD5Checker that trusts no timestamp: a file is unchanged without hashing only
+    when its size, inode, mtime and ctime are all as saved; on any difference its bytes are
+    hashed and compared. doit's own answers "unchanged" as soon as the mtime is equal, so a
+    render redelivered by `cp -p`, `rsync -a` or `tar x` (new bytes, old mtime) was never
+    exported again. It keeps doit's class name on purpose: doit saves the checker's name with
+    each task and re-runs every task whose checker changed. A state saved by an earlier
+    version (mtime, size, md5) has no inode or ctime, so the file is hashed to be sure.
+    """
 
     def check_modified(self, file_path: str, file_stat: os.stat_result,
-                       state: tuple[float, int, str]) -> bool:
-        timestamp, size, digest = state
-        if file_stat.st_mtime == timestamp:
+                       state: list | tuple) -> bool:
+        if len(state) == 5 and stat_fields(file_stat) == (state[0], state[1], *state[3:]):
             return False
-        if file_stat.st_size != size:
+        if file_stat.st_size != state[1]:
             return True
-        return digest != file_md5(file_path)
+        return state[2] != file_md5(file_path)
 
-    def get_state(self, dep: str, current_state: Any) -> tuple[float, int, str] | None:
-        timestamp = os.path.getmtime(dep)
-        if current_state and current_state[0] == timestamp:
-            return None     # saved with this mtime already: nothing to hash
-        return timestamp, os.path.getsize(dep), file_md5(dep)
+    def get_state(self, dep: str, current_state: Any) -> tuple | None:
+        fields = stat_fields(os.stat(dep))
+        if current_state and len(current_state) == 5 and fields == (
+                current_state[0], current_state[1], *current_state[3:]):
+            return None     # saved with this very state already: nothing to hash
+        mtime, size, inode, ctime = fields
+        return mtime, size, file_md5(dep), inode, ctime
+
+
+def stat_fields(stat: os.stat_result) -> tuple[float, int, int, int]:
+    """(mtime, size, inode, ctime in ns): what any write, replacement or touch changes."""
+    return stat.st_mtime, stat.st_size, stat.st_ino, stat.st_ctime_ns

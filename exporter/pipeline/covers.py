@@ -1,7 +1,7 @@
 """The cover (platform thumbnail) and poster (gallery frame) of an export.
 
 Each is made once per content key in the shared cache (the cover of Instagram, Facebook
-and TikTok is often the same image) and linked into place like a shared encode.
+and TikTok is often the same image) and copied into place like a shared encode.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def make_still(job: ExportJob, input_choices: list[list[str]], fit: str, size: t
     cache = job.shared_cache
     with temporary(path) as linked:
         with cache.locked([key]):
-            if not cache.has(key, ".jpg"):
+            if not cache.usable(key, ".jpg"):
                 remove_stale_temps(cache.path(key, ".jpg"))
                 with temporary(cache.path(key, ".jpg")) as temp:
                     for input_args in input_choices:
@@ -65,9 +65,9 @@ def make_still(job: ExportJob, input_choices: list[list[str]], fit: str, size: t
                         raise ConformanceError(
                             f"{path.name} is {image_size(temp)}, expected {size}")
                     cache.store(key, temp, {"made_by": job.task_name}, ".jpg")
-            cache.link_to(key, linked, ".jpg")
+            copied = cache.copy_to(key, linked, ".jpg")
         record = {"path": path.name, "width": size[0], "height": size[1],
-                  "size_bytes": linked.stat().st_size, "sha256": sha256_file(linked)}
+                  "size_bytes": linked.stat().st_size, "sha256": copied}
         publish(linked, path)
     return record
 

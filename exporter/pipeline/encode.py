@@ -118,27 +118,32 @@ def loudness_of(job: ExportJob, spec: Spec, source_probe: Probe,
 
 
 def sibling_encodes(job: ExportJob, source_probe: Probe, inputs: Record, own_key: str,
-                    cache: SharedCache) -> list[tuple[Spec, str]]:
-    """(spec, key) of the other selected platforms' encodes of this source still to make.
+                    cache: SharedCache) -> tuple[list[tuple[Spec, str]], dict[str, list[str]]]:
+    """(spec, key) of the other selected platforms' encodes of this source still to make,
+    and for each key encoded, the exports that will take it (prune keeps the entry for them).
 
     They ride along in this export's ffmpeg process (one decode, several encoders); a
     sibling that must remux, would be rejected, or is already cached is left to its task.
     """
-    wanted = {}
+    wanted, takers = {}, {own_key: [job.task_name]}
     for spec in job.siblings:
         try:
             plan = build_plan(job.ffmpeg, job.title.source, source_probe, spec, PLAN_OUTPUT,
                               job.preset, loudness_of(job, spec, source_probe, inputs)[0])
         except SourceError:
             continue
+        if plan.mode != "encode":
+            continue
         key = share_key(inputs["source_sha256"], plan, job.encode_settings(spec))
-        if plan.mode == "encode" and key != own_key and not cache.has(key):
+        takers.setdefault(key, []).append(task_name(spec.name, job.title.title_id))
+        if key != own_key and not cache.has(key):
             wanted.setdefault(key, spec)
-    return [(spec, key) for key, spec in wanted.items()]
+    return [(spec, key) for key, spec in wanted.items()], takers
 
 
 def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
-                      targets: list[tuple[Spec, str]], cache: SharedCache) -> None:
+                      targets: list[tuple[Spec, str]], cache: SharedCache,
+                      takers: dict[str, list[str]]) -> None:
     """Encode `targets` [(spec, key), ...] in one ffmpeg process into the shared cache.
 
     The first target is this export's own: if it misses its spec, that is this export's
@@ -173,8 +178,9 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
                 continue
             cache.store(key, temp, {"argv": made_by, "mode": "encode",
                                     "made_by": job.task_name,
-                                    # kept by prune until this export links it
-                                    "wanted_by": task_name(spec.name, job.title.title_id),
+                                    # kept by prune until these exports have it
+                                    "wanted_by": takers.get(key) or [
+                                        task_name(spec.name, job.title.title_id)],
                                     "source_sha256": inputs["source_sha256"]})
 
 
@@ -228,7 +234,7 @@ def remux_into_cache(job: ExportJob, plan: EncodePlan, cache: SharedCache,
 
 
 def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) -> Record:
-    """Make the video (encode, remux, or link a shared encode), verify and publish it.
+    """Make the video (encode, remux, or copy a shared encode), verify and publish it.
 
     Returns its sidecar (not yet written).
     """
@@ -238,21 +244,21 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
                       job.preset, measured)
     cache = job.shared_cache
     key = share_key(inputs["source_sha256"], plan, job.encode_settings())
-    siblings = (sibling_encodes(job, source_probe, inputs, key, cache)
-                if plan.mode == "encode" else [])
+    siblings, takers = (sibling_encodes(job, source_probe, inputs, key, cache)
+                        if plan.mode == "encode" else ([], {}))
     with temporary(job.path("video")) as temp:
         with cache.locked([key, *(sibling_key for _, sibling_key in siblings)]):
-            mode = "shared" if cache.has(key) else plan.mode
+            # an entry whose bytes are not its record's is removed here, never shared
+            mode = "shared" if cache.usable(key) else plan.mode
             if mode == "remux":
                 remux_into_cache(job, plan, cache, key)
             elif mode == "encode":
                 missing = [(spec, k) for spec, k in siblings if not cache.has(k)]
                 encode_into_cache(job, source_probe, inputs, [(job.spec, key), *missing],
-                                  cache)
+                                  cache, takers)
             record = cache.record(key)
-            cache.link_to(key, temp)
+            output_sha256 = cache.copy_to(key, temp)
         output_probe, achieved = verified_probe(job.ffmpeg, job.spec, temp, plan)
-        output_sha256 = sha256_file(temp)
         publish(temp, job.path("video"))
     loudness = loudness_record(target_of(job.spec), measured, achieved, skipped)
     return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,

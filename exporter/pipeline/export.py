@@ -9,6 +9,7 @@ retried with exponential backoff; each outcome is appended to the history.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -24,9 +25,11 @@ from exporter.model.errors import (
 )
 from exporter.model.files import (
     file_state,
+    json_text,
     remove_stale_temps,
     sha256_file,
     write_json_atomic,
+    write_text_atomic,
 )
 from exporter.model.history import append_events, event
 from exporter.model.records import (
@@ -128,9 +131,11 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
             target.unlink(missing_ok=True)
         raise SourceChanged(f"{job.title.source.name}, metadata.json or thumbnail.jpg "
                             "changed while the export was made")
-    write_json_atomic(job.path("sidecar"),
-                      with_outputs(sidecar, images, inputs, metadata_warnings))
-    write_json_atomic(job.path("metadata"), metadata_document)
+    metadata_text = json_text(metadata_document)
+    write_json_atomic(job.path("sidecar"), with_outputs(
+        sidecar, images, inputs, metadata_warnings,
+        hashlib.sha256(metadata_text.encode("utf-8")).hexdigest()))
+    write_text_atomic(job.path("metadata"), metadata_text)
     job.path("error").unlink(missing_ok=True)
     return video
 
@@ -159,7 +164,12 @@ def still_wanted(jobs_by_name: dict[str, ExportJob], record: Record) -> bool:
     """True when a cached encode is for an export not yet made from it, whose source is
     still the one it was made from: kept by SharedCache.prune for that export's task (an
     encode made alongside another platform's, in a run interrupted, or not selected)."""
-    job = jobs_by_name.get(record.get("wanted_by"))
+    names = record.get("wanted_by") or []
+    return any(waits_for(jobs_by_name.get(name), record)
+               for name in ([names] if isinstance(names, str) else names))
+
+
+def waits_for(job: ExportJob | None, record: Record) -> bool:
     if job is None or not job.title.source.is_file():
         return False
     if job.path("video").exists() and output_sha256(read_record(job.path("sidecar"))):

@@ -125,6 +125,8 @@ def current_inputs(job: ExportJob) -> dict[str, str | None]:
     return {
         "source_sha256": sha256_or_none(job.title.source),
         "metadata_sha256": sha256_or_none(job.title.metadata),
+        # the cover's input: a failure on a bad thumbnail clears when it is fixed or removed
+        "thumbnail_sha256": sha256_or_none(job.title.thumbnail),
         "encode_key": digest(job.encode_settings()),
         "metadata_rules_key": metadata_rules_key(job.spec),
     }

@@ -16,11 +16,12 @@ by hand, so a `touch -d` or a restored mtime still counts):
   it), the registry and the gallery; and the history as the registry read it;
 - per title, for each title some of whose exports were up to date at the end: its inputs
   (final.mp4, metadata.json, thumbnail.jpg: doit's file_dep) as loaded, its exports
-  directory (a target created, deleted or renamed changes it), and the platforms whose
-  exports were up to date.
+  directory (a target created, deleted or renamed changes it) and each export's files (a
+  write in place changes its ctime), and the platforms whose exports were up to date.
 
-A global part differing means the normal path: doit checks every task (content, not mtime: a
-touched source is hashed and found unchanged). A title differing, new, not in the stamp, or
+A global part differing means the normal path: doit checks every task by content (a file
+whose state differs from the one saved is hashed: pipeline/checker.py for the inputs,
+pipeline/outputs.py for the exports' own files). A title differing, new, not in the stamp, or
 whose entry lacks a selected platform (it failed, or was not selected) is checked; the
 others are not. The stamp is conservative by construction: it can send a title down the
 slow path needlessly, never skip a change doit would have seen.
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import doit
 
 from exporter import __version__
-from exporter.model import layout
+from exporter.model import layout, records
 from exporter.model.files import file_state, read_json, write_json_atomic
 from exporter.model.sources import INPUT_NAMES, Title
 from exporter.pipeline.job import up_to_date_key
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from exporter.pipeline.job import ExportJob
 
 STAMP_NAME = layout.STAMP
-STAMP_VERSION = 3
+STAMP_VERSION = 4
 # Stands for "the history file as it is now" (its state may be None: no file yet).
 NOW = object()
 CODE_DIR = Path(__file__).resolve().parents[1]     # the exporter package, every layer
@@ -115,11 +116,27 @@ def title_inputs(titles: list[Title]) -> dict[str, str]:
     return digests
 
 
-def title_outputs(exports: Path, keys: list[str]) -> dict[str, str]:
-    """Per title: a digest of its exports directory's state."""
+def title_outputs(exports: Path, keys: list[str], file_names: list[str]) -> dict[str, str]:
+    """Per title: a digest of its exports directory's state and of each of its exports'
+    files' states (`file_names`: every platform's targets). The directory's state changes
+    when a file is created, removed or renamed; a file's own state, when it is written in
+    place (ctime cannot be set back), which the directory's does not show. One stat per
+    file: the price of certifying the bytes (docs/performance.md)."""
     root = str(exports)
-    return {key: hashlib.blake2b(repr(file_state(f"{root}/{key}")).encode(),
-                                 digest_size=12).hexdigest() for key in keys}
+    digests = {}
+    for key in keys:
+        directory = f"{root}/{key}"
+        states = [file_state(directory)]
+        for name in file_names:
+            states.append(file_state(f"{directory}/{name}"))
+        digests[key] = hashlib.blake2b(repr(states).encode(), digest_size=12).hexdigest()
+    return digests
+
+
+def export_file_names(build: Build) -> list[str]:
+    """The names of the files every platform's export of a title owns."""
+    return [names[kind] for spec in build.all_specs
+            for names in [records.export_file_names(spec)] for kind in records.TARGET_KINDS]
 
 
 def outputs_fingerprint(build: Build) -> str:
@@ -185,7 +202,7 @@ def check_stamp(build: Build) -> StampCheck | None:
             or not isinstance(stamp.get("titles"), dict)):
         return None
     stamped = stamp["titles"]
-    now_out = title_outputs(build.settings.exports, list(stamped))
+    now_out = title_outputs(build.settings.exports, list(stamped), export_file_names(build))
     held = {key: frozenset(entry[2]) for key, digest in build.title_inputs.items()
             if (entry := stamped.get(key)) and entry[:2] == [digest, now_out.get(key)]}
     selected_titles = {title.key for title in build.titles}
@@ -215,7 +232,7 @@ def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: dict[str, 
     titles = {key: entry for key, entry in still_proven.items() if key not in fresh}
     made = sorted(key for key, platforms in fresh.items()
                   if platforms and key in build.title_inputs)
-    outputs = title_outputs(build.settings.exports, made)
+    outputs = title_outputs(build.settings.exports, made, export_file_names(build))
     for key in made:
         titles[key] = [build.title_inputs[key], outputs[key], sorted(fresh[key])]
     write_json_atomic(stamp_path(build.settings), {

@@ -26,6 +26,7 @@ from exporter.pipeline.db import set_aside_unreadable_db
 from exporter.pipeline.export import export_action
 from exporter.pipeline.job import ExportJob
 from exporter.pipeline.library import Build, load_build
+from exporter.pipeline.outputs import OUTPUTS_VALUE, outputs_intact, outputs_record
 from exporter.pipeline.runner import install as install_watchful_runner
 from exporter.pipeline.stamp import remove_stamp
 
@@ -111,7 +112,7 @@ def export_task(job: ExportJob) -> dict[str, Any]:
         "actions": [(export_action, [job])],
         "file_dep": export_inputs(job.title),
         "targets": job.target_names,
-        "uptodate": [(settings_unchanged, [job.up_to_date_key])],
+        "uptodate": [(export_unchanged, [job.up_to_date_key, job])],
         "clean": [(clean_export, [job])],
     }
 
@@ -120,15 +121,16 @@ def export_task(job: ExportJob) -> dict[str, Any]:
 SETTINGS_VALUE = "_config_changed"
 
 
-def settings_unchanged(task: Task, values: dict[str, Any], key: str) -> bool:
-    """doit uptodate: the export's settings key is the one saved at its last success.
+def export_unchanged(task: Task, values: dict[str, Any], key: str, job: ExportJob) -> bool:
+    """doit uptodate: the export's settings key is the one saved at its last success, and
+    its files are still the ones it made (pipeline/outputs.py).
 
-    What `doit.tools.config_changed(key)` does, as a plain function: doit inspects the
-    signature of every uptodate callable on every check, and an object's costs more
-    (docs/performance.md).
+    What `doit.tools.config_changed(key)` does, as a plain function (doit inspects the
+    signature of every uptodate callable on every check, and an object's costs more:
+    docs/performance.md), plus the outputs, saved after each success.
     """
-    task.value_savers.append(lambda: {SETTINGS_VALUE: key})
-    return values.get(SETTINGS_VALUE) == key
+    task.value_savers.append(lambda: {SETTINGS_VALUE: key, OUTPUTS_VALUE: outputs_record(job)})
+    return values.get(SETTINGS_VALUE) == key and outputs_intact(job, values.get(OUTPUTS_VALUE))
 
 
 def clean_export(job: ExportJob) -> None:

@@ -5,6 +5,7 @@ deterministic, so the page is rewritten only when an export changed. Everything 
 no server, no network; posters and videos are linked by paths relative to the page.
 """
 
+import base64
 import functools
 import hashlib
 import posixpath
@@ -39,6 +40,7 @@ main { display: grid; grid-template-columns: repeat(auto-fill, minmax(34rem, 1fr
 .exports { display: flex; flex-wrap: wrap; gap: .75rem; }
 .export { margin: 0; width: 136px; }
 .poster, .placeholder { display: block; border-radius: 4px; background: #222; }
+.placeholder { width: 135px; height: 240px; }
 .placeholder { display: flex; align-items: center; justify-content: center; color: #bbb;
   text-align: center; padding: .5rem; box-sizing: border-box; }
 img.missing { outline: 2px dashed #c00; }
@@ -121,8 +123,8 @@ def picture_html(row, sidecar):
     poster = sidecar.get("poster") if sidecar else None
     if row["status"] not in MADE or not poster:
         words = {"failed": "failed", "pending": "not exported yet"}.get(row["status"], "no poster")
-        return (f'<div class="placeholder" style="width:135px;height:240px">'
-                f"{escape(words)}</div>")
+        return f'<div class="placeholder">{escape(words)}</div>'
+
     folder = posixpath.dirname(row["path"])
     # the query changes with the image, so a browser never shows a cached older poster
     source = f"{quote(posixpath.join(folder, poster['path']))}?v={poster['sha256'][:12]}"
@@ -157,6 +159,20 @@ def tile_html(row, sidecar, metadata):
             f'data-status="{attr(status)}">' + "".join(parts) + "</figure>")
 
 
+def is_web_url(url):
+    return isinstance(url, str) and url.lower().startswith(("https://", "http://"))
+
+
+def content_security_policy():
+    """The page runs its own script and style and nothing else: no other script, no
+    form posting, no base change; images and videos only from beside the page."""
+    def source_hash(text):
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+    return ("default-src 'none'; img-src 'self' file:; media-src 'self' file:; "
+            f"style-src {source_hash(STYLE)}; script-src {source_hash(SCRIPT)}; "
+            "base-uri 'none'; form-action 'none'")
+
+
 def upload_html(row):
     """The last upload of the export, linked, and whether that copy is outdated."""
     upload = row.get("uploaded")
@@ -164,7 +180,7 @@ def upload_html(row):
         return '<p class="upload none">not uploaded</p>'
     when = escape(upload["at"][:10])
     post = escape(upload["id"])
-    if upload.get("url"):
+    if is_web_url(upload.get("url")):      # never javascript:, data: or the like
         post = f'<a href="{attr(upload["url"])}" rel="noreferrer">{post}</a>'
     if row.get("upload_outdated"):
         return (f'<p class="upload outdated">upload outdated: {post} ({when}) is not the '
@@ -269,6 +285,7 @@ def gallery_html(document, sidecars, metadata, source="", reused=None):
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{attr(content_security_policy())}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>reelexport gallery</title>
 <meta name="{SOURCE_META}" content="{attr(source)}">
