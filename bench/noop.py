@@ -6,7 +6,7 @@ How the up-to-date state is built cheaply, without encoding 40,000 exports:
 1. One real title is exported by the real pipeline (4 platforms).
 2. Every other title's render is a copy of that title's final.mp4 and metadata.json, so
    all sources have the same bytes (copies, not hardlinks: replacing one link would change
-   the shared inode's ctime, hence every title's state); each title's exports are hardlinks
+   the shared inode's ctime, hence every title's state); each title's exports are copies
    of the real title's outputs, with sidecars rewritten for the title (same inputs).
 3. doit's dependency DB is filled through doit's own API, in the order its runner uses
    (`get_status`, `save_extra_values`, `save_success`) on the very task definitions the
@@ -113,13 +113,13 @@ def build_library(root, titles, env):
                 (out_dir / path.name).write_text(json.dumps(sidecar, indent=2, sort_keys=True)
                                                  + "\n")
             else:
-                os.link(path, out_dir / path.name)
+                shutil.copyfile(path, out_dir / path.name)   # its own inode, as exports are
     fill_dep_db(renders, exports, env)
     return renders, exports
 
 
 def add_title(renders, exports, index):
-    """A new title, its exports already made (hardlinks, sidecar rewritten), doit's DB
+    """A new title, its exports already made (copies, sidecar rewritten), doit's DB
     knowing nothing of it: its tasks run and keep what they find."""
     first = renders / SEGMENTS[0] / AGES[0] / "title-00000"
     made = exports / SEGMENTS[0] / AGES[0] / "title-00000"

@@ -30,6 +30,7 @@ from exporter.model.errors import (
     SourceError,
 )
 from exporter.model.files import (
+    clone_file,
     publish,
     remove_stale_temps,
     sha256_file,
@@ -38,7 +39,10 @@ from exporter.model.files import (
 from exporter.model.layout import task_name
 from exporter.model.records import (
     Record,
+    export_file_names,
     now_utc,
+    output_sha256,
+    read_record,
     sidecar_document,
 )
 from exporter.model.spec import Spec
@@ -233,6 +237,27 @@ def remux_into_cache(job: ExportJob, plan: EncodePlan, cache: SharedCache,
         cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name})
 
 
+def restored_from_sibling(job: ExportJob, key: str, cache: SharedCache) -> bool:
+    """Put a pruned shared encode back into the cache from another platform's export of
+    this title made from it, when that export's bytes are still its sidecar's: deleting
+    one export of a shared encode never costs an encode."""
+    for spec in job.siblings:
+        names = export_file_names(spec.name)
+        sidecar = read_record(job.out_dir / names["sidecar"]) or {}
+        encode, video = sidecar.get("encode") or {}, job.out_dir / names["video"]
+        if encode.get("shared_key") != key or not video.is_file():
+            continue
+        remove_stale_temps(cache.video(key))
+        with temporary(cache.video(key)) as temp:
+            clone_file(video, temp)
+            if sha256_file(temp) != output_sha256(sidecar):
+                continue
+            cache.store(key, temp, {"argv": encode.get("argv"), "mode": "shared",
+                                    "made_by": encode.get("made_by")})
+        return True
+    return False
+
+
 def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) -> Record:
     """Make the video (encode, remux, or copy a shared encode), verify and publish it.
 
@@ -249,7 +274,8 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
     with temporary(job.path("video")) as temp:
         with cache.locked([key, *(sibling_key for _, sibling_key in siblings)]):
             # an entry whose bytes are not its record's is removed here, never shared
-            mode = "shared" if cache.usable(key) else plan.mode
+            usable = cache.usable(key) or restored_from_sibling(job, key, cache)
+            mode = "shared" if usable else plan.mode
             if mode == "remux":
                 remux_into_cache(job, plan, cache, key)
             elif mode == "encode":
