@@ -8,6 +8,9 @@ moment drawn from the length of a full run, so kills land during encodes, shared
 publishes, covers, and the registry and gallery writes at the end. After each recovery run:
 every export video matches its sidecar's sha256 and probes as video, no temporary or
 partial file is left, the lock is free, and `registry.json` agrees with `doit status`.
+Every fourth round gives work no timestamp shows instead (issue 20): a render redelivered
+with its old mtime (the same size or not) or an export edited in place; after the recovery
+every export's bytes are its sidecar's and its sidecar's source is today's render.
 
 Run with the bundled ffmpeg only (the faults are the tool's, not ffmpeg's): the Debian
 pass of .ci/run deselects it with `-m "not faults"`. The figures it prints are in
@@ -38,12 +41,19 @@ SEED = 20261125
 TITLES = ("alpha", "beta", "gamma")
 
 
-def check_consistent(exports, args):
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_consistent(library, args):
     """The invariants after a recovery run; returns the number of export videos."""
+    exports = library.exports
     videos = exported_videos(exports)
     for video in videos:
         sidecar = read_json(video.with_name(video.name.replace(".mp4", ".export.json")))
-        assert hashlib.sha256(video.read_bytes()).hexdigest() == sidecar["output"]["sha256"]
+        assert sha256(video) == sidecar["output"]["sha256"], video
+        source = library.root / sidecar["segment"] / sidecar["age"] / sidecar["title_id"]
+        assert sha256(source / "final.mp4") == sidecar["inputs"]["source_sha256"], video
         with av.open(str(video)) as container:
             assert container.streams.video and container.duration
     assert leftovers(exports) == []
@@ -78,10 +88,45 @@ def made_this_round(exports, gop):
     return made
 
 
-def give_work(rng, library, platforms, round_number):
-    """Work for the next run as long as a full run's: an encode setting (the GOP) edited in
-    both platform files redoes every export, and now and then an export, the registry or
-    the gallery is deleted as well."""
+def redeliver_keeping_mtime(rng, library, source):
+    """New bytes over a title's final.mp4, its mtime put back (`cp -p`, `rsync -a`): another
+    title's render (another size) or a twin of its own (the same size, one header field
+    differing)."""
+    target = library.root / "women/18-23" / rng.choice(TITLES) / "final.mp4"
+    before = target.stat()
+    data = bytearray(target.read_bytes())
+    if rng.random() < 0.5:
+        data = bytearray(source.read_bytes())
+    else:
+        at = data.index(b"mvhd") + 8            # the movie's creation time: valid either way
+        data[at:at + 4] = (int.from_bytes(data[at:at + 4], "big") + 1).to_bytes(4, "big")
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def edit_export_in_place(rng, library):
+    """`dd conv=notrunc` into one export video, its mtime put back."""
+    target = library.exports / "women/18-23" / rng.choice(TITLES) / rng.choice(
+        ("youtube.mp4", "tiktok.mp4"))
+    if target.exists():
+        before = target.stat()
+        with open(target, "r+b") as handle:
+            handle.seek(before.st_size // 2)
+            handle.write(b"\xff" * 64)
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def give_work(rng, library, platforms, round_number, clips):
+    """Work for the next run. Most rounds, as long as a full run's: an encode setting (the
+    GOP) edited in both platform files redoes every export, and now and then an export, the
+    registry or the gallery is deleted as well. Every fourth round, only what a timestamp
+    does not show: a render redelivered with its old mtime, or an export edited in place."""
+    if round_number % 4 == 3:
+        if rng.random() < 0.5:
+            redeliver_keeping_mtime(rng, library, rng.choice(clips))
+        else:
+            edit_export_in_place(rng, library)
+        return
     for name in ("youtube", "tiktok"):
         path = platforms / f"{name}.yaml"
         document = yaml.safe_load(path.read_text())
@@ -112,7 +157,7 @@ def test_kill_9_at_random_moments_then_a_plain_run_recovers(library, tmp_path, c
     figures = {"kills": 0, "killed_runs_finished": 0, "recovery_tasks": 0,
                "made_before_kill": 0, "redone_after_kill": 0, "max_recovery_s": 0.0}
     for round_number in range(ROUNDS):
-        give_work(rng, library, platforms, round_number)
+        give_work(rng, library, platforms, round_number, clips)
         parallel = round_number % 2 == 1
         whole_group = rng.random() < 0.75
         moment = rng.uniform(0.1, full_run_s * 1.1)
@@ -144,6 +189,6 @@ def test_kill_9_at_random_moments_then_a_plain_run_recovers(library, tmp_path, c
         figures["redone_after_kill"] += sum(
             video.stat().st_mtime_ns != mtime for video, mtime in made.items())
         figures["max_recovery_s"] = max(figures["max_recovery_s"], round(elapsed, 2))
-        check_consistent(library.exports, args)
+        check_consistent(library, args)
         wait_for(lambda: not processes_of(library.exports), timeout=30)   # nothing outlives it
     print(f"\nfault injection: full run {full_run_s:.1f} s; {json.dumps(figures)}")

@@ -16,9 +16,11 @@ from conftest import (
     leftovers,
     load_yaml,
     read_json,
+    run_doit,
     small_platforms,
 )
 
+from exporter.model import layout
 from exporter.model.history import read_events
 from exporter.model.settings import resolve_settings
 from exporter.pipeline.watch import Settler, Watcher, title_key_of
@@ -159,7 +161,7 @@ def copy_slowly(source, target, chunks=4, pause_s=1.0, first_chunk=None):
     data = source.read_bytes()
     size = -(-len(data) // chunks)
     pieces = [data[start:start + size] for start in range(0, len(data), size)]
-    file = open(target, "wb")
+    file = open(target, "wb")  # noqa: SIM115 (left open on purpose: the copy goes on later)
 
     def write(some):
         for piece in some:
@@ -238,3 +240,140 @@ def test_watch_exports_settled_renders_rewrites_removals_and_stops_on_ctrl_c(
     assert "Traceback" not in output, output
     assert leftovers(exports) == []
     assert not [p for p in exports.rglob("*") if p.is_file() and ".tmp" in p.name]
+
+
+def start_watch(log, renders, exports, platforms, *extra):
+    """`doit watch` as a user starts it, its output into `log`."""
+    with open(log, "w") as log_file:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "doit"), "watch", f"renders={renders}",
+             f"exports={exports}", f"platforms_dir={platforms}", *extra],
+            cwd=REPO, env=doit_env(), stdout=log_file, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_watch(watch, signum=signal.SIGINT):
+    if watch.poll() is None:
+        watch.send_signal(signum)
+    return watch.wait(timeout=120)
+
+
+def test_sigterm_and_sigint_stop_an_idle_watch_each_named_with_its_exit_status(tmp_path):
+    """systemd stops the service with SIGTERM: 143 and SIGTERM said (not SIGINT's 130)."""
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    platforms = small_platforms(tmp_path / "platforms")
+    watches = {signum: (log := tmp_path / f"{signum.name}.log",
+                        start_watch(log, renders, tmp_path / f"exports-{signum.name}", platforms))
+               for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for log, _ in watches.values():
+            wait_for(lambda log=log: "watch: watching" in log.read_text(), 60, "watching", log)
+        for signum, (_, watch) in watches.items():
+            watch.send_signal(signum)
+        for signum, (log, watch) in watches.items():
+            watch.wait(timeout=60)
+            output = log.read_text()
+            assert watch.returncode == 128 + signum, output
+            assert output.strip().splitlines()[-1].startswith(
+                f"watch: stopped by {signum.name};"), output
+            assert "Traceback" not in output, output
+    finally:
+        for _, watch in watches.values():
+            stop_watch(watch, signal.SIGKILL)
+
+
+HOLD_THE_LOCK = """import sys
+from exporter.pipeline.lock import acquire
+acquire(sys.argv[1])
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def hold_the_tree(exports):
+    """Another run holding the exports tree: a process with its lock (the tool's own flock),
+    until its standard input is closed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(exports / layout.LOCK)],
+        cwd=REPO, env=doit_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_a_batch_refused_while_another_run_holds_the_tree_runs_once_the_tree_is_free(
+        tmp_path, clip_cache):
+    renders, exports = tmp_path / "renders", tmp_path / "exports"
+    (renders / "women/18-23").mkdir(parents=True)
+    platforms = small_platforms(tmp_path / "platforms")
+    clip = clip_cache("vertical", width=360, height=640, seconds=1, fps=30, audio=True)
+    log = tmp_path / "watch.log"
+    watch = start_watch(log, renders, exports, platforms, "settle=1")
+    holder = None
+    try:
+        wait_for(lambda: "watch: watching" in log.read_text(), 60, "watching", log)
+        holder = hold_the_tree(exports)
+        title = renders / "women/18-23/new"
+        title.mkdir()
+        (title / "metadata.json").write_text('{"title": "New"}', encoding="utf-8")
+        shutil.copy(clip, title / "final.mp4")
+        wait_for(lambda: "waits: another run holds" in log.read_text(), 60,
+                 "the batch to wait for the tree", log)
+        time.sleep(3)                                   # still held: nothing made meanwhile
+        assert not (exports / "women/18-23/new/youtube.mp4").exists()
+        holder.stdin.close()                            # the other run ends
+        holder.wait(timeout=30)
+        wait_for(lambda: (r := rows(exports, "new")) and len(r) == 2 and all(
+            row["status"] == "exported" for row in r.values()), 60,
+            "the refused batch to run once the tree is free", log)
+    finally:
+        if holder is not None and holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        stop_watch(watch)
+        output = log.read_text()
+    assert watch.returncode == 128 + signal.SIGINT, output
+    assert output.count("waits: another run holds") == 1, "one line while waiting"
+    assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("how, processes", [("deleted", "1"), ("renamed", "2")])
+def test_a_title_deleted_or_renamed_mid_export_fails_alone_in_one_line_with_no_record(
+        tmp_path, library, how, processes):
+    """The watch's batches are plain runs: a render taken away while its export runs (a
+    user tidying up, a re-render moving the folder) is said to be gone, in one line, and
+    leaves no error record; the other titles of the batch are made."""
+    for title_id in ("a", "b", "c"):
+        library.add("women", "18-23", title_id, "two-seconds")
+    platforms = small_platforms(tmp_path / "platforms")
+    args = library.args(f"platforms_dir={platforms}", "-n", processes)
+    run = subprocess.Popen([str(Path(sys.executable).parent / "doit"), *args], cwd=REPO,
+                           env=doit_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    title = library.root / "women/18-23/b"
+    deadline = time.monotonic() + 120
+    while not (library.exports / "women/18-23/b").exists():    # b's first export started
+        assert run.poll() is None and time.monotonic() < deadline, run.stdout.read()
+        time.sleep(0.01)
+    if how == "deleted":
+        shutil.rmtree(title)
+    else:
+        title.rename(title.with_name("b-renamed"))
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode == 2, output
+    failed = [line for line in output.splitlines() if line.startswith("FAILED")]
+    assert failed and all(
+        line.endswith("(women/18-23/b): its render disappeared during the export (renamed or "
+                      "deleted); nothing recorded, the next run sees the renders as they are")
+        for line in failed), output
+    assert "Traceback" not in output, output
+    assert list(library.exports.rglob("*.error.json")) == [], "no record for a gone title"
+    for title_id in ("a", "c"):
+        for platform in ("youtube", "tiktok"):
+            assert (library.exports / f"women/18-23/{title_id}/{platform}.mp4").is_file()
+    # the next run sees the library as it is: nothing failed
+    again = run_doit(*library.args(f"platforms_dir={platforms}"), check=0)
+    registry = read_json(library.exports / "registry.json")
+    assert not [r for r in registry["exports"] if r["status"] == "failed"], again.stdout
+    if how == "renamed":
+        assert {r["status"] for r in rows(library.exports, "b-renamed").values()} == \
+            {"exported"}

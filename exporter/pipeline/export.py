@@ -211,6 +211,8 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
             # not the render's fault: no error record, no event; the next run makes it
             return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
         except SourceChanged as error:
+            if gone := render_gone(job):
+                return gone
             if attempt < job.retry.attempts:    # at once, from the files as they are now
                 states, inputs = input_states(job.title), current_inputs(job)
                 attempt += 1
@@ -220,6 +222,8 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
             record_failed(job, cause, error, attempt)
             return TaskFailed(f"{job.task_name} ({job.title.key}): {cause}")
         except (ExportError, OSError) as error:
+            if gone := render_gone(job):
+                return gone
             if is_transient(error) and attempt < job.retry.attempts:
                 time.sleep(job.retry.delay_before(attempt + 1))
                 attempt += 1
@@ -229,6 +233,18 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
             record_failed(job, describe(error), error, attempt)
             tries = f" after {attempt} attempts" if attempt > 1 else ""
             return TaskFailed(f"{job.task_name} ({job.title.key}): {describe(error)}{tries}")
+
+
+def render_gone(job: ExportJob) -> TaskFailed | None:
+    """A title renamed or deleted while its export was made: whatever failed, the cause is
+    that. One line, and no error record (there is no title left to hold one, and one would
+    fail the title at once if it came back); the next run sees the renders as they are."""
+    if job.title.directory.is_dir():
+        return None
+    job.path("error").unlink(missing_ok=True)
+    return TaskFailed(f"{job.task_name} ({job.title.key}): its render disappeared during the "
+                      "export (renamed or deleted); nothing recorded, the next run sees the "
+                      "renders as they are")
 
 
 def record_made(job: ExportJob, causes: list[str], video: str, attempts: int) -> None:

@@ -24,15 +24,21 @@ from doit import get_var
 from doit.cmdparse import CmdParseError
 from watchfiles import watch
 
+from exporter.model import layout
 from exporter.model.files import file_state, read_json
 from exporter.model.settings import VAR_NAMES, Settings, resolve_settings
 from exporter.pipeline.command import ExportCommand, value
+from exporter.pipeline.lock import LockHeld, acquire, release
 
 LOG = logging.getLogger(__name__)
 
 SETTLE_S = 5.0          # default settle time: longer than a pause in a network copy
 TICK_MS = 500           # how often settle timers are looked at when nothing happens
 UNAVAILABLE_RETRY_S = 2.0
+# A batch refused because another run holds the exports tree (`doit` exits 4: lock.py) is
+# run again once the tree is free, looked at this often.
+REFUSED = 4
+TREE_BUSY_RETRY_S = 2.0
 # Depth of a title directory under the renders root: segment/age/title_id.
 TITLE_DEPTH = 3
 # What a render must have, still, before it is taken.
@@ -124,19 +130,36 @@ def registry_summary(settings: Settings) -> str:
                                                           "pending"))
 
 
-class Stop(KeyboardInterrupt):
-    """SIGTERM (systemd stopping the service, `kill`): stop as Ctrl-C does."""
-
-    signum = signal.SIGTERM
+# The signals that stopped the watch, as received. Noted, not only carried by the exception:
+# watchfiles, which runs the handlers while it waits for changes, replaces whatever they
+# raise with a bare KeyboardInterrupt.
+RECEIVED: list[int] = []
 
 
 def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM end the watch cleanly, even when started where SIGINT was ignored
-    (a shell's background job)."""
-    def terminate(signum, frame):
-        raise Stop()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, terminate)
+    """Ctrl-C and SIGTERM (systemd stopping the service, `kill`) end the watch cleanly, even
+    when started where SIGINT was ignored (a shell's background job)."""
+    def stop(signum, frame):
+        RECEIVED.append(signum)
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def stopped_by() -> int:
+    """The signal that stopped the watch (SIGINT when none was noted: a KeyboardInterrupt
+    raised otherwise)."""
+    return RECEIVED[0] if RECEIVED else signal.SIGINT
+
+
+def tree_busy(exports: Path) -> bool:
+    """Whether another run holds the exports tree's lock now (taken and given back at once
+    when it is free: a run refused in that instant is the only cost)."""
+    try:
+        release(acquire(Path(exports) / layout.LOCK))
+    except LockHeld:
+        return True
+    return False
 
 
 def title_directories(renders: Path) -> list[Path]:
@@ -170,12 +193,25 @@ class Watcher:
         self.full: tuple[float, str] | None = None
 
     def run_batch(self, tasks: list[str], what: str) -> None:
+        """Run one batch as a `doit` child; refused because another run holds the exports
+        tree, it waits (one line) until the tree is free and runs then."""
         self.batch += 1
         argv = [sys.executable, "-m", "doit", *doit_vars(), "-n", str(self.processes), *tasks]
-        started = time.monotonic()
-        self.child = subprocess.Popen(argv)
-        code = self.child.wait()
-        self.child = None
+        told = False
+        while True:
+            started = time.monotonic()
+            self.child = subprocess.Popen(argv)
+            code = self.child.wait()
+            self.child = None
+            if code != REFUSED:
+                break
+            if not told:
+                LOG.warning(f"watch: batch {self.batch} ({what}) waits: another run holds "
+                            f"{self.settings.exports}; it runs once that run ends (looked at "
+                            f"every {TREE_BUSY_RETRY_S:g} s)")
+                told = True
+            while tree_busy(self.settings.exports):
+                time.sleep(TREE_BUSY_RETRY_S)
         outcome = "ok" if code == 0 else f"some exports failed (exit {code})"
         LOG.info(f"watch: batch {self.batch} ({what}) done in {time.monotonic() - started:.1f} s, "
                  f"{outcome}; registry: {registry_summary(self.settings)}")
@@ -260,8 +296,8 @@ class Watcher:
                     self.watch_once()
                 except (FileNotFoundError, RuntimeError, OSError) as error:
                     LOG.warning(f"WARNING watch: watching stopped ({error}); starting again")
-        except KeyboardInterrupt as stop:
-            return self.interrupted(getattr(stop, "signum", signal.SIGINT))
+        except KeyboardInterrupt:
+            return self.interrupted(stopped_by())
 
     def interrupted(self, signum: int) -> int:
         """Ctrl-C or SIGTERM: the running batch stops cleanly (it removes its partial
