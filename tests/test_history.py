@@ -13,6 +13,7 @@ from conftest import assert_conforms, load_yaml, read_json, run_doit, small_plat
 
 from exporter.model.history import (
     KINDS,
+    HistoryError,
     append_events,
     distribution_facts,
     distribution_index,
@@ -46,7 +47,7 @@ def test_a_line_cut_short_by_a_crash_loses_only_itself(tmp_path, caplog):
     with open(history_path(tmp_path), "a") as file:     # a crash mid-append
         file.write(whole[: len(whole) // 2])
     assert [e["sha256"] for e in read_events(tmp_path)[0]] == ["1" * 64]
-    assert "1 damaged line skipped" in caplog.text
+    assert "history.jsonl:2: not JSON (an append cut short by a crash?): line skipped" in caplog.text
     append_events(tmp_path, [event("uploaded", "youtube:a", sha256="1" * 64, id="p")])
     events = read_events(tmp_path)[0]
     assert [e["event"] for e in events] == ["made", "uploaded"], "the next append is whole"
@@ -95,8 +96,11 @@ def test_the_registry_index_reads_only_what_was_appended_and_agrees_with_a_full_
     assert distribution_facts(index["youtube:a"], "2") == {
         "versions": 2, "upload_outdated": False,
         "uploaded": {"at": index["youtube:a"][-1]["at"], "id": "p2", "url": "u", "sha256": "2"}}
-    history_path(tmp_path).unlink()                 # a new file: read from its start
+    history_path(tmp_path).unlink()     # the events the index read are gone: said, not dropped
     append_events(tmp_path, [event("made", "youtube:a", sha256="9")])
+    with pytest.raises(HistoryError, match="was replaced .*, but 6 events had been recorded"):
+        distribution_index(tmp_path)
+    (tmp_path / ".history-index.json").unlink()     # a new history, said so: read from its start
     assert distribution_index(tmp_path)[0] == {"youtube:a": [{"event": "made", "sha256": "9"}]}
 
 

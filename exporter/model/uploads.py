@@ -13,12 +13,19 @@ from pathlib import Path
 
 from exporter.model.errors import ExportError
 from exporter.model.files import sha256_file
-from exporter.model.history import Event, append_events, event, read_events
+from exporter.model.history import (
+    Event,
+    append_events,
+    check_history,
+    event,
+    read_events,
+)
 from exporter.model.records import export_file_names, output_sha256, read_record
 
 
 class UploadRefused(ExportError):
-    """The upload cannot be recorded: no such export, or not the file that was uploaded."""
+    """The upload cannot be recorded: no such export, its last export failed, or not the
+    file that was uploaded."""
 
 
 def find_export(exports_root: Path, export: str) -> tuple[Path, Path]:
@@ -36,6 +43,12 @@ def find_export(exports_root: Path, export: str) -> tuple[Path, Path]:
     video = sidecar.with_name(names["video"])
     if not video.is_file():
         raise UploadRefused(f"{export}: {video} is missing (run `doit {export}` to make it)")
+    error = read_record(sidecar.with_name(names["error"]))
+    if error is not None:
+        # the file on disk is from an earlier export, of inputs that have changed since
+        raise UploadRefused(f"{export}: its last export failed ({error.get('cause')}, at "
+                            f"{error.get('failed_at')}): fix the cause and run "
+                            f"`doit {export}`, then upload the file it makes")
     return video, sidecar
 
 
@@ -51,6 +64,8 @@ def check_upload_fields(export: str, post_id: str, url: str | None) -> None:
     links it: never `javascript:` or `data:`)."""
     if not post_id:
         raise UploadRefused(f"{export}: the post id is empty")
+    if url == "":
+        raise UploadRefused(f"{export}: --url is empty (leave it out when the post has none)")
     for name, value, limit in (("id", post_id, MAX_ID_CHARS), ("url", url, MAX_URL_CHARS)):
         if value is None:
             continue
@@ -64,13 +79,19 @@ def check_upload_fields(export: str, post_id: str, url: str | None) -> None:
 
 
 def record_upload(exports_root: Path, export: str, post_id: str, url: str | None = None,
-                  sha256: str | None = None, earlier_version: bool = False) -> Event:
-    """Append an `uploaded` event for `export`; returns it. UploadRefused with the cause.
+                  sha256: str | None = None, earlier_version: bool = False,
+                  stale: list[str] | None = None) -> Event:
+    """Append an `uploaded` event for `export`; returns it. UploadRefused with the cause
+    (HistoryError when the history cannot take it).
 
     `sha256` is the uploaded file's; by default the current export's. It must be the
-    current export's, or with `earlier_version` one this export had before.
+    current export's, or with `earlier_version` one this export had before. An export
+    whose last attempt failed is refused. `stale`: why the export is out of date (its
+    inputs changed since it was made), as the caller found; the event keeps it, and the
+    registry shows the upload as outdated.
     """
     check_upload_fields(export, post_id, url)
+    check_history(exports_root)
     video, sidecar_path = find_export(exports_root, export)
     current = output_sha256(read_record(sidecar_path))
     on_disk = sha256_file(video)
@@ -89,7 +110,8 @@ def record_upload(exports_root: Path, export: str, post_id: str, url: str | None
             raise UploadRefused(f"{export}: no version with sha256 {uploaded[:12]}... was "
                                 "ever made (see `doit history`)")
     title = sidecar_path.parent.relative_to(Path(exports_root)).as_posix()
+    extra = {"stale": list(stale)} if stale else {}
     item = event("uploaded", export, title=title, id=post_id, url=url, sha256=uploaded,
-                 current=uploaded == current)
+                 current=uploaded == current, **extra)
     append_events(exports_root, [item])
     return item

@@ -7,11 +7,13 @@ saying what it takes. Its options are declared as data with `flag` and `value`.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from doit.cmd_base import Command
 from doit.cmdparse import CmdParseError
 
+from exporter.model.errors import ExportError
 from exporter.model.logs import configure as configure_logging
 from exporter.model.logs import quiet_on_closed_pipe
 
@@ -54,7 +56,11 @@ class ExportCommand(Command):
                 raise CmdParseError(f"doit {self.name} takes no task names "
                                     f"({' '.join(args)}); {self.select_with}")
             raise CmdParseError(f"doit {self.name} takes {described}")
-        return self.run(params, args)
+        try:
+            return self.run(params, args)
+        except ExportError as error:    # a file it reads or writes (history.jsonl): its cause
+            sys.stderr.write(f"reelexport: doit {self.name}: {error}\n")
+            return 3
 
     def run(self, params: dict[str, Any], args: list[str]) -> int:
         raise NotImplementedError

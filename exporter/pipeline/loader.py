@@ -24,6 +24,7 @@ from typing import Any
 from doit.cmd_base import DodoTaskLoader, DoitCmdBase
 from doit.task import Task
 
+from exporter.pipeline.arguments import install as install_argument_reading
 from exporter.pipeline.checker import MD5Checker
 from exporter.pipeline.library import Build, load_build
 from exporter.pipeline.lock import acquire_or_exit
@@ -43,6 +44,10 @@ from exporter.pipeline.tasks import (
 FAST_COMMANDS = ("run", "list")
 # doit commands besides `run` that write the exports tree or doit's DB: they take the lock.
 WRITING_COMMANDS = ("clean", "forget", "ignore", "reset-dep")
+
+# doit reads the command line after importing this module: `--url VALUE` keeps its value,
+# an empty argument is one line (pipeline/arguments.py).
+install_argument_reading()
 
 
 class ExportLoader(DodoTaskLoader):

@@ -26,8 +26,9 @@ class LockHeld(ExportError):
     """Another live process is writing into the same exports tree."""
 
 
-def acquire(lock_path: Path | str) -> int:
-    """Lock `lock_path` for this process (and its children) or raise LockHeld at once."""
+def acquire(lock_path: Path | str, by: str = "") -> int:
+    """Lock `lock_path` for this process (and its children) or raise LockHeld at once.
+    The lock file then reads the pid, and `by` (what holds it) in parentheses."""
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -39,7 +40,7 @@ def acquire(lock_path: Path | str) -> int:
         raise LockHeld(f"{lock_path} is held by pid {holder}: another run is writing "
                        f"into {lock_path.parent}; wait for it or stop it") from None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    os.pwrite(fd, f"{os.getpid()}{f' ({by})' if by else ''}\n".encode("ascii"), 0)
     stat = os.fstat(fd)
     _HELD[fd] = (stat.st_dev, stat.st_ino)
     return fd

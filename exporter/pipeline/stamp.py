@@ -120,15 +120,34 @@ def title_outputs(exports: Path, keys: list[str], file_names: list[str]) -> dict
     """Per title: a digest of its exports directory's state and of each of its exports'
     files' states (`file_names`: every platform's targets). The directory's state changes
     when a file is created, removed or renamed; a file's own state, when it is written in
-    place (ctime cannot be set back), which the directory's does not show. One stat per
-    file: the price of certifying the bytes (docs/performance.md)."""
+    place (ctime cannot be set back), which the directory's does not show.
+
+    One stat per file, the price of certifying the bytes (docs/performance.md): 200,000 at
+    10,000 titles of four platforms. Each is taken relative to the open title directory,
+    which spares the kernel walking the whole path again (about a fifth less time)."""
     root = str(exports)
+    stat, opened = os.stat, os.O_RDONLY | os.O_DIRECTORY
     digests = {}
     for key in keys:
-        directory = f"{root}/{key}"
-        states = [file_state(directory)]
-        for name in file_names:
-            states.append(file_state(f"{directory}/{name}"))
+        try:
+            directory = os.open(f"{root}/{key}", opened)
+        except OSError as error:
+            digests[key] = f"no folder: {error.errno}"
+            continue
+        try:
+            state = stat(directory)
+            states = [state.st_ino, state.st_mtime_ns, state.st_ctime_ns]
+            for name in file_names:
+                try:
+                    state = stat(name, dir_fd=directory)
+                    states.append((state.st_ino, state.st_size, state.st_mtime_ns,
+                                   state.st_ctime_ns))
+                except FileNotFoundError:
+                    states.append(None)
+                except OSError as error:    # a link loop, no permission: not proven
+                    states.append(("unreadable", error.errno))
+        finally:
+            os.close(directory)
         digests[key] = hashlib.blake2b(repr(states).encode(), digest_size=12).hexdigest()
     return digests
 

@@ -3,17 +3,28 @@
 
 import json
 import sys
+import time
+from pathlib import Path
 
 from doit import get_var
 from doit.cmd_forget import Forget
 from doit.cmdparse import CmdParseError
 from doit.exceptions import InvalidDodoFile
 
+from exporter import __version__
 from exporter.model import layout
-from exporter.model.history import append_events, event, read_events
+from exporter.model.history import (
+    HistoryError,
+    append_events,
+    check_history,
+    event,
+    read_events,
+)
+from exporter.model.records import read_record, remake_causes
 from exporter.model.settings import resolve_settings
 from exporter.model.uploads import UploadRefused, record_upload
 from exporter.pipeline.command import ExportCommand, flag, value
+from exporter.pipeline.job import current_inputs, ffmpeg_version, sha256_or_none
 from exporter.pipeline.library import load_build
 from exporter.pipeline.lock import LockHeld, acquire, release
 from exporter.pipeline.stamp import check_stamp, write_stamp
@@ -33,6 +44,12 @@ def events_of(events, name):
     return list(reversed(chosen))
 
 
+def shown(text):
+    """`text` as one printable line: a control character (a newline that would forge a
+    line, an escape sequence) is shown escaped, never sent to the terminal."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text))
+
+
 def event_detail(item):
     """What happened, in a few words."""
     kind = item["event"]
@@ -46,15 +63,18 @@ def event_detail(item):
         return "removed " + ", ".join(item.get("files") or [])
     if kind == "uploaded":
         version = "" if item.get("current", True) else " (an earlier version)"
+        stale = (f" (stale: {', '.join(item['stale'])} since it was made)"
+                 if item.get("stale") else "")
         return (f"id {item.get('id')}{' ' + item['url'] if item.get('url') else ''}, "
-                f"sha256 {(item.get('sha256') or '?')[:12]}{version}")
+                f"sha256 {(item.get('sha256') or '?')[:12]}{version}{stale}")
     return "doit's record of it removed"
 
 
 def format_history(name, events):
     if not events:
         return f"{name}: no events in the history\n"
-    lines = [(e["at"], e["export"], e["event"], event_detail(e)) for e in events]
+    lines = [tuple(map(shown, (e["at"], e["export"], e["event"], event_detail(e))))
+             for e in events]
     widths = [max(len(line[i]) for line in lines) for i in range(3)]
     return "".join("  ".join([*(cell.ljust(w) for cell, w in zip(line, widths)), line[3]])
                    + "\n" for line in lines)
@@ -99,6 +119,62 @@ def refresh_registry(build, check):
     return document
 
 
+# Who holds the tree's lock while an upload refreshes the registry (pipeline/lock.py writes
+# it beside its pid): another `doit uploaded` waits for it, a run (anything else) does not.
+UPLOADED_HOLDER = "doit uploaded"
+# Each holds the lock for one refresh (a second or so): a waiter gives up after this long.
+WAIT_FOR_UPLOADS_S = 60.0
+POLL_S = 0.05
+
+
+def lock_text(lock_path):
+    try:
+        return Path(lock_path).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def acquire_after_uploads(lock_path, wait_s=WAIT_FOR_UPLOADS_S):
+    """The tree's lock for an upload: waited for while other `doit uploaded` calls hold it
+    (so each refresh reads every upload recorded before it, and the last one written shows
+    them all); LockHeld at once when a run (any other holder) holds it, or after `wait_s`.
+
+    A holder's line is written just after it takes the lock, so a line without the uploaded
+    tag is believed only when it is read twice (the previous holder's line being replaced
+    reads once)."""
+    deadline = time.monotonic() + wait_s
+    run_seen = None
+    while True:
+        try:
+            return acquire(lock_path, by=UPLOADED_HOLDER)
+        except LockHeld:
+            if time.monotonic() >= deadline:
+                raise
+            holder = lock_text(lock_path)
+            if holder and UPLOADED_HOLDER not in holder:
+                if holder == run_seen:
+                    raise
+                run_seen = holder
+                time.sleep(2 * POLL_S)
+                continue
+            run_seen = None
+            time.sleep(POLL_S)
+
+
+def stale_causes(build, export):
+    """Why `export` is not up to date (["source changed", ...]), [] when it is: its sidecar's
+    inputs against the renders root's files and the platform spec, by content."""
+    job = next((job for job in build.all_jobs if job.task_name == export), None)
+    if job is None:
+        return ["its title or platform left the library"]
+    sidecar = read_record(job.path("sidecar"))
+    causes = remake_causes(sidecar, current_inputs(job),
+                           spec_sha256=sha256_or_none(job.spec.path),
+                           ffmpeg_version=ffmpeg_version(job.ffmpeg), tool_version=__version__,
+                           output_missing=False, retried=False)
+    return [] if causes == ["forced"] else causes
+
+
 class Uploaded(ExportCommand):
     """doit command plugin: record that an export was uploaded (the upload stage calls it)."""
 
@@ -107,10 +183,12 @@ class Uploaded(ExportCommand):
     doc_usage = ("PLATFORM:TITLE_ID --id POST_ID [--url URL] [--sha256 SHA256 "
                  "[--earlier-version]] [exports=...]")
     doc_description = ("Appends an `uploaded` event to history.jsonl (safe while a run is "
-                       "going) and updates registry.json when no run holds the tree.")
+                       "going) and updates registry.json when no run holds the tree. An "
+                       "export whose last attempt failed is refused; a stale one is "
+                       "recorded with a warning saying why it is stale.")
     cmd_options = (
         value("id", "the platform's id of the post (required)"),
-        value("url", "the post's URL"),
+        value("url", "the post's URL (http or https)", default=None),
         value("sha256", "sha256 of the file uploaded (default: the current export)"),
         flag("earlier", "the file uploaded is an earlier version (by --sha256)",
              long="earlier-version"),
@@ -120,17 +198,30 @@ class Uploaded(ExportCommand):
     def run(self, params, args):
         if not params["id"]:
             raise CmdParseError("doit uploaded needs the post's --id")
+        export = args[0]
         settings = resolve_settings(get_var)
         try:
-            item = record_upload(settings.exports, args[0], params["id"], params["url"] or None,
-                                 params["sha256"] or None, params["earlier"])
+            stale = stale_causes(load_build(), export) if ":" in export else []
+            unchecked = None
+        except InvalidDodoFile as error:    # no renders root, a bad spec: cannot tell
+            stale, unchecked = [], str(error)
+        try:
+            item = record_upload(settings.exports, export, params["id"], params["url"],
+                                 params["sha256"] or None, params["earlier"], stale)
         except UploadRefused as error:
             sys.stderr.write(f"reelexport: upload not recorded: {error}\n")
             return 1
+        if stale:
+            sys.stderr.write(f"reelexport: warning: {export} was uploaded stale "
+                             f"({', '.join(stale)} since it was made); recorded as an "
+                             f"outdated upload: `doit {export}` makes it again\n")
+        if unchecked:
+            sys.stderr.write(f"reelexport: warning: {export}: could not check that it is "
+                             f"up to date ({unchecked})\n")
         try:
-            lock_fd = acquire(settings.exports / layout.LOCK)
+            lock_fd = acquire_after_uploads(settings.exports / layout.LOCK)
         except LockHeld:
-            sys.stdout.write(f"recorded: {args[0]} uploaded as {item['id']}; a run holds "
+            sys.stdout.write(f"recorded: {export} uploaded as {item['id']}; a run holds "
                              "the tree, registry.json shows it after the run\n")
             return 0
         try:
@@ -142,7 +233,7 @@ class Uploaded(ExportCommand):
         finally:
             release(lock_fd)
         where = "registry.json updated" if refreshed else "the next run writes registry.json"
-        sys.stdout.write(f"recorded: {args[0]} uploaded as {item['id']}; {where}\n")
+        sys.stdout.write(f"recorded: {export} uploaded as {item['id']}; {where}\n")
         return 0
 
 
@@ -155,6 +246,11 @@ class RecordingForget(Forget):
     name = "forget"
 
     def _execute(self, forget_sub, forget_disable_default, forget_all):
+        exports_root = load_build().settings.exports
+        try:
+            check_history(exports_root)     # before anything is forgotten
+        except HistoryError as error:
+            raise InvalidDodoFile(f"nothing forgotten: {error}") from None
         exports = {task.name for task in self.task_list if task.actions}
         groups = {task.name for task in self.task_list if not task.actions}
         if set(self.sel_tasks or ()) & groups:
@@ -171,7 +267,9 @@ class RecordingForget(Forget):
         if forget_all:
             forgotten = sorted(exports)
         titles = {job.task_name: job.title.key for job in load_build().all_jobs}
-        append_events(load_build().settings.exports,
-                      [event("forgotten", name, title=titles.get(name))
-                       for name in forgotten if name in exports])
+        try:
+            append_events(exports_root, [event("forgotten", name, title=titles.get(name))
+                                         for name in forgotten if name in exports])
+        except HistoryError as error:
+            raise InvalidDodoFile(f"forgotten, but not recorded: {error}") from None
         return result
