@@ -7,6 +7,7 @@ section of the platform YAML); docs/metadata.md describes them and where the val
 """
 
 import json
+import sys
 import unicodedata
 
 import regex
@@ -47,10 +48,23 @@ def load_source_metadata(path):
     except json.JSONDecodeError as exc:
         raise SourceError(f"{path.name}: invalid JSON at line {exc.lineno} "
                           f"column {exc.colno}: {exc.msg}") from None
-    problem = first_schema_error(document, load_schema("source-metadata"))
+    except ValueError:              # a number of more digits than int() converts
+        raise SourceError(f"{path.name}: cannot be read as JSON: a number has more than "
+                          f"{sys.get_int_max_str_digits()} digits") from None
+    except RecursionError:
+        raise SourceError(f"{path.name}: cannot be read as JSON: nested too deeply") from None
+    try:
+        problem = first_schema_error(document, load_schema("source-metadata"))
+    except RecursionError:
+        raise SourceError(f"{path.name}: nested too deeply to be checked") from None
     if problem is not None:
-        raise SourceError(f"{path.name}: {problem}")
+        raise SourceError(f"{path.name}: {shorten(problem)}")
     return document
+
+
+def shorten(line, limit=300):
+    """A message line of at most `limit` characters (an error may quote a huge value)."""
+    return line if len(line) <= limit else line[:limit - 1] + ELLIPSIS
 
 
 def measure(text, count):

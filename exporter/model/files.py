@@ -109,7 +109,10 @@ def clone_file(source: Path | str, destination: Path | str) -> None:
             return
         except OSError:
             pass
-        shutil.copyfileobj(src, dst, 1 << 20)
+        try:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        except OSError as error:        # a full disk: said of the file being written
+            raise naming(error, destination) from None
 
 
 def publish(temp: Path | str, target: Path | str) -> None:
@@ -153,26 +156,40 @@ def write_text_atomic(path: Path | str, text: str) -> bool:
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):   # absent, or not a file: the write says why
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
-                                         prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
-                                         delete=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,  # noqa: SIM115
+                                             prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
+                                             delete=False)
+    except OSError as error:
+        raise naming(error, path) from None
     try:
         with handle:
             handle.write(text)
         os.chmod(handle.name, 0o666 & ~current_umask())
         publish(handle.name, path)
-    except BaseException:
+    except BaseException as error:
         Path(handle.name).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise naming(error, path) from None
         raise
     return True
 
 
+def naming(error: OSError, path: Path | str) -> OSError:
+    """`error` as an OSError of the same errno naming `path` (not its temporary file): a
+    full disk or a directory in place of the file is said of the file a user knows."""
+    if error.filename == str(path) and error.filename2 is None:
+        return error
+    return OSError(error.errno, error.strerror or str(error), str(path))
+
+
 def read_json(path: Path | str) -> Any:
-    """Parsed JSON from path, or None when it is missing or not valid JSON."""
+    """Parsed JSON from path, or None when it is missing, not a readable file (a
+    directory in its place) or not valid JSON (nested too deeply, a number too long)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None

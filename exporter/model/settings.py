@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.model import layout
+from exporter.model.errors import LibraryError
+from exporter.model.spec import load_schema
 
 DEFAULTS = {
     "renders": "data/renders",
@@ -20,6 +24,11 @@ DEFAULTS = {
 # runs of its own (doit watch) passes them on.
 VAR_NAMES = ("renders", "exports", "platforms_dir", "segment", "age", "platforms", "preset",
              "ffmpeg", "attempts", "backoff", "retry", "cluster")
+# doit vars read elsewhere: `doit watch settle=SECONDS` (pipeline/watch.py).
+OTHER_VAR_NAMES = ("settle",)
+# What doit takes for a variable: NAME=VALUE with NAME a word. An argument such as a URL
+# (`--url https://host/watch?v=1`) is not a variable the user meant: never refused here.
+VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_NAMES = {
     "renders": "REELEXPORT_RENDERS",
     "exports": "REELEXPORT_EXPORTS",
@@ -30,6 +39,11 @@ ENV_NAMES = {
     "backoff": "REELEXPORT_BACKOFF_S",
     "cluster": "REELEXPORT_CLUSTER",
 }
+
+
+class SettingsError(LibraryError):
+    """A doit variable (or its environment variable) that is unknown or malformed: one
+    line naming it and what it accepts; nothing runs (exit 3)."""
 
 
 @dataclass(frozen=True)
@@ -62,10 +76,45 @@ def split_list(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
+def command_line_variables() -> dict[str, str]:
+    """The NAME=VALUE arguments of this doit invocation (empty outside doit). doit keeps
+    them in one module global and offers no call that lists them."""
+    from doit import doit_cmd
+    return dict(getattr(doit_cmd, "_CMDLINE_VARS", None) or {})
+
+
+def unknown_variable_problem(names: Iterable[str]) -> str | None:
+    """Why the command line's variables cannot be taken: a name no command reads (a typo
+    would otherwise be ignored in silence, `platform=youtube` exporting every platform)."""
+    unknown = sorted(name for name in names if VAR_NAME.match(name)
+                     and name not in VAR_NAMES and name not in OTHER_VAR_NAMES)
+    if not unknown:
+        return None
+    known = ", ".join(f"{name}=" for name in (*VAR_NAMES, *OTHER_VAR_NAMES))
+    listed = ", ".join(f"{name}=" for name in unknown)
+    return (f"unknown variable{'s' if len(unknown) > 1 else ''} {listed}: the variables "
+            f"are {known} (docs/usage.md)")
+
+
+def x264_presets() -> tuple[str, ...]:
+    """The presets a platform file's video.preset takes (schemas/platform.schema.json)."""
+    return tuple(load_schema("platform")["properties"]["video"]["properties"]["preset"]["enum"])
+
+
 def resolve_settings(get_var: Callable[[str, str | None], str | None],
-                     environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from doit vars (`get_var(name, default)`) and the environment."""
+                     environ: Mapping[str, str] | None = None,
+                     variables: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from doit vars (`get_var(name, default)`) and the environment.
+
+    `variables`: every NAME=VALUE of the command line (default: doit's). A name no command
+    reads, or a value a setting cannot take, is a SettingsError naming the variable (or
+    environment variable) and what it accepts.
+    """
     environ = os.environ if environ is None else environ
+    problem = unknown_variable_problem(command_line_variables() if variables is None
+                                       else variables)
+    if problem:
+        raise SettingsError(problem)
 
     def pick(name: str) -> str | None:
         value = get_var(name, None)
@@ -73,6 +122,29 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
             value = environ.get(ENV_NAMES[name])
         return value if value is not None else DEFAULTS.get(name)
 
+    def said(name: str) -> str:
+        """How the user gave `name`: 'attempts=abc' or 'REELEXPORT_ATTEMPTS=abc'."""
+        if get_var(name, None) is None and environ.get(ENV_NAMES.get(name, "")) is not None:
+            return f"{ENV_NAMES[name]}={pick(name)}"
+        return f"{name}={pick(name)}"
+
+    def number(name: str, kind: type, accepts: str) -> float:
+        try:
+            value = kind(pick(name).strip())
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise SettingsError(f"{said(name)}: not {accepts}")
+        return value
+
+    retry = pick("retry")
+    if retry not in (None, "", "failed"):
+        raise SettingsError(f"{said('retry')}: retry= takes only 'failed' (retry=failed "
+                            "tries again the exports that failed on unchanged inputs)")
+    preset = pick("preset") or None
+    if preset is not None and preset not in x264_presets():
+        raise SettingsError(f"{said('preset')}: not an x264 preset; preset= takes one of "
+                            f"{', '.join(x264_presets())}")
     return Settings(
         renders=Path(pick("renders")),
         exports=Path(pick("exports")),
@@ -80,10 +152,13 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
         segments=split_list(pick("segment")),
         ages=split_list(pick("age")),
         platforms=split_list(pick("platforms")),
-        preset=pick("preset") or None,
+        preset=preset,
         ffmpeg=pick("ffmpeg") or None,
-        attempts=max(1, int(pick("attempts"))),
-        backoff_s=max(0.0, float(pick("backoff"))),
-        retry_failed=pick("retry") == "failed",
+        attempts=max(1, int(number("attempts", int,
+                                   "a whole number of tries (attempts=3: 1 or more)"))),
+        backoff_s=max(0.0, number("backoff", float,
+                                  "a number of seconds (backoff=2: the wait before the "
+                                  "2nd try, doubled for each further one)")),
+        retry_failed=retry == "failed",
         cluster=pick("cluster") or None,
     )

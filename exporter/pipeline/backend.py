@@ -13,8 +13,10 @@ from typing import Any
 
 from doit.dependency import SqliteDB
 
+from exporter.pipeline.db import SavesOrSaysWhy
 
-class LeanSqliteDB(SqliteDB):
+
+class LeanSqliteDB(SavesOrSaysWhy, SqliteDB):
     desc = "sqlite3, caching only the entries written (reelexport)"
 
     def __init__(self, name, codec, *, module_name=None):

@@ -98,3 +98,7 @@ def acquire_or_exit(exports: Path | str) -> int:
     except LockHeld as held:
         LOG.error(f"reelexport: refused: {held}")
         raise SystemExit(4) from None
+    except OSError as error:        # a read-only root, a directory named .lock
+        LOG.error(f"reelexport: refused: the exports root cannot be written: "
+                  f"{error.filename or exports}: {error.strerror or error}")
+        raise SystemExit(3) from None

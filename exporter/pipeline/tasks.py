@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from doit.exceptions import TaskFailed
+from doit.exceptions import InvalidDodoFile, TaskFailed
 
 from exporter.media.shared import SharedCache
 from exporter.model import layout
@@ -58,7 +58,11 @@ def doit_config(reporter: type) -> dict[str, Any]:
     gc.disable()
     build = load_build()
     settings = build.settings
-    settings.exports.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.exports.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidDodoFile(f"exports={settings.exports}: the exports root cannot be "
+                              f"made: {error.strerror or error}") from None
     set_aside_unreadable_db(settings.dep_file)
     return {
         "default_tasks": default_task_names(build),

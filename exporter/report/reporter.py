@@ -5,13 +5,16 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 
 from exporter.media.shared import SharedCache
 from exporter.model import layout
+from exporter.model.errors import ExportError
 from exporter.model.files import remove_stale_temps
+from exporter.pipeline import db
 from exporter.pipeline.cluster import ClusterError, check_cluster, close_clients
 from exporter.pipeline.export import still_wanted
 from exporter.pipeline.interrupts import reap_workers, stop_on_interrupt_once
@@ -38,6 +41,12 @@ class ExportReporter(ConsoleReporter):
         # task name -> "up-to-date" | "done" | "failed": what this run's doit decided, so
         # the registry need not check those exports again (report/ledger.py).
         self.outcomes = {}
+        # the files of the root this run could not write (a full disk, a directory in
+        # place of one): each said in one line; the run then exits 2, its exports kept
+        self.unwritten = []
+        # doit's DB failing to save is said by the backend (pipeline/db.py); the run exits
+        # 2 here, after the registry, rather than there, before it
+        db.REPORTER_EXITS_ON_SAVE_FAILURE[0] = True
 
     def initialize(self, tasks, selected_tasks):
         """Take the exports tree's lock before any task runs; refuse at once if it is held.
@@ -51,11 +60,16 @@ class ExportReporter(ConsoleReporter):
                 raise SystemExit(3) from None
             finally:
                 close_clients()     # `doit -n` workers fork next: each connects by itself
-        self.lock_fd = acquire_or_exit(settings.exports)
-        # what a killed run was writing in the root (a registry, a gallery page): the lock
-        # says no one writes them now
-        for name in layout.REWRITTEN_FILES:
-            remove_stale_temps(settings.exports / name)
+        try:
+            self.lock_fd = acquire_or_exit(settings.exports)
+            # what a killed run was writing in the root (a registry, a gallery page): the
+            # lock says no one writes them now
+            for name in layout.REWRITTEN_FILES:
+                remove_stale_temps(settings.exports / name)
+        except OSError as error:        # a read-only root, a directory named .lock
+            LOG.error(f"reelexport: refused: the exports root cannot be written: "
+                      f"{error.filename}: {error.strerror}")
+            raise SystemExit(3) from None
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
         sys.excepthook = self.interrupt_hook(sys.excepthook)
@@ -147,9 +161,10 @@ class ExportReporter(ConsoleReporter):
                        f"of {stamp['written_at']} that left every export up to date\n")
             totals = stamp["registry_totals"]
             if check.history_changed:       # uploads recorded since: the registry shows them
-                document = refresh_registry(build, check)
+                document = self.bookkeeping("registry.json", refresh_registry, build, check)
                 totals = document["totals"]["all"] if document else totals
             self.write_summary(totals)
+            self.exit_if_unwritten()
             return
         if check is not None:
             self.write(f"{len(check.proven)} titles unchanged since the run of "
@@ -157,20 +172,61 @@ class ExportReporter(ConsoleReporter):
                        f"{len(check.changed)} checked, {len(check.removed)} removed\n")
         # encodes no export links to, unless made for an export still to make
         jobs_by_name = {job.task_name: job for job in build.all_jobs}
-        SharedCache(build.settings.exports).prune(
-            lambda record: still_wanted(jobs_by_name, record))
+        self.bookkeeping("the shared-encode cache", SharedCache(build.settings.exports).prune,
+                         lambda record: still_wanted(jobs_by_name, record))
         proven = check.proven_outcomes(build.all_jobs) if check is not None else {}
-        document, changed, history_state, before = regenerate_registry(
-            build, {**proven, **self.outcomes})
+        regenerated = self.bookkeeping("registry.json", regenerate_registry,
+                                       build, {**proven, **self.outcomes})
+        if regenerated is None:
+            self.write_outcomes()
+            self.exit_if_unwritten()
+            return
+        document, changed, history_state, before = regenerated
         # The gallery reads every sidecar and caption: only when something may have changed.
         ran = {name for name, outcome in self.outcomes.items() if outcome != "up-to-date"}
-        if changed or ran or not (build.settings.exports / PAGE).exists():
-            write_gallery(build, document, changed=ran, before=before)
+        if changed or ran or not (build.settings.exports / PAGE).is_file():
+            self.bookkeeping(PAGE, write_gallery, build, document, changed=ran, before=before)
         totals = document["totals"]["all"]
-        if not (self.runtime_errors or build.problems):
-            write_stamp(build, totals, self.platforms_made_up_to_date(build, check),
-                        check.proven_entries() if check is not None else {}, history_state)
+        # the stamp proves the next run has nothing to do: not while a file is behind
+        if not (self.runtime_errors or build.problems or self.unwritten or db.SAVE_FAILURES):
+            self.bookkeeping(layout.STAMP, write_stamp, build, totals,
+                             self.platforms_made_up_to_date(build, check),
+                             check.proven_entries() if check is not None else {},
+                             history_state)
         self.write_summary(totals)
+        self.exit_if_unwritten()
+
+    def bookkeeping(self, name, write, *args, **kwargs):
+        """One of the run's own writes after the exports (registry, gallery, stamp). A file
+        that cannot be written (a full disk, a directory in its place, a read-only root)
+        is one line naming it and the cause: the exports made are kept, and the other
+        writes still happen. Returns what `write` returns, or None when it failed."""
+        try:
+            return write(*args, **kwargs)
+        except (OSError, ExportError) as error:    # ExportError: the history's, one line
+            if isinstance(error, OSError):
+                where = error.filename or name
+                cause = f"cannot write {where}: {error.strerror or error}"
+            else:
+                where, cause = None, str(error)
+            also = "" if where and Path(where).name == name else f"; {name} not written"
+            LOG.error(f"reelexport: {cause}{also}; the exports are kept, the next run "
+                      "writes it again")
+            self.unwritten.append(name)
+            return None
+
+    def exit_if_unwritten(self):
+        """A run whose registry, gallery, stamp or doit DB could not be written exits 2 (as
+        for a failed export: README "In CI"), each cause said above in one line."""
+        if self.unwritten or db.SAVE_FAILURES:
+            raise SystemExit(2)
+
+    def write_outcomes(self):
+        """The summary when the registry could not be written: what this run did."""
+        counts = {outcome: sum(value == outcome for value in self.outcomes.values())
+                  for outcome in ("done", "up-to-date", "failed")}
+        self.write(f"registry: not written; in this run {counts['done']} exports done, "
+                   f"{counts['up-to-date']} up to date, {counts['failed']} failed\n")
 
     def platforms_made_up_to_date(self, build, check):
         """Per title this run touched: the platforms whose exports it found or made up to
