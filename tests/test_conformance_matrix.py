@@ -1,6 +1,10 @@
 """Every valid render exports, on any clip: a matrix of generated sources (length, content,
 shape, pixel format, frame rate, audio, container), exported for all four platforms by the
-ffmpeg under test and checked with the independent probe (MediaInfo).
+ffmpeg under test and checked with the independent probe (MediaInfo), plus what the upload
+APIs document, read here (tests/test_acceptance.py's readers): no edit lists, keyframes on
+the spec's grid and each an IDR, the loudness of each audio layout. Under 3 s, Instagram and
+Facebook refuse the clip in one line; `facebook-pad` (Facebook with limits.on_short: pad)
+exports it held to 3 s.
 
 Each dimension's values are spread over a few titles rather than multiplied out, so the
 matrix runs in about a minute on 2 cores. Platforms are the shipped specs at 270x480
@@ -10,6 +14,7 @@ matrix runs in about a minute on 2 cores. Platforms are the shipped specs at 270
 import subprocess
 
 import pytest
+import yaml
 from conftest import (
     assert_conforms,
     exported_videos,
@@ -20,12 +25,16 @@ from conftest import (
     small_platforms,
 )
 from pymediainfo import MediaInfo
+from test_acceptance import ebur128, keyframes, tracks_with_edit_lists
 
 from exporter.media.ffmpeg import QUIET
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
 from exporter.media.samples import NOISE
 
 ALL_FOUR = ("youtube", "tiktok", "instagram", "facebook")
+PADDED = "facebook-pad"
+PLATFORMS = (*ALL_FOUR, PADDED)
+MINIMUM_S = 3.0           # Instagram and Facebook
 
 AUDIO = {
     "none": [],
@@ -34,6 +43,9 @@ AUDIO = {
             "aevalsrc=sin(440*2*PI*t)|sin(550*2*PI*t)|0|0|0|0:channel_layout=5.1:s=48000"],
     "stereo-48k": ["-f", "lavfi", "-i",
                    "aevalsrc=sin(440*2*PI*t)|sin(660*2*PI*t):channel_layout=stereo:s=48000"],
+    "stereo-96k": ["-f", "lavfi", "-i",
+                   "aevalsrc=0.3*sin(440*2*PI*t)|0.3*sin(660*2*PI*t):channel_layout=stereo"
+                   ":s=96000"],
 }
 # (title, seconds, content, width x height, rotation, pix_fmt, fps, audio, container)
 CASES = [
@@ -45,10 +57,10 @@ CASES = [
     ("three-seconds-odd-444", 3, "testsrc2", (361, 641), 0, "yuv444p", "30000/1001", "5.1",
      "mp4"),
     ("fifteen-seconds-rotated", 15, "testsrc2", (568, 320), 90, "yuv420p", "60",
-     "stereo-48k", "mp4"),
+     "stereo-96k", "mp4"),
     ("webm-vp9", 2, "testsrc2", (360, 640), 0, "yuv420p", "50", "stereo-48k", "webm"),
     ("mpegts-noise", 3, NOISE, (360, 640), 0, "yuv420p", "25", "stereo-48k", "ts"),
-    ("variable-frame-rate", 3, "testsrc2", (360, 640), 0, "yuv420p", "vfr", "mono-22k", "mp4"),
+    ("variable-frame-rate", 3.5, "testsrc2", (360, 640), 0, "yuv420p", "vfr", "mono-22k", "mp4"),
 ]
 
 
@@ -111,26 +123,62 @@ def matrix(tmp_path_factory):
         final = make_source(renders / "matrix" / "all" / title, *shape)
         durations[title] = source_duration(final)
     platforms = small_platforms(root / "platforms", names=ALL_FOUR)
+    padded = load_yaml(platforms / "facebook.yaml")
+    padded["name"], padded["limits"]["on_short"] = PADDED, "pad"
+    (platforms / f"{PADDED}.yaml").write_text(yaml.safe_dump(padded), encoding="utf-8")
     result = run_doit(f"renders={renders}", f"exports={exports}",
                       f"platforms_dir={platforms}", "-n", "2")
     return result, exports, platforms, durations
 
 
-def test_every_clip_exports_for_every_platform(matrix):
+SHORT = [case[0] for case in CASES if case[1] < MINIMUM_S]
+
+
+def test_every_clip_exports_except_short_ones_for_meta(matrix):
     result, exports, _, _ = matrix
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert len(exported_videos(exports)) == len(CASES) * len(ALL_FOUR)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(exported_videos(exports)) == len(CASES) * len(PLATFORMS) - 2 * len(SHORT), (
+        result.stderr)
+    refused = sorted(line.split(" (")[0] for line in result.stderr.splitlines()
+                     if line.startswith("FAILED"))
+    assert refused == sorted(f"FAILED {platform}:{title}" for title in SHORT
+                             for platform in ("facebook", "instagram")), result.stderr
     assert leftovers(exports) == []
 
 
 @pytest.mark.parametrize("title", [case[0] for case in CASES])
-@pytest.mark.parametrize("platform", ALL_FOUR)
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_each_export_conforms_by_the_independent_probe(matrix, title, platform):
     _, exports, platforms, durations = matrix
     video = exports / "matrix" / "all" / title / f"{platform}.mp4"
     spec = load_yaml(platforms / f"{platform}.yaml")
-    facts = assert_conforms(video, spec, durations[title])
+    minimum = spec["limits"].get("min_duration", 0)
+    if title in SHORT and minimum and spec["limits"]["on_short"] == "reject":
+        assert not video.exists()
+        cause = read_json(video.with_name(f"{platform}.error.json"))["cause"]
+        assert cause.startswith(f"duration {durations[title]:.1f}"), cause    # MediaInfo's
+        assert cause.endswith(f" s is under the {platform} minimum of 3 s "
+                              "(limits.on_short: reject; pad holds the last frame)"), cause
+        return
+    expected = max(durations[title], minimum)
+    facts = assert_conforms(video, spec, expected)
+    assert facts["duration_s"] >= minimum
     sidecar = read_json(video.with_name(f"{platform}.export.json"))
     assert sidecar["output"]["sha256"] and sidecar["encode"]["ffmpeg_version"]
+    assert (sidecar["encode"]["padded"] is not None) == (title in SHORT and bool(minimum))
     if durations[title] >= 3:       # real-looking motion for 3 s or more: at the rate asked
         assert facts["video_bitrate"] >= 0.85 * spec["video"]["bitrate"], facts
+    # what the upload APIs document, read back here
+    assert tracks_with_edit_lists(video) == []
+    frames, idr = keyframes(video)
+    gop = spec["video"]["gop"]
+    assert frames == list(range(0, frames[-1] + 1, gop)), frames     # the grid, no cut
+    assert idr
+    audio = MediaInfo.parse(str(video)).audio_tracks[0]
+    assert audio.format_additionalfeatures == "LC"
+    sound = next(case[7] for case in CASES if case[0] == title) != "none"
+    if sound and durations[title] >= 1:          # each audio layout lands at the target
+        assert abs(ebur128(video) - spec["audio"]["loudness"]["integrated"]) <= 1, title
+    floor = spec["limits"].get("audio", {}).get("min_bitrate")
+    if floor and sound and durations[title] >= MINIMUM_S:   # continuous sound: the floor met
+        assert int(audio.bit_rate) >= 0.98 * floor, (title, audio.bit_rate)

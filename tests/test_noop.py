@@ -196,7 +196,7 @@ def test_a_failed_title_is_never_stamped_and_is_checked_by_every_run(library, tm
         run = run_doit(*args)
         assert run.returncode != 0 and "broken" in run.stderr
         assert FAST not in run.stdout
-        assert "1 titles unchanged since the run of" in run.stdout
+        assert "1 title unchanged since the run of" in run.stdout
         assert executed_tasks(run.stdout) == ["youtube:broken"]
         assert stamped_titles(library) == {"women/18-23/alpha"}
 
@@ -214,6 +214,20 @@ def test_a_filtered_run_stamps_only_what_it_checked(library, tmp_path):
     assert FAST in run_doit(*args, check=0).stdout
 
 
+def test_the_partial_run_line_counts_the_selected_titles_only(library, tmp_path):
+    """`N titles unchanged ... (not checked); M checked`: of the selection, not the library."""
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    args = library.args(f"platforms_dir={platforms}")
+    for title in ("alpha", "beta", "gamma"):
+        library.add("women", "18-23", title)
+    library.add("men", "18-23", "delta")
+    run_doit(*args, check=0)
+    library.add("women", "18-23", "epsilon")          # a new title: the stamp does not prove it
+    run = run_doit(*args, "segment=men", check=0)
+    assert "1 title unchanged since the run of" in run.stdout, run.stdout
+    assert "(not checked); 0 checked, 0 removed" in run.stdout, run.stdout
+
+
 def test_one_changed_title_is_checked_alone_and_the_rest_stays_proven(stamped):
     """A partial run: the stamp proves every title but the one rewritten."""
     title = next(stamped.root.glob("*/*/*"))
@@ -223,7 +237,7 @@ def test_one_changed_title_is_checked_alone_and_the_rest_stays_proven(stamped):
     run = run_doit(*stamped.all_args, check=0)
     key = title.relative_to(stamped.root).as_posix()
     others = len(list(stamped.root.glob("*/*/*"))) - 1
-    assert f"{others} titles unchanged since the run of" in run.stdout
+    assert f"{others} title{'s' * (others != 1)} unchanged since the run of" in run.stdout
     assert "1 checked, 0 removed" in run.stdout
     checked = {line.split(":")[1] for line in run.stdout.splitlines()
                if line.startswith(("-- ", ".  "))}

@@ -37,11 +37,15 @@ def test_argv_is_a_list_with_the_spec_settings():
     assert option(argv, "-pix_fmt") == "yuv420p"
     assert option(argv, "-b:v") == option(argv, "-maxrate") == "8000000"
     assert option(argv, "-bufsize") == "4562962"      # clip_bufsize of a 12 s clip
-    assert option(argv, "-x264-params") == "vbv-init=0.9:nal-hrd=cbr"
+    # keyframes every gop frames, never at a scene cut, each an IDR (a closed GOP)
+    assert option(argv, "-x264-params") == "vbv-init=0.9:scenecut=0:open-gop=0:nal-hrd=cbr"
+    assert option(argv, "-g") == option(argv, "-keyint_min") == "60"
     assert option(argv, "-fps_mode") == "cfr" and option(argv, "-r") == "30"
     assert option(argv, "-c:a") == "aac" and option(argv, "-ac") == "2"
     assert option(argv, "-ar") == "48000"
-    assert option(argv, "-movflags") == "+faststart"
+    assert option(argv, "-movflags") == "+faststart+negative_cts_offsets"
+    assert option(argv, "-use_editlist") == "0"            # no edit lists
+    assert option(argv, "-profile:a") == "aac_low"
     assert option(argv, "-map_metadata") == "-1"
     assert option(argv, "-fs") == "256000000"
     assert option(argv, "-t") == "12.000" and plan.duration_s == 12.0 and not plan.trimmed
@@ -72,7 +76,8 @@ def test_a_variable_rate_spec_gets_no_filler():
     from dataclasses import replace
     vbr = replace(SPECS["youtube"], video={**SPECS["youtube"].video, "maxrate": 12_000_000})
     argv = build_encode("ffmpeg", "in.mp4", source_probe(), vbr, "o").argv
-    assert option(argv, "-x264-params") == "vbv-init=0.9" and "-minrate" not in argv
+    assert option(argv, "-x264-params") == "vbv-init=0.9:scenecut=0:open-gop=0"
+    assert "-minrate" not in argv
 
 
 def test_tiktok_uses_its_own_bitrate():
@@ -163,3 +168,43 @@ def test_different_pictures_get_their_own_chains():
     assert "[in0]fps=30[rate0];[rate0]split=2[bg_in0][fg_in0]" in graph
     assert "[in1]fps=30[rate1];[rate1]scale" in graph and "pad=1080:1920" in graph
     assert graph.endswith("[v1]")
+
+
+def padding(spec="instagram"):
+    base = SPECS[spec]
+    return type(base)(**{**base.__dict__, "limits": {**base.limits, "on_short": "pad"}})
+
+
+@pytest.mark.parametrize("seconds, fps", [(3.0, 30.0), (3.0, 29.97), (2.99, 29.97),
+                                          (3.003, 29.97), (2.98, 25.0)])
+def test_a_source_of_the_minimum_as_the_platform_reads_it_is_taken(seconds, fps):
+    """Its export lasts 3.000 s or more to the millisecond the MP4 stores: taken as is."""
+    for spec in ("instagram", "facebook"):
+        plan = build(spec, duration_s=seconds, fps=fps)
+        assert plan.duration_s == seconds and plan.padded_from_s is None
+
+
+@pytest.mark.parametrize("spec", ["instagram", "facebook"])
+def test_a_short_source_is_refused_with_its_duration_and_the_minimum(spec):
+    with pytest.raises(SourceError) as refused:
+        build(spec, duration_s=2.9)
+    assert str(refused.value) == (f"duration 2.900 s is under the {spec} minimum of 3 s "
+                                  "(limits.on_short: reject; pad holds the last frame)")
+    assert build("youtube", duration_s=2.9).duration_s == 2.9     # no published minimum
+
+
+def test_on_short_pad_holds_the_last_frame_and_pads_the_audio_to_the_minimum():
+    plan = build_encode("ffmpeg", "in.mp4", source_probe(duration_s=1.0), padding(), "o")
+    assert plan.padded_from_s == 1.0 and plan.duration_s == 3.0
+    assert option(plan.argv, "-t") == "3.000"
+    assert "fps=30,tpad=stop_mode=clone:stop_duration=2.033[rate0]" in option(
+        plan.argv, "-filter_complex")
+    assert option(plan.argv, "-af") == "apad=whole_dur=3.000"     # silence to the minimum
+
+
+def test_a_padded_output_does_not_share_a_picture_chain_with_an_unpadded_one():
+    argv = build_encodes("ffmpeg", "in.mp4", source_probe(duration_s=1.0),
+                         [(SPECS["youtube"], "a"), (padding(), "b")])[0].argv
+    graph = option(argv, "-filter_complex")
+    assert graph.startswith("[0:v:0]split=2[in0][in1];[in0]fps=30[rate0]")
+    assert "[in1]fps=30,tpad=stop_mode=clone:stop_duration=2.033[rate1]" in graph

@@ -60,7 +60,7 @@ def test_a_conforming_source_is_remuxed():
     plan = build_plan("ffmpeg", "in.mkv", conforming_probe(), SPECS["youtube"], "out.mp4")
     assert plan.mode == "remux"
     assert "-c" in plan.argv and plan.argv[plan.argv.index("-c") + 1] == "copy"
-    assert "+faststart" in plan.argv and "-map_metadata" in plan.argv
+    assert any("+faststart" in arg for arg in plan.argv) and "-map_metadata" in plan.argv
     assert remux_problems(conforming_probe(), SPECS["youtube"]) == []
 
 

@@ -99,3 +99,40 @@ def test_youtube_instagram_facebook_share_encode_settings_below_60s():
     specs = load_specs(SHIPPED_PLATFORMS)
     video = {name: s.encode_settings()["video"] for name, s in specs.items()}
     assert video["youtube"] == video["instagram"] == video["facebook"] != video["tiktok"]
+
+
+def test_shipped_specs_state_the_upload_apis_rules():
+    limits = {name: spec.limits for name, spec in load_specs(SHIPPED_PLATFORMS).items()}
+    for name in ("instagram", "facebook"):
+        assert limits[name]["min_duration"] == 3 and limits[name]["on_short"] == "reject"
+        assert limits[name]["keyframes"]["closed_gop"] is True
+    assert limits["facebook"]["keyframes"] == {"closed_gop": True, "min_interval_s": 2,
+                                                   "max_interval_s": 5}
+    assert limits["facebook"]["audio"] == {"profile": "LC", "min_bitrate": 128000}
+    assert limits["youtube"]["edit_lists"] is False and limits["instagram"]["edit_lists"] is False
+    assert "min_duration" not in limits["youtube"] and "min_duration" not in limits["tiktok"]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("limits.on_short", "stretch", "limits.on_short: 'stretch' is not one of ['reject', 'pad']"),
+    ("limits.min_duration", -1, "limits.min_duration: -1 is less than the minimum of 0"),
+    ("limits.min_duration", 61, "limits.min_duration: 61 is over limits.max_duration_s 60"),
+    ("limits.keyframes", {"max_interval_s": 1},
+     "video.gop: 60 frames at 30 fps is a keyframe every 2 s, outside limits.keyframes (0 to 1 s)"),
+    ("limits.keyframes", {"closed": True}, "limits.keyframes: Additional properties"),
+    ("limits.edit_lists", "no", "limits.edit_lists: 'no' is not of type 'boolean'"),
+    ("limits.audio", {"min_bitrate": 192000},
+     "audio.bitrate: 128000 is below limits.audio.min_bitrate 192000"),
+    ("limits.audio", {"profile": "HE"}, "limits.audio.profile: 'HE' is not one of ['LC']"),
+])
+def test_a_users_own_acceptance_rules_are_validated(tmp_path, field, value, message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[").replace("]", r"\]")):
+        load_spec(write_spec(tmp_path, "custom", **{field: value}))
+
+
+def test_a_users_own_minimum_and_pad_load(tmp_path):
+    spec = load_spec(write_spec(tmp_path, "custom", **{
+        "limits.min_duration": 5, "limits.on_short": "pad",
+        "limits.keyframes": {"closed_gop": True, "min_interval_s": 1, "max_interval_s": 4}}))
+    assert spec.min_duration == 5.0 and spec.on_short == "pad"

@@ -37,12 +37,31 @@ def loudnorm_target(target: dict[str, float]) -> str:
             f":LRA={target['range']}")
 
 
+# The audio of the shipped specs: what a measurement is made on when none is named.
+STEREO_48K = {"channels": 2, "sample_rate": 48000}
+
+
+def output_format(audio: dict[str, Any]) -> str:
+    """The filter that gives the source's audio the export's channels and sample rate (the
+    same downmix and resampling as the encoder's -ac/-ar): both passes measure and normalise
+    what is output, not the source's layout (a 5.1 mix measured as 5.1 lands ~3 dB hot in
+    stereo, a mono one ~3 dB low)."""
+    layout = "stereo" if audio["channels"] == 2 else "mono"
+    return f"aformat=channel_layouts={layout}:sample_rates={audio['sample_rate']}"
+
+
 def measure_argv(ffmpeg: str, source: Path | str, target: dict[str, float],
-                 duration_s: float) -> list[str]:
+                 duration_s: float, audio: dict[str, Any] = STEREO_48K,
+                 padded: bool = False) -> list[str]:
     """The first pass: loudnorm prints its measurement of the source's first `duration_s`
-    (what the export keeps of it: a trimmed source is measured as trimmed) as JSON."""
+    (what the export keeps of it: a trimmed source is measured as trimmed), downmixed and
+    resampled as the export's `audio` will be, as JSON. `padded`: the export is held to
+    `duration_s` with silence, which is measured too (it lowers the integrated loudness of
+    a short clip)."""
+    pad = f"apad=whole_dur={duration_s:.3f}," if padded else ""
     return [ffmpeg, *QUIET, "-loglevel", "info", "-i", str(source), "-map", "0:a:0", "-vn",
-            "-t", f"{duration_s:.3f}", "-af", f"{loudnorm_target(target)}:print_format=json",
+            "-t", f"{duration_s:.3f}",
+            "-af", f"{output_format(audio)},{pad}{loudnorm_target(target)}:print_format=json",
             "-f", "null", "-"]
 
 
@@ -60,26 +79,32 @@ def is_silent(measured: dict[str, float]) -> bool:
     return math.isinf(integrated) or math.isnan(integrated) or integrated < SILENCE_LUFS
 
 
-def second_pass_filter(target: dict[str, float], measured: dict[str, float]) -> str:
-    """The filter of the encode: linear gain to the target when the true peak allows it,
-    else loudnorm's dynamic mode; then back to a rate the encoder takes."""
-    return (f"{loudnorm_target(target)}:measured_I={measured['input_i']}"
+def second_pass_filter(target: dict[str, float], measured: dict[str, float],
+                       audio: dict[str, Any] = STEREO_48K) -> str:
+    """The filter of the encode: the export's channels and rate first (as measured), then
+    linear gain to the target when the true peak allows it, else loudnorm's dynamic mode;
+    then back to the export's rate (loudnorm works at 192 kHz)."""
+    return (f"{output_format(audio)},{loudnorm_target(target)}:measured_I={measured['input_i']}"
             f":measured_TP={measured['input_tp']}:measured_LRA={measured['input_lra']}"
             f":measured_thresh={measured['input_thresh']}"
-            f":offset={measured['target_offset']}:linear=true,aresample=48000")
+            f":offset={measured['target_offset']}:linear=true,"
+            f"aresample={audio['sample_rate']}")
 
 
 def measure_source(ffmpeg: str, source: Path, source_sha256: str, target: dict[str, float],
-                   duration_s: float, cache_dir: Path, ffmpeg_version: str) -> dict[str, float]:
-    """The first pass for (source, target, duration kept), made once: kept as JSON in
-    `cache_dir`."""
+                   duration_s: float, cache_dir: Path, ffmpeg_version: str,
+                   audio: dict[str, Any] = STEREO_48K, padded: bool = False) -> dict[str, float]:
+    """The first pass for (source, target, duration kept, output channels and rate), made
+    once: kept as JSON in `cache_dir`."""
+    layout = {"channels": audio["channels"], "sample_rate": audio["sample_rate"]}
     key = digest({"source": source_sha256, "target": target, "ffmpeg": ffmpeg_version,
-                  "duration_s": round(duration_s, 3)})
+                  "duration_s": round(duration_s, 3), "output": layout, "padded": padded})
     path = Path(cache_dir) / f"loudness-{key}.json"
     cached = read_json(path)
     if isinstance(cached, dict) and set(MEASURED_FIELDS) <= set(cached):
         return {field: float(cached[field]) for field in MEASURED_FIELDS}
-    measured = parse_measurement(run_ffmpeg(measure_argv(ffmpeg, source, target, duration_s)))
+    measured = parse_measurement(run_ffmpeg(measure_argv(ffmpeg, source, target, duration_s,
+                                                         layout, padded)))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {field: str(value) for field, value in measured.items()})
     return measured

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ class EncodePlan:
     trimmed: bool         # True when an over-long source was cut to the limit
     mode: str = "encode"  # or "remux": stream copy of a source that already conforms
     loudness: dict | None = None    # the loudnorm measurement applied to its audio, if any
+    padded_from_s: float | None = None   # a short source's duration, held to the minimum
 
 
 def fit_filter(fit: str, width: int, height: int, source: str = "[0:v:0]",
@@ -52,30 +54,33 @@ def fit_filter(fit: str, width: int, height: int, source: str = "[0:v:0]",
     raise ValueError(f"unknown fit {fit!r}")
 
 
-def picture(spec: Spec) -> tuple[str, int, int, float, str]:
+def picture(spec: Spec, pad_s: float = 0.0) -> tuple[str, int, int, float, str, float]:
     """What decides an output's pictures: outputs that agree on it share one filter chain."""
     video = spec.video
-    return (spec.fit, video["width"], video["height"], video["fps"], video["pix_fmt"])
+    return (spec.fit, video["width"], video["height"], video["fps"], video["pix_fmt"], pad_s)
 
 
-def video_graph(specs: Sequence[Spec]) -> str:
+def video_graph(specs: Sequence[Spec], pads: Sequence[float] = ()) -> str:
     """One filter graph feeding outputs [v0], [v1], ... (one per spec, in order).
 
-    The source is decoded once; each distinct picture (fit, size, fps, pix_fmt) is
-    computed once and split between the outputs that need it.
+    The source is decoded once; each distinct picture (fit, size, fps, pix_fmt, padding)
+    is computed once and split between the outputs that need it. `pads`: seconds of the
+    last frame held at the end of each output (a short source padded to the minimum).
     """
     chains = {}
     for index, spec in enumerate(specs):
-        chains.setdefault(picture(spec), []).append(index)
+        pad_s = pads[index] if index < len(pads) else 0.0
+        chains.setdefault(picture(spec, pad_s), []).append(index)
     parts = []
     if len(chains) > 1:
         parts.append("[0:v:0]split=" + str(len(chains))
                      + "".join(f"[in{c}]" for c in range(len(chains))))
-    for c, ((fit, width, height, fps, pix_fmt), outputs) in enumerate(chains.items()):
+    for c, ((fit, width, height, fps, pix_fmt, pad_s), outputs) in enumerate(chains.items()):
         source = "[0:v:0]" if len(chains) == 1 else f"[in{c}]"
         # The frame rate first: ffmpeg 5.1's fps filter after the blur's overlay drops
         # the only frame of a one-frame clip (and fewer frames go through the fit).
-        parts.append(f"{source}fps={fps}[rate{c}]")
+        hold = f",tpad=stop_mode=clone:stop_duration={pad_s:.3f}" if pad_s else ""
+        parts.append(f"{source}fps={fps}{hold}[rate{c}]")
         parts.append(fit_filter(fit, width, height, f"[rate{c}]", f"[fit{c}]", tag=str(c)))
         if len(outputs) == 1:
             parts.append(f"[fit{c}]format={pix_fmt}[v{outputs[0]}]")
@@ -90,9 +95,32 @@ def video_filter(spec: Spec) -> str:
     return video_graph([spec])
 
 
+def exported_duration(duration_s: float, fps: float) -> float:
+    """How long an export of a `duration_s` source lasts at `fps`, to the millisecond the
+    MP4 stores: the encode keeps every frame that starts before the end (at least one)."""
+    frames = max(1, math.ceil(round(duration_s * fps, 6)))
+    return round(frames / fps, 3)
+
+
+def pad_from(probe: Probe, spec: Spec) -> float | None:
+    """The source's duration when its export would be shorter than the platform's minimum
+    (compared as the platform reads the file: to the millisecond), else None."""
+    minimum = spec.min_duration
+    if not minimum or exported_duration(probe.duration_s, spec.video["fps"]) >= minimum:
+        return None
+    return probe.duration_s
+
+
 def output_duration(probe: Probe, spec: Spec) -> tuple[float, bool]:
-    """Duration to encode; SourceError for an over-long source whose spec says reject."""
+    """Duration to encode; SourceError for an over-long or short source whose spec says
+    reject. A short source whose spec says pad is encoded to the minimum."""
     limit = spec.limits["max_duration_s"]
+    if pad_from(probe, spec) is not None:
+        if spec.on_short == "reject":
+            raise SourceError(f"duration {probe.duration_s:.3f} s is under the {spec.name} "
+                              f"minimum of {spec.min_duration:g} s (limits.on_short: reject; "
+                              "pad holds the last frame)")
+        return spec.min_duration, False
     if probe.duration_s <= limit:
         return probe.duration_s, False
     if spec.limits["on_overlong"] == "reject":
@@ -138,7 +166,9 @@ def clip_bufsize(video: dict[str, Any], duration_s: float) -> int:
 def video_args(spec: Spec, preset: str, duration_s: float) -> list[str]:
     video = spec.video
     bufsize = clip_bufsize(video, duration_s)
-    x264 = f"vbv-init={VBV_INIT}"
+    # Keyframes on a fixed grid: every `gop` frames, never at a scene cut, each one an IDR
+    # picture (a closed GOP), as the upload APIs ask (docs/platforms.md).
+    x264 = f"vbv-init={VBV_INIT}:scenecut=0:open-gop=0"
     args = [
         "-c:v", "libx264", "-preset", preset,
         "-profile:v", video["profile"], "-level:v", video["level"],
@@ -158,7 +188,7 @@ def video_args(spec: Spec, preset: str, duration_s: float) -> list[str]:
 
 def audio_args(spec: Spec) -> list[str]:
     audio = spec.audio
-    return ["-c:a", audio["codec"], "-b:a", str(audio["bitrate"]),
+    return ["-c:a", audio["codec"], "-profile:a", "aac_low", "-b:a", str(audio["bitrate"]),
             "-ar", str(audio["sample_rate"]), "-ac", str(audio["channels"])]
 
 
@@ -170,6 +200,35 @@ def silence_input(spec: Spec) -> list[str]:
 
 # Source metadata (titles, creation time, GPS) and chapters are not carried into exports.
 STRIP_METADATA = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
+# The MP4 of every export, encoded or remuxed: no edit lists (the upload APIs ask for none).
+# The B-frame delay goes into negative composition offsets (a version-1 ctts), so the first
+# frame is shown at 0; the AAC priming (1024 samples, 21 ms at 48 kHz) is then played
+# rather than skipped: the sound starts that much after the picture, under one frame.
+MP4_MUXER = ["-use_editlist", "0", "-movflags", "+faststart+negative_cts_offsets"]
+
+
+# AAC encoders put 1024 samples of priming before the sound (ffmpeg's, and most others).
+AAC_PRIMING = 1024
+
+
+def primed(probe: Probe) -> bool:
+    """True when the source's AAC track has no edit list to hide its priming (an export of
+    this tool, say): decoded, its first 1024 samples are the last encoder's priming, and an
+    encode that kept them would add its own after them (the sound 43 ms late, not 21)."""
+    return (probe.audio_codec == "aac" and probe.format_name == MP4_FORMAT
+            and probe.edit_lists is not None and "soun" not in probe.edit_lists)
+
+
+def audio_filters(spec: Spec, measured: dict | None, pad_to_s: float | None,
+                  drop_priming: bool = False) -> list[str]:
+    """The -af of an output: the source's baked-in priming dropped, the loudness second
+    pass, and silence up to a padded length."""
+    chain = [f"atrim=start_sample={AAC_PRIMING},asetpts=PTS-STARTPTS"] if drop_priming else []
+    if pad_to_s:            # before the loudness pass, which measured it padded
+        chain.append(f"apad=whole_dur={pad_to_s:.3f}")
+    if measured:
+        chain.append(second_pass_filter(target_of(spec), measured, spec.audio))
+    return ["-af", ",".join(chain)] if chain else []
 
 
 def untrusted_input(path: Path | str, seek_s: float | None = None) -> list[str]:
@@ -186,7 +245,9 @@ def remux_problems(probe: Probe, spec: Spec) -> list[str]:
     The source must already be what the conformance check asks of an export; only the
     container is rewritten (to MP4 with faststart, metadata stripped).
     """
-    as_remuxed = replace(probe, format_name=MP4_FORMAT)
+    # the MP4 muxer writes no edit list and starts both tracks at 0
+    as_remuxed = replace(probe, format_name=MP4_FORMAT, edit_lists=(), video_start_s=0.0,
+                         audio_start_s=0.0 if probe.has_audio else None)
     return conformance_problems(as_remuxed, spec, probe.duration_s, faststart=True,
                                 encoded=False)
 
@@ -196,12 +257,12 @@ def build_remux(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec,
     """argv copying the first video and audio streams into a faststart MP4; with
     `loudness` (a measurement for the spec's target), the audio alone is encoded again."""
     check_source(probe)
-    audio = (["-c:v", "copy", "-af", second_pass_filter(target_of(spec), loudness),
+    audio = (["-c:v", "copy", *audio_filters(spec, loudness, None, primed(probe)),
               *audio_args(spec)] if loudness else ["-c", "copy"])
     return EncodePlan(
         argv=[ffmpeg, *QUIET, *untrusted_input(source),
               "-map", "0:v:0", "-map", "0:a:0", *audio, *STRIP_METADATA,
-              "-movflags", "+faststart", "-f", "mp4", str(output)],
+              *MP4_MUXER, "-f", "mp4", str(output)],
         duration_s=probe.duration_s, trimmed=False, mode="remux", loudness=loudness)
 
 
@@ -209,7 +270,8 @@ def build_plan(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec, output
                preset: str | None = None, loudness: dict | None = None) -> EncodePlan:
     """Remux when the source already conforms to `spec`, else encode. `loudness`: the
     first-pass measurement of the source for the spec's target, when it is normalised."""
-    if not remux_problems(probe, spec):
+    _, trimmed = output_duration(probe, spec)       # refuses what the spec rejects
+    if not trimmed and pad_from(probe, spec) is None and not remux_problems(probe, spec):
         return build_remux(ffmpeg, source, probe, spec, output, loudness)
     return build_encode(ffmpeg, source, probe, spec, output, preset, loudness)
 
@@ -239,8 +301,11 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     silent = [spec for spec in specs if not probe.has_audio and spec.audio_required]
     if silent:
         argv += silence_input(silent[0])
-    argv += ["-filter_complex", video_graph(specs)]
-    for index, ((spec, output), (duration, _)) in enumerate(zip(targets, timing)):
+    pads = [pad_from(probe, spec) for spec in specs]
+    argv += ["-filter_complex", video_graph(
+        specs, [duration - padded + 1 / spec.video["fps"] if padded is not None else 0.0
+                for spec, (duration, _), padded in zip(specs, timing, pads)])]
+    for index, ((spec, output), (duration, _), padded) in enumerate(zip(targets, timing, pads)):
         if probe.has_audio:
             audio_map = ["-map", "0:a:0"]
         elif spec.audio_required:
@@ -250,17 +315,18 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
         argv += ["-map", f"[v{index}]", *audio_map, "-t", f"{duration:.3f}"]
         argv += video_args(spec, preset or spec.video.get("preset", "medium"), duration)
         measured = (loudness or {}).get(spec.name) if probe.has_audio else None
-        if measured:
-            argv += ["-af", second_pass_filter(target_of(spec), measured)]
+        if probe.has_audio:
+            argv += audio_filters(spec, measured, duration if padded is not None else None,
+                                  primed(probe))
         if audio_map:
             argv += audio_args(spec)
         argv += [*STRIP_METADATA, "-flags:v", "+bitexact", "-flags:a", "+bitexact",
-                 "-movflags", "+faststart",
-                 "-fs", str(spec.limits["max_size_bytes"]),
+                 *MP4_MUXER, "-fs", str(spec.limits["max_size_bytes"]),
                  "-f", "mp4", str(output)]
     return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed,
-                       loudness=(loudness or {}).get(spec.name) if probe.has_audio else None)
-            for spec, (duration, trimmed) in zip(specs, timing)]
+                       loudness=(loudness or {}).get(spec.name) if probe.has_audio else None,
+                       padded_from_s=padded)
+            for spec, (duration, trimmed), padded in zip(specs, timing, pads)]
 
 
 # JPEG quality steps (ffmpeg -q:v, 2 = best) tried until a cover fits its byte limit.

@@ -6,6 +6,7 @@ import functools
 import struct
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,16 @@ class Probe:
     audio_channels: int | None = None
     audio_sample_rate: int | None = None
     audio_bitrate: int | None = None
+    # Read from the packets and boxes (None: not read, as in a hand-made probe).
+    edit_lists: tuple[str, ...] | None = None     # tracks with an MP4 edit list ('vide', 'soun')
+    keyframes: int | None = None                  # video keyframes
+    keyframe_intervals: tuple[int, ...] | None = None   # distinct gaps between them, frames
+    first_keyframe_frame: int | None = None       # where the first keyframe is shown (0)
+    closed_gop: bool | None = None                # every keyframe an IDR picture (H.264)
+    video_start_s: float | None = None            # presentation time of the first frame
+    audio_start_s: float | None = None            # and of the first audio sample
+    audio_profile: str | None = None              # 'LC' for AAC-LC
+    audio_packet_bitrate: int | None = None       # the audio's packets over its duration
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -158,8 +169,109 @@ def probe_file(path: Path) -> Probe:
                 audio_sample_rate=audio.codec_context.sample_rate,
                 audio_bitrate=audio.bit_rate or None,
             )
+            facts["audio_profile"] = audio.codec_context.profile
         facts["rotation"] = first_frame_rotation(container, video)
+    facts.update(packet_facts(path, fps))
+    facts["edit_lists"] = edit_lists(path) if facts["format_name"] == ALLOWED_FORMATS[0] else ()
     return Probe(**facts)
+
+
+H264_IDR = 5
+
+
+def nal_types(data: bytes, length_size: int | None) -> list[int]:
+    """The NAL unit types of one H.264 packet: length-prefixed (MP4) or Annex B (MPEG-TS)."""
+    types = []
+    if length_size:
+        position = 0
+        while position + length_size < len(data):
+            size = int.from_bytes(data[position:position + length_size], "big")
+            types.append(data[position + length_size] & 0x1F)
+            position += length_size + size
+        return types
+    for part in data.split(b"\x00\x00\x01")[1:]:
+        if part:
+            types.append(part[0] & 0x1F)
+    return types
+
+
+def packet_facts(path: Path, fps: float) -> dict[str, Any]:
+    """Keyframes (where they fall, whether each is an IDR picture), where video and audio
+    start, and the audio's bitrate, read from the packets (no decoding)."""
+    av = pyav()
+    with av.open(str(path), options=OPEN_OPTIONS) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        extradata = video.codec_context.extradata or b""
+        length_size = (extradata[4] & 3) + 1 if extradata[:1] == b"\x01" else None
+        h264 = video.codec_context.name == "h264"
+        shown, keys, idr, audio_bytes, audio_times = [], [], True, 0, []
+        streams = [video] + ([audio] if audio is not None else [])
+        for packet in container.demux(streams):
+            if packet.pts is None or packet.size == 0:
+                continue
+            when = float(packet.pts * packet.time_base)
+            if packet.stream is video:
+                shown.append(when)
+                if packet.is_keyframe:
+                    keys.append(when)
+                    if h264 and H264_IDR not in nal_types(bytes(packet), length_size):
+                        idr = False
+            else:
+                audio_bytes += packet.size
+                audio_times.append((when, float((packet.duration or 0) * packet.time_base)))
+    start = min(shown) if shown else 0.0
+    frames = sorted({round((when - start) * fps) for when in keys}) if fps else []
+    facts = {"keyframes": len(keys), "video_start_s": round(start, 4),
+             "keyframe_intervals": tuple(sorted({b - a for a, b in pairwise(frames)})),
+             "first_keyframe_frame": frames[0] if frames else None,
+             "closed_gop": idr if h264 else None}
+    if audio_times:
+        first = min(when for when, _ in audio_times)
+        end = max(when + length for when, length in audio_times)
+        facts["audio_start_s"] = round(first, 4)
+        if end > first:
+            facts["audio_packet_bitrate"] = int(audio_bytes * 8 / (end - first))
+    return facts
+
+
+MP4_CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"edts"}
+
+
+def edit_lists(path: Path | str) -> tuple[str, ...]:
+    """The handler type ('vide', 'soun', ...) of each MP4 track that holds an edit list."""
+    found = []
+
+    def walk(handle: Any, start: int, end: int, track: dict[str, Any]) -> None:
+        handle.seek(start)
+        while handle.tell() + 8 <= end:
+            position = handle.tell()
+            size, name = struct.unpack(">I4s", handle.read(8))
+            header = 8
+            if size == 1:
+                size, header = struct.unpack(">Q", handle.read(8))[0], 16
+            elif size == 0:
+                size = end - position
+            if size < header:
+                return
+            if name == b"trak":
+                inner = {"handler": "?", "elst": False}
+                walk(handle, position + header, position + size, inner)
+                if inner["elst"]:
+                    found.append(inner["handler"])
+            elif name in MP4_CONTAINER_BOXES:
+                walk(handle, position + header, position + size, track)
+            elif name == b"elst":
+                track["elst"] = True
+            elif name == b"hdlr":
+                handle.seek(position + header + 8)      # version/flags, pre_defined
+                track["handler"] = handle.read(4).decode("latin-1")
+            handle.seek(position + size)
+
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        walk(handle, 0, handle.tell(), {"handler": "?", "elst": False})
+    return tuple(found)
 
 
 def top_level_boxes(path: Path | str) -> list[str]:

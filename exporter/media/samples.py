@@ -20,10 +20,10 @@ SAMPLE_LIBRARY = [
      {"title": "City, landscape", "description": "A 16:9 render at 25 fps.",
       "hashtags": ["city"], "language": "en"}),
     ("men", "18-23", "silent-square",
-     dict(width=720, height=720, seconds=2, fps=30, audio=False),
+     dict(width=720, height=720, seconds=3, fps=30, audio=False),
      {"title": "Square without sound", "hashtags": ["quiet"], "language": "en"}),
     ("men", "24-30", "phone-rotated",
-     dict(width=1280, height=720, seconds=2, fps=30, audio=True, rotation=90),
+     dict(width=1280, height=720, seconds=3, fps=30, audio=True, rotation=90),
      {"title": "Phone clip stored sideways", "description": "Rotation in the display matrix.",
       "hashtags": ["phone"], "language": "en"}),
 ]

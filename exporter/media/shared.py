@@ -45,8 +45,9 @@ def share_key(source_sha256: str, plan: EncodePlan, encode_settings: dict[str, A
     rules and cover settings do not enter at all.
     """
     effective = {k: v for k, v in encode_settings.items() if k != "limits"}
+    padded = {"padded_from_s": plan.padded_from_s} if plan.padded_from_s is not None else {}
     return digest({"source_sha256": source_sha256, "mode": plan.mode,
-                   "duration_s": round(plan.duration_s, 3),
+                   "duration_s": round(plan.duration_s, 3), **padded,
                    "settings": effective if plan.mode == "encode" else
                    {"ffmpeg_version": encode_settings["ffmpeg_version"],
                     "encoder_version": encode_settings["encoder_version"]}})

@@ -72,6 +72,67 @@ def conformance_problems(probe: Probe, spec: Spec, expected_duration_s: float, f
             expect("audio sample rate", probe.audio_sample_rate, audio["sample_rate"])
     if spec.container.get("faststart") and not faststart:
         problems.append(f"moov is not before mdat (not faststart; {ENCODER_FAULT})")
+    return problems + acceptance_problems(probe, spec)
+
+
+def acceptance_problems(probe: Probe, spec: Spec) -> list[str]:
+    """The upload APIs' rules beyond the product table, read back from the file: minimum
+    duration, edit lists, where audio and video start, keyframes, the audio's profile. A
+    fact the probe did not read (None) is not judged.
+
+    The audio bitrate floor (limits.audio.min_bitrate) is not judged here: the encode asks
+    for at least it (spec.check_consistency), and the AAC encoder lands on it for continuous
+    sound, but spends next to nothing on silence or quiet passages whatever it is asked
+    (docs/platforms.md has the measurements); nothing is added to the audio to fake it."""
+    video, limits = spec.video, spec.limits
+    frame = 1 / video["fps"]
+    problems = []
+    if spec.min_duration and round(probe.duration_s, 3) < spec.min_duration:
+        problems.append(f"duration {probe.duration_s:.3f} s is under the platform's minimum "
+                        f"of {spec.min_duration:g} s (limits.min_duration)")
+    if probe.edit_lists and not limits.get("edit_lists", False):
+        problems.append(f"edit lists on the {' and '.join(probe.edit_lists)} track "
+                        f"(the platform takes none; {ENCODER_FAULT})")
+    if probe.video_start_s is not None and abs(probe.video_start_s) > frame / 2:
+        problems.append(f"the first frame is shown at {probe.video_start_s:.3f} s, not 0 "
+                        f"({ENCODER_FAULT})")
+    if (probe.audio_start_s is not None and probe.video_start_s is not None
+            and abs(probe.audio_start_s - probe.video_start_s) > frame):
+        problems.append(f"audio starts {probe.audio_start_s - probe.video_start_s:+.3f} s "
+                        f"from the video, more than one frame ({ENCODER_FAULT})")
+    problems += keyframe_problems(probe, video, limits.get("keyframes", {}))
+    rules = limits.get("audio", {})
+    if probe.has_audio and rules.get("profile") and probe.audio_profile is not None \
+            and probe.audio_profile != rules["profile"]:
+        problems.append(f"audio profile is {probe.audio_profile!r}, expected "
+                        f"{rules['profile']!r} ({ENCODER_FAULT})")
+    return problems
+
+
+def keyframe_problems(probe: Probe, video: dict[str, Any],
+                      bounds: dict[str, Any]) -> list[str]:
+    """Keyframes on the spec's fixed grid (the first frame, then every `gop` frames, no
+    scene-cut keyframe), each an IDR picture, every interval within the platform's bounds."""
+    problems = []
+    if probe.first_keyframe_frame not in (None, 0):
+        problems.append(f"the first keyframe is frame {probe.first_keyframe_frame}, not the "
+                        f"first frame ({ENCODER_FAULT})")
+    intervals = probe.keyframe_intervals or ()
+    off_grid = [gap for gap in intervals if gap != video["gop"]]
+    if off_grid:
+        problems.append(f"keyframe intervals of {', '.join(map(str, intervals))} frames, "
+                        f"expected every {video['gop']} (a fixed grid, no scene-cut "
+                        f"keyframes; {ENCODER_FAULT})")
+    low, high = bounds.get("min_interval_s"), bounds.get("max_interval_s")
+    for gap in intervals:
+        seconds = gap / video["fps"]
+        if (low is not None and seconds < low) or (high is not None and seconds > high):
+            allowed = f"{low or 0:g} to {high:g} s" if high is not None else f"{low:g} s or more"
+            problems.append(f"a keyframe interval of {seconds:g} s is outside the platform's "
+                            f"{allowed} (limits.keyframes)")
+            break
+    if bounds.get("closed_gop", True) and probe.closed_gop is False:
+        problems.append(f"a keyframe is not an IDR picture (an open GOP; {ENCODER_FAULT})")
     return problems
 
 

@@ -55,11 +55,23 @@ def sidecar_document(*, names: Record, output: Record, metadata_file: str, sourc
 
 
 def with_outputs(sidecar: Record, images: dict[str, Record], inputs: Record,
-                 metadata_warnings: list[str], metadata_sha256: str) -> Record:
+                 metadata_warnings: list[str], metadata_sha256: str,
+                 upload: Record | None = None) -> Record:
     """The sidecar as written: its images, the metadata file's sha256, the inputs the whole
-    export is made from."""
+    export is made from, and what its upload request says (`upload`: privacy, declarations,
+    the fields it still needs; requests.build_request)."""
+    extra = {"upload": upload_summary(upload)} if upload is not None else {}
     return {**sidecar, **images, "inputs": inputs, "metadata_warnings": metadata_warnings,
-            "metadata_file_sha256": metadata_sha256}
+            "metadata_file_sha256": metadata_sha256, **extra}
+
+
+UPLOAD_FACTS = ("privacy", "publish_at", "made_for_kids", "ai_generated")
+
+
+def upload_summary(upload: Record) -> Record:
+    """What the sidecar keeps of an export's upload request (the registry shows it)."""
+    return {**{key: upload.get(key) for key in UPLOAD_FACTS},
+            "needs": [need["field"] for need in upload.get("needs") or []]}
 
 
 def recorded_sha256(sidecar: Record | None, kind: str) -> str | None:
@@ -121,9 +133,12 @@ def output_duration_s(sidecar: Record) -> float:
 def export_facts(sidecar: Record) -> Record:
     """What a registry row shows of an export made."""
     output, encode = sidecar.get("output", {}), sidecar.get("encode", {})
+    upload = sidecar.get("upload") or {}
     return {"size_bytes": output.get("size_bytes"), "duration_s": output.get("duration_s"),
             "sha256": output.get("sha256"), "mode": encode.get("mode"),
-            "finished_at": sidecar.get("finished_at"), "ffmpeg": encode.get("ffmpeg_version")}
+            "finished_at": sidecar.get("finished_at"), "ffmpeg": encode.get("ffmpeg_version"),
+            **{key: upload.get(key) for key in UPLOAD_FACTS},
+            "needs": upload.get("needs") if "upload" in sidecar else ["request"]}
 
 
 def failure_facts(error: Record) -> Record:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,20 @@ class Spec:
     metadata: dict
     cover: dict
     path: Path
+    upload: dict = field(default_factory=dict)   # request defaults (docs/uploads.md)
 
     @property
     def audio_required(self) -> bool:
         return self.audio.get("required", True)
+
+    @property
+    def min_duration(self) -> float:
+        """The shortest export the platform takes, in seconds (0: no minimum)."""
+        return float(self.limits.get("min_duration", 0))
+
+    @property
+    def on_short(self) -> str:
+        return self.limits.get("on_short", "reject")
 
     def encode_settings(self, preset_override: str | None = None) -> dict[str, Any]:
         """Everything that changes the encoded bytes, and nothing else.
@@ -98,6 +108,19 @@ def check_consistency(doc: dict[str, Any], stem: str) -> str | None:
         return f"name: '{doc['name']}' is reserved for a doit task or command"
     if video["maxrate"] < video["bitrate"]:
         return f"video.maxrate: {video['maxrate']} is below video.bitrate {video['bitrate']}"
+    if limits.get("min_duration", 0) > limits["max_duration_s"]:
+        return (f"limits.min_duration: {limits['min_duration']} is over "
+                f"limits.max_duration_s {limits['max_duration_s']}")
+    keyframes = limits.get("keyframes", {})
+    interval = video["gop"] / video["fps"]
+    low, high = keyframes.get("min_interval_s", 0), keyframes.get("max_interval_s", float("inf"))
+    if not low <= interval <= high:
+        return (f"video.gop: {video['gop']} frames at {video['fps']} fps is a keyframe every "
+                f"{interval:g} s, outside limits.keyframes ({low:g} to {high:g} s)")
+    floor = limits.get("audio", {}).get("min_bitrate", 0)
+    if audio["bitrate"] < floor:
+        return (f"audio.bitrate: {audio['bitrate']} is below limits.audio.min_bitrate "
+                f"{floor}")
     worst = worst_case_size(video, audio, limits)
     if worst > limits["max_size_bytes"]:
         return (f"limits.max_size_bytes: {limits['max_size_bytes']} could be exceeded: "
@@ -128,6 +151,7 @@ def load_spec(path: Path | str) -> Spec:
         metadata=doc["metadata"],
         cover={"fit": doc["fit"], **doc["cover"]},
         path=path,
+        upload=doc.get("upload", {}),
     )
 
 

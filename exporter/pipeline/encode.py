@@ -19,7 +19,13 @@ from exporter.media.loudness import (
     target_of,
 )
 from exporter.media.loudness import sidecar_record as loudness_record
-from exporter.media.plan import EncodePlan, build_encodes, build_plan, output_duration
+from exporter.media.plan import (
+    EncodePlan,
+    build_encodes,
+    build_plan,
+    output_duration,
+    pad_from,
+)
 from exporter.media.probe import Probe, moov_before_mdat, probe
 from exporter.media.shared import SharedCache, share_key
 from exporter.media.verify import conformance_problems, rate_over
@@ -77,7 +83,13 @@ def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_pr
         spec={"file": str(job.spec.path), "sha256": sha256_file(job.spec.path)},
         encode={"mode": mode, "key": inputs["encode_key"], "shared_key": shared_key,
                 "made_by": cache_record["made_by"], "settings": job.encode_settings(),
-                "trimmed": plan.trimmed, "ffmpeg": job.ffmpeg,
+                "trimmed": plan.trimmed,
+                # a short source held to the platform's minimum (limits.on_short: pad)
+                "padded": ({"source_duration_s": plan.padded_from_s,
+                            "padded_to_s": plan.duration_s,
+                            "how": "last frame held, silence added"}
+                           if plan.padded_from_s is not None else None),
+                "ffmpeg": job.ffmpeg,
                 "ffmpeg_version": ffmpeg_version(job.ffmpeg), "argv": cache_record["argv"],
                 "tool_version": __version__, "loudness": loudness,
                 "worker": current_worker()},
@@ -115,7 +127,8 @@ def loudness_of(job: ExportJob, spec: Spec, source_probe: Probe,
     kept_s, _ = output_duration(source_probe, spec)
     measured = measure_source(job.ffmpeg, job.title.source, inputs["source_sha256"], target,
                               kept_s, job.shared_cache.root / "loudness",
-                              ffmpeg_version(job.ffmpeg))
+                              ffmpeg_version(job.ffmpeg), spec.audio,
+                              padded=pad_from(source_probe, spec) is not None)
     if is_silent(measured):
         return None, "the source is silent (or too short to measure): left as it is"
     return measured, None

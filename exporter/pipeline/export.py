@@ -45,6 +45,7 @@ from exporter.model.records import (
     video_inputs_match,
     with_outputs,
 )
+from exporter.model.requests import build_request
 from exporter.model.sources import INPUT_NAMES, Title
 from exporter.pipeline.cluster import ClusterError, run_on_cluster
 from exporter.pipeline.covers import make_cover, make_poster
@@ -134,7 +135,8 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
     metadata_text = json_text(metadata_document)
     write_json_atomic(job.path("sidecar"), with_outputs(
         sidecar, images, inputs, metadata_warnings,
-        hashlib.sha256(metadata_text.encode("utf-8")).hexdigest()))
+        hashlib.sha256(metadata_text.encode("utf-8")).hexdigest(),
+        metadata_document["upload"]))
     write_text_atomic(job.path("metadata"), metadata_text)
     job.path("error").unlink(missing_ok=True)
     return video
@@ -145,8 +147,11 @@ def upload_metadata(job: ExportJob) -> tuple[Record, list[str]]:
     source = load_source_metadata(job.title.metadata)
     try:
         document, warnings = format_metadata(source, job.spec)
+        request, upload, more = build_request(source, document, job.spec)
     except SourceError as error:
         raise SourceError(f"{job.title.metadata.name}: {error}") from None
+    document = {**document, "request": request, "upload": upload}
+    warnings = [*warnings, *more]
     for warning in warnings:
         LOG.warning(f"WARNING {job.task_name} ({job.title.key}): {warning}")
     return document, warnings

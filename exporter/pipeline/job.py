@@ -15,6 +15,7 @@ from exporter.metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
 from exporter.model.files import sha256_file
 from exporter.model.layout import task_name
 from exporter.model.records import TARGET_KINDS, export_file_names, identity
+from exporter.model.requests import REQUEST_VERSION
 from exporter.model.sources import Title
 from exporter.model.spec import Spec, digest
 
@@ -111,7 +112,8 @@ _UP_TO_DATE_KEYS: dict[tuple, str] = {}
 
 def metadata_rules_key(spec: Spec) -> str:
     """What the metadata files depend on besides metadata.json: the rules and the formatter."""
-    return digest({"rules": spec.metadata, "format_version": METADATA_FORMAT_VERSION})
+    return digest({"rules": spec.metadata, "format_version": METADATA_FORMAT_VERSION,
+                   "upload": spec.upload, "request_version": REQUEST_VERSION})
 
 
 def sha256_or_none(path: Path) -> str | None:

@@ -155,6 +155,8 @@ def tile_html(row, sidecar, metadata):
     if status == "failed":
         parts.append(f'<p class="cause">{escape(row.get("cause") or "unknown cause")}</p>')
     parts.append(upload_html(row))
+    if status in MADE and "queue" in row:
+        parts.append(request_html(row))
     return (f'<figure class="export" data-platform="{attr(row["platform"])}" '
             f'data-status="{attr(status)}">' + "".join(parts) + "</figure>")
 
@@ -171,6 +173,21 @@ def content_security_policy():
     return ("default-src 'none'; img-src 'self' file:; media-src 'self' file:; "
             f"style-src {source_hash(STYLE)}; script-src {source_hash(SCRIPT)}; "
             "base-uri 'none'; form-action 'none'")
+
+
+def request_html(row):
+    """What its upload request posts it as: privacy, the declarations (or that one is
+    missing), and where it stands in the queue (`doit uploads`)."""
+    def declared(value):
+        return "not declared" if value is None else ("yes" if value else "no")
+    words = [row.get("privacy") or "privacy not set",
+             f"for kids: {declared(row.get('made_for_kids'))}",
+             f"AI: {declared(row.get('ai_generated'))}"]
+    queue = row["queue"]
+    if queue == "needs":
+        queue = "needs " + ", ".join(row.get("needs") or [])
+    return (f'<p class="request" data-queue="{attr(row["queue"])}">{escape(" · ".join(words))}'
+            f' · queue: {escape(queue)}</p>')
 
 
 def upload_html(row):

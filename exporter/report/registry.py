@@ -58,7 +58,19 @@ def with_distribution(row, events: list[Event]):
     """The row with what the history says of its export: versions made, last upload, and
     whether the uploaded copy is outdated (the current export differs from it)."""
     current = row.get("sha256") if row["status"] in ("exported", "stale", "removed") else None
-    return {**row, **distribution_facts(events, current)}
+    row = {**row, **distribution_facts(events, current)}
+    return {**row, "queue": queue_state(row)}
+
+
+def queue_state(row):
+    """Where the export stands in the upload queue (`doit uploads`): uploaded (the current
+    version), ready, needs (its request lacks a field: a declaration, a privacy), or held
+    (stale, failed, pending, removed)."""
+    if row.get("uploaded") and not row.get("upload_outdated"):
+        return "uploaded"
+    if row["status"] != "exported":
+        return "held"
+    return "needs" if row.get("needs") else "ready"
 
 
 def empty_totals():

@@ -167,9 +167,13 @@ class ExportReporter(ConsoleReporter):
             self.exit_if_unwritten()
             return
         if check is not None:
-            self.write(f"{len(check.proven)} titles unchanged since the run of "
+            # of the selection: a title outside it is neither checked nor counted
+            selected = {title.key for title in build.titles}
+            unchanged = len(check.proven & selected)
+            self.write(f"{unchanged} title{'s' * (unchanged != 1)} unchanged since the run of "
                        f"{check.stamp['written_at']} (not checked); "
-                       f"{len(check.changed)} checked, {len(check.removed)} removed\n")
+                       f"{len(check.changed & selected)} checked, "
+                       f"{len(check.removed)} removed\n")
         # encodes no export links to, unless made for an export still to make
         jobs_by_name = {job.task_name: job for job in build.all_jobs}
         self.bookkeeping("the shared-encode cache", SharedCache(build.settings.exports).prune,

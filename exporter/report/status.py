@@ -62,7 +62,13 @@ def status_report(document, segments=(), ages=(), platforms=()):
                  "uploaded_at": row["uploaded"]["at"], "id": row["uploaded"]["id"],
                  "url": row["uploaded"]["url"]}
                 for row in rows if row.get("upload_outdated") and row.get("uploaded")]
+    # exported, but its upload request lacks a field (a declaration): `doit uploads` holds it
+    needs = [{"task": task_name(row["platform"], row["title_id"]),
+              "title": f"{row['segment']}/{row['age']}/{row['title_id']}",
+              "needs": row["needs"]}
+             for row in rows if row["status"] == "exported" and row.get("needs")]
     return {
+        "needs": needs,
         "upload_outdated": outdated,
         "groups": [{"segment": segment, "age": age, "platform": platform, **totals}
                    for (segment, age, platform), totals in sorted(groups.items())],
@@ -115,9 +121,24 @@ def format_report(report):
     text += [f"made with {ffmpeg_release(version)}: {count} exports"
              for version, count in report.get("made_with", {}).items()]
     text += [f"FAILED {f['task']} ({f['title']}): {f['cause']}" for f in report["failures"]]
+    text += needs_lines(report.get("needs", []))
     text += [f"UPLOAD OUTDATED {o['task']} ({o['title']}): uploaded {o['uploaded_at']} as "
              f"{o['id']}; the export has changed since" for o in report.get("upload_outdated", [])]
     return "\n".join(text) + "\n"
+
+
+def needs_lines(needs):
+    """One line for the exported exports whose upload request lacks a field (a declaration
+    never guessed): how many, and which fields; `doit uploads` lists each."""
+    if not needs:
+        return []
+    fields = {}
+    for item in needs:
+        for field in item["needs"]:
+            fields[field] = fields.get(field, 0) + 1
+    counts = ", ".join(f"{field} {count}" for field, count in sorted(fields.items()))
+    return [(f"NEEDS {len(needs)} exported not ready to upload, lacking {counts}: "
+             "`doit uploads` lists them")]
 
 
 def lock_holder(lock_path, proc_locks="/proc/locks"):
@@ -197,7 +218,8 @@ class Status(ExportCommand):
 
     name = "status"
     doc_purpose = "exported, stale, failed and pending exports by segment, age and platform"
-    doc_usage = "[--json] [segment=...] [age=...] [platforms=...] [renders=...] [exports=...]"
+    doc_usage = ("[--json] [--check] [segment=...] [age=...] [platforms=...] [renders=...] "
+                 "[exports=...]")
     doc_description = ("Read-only: doit's dep DB and the sidecars, as of now. Nothing is "
                        "encoded or written, and it runs while another doit run is going.")
     cmd_options = (flag("json", "print the report as JSON"),

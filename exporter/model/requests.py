@@ -1,0 +1,258 @@
+"""The upload request of one export: the body its platform's API takes, built from the
+render's metadata.json, the platform's `upload:` defaults and the formatted text.
+
+`build_request` is pure: (source, formatted document, spec) -> (request, upload, warnings).
+`request` is shaped as the API names it (YouTube `snippet` + `status`, TikTok `post_info`,
+Instagram's container parameters, Facebook's Reels parameters) and is checked against
+schemas/request_{api}.schema.json before it is kept. `upload` says what the request stands
+for (privacy, schedule, declarations) and what it still `needs` before it may be posted.
+
+Declarations (`made_for_kids`, `ai_generated`) are legal statements: never guessed. When the
+render and the defaults are silent, the field is left out of the request and the export
+needs it. docs/uploads.md has every field, its source and its API reference.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.model.errors import SourceError
+from exporter.model.spec import Spec, first_schema_error, load_schema
+
+# Bump when a code change alters the requests built from the same input and defaults: it
+# is part of the metadata files' up-to-date check (pipeline/job.metadata_rules_key).
+REQUEST_VERSION = 1
+
+APIS = ("youtube", "tiktok", "instagram", "facebook")
+# What a render's metadata.json may say for every platform (top level, or per platform in
+# `platforms.{name}`): the text formatter's fields, then the upload fields.
+TEXT_FIELDS = ("title", "description", "hashtags", "mentions", "language")
+UPLOAD_FIELDS = ("privacy", "made_for_kids", "ai_generated", "category", "publish_at")
+COMMON_FIELDS = TEXT_FIELDS + UPLOAD_FIELDS
+# What only one API takes, named as that API names it (set in `platforms.{name}`).
+API_FIELDS = {
+    "youtube": ("embeddable", "license", "public_stats_viewable"),
+    "tiktok": ("privacy_level", "disable_duet", "disable_stitch", "disable_comment",
+               "video_cover_timestamp_ms", "brand_content_toggle", "brand_organic_toggle"),
+    "instagram": ("share_to_feed", "collaborators", "thumb_offset", "cover_url",
+                  "audio_name"),
+    "facebook": ("video_state",),
+}
+# The declarations each API takes: without them, its export is not posted.
+DECLARATIONS = {"youtube": ("made_for_kids", "ai_generated"), "tiktok": ("ai_generated",),
+                "instagram": (), "facebook": ()}
+# What the upload stage adds when it posts (not known when the export is made).
+POSTING = {
+    "youtube": {"endpoint": "POST https://www.googleapis.com/upload/youtube/v3/videos"
+                            "?part=snippet,status",
+                "adds": ["the video file (media upload)",
+                         "the cover: thumbnails.set after the insert"]},
+    "tiktok": {"endpoint": "POST https://open.tiktokapis.com/v2/post/publish/video/init/",
+               "adds": ["source_info (FILE_UPLOAD: video_size, chunk_size, total_chunk_count)",
+                        "privacy_level checked against creator_info.privacy_level_options"]},
+    "instagram": {"endpoint": "POST https://graph.facebook.com/{ig-user-id}/media, then "
+                              "/media_publish",
+                  "adds": ["video_url (the video at a public URL)",
+                           "cover_url (the cover at a public URL) unless thumb_offset is set"]},
+    "facebook": {"endpoint": "POST https://graph.facebook.com/{page-id}/video_reels "
+                             "(upload_phase=start, upload, then finish with these fields)",
+                 "adds": ["upload_phase=finish and the video_id of the upload session"]},
+}
+TIKTOK_PRIVACY = {"public": "PUBLIC_TO_EVERYONE", "private": "SELF_ONLY"}
+FACEBOOK_STATE = {"public": "PUBLISHED", "private": "DRAFT"}
+
+
+def api_of(spec: Spec) -> str | None:
+    """The API whose request this platform's exports carry (its `upload.api`), or None."""
+    return (spec.upload or {}).get("api")
+
+
+def known_fields(api: str | None) -> tuple[str, ...]:
+    return COMMON_FIELDS + API_FIELDS.get(api or "", ())
+
+
+def unknown_key_warnings(source: dict[str, Any], spec: Spec) -> list[str]:
+    """One line per key of metadata.json this platform's export does not use: at the top
+    level, and in its own `platforms.{name}` block. Never dropped without a word."""
+    api = api_of(spec)
+    notes = []
+    for key in source:
+        if key == "platforms" or key in COMMON_FIELDS:
+            continue
+        owners = [name for name, fields in API_FIELDS.items() if key in fields]
+        hint = (f" ({'/'.join(owners)} only: set it in platforms.{owners[0]})" if owners
+                else suggestion(key, COMMON_FIELDS))
+        notes.append(f"metadata.json: unknown key {key!r} ignored{hint}")
+    block = (source.get("platforms") or {}).get(spec.name) or {}
+    for key in block:
+        if key not in known_fields(api):
+            notes.append(f"metadata.json: unknown key 'platforms.{spec.name}.{key}' "
+                         f"ignored{suggestion(key, known_fields(api))}")
+    return notes
+
+
+def suggestion(key: str, names: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def upload_fields(source: dict[str, Any], spec: Spec) -> dict[str, Any]:
+    """The fields of this export: the platform's defaults, then the render's top level,
+    then its `platforms.{name}` block; only fields this platform knows."""
+    defaults = {k: v for k, v in (spec.upload or {}).items() if k != "api"}
+    block = (source.get("platforms") or {}).get(spec.name) or {}
+    top = {k: v for k, v in source.items() if k in COMMON_FIELDS}
+    merged = {**defaults, **top, **block}
+    return {k: v for k, v in merged.items() if k in known_fields(api_of(spec))}
+
+
+def utc_text(moment: str) -> str:
+    """An ISO 8601 time with its offset, as UTC: 2026-12-01T09:00:00Z."""
+    return parse_time(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(moment: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError:
+        raise SourceError(f"publish_at: {moment!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise SourceError(f"publish_at: {moment!r} has no UTC offset (add Z or +02:00)")
+    return parsed.astimezone(UTC)
+
+
+def need(field: str, why: str) -> dict[str, str]:
+    return {"field": field, "why": why}
+
+
+def declaration_needs(api: str, fields: dict[str, Any], platform: str) -> list[dict]:
+    return [need(name, f"a declaration {platform} takes, never guessed: set it (true or "
+                       f"false) in metadata.json or in platforms/{platform}.yaml upload:")
+            for name in DECLARATIONS[api] if name not in fields]
+
+
+def youtube_request(document: dict, fields: dict, needs: list) -> dict:
+    snippet = {"title": document["title"], "description": document["caption"]}
+    if document.get("tags"):
+        snippet["tags"] = document["tags"]
+    if "category" in fields:
+        snippet["categoryId"] = str(fields["category"])
+    if fields.get("language"):
+        snippet["defaultLanguage"] = fields["language"]
+    status = {}
+    privacy, publish_at = fields.get("privacy"), fields.get("publish_at")
+    if publish_at and privacy not in (None, "public"):
+        needs.append(need("privacy", f"publish_at schedules a public video, but privacy "
+                                     f"is {privacy}: remove one"))
+    elif publish_at:
+        # YouTube schedules a video by inserting it private with publishAt
+        status.update(privacyStatus="private", publishAt=utc_text(publish_at))
+    elif privacy:
+        status["privacyStatus"] = privacy
+    if "made_for_kids" in fields:
+        status["selfDeclaredMadeForKids"] = fields["made_for_kids"]
+    if "ai_generated" in fields:
+        status["containsSyntheticMedia"] = fields["ai_generated"]
+    for ours, theirs in (("embeddable", "embeddable"), ("license", "license"),
+                         ("public_stats_viewable", "publicStatsViewable")):
+        if ours in fields:
+            status[theirs] = fields[ours]
+    return {"snippet": snippet, "status": status}
+
+
+def tiktok_request(document: dict, fields: dict, needs: list) -> dict:
+    info: dict[str, Any] = {"title": document["caption"]}
+    privacy = fields.get("privacy")
+    if "privacy_level" in fields:
+        info["privacy_level"] = fields["privacy_level"]
+    elif privacy in TIKTOK_PRIVACY:
+        info["privacy_level"] = TIKTOK_PRIVACY[privacy]
+    elif privacy == "unlisted":
+        needs.append(need("privacy_level", "TikTok has no unlisted post: set "
+                                           "platforms.tiktok.privacy_level "
+                                           "(MUTUAL_FOLLOW_FRIENDS or FOLLOWER_OF_CREATOR)"))
+    for name in API_FIELDS["tiktok"][1:]:
+        if name in fields:
+            info[name] = fields[name]
+    if "ai_generated" in fields:
+        info["is_aigc"] = fields["ai_generated"]
+    return {"post_info": info}
+
+
+def instagram_request(document: dict, fields: dict, needs: list) -> dict:
+    privacy = fields.get("privacy")
+    if privacy not in (None, "public"):
+        needs.append(need("privacy", f"Instagram posts every reel as visible as the account; "
+                                     f"privacy is {privacy}: set platforms.instagram.privacy "
+                                     "to public, or do not post it there"))
+    request: dict[str, Any] = {"media_type": "REELS", "caption": document["caption"]}
+    for name in API_FIELDS["instagram"]:
+        if name in fields:
+            request[name] = fields[name]
+    return request
+
+
+def facebook_request(document: dict, fields: dict, needs: list) -> dict:
+    request: dict[str, Any] = {"title": document["title"], "description": document["caption"]}
+    privacy, publish_at = fields.get("privacy"), fields.get("publish_at")
+    state = fields.get("video_state")
+    if state is None and publish_at:
+        state = "SCHEDULED" if privacy in (None, "public") else None
+        if state is None:
+            needs.append(need("privacy", f"publish_at schedules a public reel, but privacy "
+                                         f"is {privacy}: remove one"))
+    elif state is None and privacy in FACEBOOK_STATE:
+        state = FACEBOOK_STATE[privacy]
+    elif state is None and privacy == "unlisted":
+        needs.append(need("video_state", "Facebook has no unlisted reel: set "
+                                         "platforms.facebook.video_state or privacy"))
+    if state == "SCHEDULED":
+        if not publish_at:
+            needs.append(need("publish_at", "video_state SCHEDULED needs publish_at"))
+            state = None
+        else:
+            request["scheduled_publish_time"] = int(parse_time(publish_at).timestamp())
+    if state:
+        request["video_state"] = state
+    return request
+
+
+BUILDERS = {"youtube": youtube_request, "tiktok": tiktok_request,
+            "instagram": instagram_request, "facebook": facebook_request}
+# The field without which each API refuses the post, as the request names it.
+PRIVACY_FIELD = {"youtube": ("status", "privacyStatus"), "tiktok": ("post_info", "privacy_level"),
+                 "facebook": (None, "video_state")}
+
+
+def build_request(source: dict[str, Any], document: dict[str, Any], spec: Spec
+                  ) -> tuple[dict | None, dict[str, Any], list[str]]:
+    """(request, upload, warnings) for one export. `request` is None when the platform's
+    file names no `upload.api`. Raises SourceError (one line) when the request the fields
+    make is not one the API takes (its schema, schemas/request_{api}.schema.json)."""
+    warnings = unknown_key_warnings(source, spec)
+    api = api_of(spec)
+    fields = upload_fields(source, spec)
+    upload: dict[str, Any] = {
+        "api": api, "privacy": fields.get("privacy"),
+        "publish_at": utc_text(fields["publish_at"]) if fields.get("publish_at") else None,
+        "made_for_kids": fields.get("made_for_kids"),
+        "ai_generated": fields.get("ai_generated"), "needs": []}
+    if api is None:
+        upload["needs"].append(need("upload.api", f"platforms/{spec.name}.yaml has no "
+                                                  "upload: section naming its API"))
+        return None, upload, warnings
+    needs = declaration_needs(api, fields, spec.name)
+    declared = len(needs)
+    request = BUILDERS[api](document, fields, needs)
+    where, key = PRIVACY_FIELD.get(api, (None, None))
+    if key and key not in (request.get(where) if where else request) and len(needs) == declared:
+        # the builder said nothing of it: nothing set privacy at all
+        needs.append(need("privacy", f"{api} requires {key}: set privacy in metadata.json "
+                                     f"or platforms/{spec.name}.yaml upload:"))
+    problem = first_schema_error(request, load_schema(f"request_{api}"))
+    if problem is not None:
+        raise SourceError(f"the {api} request is not one its API takes: {problem}")
+    upload["needs"] = needs
+    return request, upload, warnings
