@@ -157,10 +157,12 @@ def inline_tags(sigil, *texts):
 
 
 def select_tags(sigil, listed, required, texts, limit, notes):
-    """Tags kept under `limit` distinct tags per post, written inline or listed -> (texts, block).
+    """Tags kept under `limit` per post, written inline or listed -> (texts, block).
 
-    Priority: required tags, then tags written in the text, then the list. An inline tag over
-    the limit loses its sigil (it stays a word); a listed one is dropped.
+    The platforms count occurrences (a tag written 35 times is 35 of Instagram's 5), so under
+    a limit each tag keeps its sigil once: at its first occurrence. Priority: required tags,
+    then tags written in the text, then the list. An inline tag over the limit, or repeated,
+    loses its sigil (it stays a word); a listed one is dropped.
     """
     kind = KIND[sigil]
     inline = inline_tags(sigil, *texts)
@@ -169,10 +171,24 @@ def select_tags(sigil, listed, required, texts, limit, notes):
         if limit is None or len(keep) < limit:
             keep.setdefault(tag.casefold(), tag)
     over_inline = [tag for key, tag in inline.items() if key not in keep]
-    if over_inline:
+    if limit is not None:
+        seen, repeated = set(), []
+
         def demote(match):
-            return match[0] if match[1].casefold() in keep else match[1]
+            key = match[1].casefold()
+            if key not in keep:
+                return match[1]
+            if key in seen:
+                repeated.append(match[1])
+                return match[1]
+            seen.add(key)
+            return match[0]
         texts = [INLINE_TAG[sigil].sub(demote, text) for text in texts]
+        if repeated:
+            notes.append(f"{plural(len(repeated), kind)} repeated in the title or description: "
+                         f"'{sigil}' kept on the first of each only (the limit of {limit} "
+                         "counts each occurrence): " + ", ".join(dict.fromkeys(repeated)))
+    if over_inline:
         notes.append(f"{plural(len(over_inline), kind)} written in the title or description "
                      f"over the limit of {limit}: '{sigil}' removed from "
                      + ", ".join(over_inline))
@@ -238,17 +254,29 @@ def fit_caption(template, parts, limit, count, required, notes):
                          f"limit of {limit:,} {unit}: " + ", ".join(dropped))
 
 
-def fit_tags(candidates, limit, notes):
+def fit_tags(candidates, limit, required, notes):
     """The first tags whose total stays within `limit` characters, counted as YouTube does:
-    commas between tags count, and a tag with a space counts two quotation marks."""
-    kept, total = [], -1
+    commas between tags count, and a tag with a space counts two quotation marks. Room is
+    kept for the required tags (YouTube's Shorts) wherever they come: never the ones dropped
+    (unless they alone exceed the limit)."""
+    def cost(tag):
+        return len(tag) + 1 + (2 if " " in tag else 0)
+
+    required_keys = {tag.casefold() for tag in required}
+    room = limit + 1 - sum(cost(tag) for tag in candidates if tag.casefold() in required_keys)
+    if room < 0:            # the required tags alone are over the limit: it still holds
+        required_keys, room = set(), limit + 1
+    kept, full = [], False
     for tag in candidates:
-        total += len(tag) + 1 + (2 if " " in tag else 0)
-        if total > limit:
-            break
-        kept.append(tag)
+        if tag.casefold() in required_keys:
+            kept.append(tag)
+        elif not full and cost(tag) <= room:
+            room -= cost(tag)
+            kept.append(tag)
+        else:
+            full = True
     if len(kept) < len(candidates):
-        dropped = candidates[len(kept):]
+        dropped = [tag for tag in candidates if tag not in kept]
         notes.append(f"tags: dropped {plural(len(dropped), 'tag')} over the total of "
                      f"{limit:,} characters: " + ", ".join(dropped))
     return kept
@@ -331,5 +359,6 @@ def format_metadata(source, spec):
     if "tags_total_max_chars" in rules:
         titled = [] if uses(template, "title") else [texts["title"]]
         candidates = list(inline_tags("#", *titled, caption).values())
-        document["tags"] = fit_tags(candidates, rules["tags_total_max_chars"], notes)
+        document["tags"] = fit_tags(candidates, rules["tags_total_max_chars"], required,
+                                    notes)
     return document, notes
