@@ -1,6 +1,7 @@
 """Bitrate accuracy per clip length and content: the VBV buffer sized to the clip vs the spec's.
 
-    python bench/bitrate.py [--preset superfast] [--ffmpeg PATH ...]
+    python bench/bitrate.py [--preset superfast] [--ffmpeg PATH ...] [--lengths 1 ...]
+                            [--contents pattern ...]
 
 For each ffmpeg (the bundled one, and /usr/bin/ffmpeg when present, or those given), each
 content (test pattern, flat colour, full-frame noise) and each length (1 frame, 0.5, 1, 3,
@@ -25,11 +26,11 @@ from pymediainfo import MediaInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from exporter.media.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg  # noqa: E402
-from exporter.media.plan import build_encode  # noqa: E402
-from exporter.media.probe import probe  # noqa: E402
-from exporter.media.samples import NOISE, make_clip  # noqa: E402
-from exporter.model.spec import load_specs  # noqa: E402
+from exporter.media.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg
+from exporter.media.plan import build_encode
+from exporter.media.probe import probe
+from exporter.media.samples import NOISE, make_clip
+from exporter.model.spec import load_specs
 
 LENGTHS = (("1 frame", 1 / 30), ("0.5 s", 0.5), ("1 s", 1.0), ("3 s", 3.0), ("15 s", 15.0))
 CONTENTS = (("pattern", "testsrc2"), ("flat", "color=c=0x336699"), ("noise", NOISE))
@@ -53,7 +54,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="superfast")
     parser.add_argument("--ffmpeg", action="append")
+    parser.add_argument("--lengths", nargs="+", type=float, metavar="SECONDS",
+                        help="only these lengths (default: 1 frame, 0.5, 1, 3, 15)")
+    parser.add_argument("--contents", nargs="+", choices=[name for name, _ in CONTENTS],
+                        help="only these contents (default: all)")
     options = parser.parse_args()
+    lengths = [(f"{s:g} s", s) for s in options.lengths] if options.lengths else LENGTHS
+    contents = [(name, pattern) for name, pattern in CONTENTS
+                if not options.contents or name in options.contents]
     ffmpegs = options.ffmpeg or [bundled_ffmpeg()] + (
         ["/usr/bin/ffmpeg"] if os.path.exists("/usr/bin/ffmpeg") else [])
     spec = load_specs(REPO / "platforms")["youtube"]
@@ -66,8 +74,8 @@ def main():
         work = Path(tmp)
         for ffmpeg in ffmpegs:
             name = check_ffmpeg(ffmpeg).version.split()[2][:12]
-            for content, pattern in CONTENTS:
-                for label, seconds in LENGTHS:
+            for content, pattern in contents:
+                for label, seconds in lengths:
                     source = work / f"{content}-{seconds:.3f}.mp4"
                     if not source.exists():
                         make_clip(source, width=1080, height=1920, seconds=seconds,

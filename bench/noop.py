@@ -145,7 +145,8 @@ def fill_dep_db(renders, exports, env):
     """Record every export task as done, through doit's own Dependency API."""
     code = (
         "import sys\n"
-        "from doit.dependency import Dependency, MD5Checker, SqliteDB\n"
+        "from doit.dependency import Dependency, SqliteDB\n"
+        "from exporter.pipeline.checker import MD5Checker   # the run's checker and its states\n"
         "from exporter.report.ledger import task_from_dict\n"
         "from exporter.model.settings import resolve_settings\n"
         "from exporter.pipeline.library import Build\n"

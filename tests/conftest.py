@@ -163,10 +163,10 @@ def probe_of(**changes):
     return Probe(**facts)
 
 
-def small_platforms(directory, names=("youtube", "tiktok"), **edits):
+def small_platforms(directory, names=("youtube", "tiktok"), minimum=False, **edits):
     """Copies of shipped specs at a small frame size (fast encodes), plus `edits` per name.
-    Without a minimum duration: the pipeline's tests use 1 s clips, and the minimum
-    (Instagram's and Facebook's 3 s) is tested in test_acceptance and the conformance matrix.
+    Without a minimum duration unless `minimum`: the pipeline's tests use 1 s clips; the
+    minimum (Instagram's and Facebook's 3 s) is tested in test_acceptance and the matrix.
 
     This is what a user does to add a platform: drop a YAML file in a platforms folder.
     """
@@ -176,7 +176,8 @@ def small_platforms(directory, names=("youtube", "tiktok"), **edits):
     for name in names:
         document = load_yaml(SHIPPED_PLATFORMS / f"{name}.yaml")
         document["video"].update(width=270, height=480)
-        document.get("limits", {}).pop("min_duration", None)
+        if not minimum:
+            document.get("limits", {}).pop("min_duration", None)
         for dotted, value in edits.get(name, {}).items():
             set_field(document, dotted, value)
         (directory / f"{name}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")

@@ -150,7 +150,7 @@ def exported(tmp_path_factory):
     flash_and_beep(titles / "short" / "final.mp4", seconds=2.9)
     flash_and_beep(titles / "exact-30" / "final.mp4", seconds=3.0, rate="30")
     flash_and_beep(titles / "exact-2997" / "final.mp4", seconds=3.0, rate="30000/1001")
-    platforms = small_platforms(root / "platforms", names=ALL_FOUR)
+    platforms = small_platforms(root / "platforms", names=ALL_FOUR, minimum=True)
     first = run_doit(f"renders={renders}", f"exports={exports}", f"platforms_dir={platforms}",
                      "-n", "2")
     (titles / "remuxed").mkdir()
@@ -221,7 +221,7 @@ def test_keyframes_every_gop_frames_never_at_a_cut_and_each_an_idr(exported):
 def test_on_short_pad_holds_the_last_frame_and_adds_silence(tmp_path):
     renders, exports = tmp_path / "renders", tmp_path / "exports"
     flash_and_beep(renders / "a" / "b" / "short" / "final.mp4", seconds=2.9)
-    platforms = small_platforms(tmp_path / "platforms", names=META,
+    platforms = small_platforms(tmp_path / "platforms", names=META, minimum=True,
                                 instagram={"limits.on_short": "pad"},
                                 facebook={"limits.on_short": "pad"})
     run_doit(f"renders={renders}", f"exports={exports}", f"platforms_dir={platforms}",

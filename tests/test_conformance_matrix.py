@@ -122,7 +122,7 @@ def matrix(tmp_path_factory):
     for title, *shape in CASES:
         final = make_source(renders / "matrix" / "all" / title, *shape)
         durations[title] = source_duration(final)
-    platforms = small_platforms(root / "platforms", names=ALL_FOUR)
+    platforms = small_platforms(root / "platforms", names=ALL_FOUR, minimum=True)
     padded = load_yaml(platforms / "facebook.yaml")
     padded["name"], padded["limits"]["on_short"] = PADDED, "pad"
     (platforms / f"{PADDED}.yaml").write_text(yaml.safe_dump(padded), encoding="utf-8")
