@@ -15,6 +15,10 @@ comment just before it (Sybil's skip directive):
 What legitimately differs from run to run is normalised in both the page and the output
 before they are compared: timestamps, pids, hashes, sizes and run times, and runs of
 spaces (a table's column widths follow its widest value).
+
+`REELEXPORT_DOCS_UPDATE=1 pytest tests/test_docs.py` writes what each differing command
+printed into its page instead of failing (review the change with `git diff docs`: a `...`
+line the page had is written out in full).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class Session:
     ran: list[Command] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    # (first line of the output in the page, how many lines, what was printed)
+    updates: list[tuple[int, int, list[str]]] = field(default_factory=list)
 
     def command(self, text: str) -> str:
         """The page's command, its `/tmp/NAME` libraries moved under this session's root."""
@@ -133,6 +139,8 @@ def evaluate_block(example: Example) -> str | None:
             session.failures.append(
                 f"{example.path}:{command.line}: $ {command.text}\n{diff}\n"
                 f"--- printed now, as is:\n{session.printed(result.stdout)}")
+            printed = session.printed(result.stdout).rstrip("\n").splitlines()
+            session.updates.append((command.line + 1, len(command.expected), printed))
     return None
 
 
@@ -164,6 +172,17 @@ def run_page(path: Path, session: Session) -> Session:
             if example.region.evaluator is evaluate_block:
                 session.skipped.append((example.line, str(skip)))
     return session
+
+
+def write_updates(path: Path, session: Session) -> None:
+    """Each differing command's output, as printed now, in place of the page's."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for first, count, printed in sorted(session.updates, reverse=True):
+        expected = lines[first - 1:first - 1 + count]
+        while expected and not expected[-1].strip():    # the page's blank lines are kept
+            expected.pop()
+        lines[first - 1:first - 1 + len(expected)] = printed
+    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def shell_blocks(path: Path) -> list[list[Command]]:

@@ -13,13 +13,14 @@ once below at tiny sizes, so that they cannot break unnoticed.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 
 import pytest
 from conftest import REPO, doit_env, small_platforms
-from docs_support import Session, run_page, shell_blocks
+from docs_support import Session, run_page, shell_blocks, write_updates
 
 sys.path.insert(0, str(REPO / "examples"))
 from make_demo import LIBRARIES, make_demo
@@ -42,6 +43,9 @@ def test_page_examples_print_what_the_page_shows(page, tmp_path):
     print(f"{page}: {len(session.ran)} commands run, {len(session.skipped)} blocks skipped")
     for line, reason in session.skipped:
         print(f"  skipped {page}:{line}: {reason}")
+    if session.updates and os.environ.get("REELEXPORT_DOCS_UPDATE") == "1":
+        write_updates(REPO / page, session)
+        pytest.skip(f"{page}: {len(session.updates)} outputs written into the page")
     assert not session.failures, "\n\n".join(session.failures)
 
 
