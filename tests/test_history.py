@@ -217,12 +217,15 @@ def test_history_records_makes_uploads_failures_cleans_and_forgets(library, tmp_
     run_doit(*args, check=2)       # a failed export: README "In CI"
     run_doit("clean", "youtube:alpha", *args, check=0)
     run_doit("forget", "youtube:alpha", *args, check=0)
+    # the default tasks: each export is in three groups, named (and recorded) once
+    forgot = run_doit("forget", *args, check=0).stdout.splitlines()
+    assert sorted(forgot) == sorted(set(forgot)) and forgot.count("forgetting youtube:alpha") == 1
     (library.exports / ".doit.db").unlink()
     events = history(library, "alpha", "--json")
-    assert [e["event"] for e in events] == ["forgotten", "cleaned", "failed", "uploaded",
-                                            "made", "uploaded", "made"]
-    assert "final.mp4" in events[2]["cause"]
-    assert "youtube.mp4" in events[1]["files"]
+    assert [e["event"] for e in events] == ["forgotten", "forgotten", "cleaned", "failed",
+                                            "uploaded", "made", "uploaded", "made"]
+    assert "final.mp4" in events[3]["cause"]
+    assert "youtube.mp4" in events[2]["files"]
     text = history(library, "alpha")
     assert text.splitlines()[0].split()[1:3] == ["youtube:alpha", "forgotten"]
     assert history(library, "nobody") == "nobody: no events in the history\n"

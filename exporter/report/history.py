@@ -240,6 +240,22 @@ class Uploaded(ExportCommand):
 # ---- doit forget ----------------------------------------------------------------------------
 
 
+class EachLineOnce:
+    """A stream that writes each distinct line once: doit's forget visits an export once
+    for each group holding it (its platform, `export`, `export:TITLE`)."""
+
+    def __init__(self, stream):
+        self.stream, self.written = stream, set()
+
+    def write(self, text):
+        if text not in self.written:
+            self.written.add(text)
+            self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 class RecordingForget(Forget):
     """doit's `forget`, which also appends a `forgotten` event for each export it forgets."""
 
@@ -255,15 +271,19 @@ class RecordingForget(Forget):
         groups = {task.name for task in self.task_list if not task.actions}
         if set(self.sel_tasks or ()) & groups:
             forget_sub = True   # `doit forget export:TITLE` forgets that title's exports
-        forgotten = []
-        remove = self.dep_manager.remove
+        forgotten = {}          # in order, each once
+        remove, stream = self.dep_manager.remove, self.outstream
 
         def recording_remove(name):
-            forgotten.append(name)
+            forgotten[name] = True
             remove(name)
 
         self.dep_manager.remove = recording_remove
-        result = super()._execute(forget_sub, forget_disable_default, forget_all)
+        self.outstream = EachLineOnce(stream)
+        try:
+            result = super()._execute(forget_sub, forget_disable_default, forget_all)
+        finally:
+            self.outstream = stream
         if forget_all:
             forgotten = sorted(exports)
         titles = {job.task_name: job.title.key for job in load_build().all_jobs}
