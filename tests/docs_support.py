@@ -86,6 +86,10 @@ NORMALISE = [
     (re.compile(r"\b\d+ bytes\b"), "<n> bytes"),
     (re.compile(r'"size_bytes": \d+'), '"size_bytes": <n>'),
     (re.compile(r"\bin \d+(?:\.\d+)? s\b"), "in <t> s"),
+    # perceptual scores: the same bytes score the same, but libvmaf's last digit may follow
+    # the CPU's vector unit
+    (re.compile(r"\b\d+(?:\.\d+)?/\d+(?:\.\d+)?/\d+(?:\.\d+)?\b"), "<scores>"),
+    (re.compile(r'"(mean|median|p5|worst)": \d+(?:\.\d+)?'), r'"\1": <score>'),
     (re.compile(r"[ \t]+"), " "),
 ]
 

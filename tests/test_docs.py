@@ -58,6 +58,7 @@ TINY_BENCHMARKS = {
     "bench/loudness.py": ["--seconds", "1"],
     "bench/noop.py": ["--titles", "2"],
     "bench/parallel.py": ["--seconds", "1", "--preset", "superfast"],
+    "bench/quality.py": ["--tiny"],
 }
 
 

@@ -60,12 +60,16 @@ def picture(spec: Spec, pad_s: float = 0.0) -> tuple[str, int, int, float, str, 
     return (spec.fit, video["width"], video["height"], video["fps"], video["pix_fmt"], pad_s)
 
 
-def video_graph(specs: Sequence[Spec], pads: Sequence[float] = ()) -> str:
+def video_graph(specs: Sequence[Spec], pads: Sequence[float] = (),
+                source: str = "[0:v:0]", keep: str = "") -> str:
     """One filter graph feeding outputs [v0], [v1], ... (one per spec, in order).
 
     The source is decoded once; each distinct picture (fit, size, fps, pix_fmt, padding)
     is computed once and split between the outputs that need it. `pads`: seconds of the
     last frame held at the end of each output (a short source padded to the minimum).
+    `source`: the input's label (the quality check feeds the source as its second input);
+    `keep`: filters choosing the frames that go through the fit (the quality check's
+    trim and sampling), after the frame rate and padding.
     """
     chains = {}
     for index, spec in enumerate(specs):
@@ -73,14 +77,14 @@ def video_graph(specs: Sequence[Spec], pads: Sequence[float] = ()) -> str:
         chains.setdefault(picture(spec, pad_s), []).append(index)
     parts = []
     if len(chains) > 1:
-        parts.append("[0:v:0]split=" + str(len(chains))
+        parts.append(f"{source}split=" + str(len(chains))
                      + "".join(f"[in{c}]" for c in range(len(chains))))
     for c, ((fit, width, height, fps, pix_fmt, pad_s), outputs) in enumerate(chains.items()):
-        source = "[0:v:0]" if len(chains) == 1 else f"[in{c}]"
+        chain_in = source if len(chains) == 1 else f"[in{c}]"
         # The frame rate first: ffmpeg 5.1's fps filter after the blur's overlay drops
         # the only frame of a one-frame clip (and fewer frames go through the fit).
         hold = f",tpad=stop_mode=clone:stop_duration={pad_s:.3f}" if pad_s else ""
-        parts.append(f"{source}fps={fps}{hold}[rate{c}]")
+        parts.append(f"{chain_in}fps={fps}{hold}{keep}[rate{c}]")
         parts.append(fit_filter(fit, width, height, f"[rate{c}]", f"[fit{c}]", tag=str(c)))
         if len(outputs) == 1:
             parts.append(f"[fit{c}]format={pix_fmt}[v{outputs[0]}]")

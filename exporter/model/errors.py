@@ -53,3 +53,16 @@ class CacheChanged(EncodeError):
 
     def __init__(self, message):
         super().__init__(message, transient=True)
+
+
+class DamagedOutput(EncodeError):
+    """The output's video does not decode whole, holds other frames than the plan's, or (a
+    remux) other packets than its source's: damaged after its encode, or the encoder failed.
+    It is not kept; another attempt encodes it again."""
+
+    def __init__(self, message):
+        super().__init__(message, transient=True)
+
+
+class QualityBelowFloor(ConformanceError):
+    """The output scored under the platform's `quality:` floors against its source."""

@@ -106,6 +106,12 @@ def output_sha256(sidecar: Record | None) -> str | None:
     return ((sidecar or {}).get("output") or {}).get("sha256")
 
 
+def recorded_quality(sidecar: Record | None) -> Record | None:
+    """The sidecar's content check: its score against the source (metric, mean, p5,
+    worst) or, for a remux, its packets proven the source's; None when made before."""
+    return ((sidecar or {}).get("encode") or {}).get("quality")
+
+
 def recorded_inputs(record: Record | None) -> Record:
     """The inputs a sidecar's export, or an error record's attempt, was made from."""
     return (record or {}).get("inputs") or {}
@@ -137,6 +143,7 @@ def export_facts(sidecar: Record) -> Record:
     return {"size_bytes": output.get("size_bytes"), "duration_s": output.get("duration_s"),
             "sha256": output.get("sha256"), "mode": encode.get("mode"),
             "finished_at": sidecar.get("finished_at"), "ffmpeg": encode.get("ffmpeg_version"),
+            "quality": encode.get("quality"),
             **{key: upload.get(key) for key in UPLOAD_FACTS},
             "needs": upload.get("needs") if "upload" in sidecar else ["request"]}
 
@@ -153,7 +160,7 @@ def tile_facts(sidecar: Record | None) -> Record | None:
     output = sidecar.get("output", {})
     return {"output": {k: output.get(k) for k in
                        ("video_bitrate", "size_bytes", "duration_s", "width", "height")},
-            "poster": sidecar.get("poster")}
+            "poster": sidecar.get("poster"), "quality": recorded_quality(sidecar)}
 
 
 def remake_causes(previous: Record | None, inputs: Record, *, spec_sha256: str | None,

@@ -54,6 +54,7 @@ class Spec:
     cover: dict
     path: Path
     upload: dict = field(default_factory=dict)   # request defaults (docs/uploads.md)
+    quality: dict = field(default_factory=dict)  # score floors per metric (docs/quality.md)
 
     @property
     def audio_required(self) -> bool:
@@ -121,6 +122,12 @@ def check_consistency(doc: dict[str, Any], stem: str) -> str | None:
     if audio["bitrate"] < floor:
         return (f"audio.bitrate: {audio['bitrate']} is below limits.audio.min_bitrate "
                 f"{floor}")
+    for name, value in (doc.get("quality") or {}).get("ssim", {}).items():
+        if not 0 <= value <= 1:
+            return f"quality.ssim.{name}: {value} is outside 0 to 1 (SSIM's scale)"
+    for name, value in (doc.get("quality") or {}).get("vmaf", {}).items():
+        if not 0 <= value <= 100:
+            return f"quality.vmaf.{name}: {value} is outside 0 to 100 (VMAF's scale)"
     worst = worst_case_size(video, audio, limits)
     if worst > limits["max_size_bytes"]:
         return (f"limits.max_size_bytes: {limits['max_size_bytes']} could be exceeded: "
@@ -152,6 +159,7 @@ def load_spec(path: Path | str) -> Spec:
         cover={"fit": doc["fit"], **doc["cover"]},
         path=path,
         upload=doc.get("upload", {}),
+        quality=doc.get("quality", {}),
     )
 
 

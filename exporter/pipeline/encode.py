@@ -27,11 +27,14 @@ from exporter.media.plan import (
     pad_from,
 )
 from exporter.media.probe import Probe, moov_before_mdat, probe
+from exporter.media.quality import gate_problems, remux_proof, score_output
 from exporter.media.shared import SharedCache, share_key
 from exporter.media.verify import conformance_problems, rate_over
 from exporter.model.errors import (
     ConformanceError,
+    DamagedOutput,
     EncodeError,
+    QualityBelowFloor,
     RateOvershoot,
     SourceError,
 )
@@ -66,7 +69,7 @@ PLAN_OUTPUT = "{output}"
 def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_probe: Probe,
                   output_sha256: str, plan: EncodePlan, started_at: str, attempt: int,
                   mode: str, shared_key: str, cache_record: Record,
-                  loudness: Record | None = None) -> Record:
+                  loudness: Record | None = None, quality: Record | None = None) -> Record:
     """The sidecar of the video just made: what, from what, how, and its probe."""
     return sidecar_document(
         names=job.identity,
@@ -91,7 +94,7 @@ def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_pr
                            if plan.padded_from_s is not None else None),
                 "ffmpeg": job.ffmpeg,
                 "ffmpeg_version": ffmpeg_version(job.ffmpeg), "argv": cache_record["argv"],
-                "tool_version": __version__, "loudness": loudness,
+                "tool_version": __version__, "loudness": loudness, "quality": quality,
                 "worker": current_worker()},
         inputs=inputs, started_at=started_at, finished_at=now_utc(), attempts=attempt)
 
@@ -184,16 +187,19 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
                 raise EncodeError("ffmpeg exited without writing an output")
             made_by = argv
             try:
-                verified_probe(job.ffmpeg, spec, temp, plan)
-            except RateOvershoot as over:
-                if index != 0:
-                    continue
-                made_by = corrected_encode(job, source_probe, temp, plan, over)
-            except ConformanceError:
+                try:
+                    verified_probe(job.ffmpeg, spec, temp, plan)
+                except RateOvershoot as over:
+                    if index != 0:
+                        continue
+                    made_by = corrected_encode(job, source_probe, temp, plan, over)
+                # decoded whole and scored once, here: every export of this key reuses it
+                quality = score_output(job.ffmpeg, temp, job.title.source, spec, plan)
+            except (ConformanceError, DamagedOutput):
                 if index == 0:
                     raise
                 continue
-            cache.store(key, temp, {"argv": made_by, "mode": "encode",
+            cache.store(key, temp, {"argv": made_by, "mode": "encode", "quality": quality,
                                     "made_by": job.task_name,
                                     # kept by prune until these exports have it
                                     "wanted_by": takers.get(key) or [
@@ -247,7 +253,8 @@ def remux_into_cache(job: ExportJob, plan: EncodePlan, cache: SharedCache,
                           job.spec.video["fps"]) as progress:
             run_ffmpeg(argv, progress=progress)
         verified_probe(job.ffmpeg, job.spec, temp, plan)
-        cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name})
+        cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name,
+                                "quality": remux_proof(temp, job.title.source)})
 
 
 def restored_from_sibling(job: ExportJob, key: str, cache: SharedCache) -> bool:
@@ -266,7 +273,8 @@ def restored_from_sibling(job: ExportJob, key: str, cache: SharedCache) -> bool:
             if sha256_file(temp) != output_sha256(sidecar):
                 continue
             cache.store(key, temp, {"argv": encode.get("argv"), "mode": "shared",
-                                    "made_by": encode.get("made_by")})
+                                    "made_by": encode.get("made_by"),
+                                    "quality": encode.get("quality")})
         return True
     return False
 
@@ -298,8 +306,26 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
             record = cache.record(key)
             output_sha256 = cache.copy_to(key, temp)
         output_probe, achieved = verified_probe(job.ffmpeg, job.spec, temp, plan)
+        # the copy has the bytes the cache scored (copy_to checked its sha256)
+        quality = record.get("quality") or content_check(job, temp, plan)
+        check_gate(job.spec, quality)
         publish(temp, job.path("video"))
     loudness = loudness_record(target_of(job.spec), measured, achieved, skipped)
     return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
                          started_at, attempt, mode=mode, shared_key=key, cache_record=record,
-                         loudness=loudness)
+                         loudness=loudness, quality=quality)
+
+
+def content_check(job: ExportJob, path: Path, plan: EncodePlan) -> Record:
+    """The quality record of a video whose cache entry has none (made before the checks):
+    its packets against the source's for a remux, else decoded and scored."""
+    if plan.mode == "remux":
+        return remux_proof(path, job.title.source)
+    return score_output(job.ffmpeg, path, job.title.source, job.spec, plan)
+
+
+def check_gate(spec: Spec, quality: Record | None) -> None:
+    """QualityBelowFloor when the score is under the spec's `quality:` floors."""
+    problems = gate_problems(quality, spec.quality)
+    if problems:
+        raise QualityBelowFloor("; ".join(problems))

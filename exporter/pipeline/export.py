@@ -20,6 +20,7 @@ from exporter.metadata import format_metadata, load_source_metadata
 from exporter.model.errors import (
     EncodeError,
     ExportError,
+    QualityBelowFloor,
     SourceChanged,
     SourceError,
 )
@@ -41,6 +42,7 @@ from exporter.model.records import (
     output_sha256,
     read_record,
     recorded_inputs,
+    recorded_quality,
     remake_causes,
     video_inputs_match,
     with_outputs,
@@ -49,7 +51,7 @@ from exporter.model.requests import build_request
 from exporter.model.sources import INPUT_NAMES, Title
 from exporter.pipeline.cluster import ClusterError, run_on_cluster
 from exporter.pipeline.covers import make_cover, make_poster
-from exporter.pipeline.encode import encode_video
+from exporter.pipeline.encode import check_gate, encode_video
 from exporter.pipeline.job import (
     ExportJob,
     current_inputs,
@@ -119,6 +121,13 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
     if not video_is_current(job, inputs, sidecar):
         sidecar = encode_video(job, inputs, started_at, attempt)
         video = "made"
+    else:
+        try:        # floors edited since it was made: its recorded score judged again
+            check_gate(job.spec, recorded_quality(sidecar))
+        except QualityBelowFloor:
+            for target in job.targets:
+                target.unlink(missing_ok=True)
+            raise
     try:
         images = {"cover": make_cover(job, inputs, sidecar),
                   "poster": make_poster(job, sidecar)}

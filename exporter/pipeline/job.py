@@ -103,7 +103,9 @@ def up_to_date_key(spec: Spec, preset: str | None, ffmpeg: str) -> str:
     if cache_key not in _UP_TO_DATE_KEYS:
         _UP_TO_DATE_KEYS[cache_key] = digest({
             "encode": {**spec.encode_settings(preset), "ffmpeg_version": ffmpeg_version(ffmpeg)},
-            "metadata_rules": metadata_rules_key(spec)})
+            "metadata_rules": metadata_rules_key(spec),
+            # the floors judge a video, never change its bytes: out of the encode key
+            **({"quality": spec.quality} if spec.quality else {})})
     return _UP_TO_DATE_KEYS[cache_key]
 
 

@@ -113,9 +113,21 @@ def facts_html(row, sidecar):
     facts = (("duration", format_duration(row.get("duration_s"))),
              ("size", format_size(row.get("size_bytes"))),
              ("bitrate", bitrate_text(output)),
-             ("frame", f"{output.get('width')}x{output.get('height')}"))
+             ("frame", f"{output.get('width')}x{output.get('height')}"),
+             *quality_fact(row.get("quality") or sidecar.get("quality")))
     return "<dl>" + "".join(f"<dt>{name}</dt><dd>{escape(value)}</dd>"
                             for name, value in facts) + "</dl>"
+
+
+def quality_fact(quality):
+    """The tile's score against the source, the metric named (mean/p5/worst), or a
+    remux's proof; nothing for an export made before the check."""
+    if not quality:
+        return ()
+    if quality.get("metric") == "packets":
+        return (("quality", "remux: packets identical"),)
+    return ((quality["metric"].upper(),
+             f"{quality['mean']:g} mean, {quality['p5']:g} p5, {quality['worst']:g} worst"),)
 
 
 def picture_html(row, sidecar):

@@ -75,7 +75,35 @@ def status_report(document, segments=(), ages=(), platforms=()):
         "total": total,
         "failures": failures,
         "made_with": made_with(rows),
+        "lowest_quality": lowest_quality(rows),
     }
+
+
+# How many of the lowest-scored exports `doit status` names, per metric.
+LOWEST_SHOWN = 3
+
+
+def lowest_quality(rows):
+    """{metric: the LOWEST_SHOWN exports with the lowest mean score against their source}
+    over the rows whose video exists (a remux, proven by its packets, has no score)."""
+    scored = {}
+    for row in rows:
+        quality = row.get("quality") or {}
+        if row["status"] in MADE and quality.get("metric") in ("vmaf", "ssim"):
+            scored.setdefault(quality["metric"], []).append(
+                {"task": task_name(row["platform"], row["title_id"]),
+                 "title": f"{row['segment']}/{row['age']}/{row['title_id']}",
+                 **{key: quality.get(key) for key in ("mean", "p5", "worst")}})
+    return {metric: sorted(found, key=lambda item: (item["mean"], item["task"]))[:LOWEST_SHOWN]
+            for metric, found in sorted(scored.items())}
+
+
+def lowest_lines(lowest):
+    """'lowest VMAF (mean/p5/worst): tiktok:a (women/18-23/a) 91.2/88/85.1, ...'."""
+    return [f"lowest {metric.upper()} (mean/p5/worst): " + ", ".join(
+                f"{item['task']} ({item['title']}) {item['mean']:g}/{item['p5']:g}/"
+                f"{item['worst']:g}" for item in items)
+            for metric, items in lowest.items()]
 
 
 def made_with(rows):
@@ -120,6 +148,7 @@ def format_report(report):
         text.append("  ".join(cells).rstrip())
     text += [f"made with {ffmpeg_release(version)}: {count} exports"
              for version, count in report.get("made_with", {}).items()]
+    text += lowest_lines(report.get("lowest_quality", {}))
     text += [f"FAILED {f['task']} ({f['title']}): {f['cause']}" for f in report["failures"]]
     text += needs_lines(report.get("needs", []))
     text += [f"UPLOAD OUTDATED {o['task']} ({o['title']}): uploaded {o['uploaded_at']} as "

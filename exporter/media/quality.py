@@ -1,0 +1,253 @@
+"""Verified by content: an export's video decoded whole and scored against its source.
+
+Headers and counts (verify.py) cannot see broken pictures: bytes overwritten mid-file leave
+every box and packet size intact. So before an export is kept, one ffmpeg pass decodes its
+video whole, counts its frames, and scores each against the source made into the output's
+geometry (filled, scaled and timed by the encode's own filter graph): VMAF where this
+ffmpeg has libvmaf, SSIM where it has not; one frame in SAMPLE_EVERY is scored. A remux keeps the source's video packets: that is proven by comparing them
+(PACKETS), not by scoring a copy against itself.
+
+The score is recorded (mean, 5th percentile, worst frame, the metric named); the platform's
+`quality:` floors (a gate) turn a low score into a failed export (gate_problems).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from exporter.media.ffmpeg import QUIET, run_ffmpeg
+from exporter.media.plan import untrusted_input, video_graph
+from exporter.media.probe import OPEN_OPTIONS, pyav
+from exporter.model.errors import DamagedOutput
+
+if TYPE_CHECKING:
+    from exporter.media.plan import EncodePlan
+    from exporter.model.spec import Spec
+
+VMAF, SSIM, PACKETS = "vmaf", "ssim", "packets"
+# One frame in this many is scored (the first, then every SAMPLE_EVERY-th); every frame is
+# still decoded and counted. Sampled before the source's fit, so scaling and blurring the
+# reference costs 1/SAMPLE_EVERY too. What it costs and how it moves the score:
+# docs/quality.md (bench/quality.py).
+SAMPLE_EVERY = 20
+VMAF_THREADS = 2
+DAMAGED = "damaged after its encode, or an encoder fault: not kept"
+
+
+@functools.lru_cache(maxsize=8)
+def metric_of(ffmpeg: str) -> str:
+    """VMAF when this ffmpeg has libvmaf, else SSIM (every ffmpeg has it)."""
+    filters = subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True,
+                             text=True, stdin=subprocess.DEVNULL, check=False).stdout
+    return VMAF if re.search(r"^\s*\S+\s+libvmaf\s", filters, re.MULTILINE) else SSIM
+
+
+def expected_frames(plan: EncodePlan, fps: float) -> int:
+    """The frames an encode of `plan` holds: every one that starts before its end."""
+    return max(1, math.ceil(round(plan.duration_s * fps, 6)))
+
+
+def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
+               plan: EncodePlan, metric: str, log_path: Path | str) -> list[str]:
+    """One pass: the output (input 0) decoded whole and counted (the first null output),
+    and one frame in SAMPLE_EVERY of it scored against the same frame of the source (input
+    1) made by the encode's own picture chain, trimmed to the frames the plan expects. The
+    frames are sampled before the fit, so the source's expensive part (scaling, blur) runs
+    on the sampled frames only; both sides are timed by sample number, so sample i is
+    compared with sample i."""
+    fps = spec.video["fps"]
+    frames = expected_frames(plan, fps)
+    pad_s = (plan.duration_s - plan.padded_from_s + 1 / fps
+             if plan.padded_from_s is not None else 0.0)
+    sample = f"select='not(mod(n,{SAMPLE_EVERY}))'"
+    by_sample = f"setpts=N/({fps}*TB)"
+    reference = video_graph([spec], [pad_s], source="[1:v:0]",
+                            keep=f",trim=end_frame={frames},{sample}")
+    if metric == VMAF:
+        scorer = f"libvmaf=n_threads={VMAF_THREADS}:log_fmt=json:log_path={log_path}"
+    else:
+        scorer = f"ssim=stats_file={log_path}"
+    graph = (f"{reference};[v0]{by_sample}[ref];"
+             f"[0:v:0]split=2[count][decoded];[decoded]{sample},{by_sample}[dist];"
+             f"[dist][ref]{scorer}:eof_action=pass[scored]")
+    return [ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
+            "-t", f"{plan.duration_s + 1:.3f}", *untrusted_input(source),
+            "-filter_complex", graph, "-map", "[count]", "-f", "null", "-",
+            "-map", "[scored]", "-f", "null", "-"]
+
+
+def decode_errors(ffmpeg: str, output: Path | str) -> list[str]:
+    """The error lines of decoding the output's video alone (empty: it decodes)."""
+    stderr = run_ffmpeg([ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
+                         "-map", "0:v:0", "-f", "null", "-"])
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def per_frame_scores(metric: str, log_path: Path) -> list[float]:
+    """The scores of each frame scored, from the metric's log."""
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    if metric == VMAF:
+        return [float(frame["metrics"]["vmaf"]) for frame in json.loads(text)["frames"]]
+    return [float(match) for match in re.findall(r"\bAll:([\d.]+)", text)]
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The `share` percentile (nearest rank) of `values`."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def summarise(metric: str, scores: list[float], decoded: int, seconds: float) -> dict[str, Any]:
+    digits = 2 if metric == VMAF else 4
+    return {"metric": metric, "mean": round(sum(scores) / len(scores), digits),
+            "median": round(percentile(scores, 0.5), digits),
+            "p5": round(percentile(scores, 0.05), digits), "worst": round(min(scores), digits),
+            "frames": decoded, "scored": len(scores),
+            "sampled_every": SAMPLE_EVERY,
+            "seconds": round(seconds, 3)}
+
+
+def score_output(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
+                 plan: EncodePlan) -> dict[str, Any]:
+    """Decode the output whole and score it against the source (one ffmpeg pass); the
+    quality record. DamagedOutput when a frame does not decode or the count is not the
+    plan's (the output is then not kept)."""
+    metric, started = metric_of(ffmpeg), time.monotonic()
+    frames = expected_frames(plan, spec.video["fps"])
+    workdir = Path(tempfile.mkdtemp(prefix="reelexport-quality-"))
+    try:
+        log_path = workdir / f"{metric}.log"
+        decoded = []
+        stderr = run_ffmpeg(score_argv(ffmpeg, output, source, spec, plan, metric, log_path),
+                            progress=lambda update: decoded.append(update.frame))
+        if stderr.strip():          # the source's own glitches are not the output's
+            errors = decode_errors(ffmpeg, output)
+            if errors:
+                raise DamagedOutput(f"the video does not decode: {unaddressed(errors[0])} "
+                                       f"({len(errors)} error lines; {DAMAGED})")
+        count = next((frame for frame in reversed(decoded) if frame is not None), 0)
+        if count != frames:
+            raise DamagedOutput(f"{count} frames decode, the plan expects {frames} "
+                                   f"({DAMAGED})")
+        scores = per_frame_scores(metric, log_path) if log_path.exists() else []
+        if not scores:
+            raise DamagedOutput(f"no frame could be scored against the source ({DAMAGED})")
+        return summarise(metric, scores, count, time.monotonic() - started)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ---- a remux: the source's packets, proven by checksum ---------------------------------
+
+# SPS, PPS and access unit delimiters: moved to the MP4's header (or dropped) by the muxer.
+H264_PARAMETER_NALS = {7, 8, 9}
+
+
+def nal_units(data: bytes, length_size: int | None) -> list[bytes]:
+    """The NAL units of one H.264 packet: length-prefixed (MP4, Matroska) or Annex B."""
+    if length_size:
+        units, position = [], 0
+        while position + length_size <= len(data):
+            size = int.from_bytes(data[position:position + length_size], "big")
+            units.append(data[position + length_size:position + length_size + size])
+            position += length_size + size
+        return units
+    return [part.rstrip(b"\x00") for part in re.split(b"\x00\x00\x01", data) if part]
+
+
+def video_packets_digest(path: Path | str) -> tuple[int, str]:
+    """(packets, sha256) of a file's video packets in decode order, by their picture NAL
+    units (parameter sets and delimiters left out: the muxer moves them), read without
+    decoding."""
+    av, digest, count = pyav(), hashlib.sha256(), 0
+    with av.open(str(path), options=OPEN_OPTIONS) as container:
+        video = container.streams.video[0]
+        extradata = video.codec_context.extradata or b""
+        length_size = (extradata[4] & 3) + 1 if extradata[:1] == b"\x01" else None
+        h264 = video.codec_context.name == "h264"
+        for packet in container.demux(video):
+            if packet.size == 0:
+                continue
+            count += 1
+            data = bytes(packet)
+            if not h264:
+                digest.update(data)
+                continue
+            for unit in nal_units(data, length_size):
+                if unit and unit[0] & 0x1F not in H264_PARAMETER_NALS:
+                    digest.update(len(unit).to_bytes(4, "big") + unit)
+    return count, digest.hexdigest()
+
+
+def remux_proof(output: Path | str, source: Path | str) -> dict[str, Any]:
+    """The quality record of a remux: its video packets are the source's, checked;
+    DamagedOutput when they are not (the output is then not kept)."""
+    started = time.monotonic()
+    (packets, digest), (source_packets, source_digest) = (video_packets_digest(output),
+                                                          video_packets_digest(source))
+    if (packets, digest) != (source_packets, source_digest):
+        raise DamagedOutput(f"the remux's video packets are not the source's ({packets} "
+                               f"packets against {source_packets}, checksums differ; "
+                               f"{DAMAGED})")
+    return {"metric": PACKETS, "identical": True, "frames": packets, "sha256": digest,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+# ---- the gate ------------------------------------------------------------------------------
+
+GATE_FIELDS = ("mean", "p5", "worst")
+GATE_NAMES = {"mean": "mean", "p5": "5th percentile", "worst": "worst frame"}
+
+
+def gate_problems(record: dict[str, Any] | None, floors: dict[str, Any]) -> list[str]:
+    """Why a score is under the platform's `quality:` floors for its metric (empty: it
+    passes, or there is no score or no floor for that metric), each with what to do."""
+    if not record or record.get("metric") not in (VMAF, SSIM):
+        return []
+    metric = record["metric"]
+    limits = floors.get(metric) or {}
+    under = [f"{GATE_NAMES[name]} {record[name]:g} < {limits[name]:g}"
+             for name in GATE_FIELDS if name in limits and record.get(name) is not None
+             and record[name] < limits[name]]
+    drop = (record.get("median") or 0) - record["worst"]
+    if "max_drop" in limits and drop > limits["max_drop"]:
+        under.append(f"worst frame {drop:.{4 if metric == SSIM else 2}g} under the median "
+                     f"{record['median']:g}, more than {limits['max_drop']:g}: a broken frame")
+    if not under:
+        return []
+    return [(f"{metric.upper()} {describe(record)} is under the platform's floor "
+             f"({', '.join(under)}; quality.{metric}): raise video.bitrate, use a slower "
+             "preset, or check the render for damage")]
+
+
+def describe(record: dict[str, Any] | None) -> str:
+    """'mean 93.1, p5 88.0, worst 85.2' (a score), 'packets identical' (a remux), or ''."""
+    if not record:
+        return ""
+    if record.get("metric") == PACKETS:
+        return "packets identical"
+    return f"mean {record['mean']:g}, p5 {record['p5']:g}, worst {record['worst']:g}"
+
+
+def label(record: dict[str, Any] | None) -> str:
+    """'VMAF 93.1/88.0/85.2' (mean/p5/worst), 'remux: packets identical', or ''."""
+    if not record:
+        return ""
+    if record.get("metric") == PACKETS:
+        return "remux: packets identical"
+    return f"{record['metric'].upper()} {record['mean']:g}/{record['p5']:g}/{record['worst']:g}"
+
+
+def unaddressed(line: str) -> str:
+    """An ffmpeg message without its context's memory address ('[h264 @ 0x55...]')."""
+    return re.sub(r" @ 0x[0-9a-f]+\]", "]", line)

@@ -1,0 +1,157 @@
+"""Verified by content (issue 23): every export's video decoded whole and scored against its
+source; a remux's packets proven the source's; the platform's floors gate the score.
+
+Real doit, real ffmpeg (the one under test), tiny clips at the small platforms' 270x480.
+The independent check is PyAV decoding the kept files (not the tool's ffmpeg pass).
+"""
+
+import json
+import shutil
+import stat
+import sys
+
+import av
+from conftest import (
+    TEST_FFMPEG,
+    doit_env,
+    exported_videos,
+    leftovers,
+    read_json,
+    run_doit,
+    small_platforms,
+)
+
+from exporter.media.quality import gate_problems, metric_of
+from exporter.media.samples import make_clip
+
+METRIC = metric_of(TEST_FFMPEG)
+
+# An ffmpeg that does its work, then overwrites 64 KiB in the middle of every MP4 it wrote
+# (two frames of a 1 s 270x480 clip at 8 Mb/s: most of each is filler, which no decoder reads):
+# the boxes, sizes and packet table stay intact, so every probe-based check still passes.
+DAMAGING_FFMPEG = """#!{python}
+import os, random, subprocess, sys
+args = sys.argv[1:]
+code = subprocess.call([{real!r}, *args])
+if code == 0:
+    for index, arg in enumerate(args[:-2]):
+        if arg == "-f" and args[index + 1] == "mp4" and os.path.exists(args[index + 2]):
+            with open(args[index + 2], "r+b") as handle:
+                handle.seek(os.path.getsize(args[index + 2]) // 2)
+                handle.write(random.Random(23).randbytes(65536))
+sys.exit(code)
+"""
+
+
+def decoded_frames(path):
+    """Frames PyAV decodes from a file's video (raises on a broken stream)."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def sidecar(library, title, platform):
+    return read_json(library.exports / f"women/18-23/{title}/{platform}.export.json")
+
+
+def test_an_output_damaged_after_its_encode_is_refused_and_a_clean_one_passes(
+        library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    library.add("women", "18-23", "clip", shape="silent")   # no loudness pass: one encode
+    wrapper = tmp_path / "ffmpeg-damaging"
+    wrapper.write_text(DAMAGING_FFMPEG.format(python=sys.executable, real=TEST_FFMPEG))
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+
+    damaged = run_doit(*library.args(f"platforms_dir={platforms}", "attempts=2", "backoff=0"),
+                       env=doit_env(REELEXPORT_FFMPEG=str(wrapper)), check=2)
+    failures = [line for line in damaged.stderr.splitlines() if "youtube:clip" in line]
+    assert len(failures) == 1, damaged.stderr
+    assert "(women/18-23/clip)" in failures[0]
+    assert ("does not decode" in failures[0] or "frames decode" in failures[0]), failures[0]
+    assert "after 2 attempts" in failures[0], "a damaged output is encoded again"
+    assert exported_videos(library.exports) == [], "a damaged output is never kept"
+    assert not list((library.exports / ".shared").glob("*.mp4")), "nor shared"
+    error = read_json(library.exports / "women/18-23/clip/youtube.error.json")
+    assert error["error_type"] == "DamagedOutput"
+
+    clean = run_doit(*library.args(f"platforms_dir={platforms}", "retry=failed"), check=0)
+    assert "youtube:clip" in clean.stdout
+    quality = sidecar(library, "clip", "youtube")["encode"]["quality"]
+    video = library.exports / "women/18-23/clip/youtube.mp4"
+    assert quality["metric"] == METRIC
+    assert quality["frames"] == decoded_frames(video) == 30
+    assert quality["scored"] == 2           # one frame in twenty: the 1st and the 21st
+    assert quality["worst"] <= quality["p5"] <= quality["mean"]
+    assert quality["mean"] > (80 if METRIC == "vmaf" else 0.9), quality
+    assert not leftovers(library.exports)
+    row = next(row for row in read_json(library.exports / "registry.json")["exports"]
+               if row["platform"] == "youtube")
+    assert row["quality"] == quality
+
+
+def test_a_remux_is_proven_by_its_packets_and_shared_encodes_are_scored_once(
+        library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube", "instagram"))
+    library.add("women", "18-23", "first")
+    run_doit(*library.args(f"platforms_dir={platforms}", "platforms=youtube"), check=0)
+    made = library.exports / "women/18-23/first/youtube.mp4"
+    conforming = library.add("women", "18-23", "conforming")
+    shutil.copy(made, conforming / "final.mp4")      # already a conforming 270x480 export
+    run_doit(*library.args(f"platforms_dir={platforms}"), check=0)
+
+    remux = sidecar(library, "conforming", "youtube")["encode"]
+    assert remux["mode"] in ("remux", "shared")
+    assert remux["quality"]["metric"] == "packets" and remux["quality"]["identical"]
+    assert remux["quality"]["frames"] == decoded_frames(made)
+    encoded = [sidecar(library, "first", name)["encode"] for name in ("youtube", "instagram")]
+    assert encoded[0]["shared_key"] == encoded[1]["shared_key"]
+    assert encoded[0]["quality"] == encoded[1]["quality"], "one encode, scored once"
+    assert encoded[0]["quality"]["metric"] == METRIC
+
+
+def test_full_frame_noise_scores_lower_at_tiktoks_rate_than_at_youtubes(library, tmp_path):
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube", "tiktok"))
+    directory = library.add("women", "18-23", "noise", shape="silent")
+    make_clip(directory / "final.mp4", width=270, height=480, seconds=1, audio=False,
+              pattern="noise", crf=0)
+    run_doit(*library.args(f"platforms_dir={platforms}"), check=0)
+    youtube = sidecar(library, "noise", "youtube")["encode"]["quality"]
+    tiktok = sidecar(library, "noise", "tiktok")["encode"]["quality"]
+    assert youtube["metric"] == tiktok["metric"] == METRIC
+    assert tiktok["mean"] < youtube["mean"], (tiktok, youtube)
+
+
+def test_a_score_under_the_platforms_floor_fails_the_export_with_the_scores(
+        library, tmp_path):
+    floor = {"vmaf": {"mean": 99.9}, "ssim": {"mean": 0.9999}}
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",),
+                                youtube={"quality": floor})
+    library.add("women", "18-23", "clip")
+    result = run_doit(*library.args(f"platforms_dir={platforms}"), check=2)
+    line = next(line for line in result.stderr.splitlines() if "youtube:clip" in line)
+    assert f"{METRIC.upper()} mean " in line and "under the platform's floor" in line, line
+    assert f"quality.{METRIC}" in line and "raise video.bitrate" in line
+    assert exported_videos(library.exports) == []
+
+    # the floor lowered: the encode kept in the cache is judged again, nothing re-encoded
+    document = json.loads(json.dumps(floor))
+    document[METRIC]["mean"] = 1 if METRIC == "vmaf" else 0.1
+    small_platforms(tmp_path / "platforms", names=("youtube",),
+                    youtube={"quality": document})
+    run_doit(*library.args(f"platforms_dir={platforms}", "retry=failed"), check=0)
+    assert sidecar(library, "clip", "youtube")["encode"]["mode"] == "shared"
+
+
+def test_the_gate_reads_each_floor_and_a_broken_frame_among_good_ones():
+    record = {"metric": "vmaf", "mean": 90.0, "median": 95.0, "p5": 40.0, "worst": 30.0}
+    assert gate_problems(record, {}) == []
+    assert gate_problems(record, {"ssim": {"mean": 0.99}}) == [], "another metric's floor"
+    (line,) = gate_problems(record, {"vmaf": {"mean": 91, "p5": 30}})
+    assert line.startswith("VMAF mean 90, p5 40, worst 30 is under the platform's floor "
+                           "(mean 90 < 91; quality.vmaf)")
+    (line,) = gate_problems(record, {"vmaf": {"max_drop": 50}})
+    assert "worst frame 65 under the median 95, more than 50: a broken frame" in line
+    assert gate_problems(record, {"vmaf": {"max_drop": 65}}) == []
+    noise = {"metric": "vmaf", "mean": 1.2, "median": 1.1, "p5": 0.0, "worst": 0.0}
+    assert gate_problems(noise, {"vmaf": {"max_drop": 50}}) == [], "uniformly low: not broken"
+    assert gate_problems({"metric": "packets", "identical": True, "frames": 3},
+                         {"vmaf": {"mean": 99}}) == []
