@@ -1,5 +1,7 @@
 """Platform YAML loading and its errors (no ffmpeg)."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 from conftest import SHIPPED_PLATFORMS, load_yaml, set_field
@@ -54,9 +56,20 @@ def test_name_must_match_file(tmp_path):
         load_spec(tmp_path / "other.yaml")
 
 
-def test_reserved_name_is_refused(tmp_path):
+@pytest.mark.parametrize("name", ["export", "uploads", "uploaded", "watch", "history"])
+def test_reserved_name_is_refused(tmp_path, name):
     with pytest.raises(SpecError, match="reserved"):
-        load_spec(write_spec(tmp_path, "export"))
+        load_spec(write_spec(tmp_path, name))
+
+
+def test_every_command_we_add_is_a_reserved_name():
+    """A platform named like a command would shadow it (`doit uploads` running a group)."""
+    import tomllib
+
+    from exporter.model.spec import RESERVED_NAMES
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    commands = pyproject["tool"]["doit"]["plugins"]["command"]
+    assert set(commands) <= RESERVED_NAMES
 
 
 def test_a_size_cap_that_could_be_exceeded_is_refused(tmp_path):

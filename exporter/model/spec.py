@@ -16,7 +16,11 @@ from exporter import ENCODER_VERSION
 from exporter.model.errors import SpecError
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
-RESERVED_NAMES = {"export", "registry", "list", "run", "clean", "forget", "info", "status"}
+# doit's task groups and every command (doit's and ours: pyproject.toml's plugins), which
+# a platform's group task of the same name would shadow on the command line.
+RESERVED_NAMES = {"export", "registry", "list", "run", "clean", "forget", "info", "status",
+                  "help", "ignore", "reset-dep", "strace", "dumpdb", "tabcompletion",
+                  "history", "uploaded", "uploads", "watch"}
 # Container overhead allowance when proving that the size cap cannot be exceeded.
 MUX_OVERHEAD = 1.02
 
