@@ -18,6 +18,8 @@ from conftest import (
     small_platforms,
 )
 
+from test_hostile_inputs import args_for, statuses
+
 from exporter.model.settings import SettingsError, resolve_settings
 from exporter.pipeline.db import set_aside_unreadable_db
 
@@ -25,15 +27,6 @@ from exporter.pipeline.db import set_aside_unreadable_db
 @pytest.fixture
 def platforms(tmp_path):
     return small_platforms(tmp_path / "platforms", names=("youtube",))
-
-
-def args_for(library, platforms, *extra):
-    return library.args(f"platforms_dir={platforms}", *extra)
-
-
-def statuses(exports):
-    return {(row["title_id"], row["platform"]): row["status"]
-            for row in read_json(exports / "registry.json")["exports"]}
 
 
 def error_lines(stderr):
