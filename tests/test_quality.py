@@ -10,6 +10,8 @@ import shutil
 import stat
 import sys
 
+import subprocess
+
 import av
 from conftest import (
     TEST_FFMPEG,
@@ -21,6 +23,8 @@ from conftest import (
     small_platforms,
 )
 
+from exporter.media.ffmpeg import QUIET
+from exporter.media.ffmpeg_binary import bundled_ffmpeg
 from exporter.media.quality import gate_problems, metric_of
 from exporter.media.samples import make_clip
 
@@ -118,6 +122,30 @@ def test_full_frame_noise_scores_lower_at_tiktoks_rate_than_at_youtubes(library,
     tiktok = sidecar(library, "noise", "tiktok")["encode"]["quality"]
     assert youtube["metric"] == tiktok["metric"] == METRIC
     assert tiktok["mean"] < youtube["mean"], (tiktok, youtube)
+
+
+def test_a_source_whose_audio_starts_first_is_scored_against_the_frames_the_encode_used(
+        library, tmp_path):
+    """MPEG-TS at 25 fps whose audio starts 10 ms before its video: the encode (reading the
+    audio) and the check must see the same video timestamps, or the 25-to-30 fps conversion
+    repeats different frames and noise scores as a broken frame (the shipped gate refused
+    it: VMAF worst 18.7 against a median of 70)."""
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    directory = library.add("women", "18-23", "late-video")
+    subprocess.run([bundled_ffmpeg(), *QUIET, "-f", "lavfi",
+                    "-i", "color=c=gray:size=360x640:rate=25", "-f", "lavfi",
+                    "-i", "sine=frequency=440:sample_rate=48000", "-vf",
+                    "noise=alls=100:allf=t+u", "-c:v", "libx264", "-preset", "veryfast",
+                    "-crf", "20", "-pix_fmt", "yuv420p", "-c:a", "mp2", "-t", "1",
+                    "-f", "mpegts", str(directory / "final.mp4")], check=True)
+    with av.open(str(directory / "final.mp4")) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert video.start_time * video.time_base > audio.start_time * audio.time_base
+    run_doit(*library.args(f"platforms_dir={platforms}"), check=0)
+    quality = sidecar(library, "late-video", "youtube")["encode"]["quality"]
+    assert quality["scored"] == 2       # frames 0 and 20: the 20th was the wrong one
+    # misaligned, frame 20 scored VMAF 18 or SSIM 0.11; aligned, VMAF 56 and SSIM 0.85
+    assert quality["worst"] > (35 if METRIC == "vmaf" else 0.5), quality
 
 
 def test_a_score_under_the_platforms_floor_fails_the_export_with_the_scores(

@@ -29,6 +29,11 @@ class EncodePlan:
     mode: str = "encode"  # or "remux": stream copy of a source that already conforms
     loudness: dict | None = None    # the loudnorm measurement applied to its audio, if any
     padded_from_s: float | None = None   # a short source's duration, held to the minimum
+    # The encode reads the source's audio. ffmpeg (5.1 and 9.0 measured) starts an input's clock at its
+    # earliest *used* stream, so whether the audio is read moves the video's timestamps
+    # (by 10 ms in an MPEG-TS whose audio starts first) and with them which frames the
+    # frame-rate conversion repeats: the quality check must read it too (quality.py).
+    reads_source_audio: bool = False
 
 
 def fit_filter(fit: str, width: int, height: int, source: str = "[0:v:0]",
@@ -329,7 +334,7 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
                  "-f", "mp4", str(output)]
     return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed,
                        loudness=(loudness or {}).get(spec.name) if probe.has_audio else None,
-                       padded_from_s=padded)
+                       padded_from_s=padded, reads_source_audio=probe.has_audio)
             for spec, (duration, trimmed), padded in zip(specs, timing, pads)]
 
 

@@ -64,7 +64,8 @@ def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
     1) made by the encode's own picture chain, trimmed to the frames the plan expects. The
     frames are sampled before the fit, so the source's expensive part (scaling, blur) runs
     on the sampled frames only; both sides are timed by sample number, so sample i is
-    compared with sample i."""
+    compared with sample i. The source's audio is read (and dropped) when the encode read
+    it, so the source's frames carry the encode's timestamps (EncodePlan.reads_source_audio)."""
     fps = spec.video["fps"]
     frames = expected_frames(plan, fps)
     pad_s = (plan.duration_s - plan.padded_from_s + 1 / fps
@@ -83,7 +84,8 @@ def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
     return [ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
             "-t", f"{plan.duration_s + 1:.3f}", *untrusted_input(source),
             "-filter_complex", graph, "-map", "[count]", "-f", "null", "-",
-            "-map", "[scored]", "-f", "null", "-"]
+            "-map", "[scored]", *(["-map", "1:a:0"] if plan.reads_source_audio else []),
+            "-f", "null", "-"]
 
 
 def decode_errors(ffmpeg: str, output: Path | str) -> list[str]:
