@@ -24,6 +24,7 @@ from conftest import (
     run_doit,
     small_platforms,
 )
+from test_cluster_security import make_certificates
 
 from exporter.media.samples import NOISE
 from exporter.pipeline.cluster import storage_problem
@@ -50,12 +51,22 @@ def wait_for(condition, timeout, what):
 
 
 class Cluster:
-    """A scheduler and named workers, each its own process group, stopped at the end."""
+    """A scheduler and named workers, each its own process group, stopped at the end.
+    With `certificates` (make_certificates): over tls://, every party with its own."""
 
-    def __init__(self, root):
+    def __init__(self, root, certificates=None):
         self.root, self.port = Path(root), free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.certificates = certificates
+        self.address = f"{'tls' if certificates else 'tcp'}://127.0.0.1:{self.port}"
         self.processes = {}
+
+    def tls(self, role):
+        """The `dask scheduler` / `dask worker` options of `role`'s certificate."""
+        if not self.certificates:
+            return []
+        cert, key = self.certificates[role]
+        return ["--tls-ca-file", str(self.certificates["ca"]), "--tls-cert", str(cert),
+                "--tls-key", str(key)]
 
     def start(self, name, *argv):
         directory = self.root / name
@@ -67,22 +78,27 @@ class Cluster:
 
     def start_scheduler(self):
         self.start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--dashboard-address", f"127.0.0.1:{free_port()}")
+                   "--dashboard-address", f"127.0.0.1:{free_port()}", *self.tls("scheduler"))
         wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", self.port)) == 0, 60,
                  "the scheduler")
 
     def start_worker(self, name):
         self.start(name, "worker", self.address, "--nworkers", "1", "--nthreads", "1",
                    "--name", name, "--local-directory", str(self.root / name),
-                   "--no-dashboard")
+                   "--no-dashboard", *self.tls("worker"))
 
     def workers(self):
         """{name: address} of the workers the scheduler knows."""
-        code = ("import json, sys; from distributed import Client; "
-                "c = Client(sys.argv[1], timeout='5s'); "
+        code = ("import json, sys; from distributed import Client, Security; "
+                "s = Security(tls_ca_file=sys.argv[2], tls_client_cert=sys.argv[3], "
+                "tls_client_key=sys.argv[4], require_encryption=True) "
+                "if len(sys.argv) > 2 else None; "
+                "c = Client(sys.argv[1], timeout='5s', security=s); "
                 "print(json.dumps({w['name']: a for a, w in "
                 "c.scheduler_info()['workers'].items()})); c.close()")
-        result = subprocess.run([sys.executable, "-c", code, self.address],
+        tls = ([str(self.certificates["ca"]), *map(str, self.certificates["client"])]
+               if self.certificates else [])
+        result = subprocess.run([sys.executable, "-c", code, self.address, *tls],
                                 capture_output=True, text=True)
         return json.loads(result.stdout) if result.returncode == 0 else {}
 
@@ -105,6 +121,56 @@ def cluster(tmp_path):
         cluster.start_worker("w2")
         wait_for(lambda: len(cluster.workers()) == 2, 90, "two workers")
         yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_a_tls_cluster_exports_and_a_client_without_its_certificate_is_refused(
+        library, tmp_path):
+    certificates = make_certificates(tmp_path / "certificates")
+    cluster = Cluster(tmp_path / "cluster", certificates)
+    try:
+        cluster.start_scheduler()
+        cluster.start_worker("w1")
+        wait_for(lambda: len(cluster.workers()) == 1, 90, "a TLS worker")
+        platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+        library.add("women", "18-23", "alpha")
+        args = library.args(f"platforms_dir={platforms}")
+
+        def refused(*extra):
+            """The one line of a run refused before anything ran."""
+            run = run_doit(*args, *extra, check=3)
+            assert "Traceback" not in run.stderr, run.stderr
+            lines = run.stderr.strip().splitlines()
+            assert len(lines) == 1, run.stderr
+            return lines[0]
+
+        # no certificates: refused before connecting
+        assert refused(f"cluster={cluster.address}") == (
+            f"reelexport: refused: cluster: {cluster.address} needs the cluster's "
+            "certificates: tls_ca=, tls_cert= and tls_key= (or REELEXPORT_TLS_CA, "
+            "REELEXPORT_TLS_CERT, REELEXPORT_TLS_KEY; docs/cluster.md)")
+        # a certificate the cluster's CA did not sign: the scheduler refuses the client
+        rogue_cert, rogue_key = make_certificates(tmp_path / "rogue", ("client",))["client"]
+        line = refused(f"cluster={cluster.address}", f"tls_ca={certificates['ca']}",
+                       f"tls_cert={rogue_cert}", f"tls_key={rogue_key}")
+        assert line.startswith(f"reelexport: refused: cluster: the scheduler at "
+                               f"{cluster.address} ") and "refused this client" in line, line
+        # plain tcp to the TLS port (loopback, so not refused by the policy): no handshake
+        plain = cluster.address.replace("tls://", "tcp://")
+        assert refused(f"cluster={plain}").startswith(
+            f"reelexport: refused: cluster: the scheduler at {plain} cannot be reached")
+        assert not library.exports.exists() or exported_videos(library.exports) == []
+
+        cert, key = certificates["client"]
+        run = run_doit(*args, f"cluster={cluster.address}", f"tls_ca={certificates['ca']}",
+                       f"tls_cert={cert}", f"tls_key={key}", check=0)
+        assert f"cluster: {cluster.address}, 1 worker, dashboard http" in run.stderr
+        out = library.exports / "women/18-23/alpha"
+        assert_conforms(out / "youtube.mp4", load_yaml(platforms / "youtube.yaml"), 1.0)
+        assert read_json(out / "youtube.export.json")["encode"]["worker"].startswith(
+            "tls://127.0.0.1:")
+        assert leftovers(library.exports) == []
     finally:
         cluster.stop()
 

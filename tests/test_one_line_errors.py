@@ -255,8 +255,8 @@ BAD_VARIABLES = {
                       "veryslow",
     "platform=youtube": "ERROR: unknown variable platform=: the variables are renders=, "
                         "exports=, platforms_dir=, segment=, age=, platforms=, preset=, "
-                        "ffmpeg=, attempts=, backoff=, retry=, cluster=, settle= "
-                        "(docs/usage.md)",
+                        "ffmpeg=, attempts=, backoff=, retry=, cluster=, tls_ca=, "
+                        "tls_cert=, tls_key=, cluster_insecure=, settle= (docs/usage.md)",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ DEFAULTS = {
 # Every doit var the settings read (`doit renders=... segment=...`): a command that starts
 # runs of its own (doit watch) passes them on.
 VAR_NAMES = ("renders", "exports", "platforms_dir", "segment", "age", "platforms", "preset",
-             "ffmpeg", "attempts", "backoff", "retry", "cluster")
+             "ffmpeg", "attempts", "backoff", "retry", "cluster", "tls_ca", "tls_cert",
+             "tls_key", "cluster_insecure")
 # doit vars read elsewhere: `doit watch settle=SECONDS` (pipeline/watch.py).
 OTHER_VAR_NAMES = ("settle",)
 # What doit takes for a variable: NAME=VALUE with NAME a word. An argument such as a URL
@@ -38,12 +40,34 @@ ENV_NAMES = {
     "attempts": "REELEXPORT_ATTEMPTS",
     "backoff": "REELEXPORT_BACKOFF_S",
     "cluster": "REELEXPORT_CLUSTER",
+    "tls_ca": "REELEXPORT_TLS_CA",
+    "tls_cert": "REELEXPORT_TLS_CERT",
+    "tls_key": "REELEXPORT_TLS_KEY",
+    "cluster_insecure": "REELEXPORT_CLUSTER_INSECURE",
 }
+# cluster_insecure= (any case; empty: no)
+YES_NO = {"yes": True, "no": False, "": False}
 
 
 class SettingsError(LibraryError):
     """A doit variable (or its environment variable) that is unknown or malformed: one
     line naming it and what it accepts; nothing runs (exit 3)."""
+
+
+@dataclass(frozen=True)
+class ClusterAddress:
+    """The Dask scheduler's address and how to reach it (docs/cluster.md): the cluster's
+    CA, this client's certificate and key for tls://, or the user's explicit consent to
+    plain tcp:// on a host that is not this machine. str() is the address."""
+
+    address: str
+    tls_ca: str | None = None       # absolute paths: checked readable, PEM and matching
+    tls_cert: str | None = None
+    tls_key: str | None = None      # None: the key is in the certificate file
+    insecure: bool = False          # cluster_insecure=yes
+
+    def __str__(self) -> str:
+        return self.address
 
 
 @dataclass(frozen=True)
@@ -59,7 +83,8 @@ class Settings:
     attempts: int = 3           # tries per export when failures are transient
     backoff_s: float = 2.0      # wait before the 2nd try; doubles for each further try
     retry_failed: bool = False  # retry=failed: try again exports that failed on these inputs
-    cluster: str | None = None  # cluster=tcp://HOST:8786: the media work runs on Dask workers
+    # cluster=tls://HOST:8786 (and its certificates): the media work runs on Dask workers
+    cluster: ClusterAddress | None = None
 
     @property
     def dep_file(self) -> Path:
@@ -145,6 +170,14 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
     if preset is not None and preset not in x264_presets():
         raise SettingsError(f"{said('preset')}: not an x264 preset; preset= takes one of "
                             f"{', '.join(x264_presets())}")
+    insecure = pick("cluster_insecure")
+    if insecure is not None and insecure.strip().lower() not in YES_NO:
+        raise SettingsError(f"{said('cluster_insecure')}: cluster_insecure= takes yes or no "
+                            "(yes: plain tcp:// to a scheduler that is not on this machine)")
+    cluster = pick("cluster") or None
+    if cluster is not None:
+        cluster = ClusterAddress(cluster.strip(), *tls_files(pick, said),
+                                 insecure=YES_NO[(insecure or "").strip().lower()])
     return Settings(
         renders=Path(pick("renders")),
         exports=Path(pick("exports")),
@@ -160,5 +193,60 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
                                   "a number of seconds (backoff=2: the wait before the "
                                   "2nd try, doubled for each further one)")),
         retry_failed=retry == "failed",
-        cluster=pick("cluster") or None,
+        cluster=cluster,
     )
+
+
+def tls_files(pick: Callable[[str], str | None],
+              said: Callable[[str], str]) -> tuple[str | None, str | None, str | None]:
+    """tls_ca=, tls_cert=, tls_key= as absolute paths, each readable and PEM, the key the
+    certificate's (None, None, None: not given). A SettingsError names the variable and
+    its file otherwise: found now, not as a failed handshake once the run has started."""
+    given = {name: pick(name) or None for name in ("tls_ca", "tls_cert", "tls_key")}
+    if not any(given.values()):
+        return None, None, None
+    for needed in ("tls_ca", "tls_cert"):
+        if not given[needed]:
+            other = next(name for name, value in given.items() if value)
+            raise SettingsError(f"{said(other)}: {needed}= is missing: a TLS cluster takes "
+                                "tls_ca=, tls_cert= and tls_key= (the key may be in the "
+                                "certificate file instead; docs/cluster.md)")
+    texts = {}
+    for name, path in given.items():
+        if path:
+            try:
+                with open(path, encoding="ascii", errors="replace") as file:
+                    texts[name] = file.read()
+            except OSError as error:
+                raise SettingsError(f"{said(name)}: cannot be read "
+                                    f"({error.strerror or error})") from None
+    for name in ("tls_ca", "tls_cert"):
+        if "-----BEGIN CERTIFICATE-----" not in texts[name]:
+            raise SettingsError(f"{said(name)}: not a PEM certificate (no -----BEGIN "
+                                "CERTIFICATE----- line)")
+    key = "tls_key" if given["tls_key"] else "tls_cert"
+    if "PRIVATE KEY-----" not in texts[key]:
+        raise SettingsError(f"{said(key)}: no PEM private key in it" + (
+            "" if given["tls_key"] else "; give the certificate's key with tls_key="))
+    if "ENCRYPTED" in texts[key]:
+        raise SettingsError(f"{said(key)}: the key is encrypted and Dask cannot ask for its "
+                            "passphrase; decrypt it (openssl pkey -in KEY -out KEY.plain), "
+                            "readable by you alone")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=given["tls_ca"])
+    except ssl.SSLError as error:
+        raise SettingsError(f"{said('tls_ca')}: cannot be loaded "
+                            f"({error.reason or error})") from None
+    try:
+        context.load_cert_chain(given["tls_cert"], given["tls_key"], password=no_passphrase)
+    except (ssl.SSLError, ValueError) as error:
+        cause = ("not the key of that certificate" if getattr(error, "reason", None)
+                 == "KEY_VALUES_MISMATCH" else f"cannot be loaded ({error})")
+        raise SettingsError(f"{said(key)}: {cause} ({said('tls_cert')})") from None
+    return tuple(os.path.abspath(path) if path else None for path in given.values())
+
+
+def no_passphrase() -> str:
+    """A key that asks for a passphrase is refused above; never prompt for one."""
+    raise ValueError("the key is encrypted")

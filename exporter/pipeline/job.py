@@ -16,6 +16,7 @@ from exporter.model.files import sha256_file
 from exporter.model.layout import task_name
 from exporter.model.records import TARGET_KINDS, export_file_names, identity
 from exporter.model.requests import REQUEST_VERSION
+from exporter.model.settings import ClusterAddress
 from exporter.model.sources import Title
 from exporter.model.spec import Spec, digest
 
@@ -42,7 +43,7 @@ class ExportJob:
     preset: str | None = None
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
     siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
-    cluster: str | None = None       # the Dask scheduler running the media work, if any
+    cluster: ClusterAddress | None = None   # the Dask scheduler running the media work, if any
 
     @cached_property
     def task_name(self) -> str:
