@@ -1,11 +1,14 @@
 """Platform YAML loading and its errors (no ffmpeg)."""
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import SHIPPED_PLATFORMS, load_yaml, set_field
 
+import exporter.model.spec as spec_module
 from exporter.model.errors import SpecError
 from exporter.model.spec import digest, load_spec, load_specs, select_specs
 
@@ -97,6 +100,32 @@ def test_an_invalid_spec_stops_loading(tmp_path):
     write_spec(tmp_path, "bad", **{"video.fps": 0})
     with pytest.raises(SpecError, match="bad.yaml: video.fps"):
         load_specs(tmp_path)
+
+
+def test_platform_files_found_valid_are_not_validated_again_until_one_changes(
+        tmp_path, monkeypatch):
+    platforms, memo = tmp_path / "platforms", tmp_path / "exports" / ".platforms-checked.json"
+    shutil.copytree(SHIPPED_PLATFORMS, platforms)
+    memo.parent.mkdir()
+    validated = []
+    real = spec_module.first_schema_error
+    monkeypatch.setattr(spec_module, "first_schema_error",
+                        lambda *args: validated.append(1) or real(*args))
+    first = load_specs(platforms, memo)
+    assert len(validated) == len(first) and memo.exists()
+    assert load_specs(platforms, memo) == first and len(validated) == len(first), \
+        "unchanged files: not validated again"
+    document = load_yaml(platforms / "tiktok.yaml")
+    set_field(document, "video.bitrate", "fast")      # an edit, even with the old mtime
+    stat = (platforms / "tiktok.yaml").stat()
+    (platforms / "tiktok.yaml").write_text(yaml.safe_dump(document))
+    os.utime(platforms / "tiktok.yaml", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(SpecError, match="tiktok.yaml: video.bitrate"):
+        load_specs(platforms, memo)
+    (platforms / "tiktok.yaml").unlink()
+    (platforms / "mine.yaml").write_text("name: [")    # a new file is read and checked
+    with pytest.raises(SpecError, match="mine.yaml: cannot read"):
+        load_specs(platforms, memo)
 
 
 def test_encode_settings_ignore_metadata_rules_but_follow_the_preset(tmp_path):

@@ -8,6 +8,7 @@ GALLERY_PAGE = "index.html"
 GALLERY_CACHE = ".gallery-cache.json"   # written by earlier versions: removed when found
 LOCK = ".lock"
 STAMP = ".up-to-date.json"
+PLATFORMS_CHECKED = ".platforms-checked.json"   # the platform files last validated
 DEP_DB = ".doit.db"
 SHARED_DIR = ".shared"
 PROGRESS_DIR = ".progress"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,6 +231,7 @@ def tls_files(pick: Callable[[str], str | None],
         raise SettingsError(f"{said(key)}: the key is encrypted and Dask cannot ask for its "
                             "passphrase; decrypt it (openssl pkey -in KEY -out KEY.plain), "
                             "readable by you alone")
+    import ssl  # noqa: PLC0415  (12 ms that a run without a TLS cluster does not pay)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
         context.load_verify_locations(cafile=given["tls_ca"])

@@ -7,13 +7,16 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
-from exporter import ENCODER_VERSION
+from exporter import ENCODER_VERSION, __version__
 from exporter.model.errors import SpecError
+from exporter.model.files import file_state, read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 # doit's task groups and every command (doit's and ours: pyproject.toml's plugins), which
@@ -37,7 +40,10 @@ def schema_error_line(error: jsonschema.exceptions.ValidationError) -> str:
 
 
 def first_schema_error(document: Any, schema: dict[str, Any]) -> str | None:
-    """The most relevant validation error as one line, or None when the document is valid."""
+    """The most relevant validation error as one line, or None when the document is valid.
+    jsonschema is imported here, not with the module: its import is a tenth of a second
+    that a run whose platform files were already checked does not pay (load_specs)."""
+    import jsonschema  # noqa: PLC0415
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(document))
     return None if error is None else schema_error_line(error)
@@ -144,15 +150,16 @@ def check_consistency(doc: dict[str, Any], stem: str) -> str | None:
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_spec(path: Path | str) -> Spec:
-    """Read, validate and return one platform spec; SpecError('file: field: cause') if invalid."""
+def load_spec(path: Path | str, checked: bool = False) -> Spec:
+    """Read, validate and return one platform spec; SpecError('file: field: cause') if invalid.
+    `checked`: this very file was validated by this very code and schema (load_specs)."""
     path = Path(path)
     try:
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SpecError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
-    problem = first_schema_error(doc, load_schema("platform"))
-    if problem is None:
+    problem = None if checked else first_schema_error(doc, load_schema("platform"))
+    if problem is None and not checked:
         problem = check_consistency(doc, path.stem)
     if problem is not None:
         raise SpecError(f"{path}: {problem}")
@@ -172,17 +179,29 @@ def load_spec(path: Path | str) -> Spec:
     )
 
 
-def load_specs(platforms_dir: Path | str) -> dict[str, Spec]:
+def load_specs(platforms_dir: Path | str, memo: Path | None = None) -> dict[str, Spec]:
     """Every spec in platforms_dir, by name (sorted); the first invalid file stops the load.
 
     All files are validated even when only some are selected: a broken spec is found
-    before it costs a batch, not on the day someone selects it.
+    before it costs a batch, not on the day someone selects it. `memo` (the exports root's
+    `.platforms-checked.json`) remembers the states of the files last found valid, with
+    the schema's and this module's: when none has changed since (a file's ctime cannot be
+    set back), they are not validated again, which spares the no-op importing jsonschema.
     """
     platforms_dir = Path(platforms_dir)
     files = sorted(platforms_dir.glob("*.yaml"))
     if not files:
         raise SpecError(f"{platforms_dir}: no platform files (*.yaml)")
-    return {spec.name: spec for spec in map(load_spec, files)}
+    states = repr([__version__, *((str(path), file_state(path)) for path in
+                                  (SCHEMAS_DIR / "platform.schema.json", Path(__file__), *files))])
+    checked = memo is not None and read_json(memo) == {"states": states}
+    specs = {spec.name: spec for spec in (load_spec(path, checked) for path in files)}
+    if memo is not None and not checked and memo.parent.is_dir():
+        try:
+            write_json_atomic(memo, {"states": states})
+        except OSError:         # a read-only exports root: validated again next time
+            pass
+    return specs
 
 
 def select_specs(specs: dict[str, Spec], names: Collection[str]) -> dict[str, Spec]:
