@@ -15,6 +15,9 @@ import subprocess
 import pytest
 from conftest import executed_tasks, read_json, run_doit, small_platforms
 
+# the up-to-date check, not ffmpeg: the first pass only
+pytestmark = pytest.mark.once
+
 SHARING = ("youtube", "instagram", "facebook")    # one encode below 60 s: a shared key
 
 

@@ -7,6 +7,9 @@ import json
 import pytest
 from conftest import read_json, run_doit, small_platforms
 
+# the queue and its request files, not ffmpeg: the first pass only
+pytestmark = pytest.mark.once
+
 DECLARED = {"made_for_kids": False, "ai_generated": False}
 
 
