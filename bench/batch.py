@@ -42,10 +42,12 @@ def make_source(ffmpeg, path, width, height, seconds, conforming, index):
     """A synthetic render: moving test pattern and a tone (its pitch makes each title's
     bytes different, so no title shares another's encode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if conforming:   # what a final-encode step made for the platforms already
+    if conforming:   # what a final-encode step made for the platforms already: a closed
+        # GOP of 2 s (Facebook's Reels API takes 2 to 5 s), no scene-cut keyframes
         video = ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
                  "-pix_fmt", "yuv420p", "-r", "30", "-b:v", "5M", "-minrate", "5M",
-                 "-maxrate", "5M", "-bufsize", "5M", "-x264-params", "nal-hrd=cbr"]
+                 "-maxrate", "5M", "-bufsize", "5M", "-g", "60", "-keyint_min", "60",
+                 "-x264-params", "nal-hrd=cbr:scenecut=0"]
         size, rate = "1080x1920", 30
     else:
         video = ["-c:v", "libx264", "-preset", "veryfast", "-b:v", "10M", "-r", "25"]

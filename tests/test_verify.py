@@ -73,3 +73,23 @@ def test_a_remuxed_source_may_be_below_the_bitrate_but_not_over_maxrate():
     assert conformance_problems(high, YOUTUBE, 3.0, True, encoded=False) == [
         "video bitrate is 9000000 b/s, over the maxrate 8000000 "
         "(the source is re-encoded when this check fails)"]
+
+
+def test_a_source_copied_as_it_is_meets_the_apis_keyframe_rules_not_our_encoders_grid():
+    """A render made for the platforms with x264's default 250-frame closed GOP is what
+    YouTube, Instagram and TikTok take: remuxed. Facebook's Reels API asks for 2 to 5 s:
+    encoded. Our own encode is held to its fixed grid of `gop` frames."""
+    specs = load_specs(SHIPPED_PLATFORMS)
+    source = output_probe(duration_s=12.0, video_bitrate=5_000_000, keyframe_intervals=(250,),
+                          first_keyframe_frame=0,
+                          closed_gop=True)
+    for name in ("youtube", "instagram", "tiktok"):
+        assert conformance_problems(source, specs[name], 12.0, True, encoded=False) == [], name
+    (problem,) = conformance_problems(source, specs["facebook"], 12.0, True, encoded=False)
+    assert problem.startswith("a keyframe interval of 8.33333 s is outside the platform's "
+                              "2 to 5 s"), problem
+    own = conformance_problems(source, specs["youtube"], 12.0, True)
+    assert any("expected every 60 (a fixed grid" in p for p in own), own
+    open_gop = output_probe(keyframe_intervals=(60,), first_keyframe_frame=0, closed_gop=False)
+    assert any("open GOP" in p for p in
+               conformance_problems(open_gop, specs["youtube"], 3.0, True, encoded=False))

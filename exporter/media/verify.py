@@ -72,13 +72,14 @@ def conformance_problems(probe: Probe, spec: Spec, expected_duration_s: float, f
             expect("audio sample rate", probe.audio_sample_rate, audio["sample_rate"])
     if spec.container.get("faststart") and not faststart:
         problems.append(f"moov is not before mdat (not faststart; {ENCODER_FAULT})")
-    return problems + acceptance_problems(probe, spec)
+    return problems + acceptance_problems(probe, spec, encoded)
 
 
-def acceptance_problems(probe: Probe, spec: Spec) -> list[str]:
+def acceptance_problems(probe: Probe, spec: Spec, encoded: bool = True) -> list[str]:
     """The upload APIs' rules beyond the product table, read back from the file: minimum
     duration, edit lists, where audio and video start, keyframes, the audio's profile. A
-    fact the probe did not read (None) is not judged.
+    fact the probe did not read (None) is not judged. `encoded`: our own encode, whose
+    keyframes must also be on the spec's fixed grid (keyframe_problems).
 
     The audio bitrate floor (limits.audio.min_bitrate) is not judged here: the encode asks
     for at least it (spec.check_consistency), and the AAC encoder lands on it for continuous
@@ -100,7 +101,7 @@ def acceptance_problems(probe: Probe, spec: Spec) -> list[str]:
             and abs(probe.audio_start_s - probe.video_start_s) > frame):
         problems.append(f"audio starts {probe.audio_start_s - probe.video_start_s:+.3f} s "
                         f"from the video, more than one frame ({ENCODER_FAULT})")
-    problems += keyframe_problems(probe, video, limits.get("keyframes", {}))
+    problems += keyframe_problems(probe, video, limits.get("keyframes", {}), encoded)
     rules = limits.get("audio", {})
     if probe.has_audio and rules.get("profile") and probe.audio_profile is not None \
             and probe.audio_profile != rules["profile"]:
@@ -109,16 +110,19 @@ def acceptance_problems(probe: Probe, spec: Spec) -> list[str]:
     return problems
 
 
-def keyframe_problems(probe: Probe, video: dict[str, Any],
-                      bounds: dict[str, Any]) -> list[str]:
-    """Keyframes on the spec's fixed grid (the first frame, then every `gop` frames, no
-    scene-cut keyframe), each an IDR picture, every interval within the platform's bounds."""
+def keyframe_problems(probe: Probe, video: dict[str, Any], bounds: dict[str, Any],
+                      encoded: bool = True) -> list[str]:
+    """Keyframes each an IDR picture (a closed GOP), the first on the first frame, every
+    interval within the platform's bounds: what the upload APIs ask. Our own encode is
+    also held to the spec's fixed grid (every `gop` frames, no scene-cut keyframe), which it
+    asks x264 for; a source copied as it is (`encoded=False`) need only meet the APIs'
+    rules, so a render already made for the platforms is remuxed, not encoded again."""
     problems = []
     if probe.first_keyframe_frame not in (None, 0):
         problems.append(f"the first keyframe is frame {probe.first_keyframe_frame}, not the "
                         f"first frame ({ENCODER_FAULT})")
     intervals = probe.keyframe_intervals or ()
-    off_grid = [gap for gap in intervals if gap != video["gop"]]
+    off_grid = [gap for gap in intervals if gap != video["gop"]] if encoded else []
     if off_grid:
         problems.append(f"keyframe intervals of {', '.join(map(str, intervals))} frames, "
                         f"expected every {video['gop']} (a fixed grid, no scene-cut "
