@@ -306,3 +306,21 @@ def test_the_platform_file_upload_section_is_checked_at_load(tmp_path, upload, m
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     with pytest.raises(SpecError, match=message):
         load_spec(path)
+
+
+def test_a_schedule_that_has_passed_holds_the_export_when_the_queue_is_read():
+    from datetime import datetime, timezone
+
+    from exporter.report.queue import needs_text, schedule_needs
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    metadata = {"upload": {"publish_at": "2026-11-30T11:59:00+00:00", "needs": []}}
+    (need,) = schedule_needs(metadata, now)
+    assert need["field"] == "publish_at"
+    assert needs_text([need]).startswith(
+        "needs publish_at (2026-11-30T11:59:00+00:00 has passed: a schedule must be in the "
+        "future")
+    later = {"upload": {"publish_at": "2026-11-30T14:00:00+02:00"}}   # 12:00 UTC: now
+    assert schedule_needs(later, now) != [], "a time equal to now has passed"
+    assert schedule_needs({"upload": {"publish_at": "2026-12-01T08:00:00Z"}}, now) == []
+    assert schedule_needs({"upload": {"publish_at": None}}, now) == []
+    assert schedule_needs({"upload": {}}, now) == [] and schedule_needs({}, now) == []

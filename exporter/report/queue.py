@@ -11,6 +11,7 @@ doit's DB, the sidecars and the metadata files as of now; nothing is written or 
 import json
 import os
 import sys
+from datetime import datetime, timezone
 
 from exporter.model.files import read_json
 from exporter.model.layout import task_name
@@ -56,11 +57,30 @@ def request_needs(metadata):
     return upload["needs"]
 
 
-def upload_queue(build, document=None):
+def schedule_needs(metadata, now):
+    """A publish_at that has passed by `now` ([] when none): the APIs schedule only a time
+    to come (YouTube's publishAt, Facebook's scheduled_publish_time), so a request made
+    yesterday for this morning is no longer one they take. Judged when the queue is read,
+    not when the export was made."""
+    upload = metadata.get("upload") if isinstance(metadata, dict) else None
+    moment = upload.get("publish_at") if isinstance(upload, dict) else None
+    try:
+        when = datetime.fromisoformat(moment) if isinstance(moment, str) else None
+    except ValueError:
+        return []       # the request's schema already refused it when it was made
+    if when is None or when.tzinfo is None or when > now:
+        return []
+    return [{"field": "publish_at",
+             "why": f"{moment} has passed: a schedule must be in the future (set a later "
+                    "publish_at in metadata.json, or remove it to post now)"}]
+
+
+def upload_queue(build, document=None, now=None):
     """{ready, held, uploaded, totals} for the selected exports (segment=, age=,
     platforms=), in the registry's order."""
     settings = build.settings
     document = document or current_registry(build)
+    now = now or datetime.now(timezone.utc)
     jobs = {job.task_name: job for job in build.all_jobs}
     ready, held, uploaded = [], [], 0
     for row in select_rows(document["exports"], settings.segments, settings.ages,
@@ -74,7 +94,7 @@ def upload_queue(build, document=None):
                 uploaded += 1
                 continue
             metadata = read_json(job.path("metadata")) or {}
-            needs = request_needs(metadata)
+            needs = request_needs(metadata) or schedule_needs(metadata, now)
             if needs:
                 held.append(held_entry(job, "needs", needs_text(needs),
                                        [n["field"] for n in needs]))
