@@ -94,6 +94,11 @@ class Settings:
     def registry_file(self) -> Path:
         return self.exports / layout.REGISTRY
 
+    @property
+    def platforms_checked_file(self) -> Path:
+        """The platform files last found valid (model.spec.load_specs)."""
+        return self.exports / layout.PLATFORMS_CHECKED
+
 
 def split_list(value: str | None) -> tuple[str, ...]:
     """'youtube, tiktok' -> ('youtube', 'tiktok'); empty or None -> ()."""

@@ -158,9 +158,8 @@ def load_spec(path: Path | str, checked: bool = False) -> Spec:
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SpecError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
-    problem = None if checked else first_schema_error(doc, load_schema("platform"))
-    if problem is None and not checked:
-        problem = check_consistency(doc, path.stem)
+    problem = None if checked else (first_schema_error(doc, load_schema("platform"))
+                                    or check_consistency(doc, path.stem))
     if problem is not None:
         raise SpecError(f"{path}: {problem}")
     return Spec(

@@ -33,8 +33,7 @@ class Build:
                                exports=settings.exports.resolve(),
                                platforms_dir=settings.platforms_dir.resolve())
         self.settings = settings
-        self.all_specs = load_specs(settings.platforms_dir,
-                                    settings.exports / layout.PLATFORMS_CHECKED)
+        self.all_specs = load_specs(settings.platforms_dir, settings.platforms_checked_file)
         self.selected_specs = select_specs(self.all_specs, settings.platforms)
         # a segment directory named like a file of the exports root would collide with it
         library = discover(settings.renders,

@@ -206,7 +206,7 @@ class ExportReporter(ConsoleReporter):
     def remember_platforms_checked(build):
         """A first run found no exports root to keep the platform files' validation in
         (load_specs): checked again now, so that the no-op after it writes nothing."""
-        memo = build.settings.exports / layout.PLATFORMS_CHECKED
+        memo = build.settings.platforms_checked_file
         if not memo.exists():
             try:
                 load_specs(build.settings.platforms_dir, memo)
