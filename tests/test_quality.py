@@ -11,8 +11,10 @@ import stat
 import sys
 
 import subprocess
+from dataclasses import replace
 
 import av
+import pytest
 from conftest import (
     TEST_FFMPEG,
     doit_env,
@@ -25,8 +27,12 @@ from conftest import (
 
 from exporter.media.ffmpeg import QUIET
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
-from exporter.media.quality import gate_problems, metric_of
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.plan import build_encodes
+from exporter.media.probe import probe
+from exporter.media.quality import gate_problems, metric_of, score_output
 from exporter.media.samples import make_clip
+from exporter.model.spec import load_specs
 
 METRIC = metric_of(TEST_FFMPEG)
 
@@ -86,6 +92,7 @@ def test_an_output_damaged_after_its_encode_is_refused_and_a_clean_one_passes(
     assert quality["scored"] == 2           # one frame in twenty: the 1st and the 21st
     assert quality["worst"] <= quality["p5"] <= quality["mean"]
     assert quality["mean"] > (80 if METRIC == "vmaf" else 0.9), quality
+    assert quality["reference"] == "encode", "scored against the encode's own frames"
     assert not leftovers(library.exports)
     row = next(row for row in read_json(library.exports / "registry.json")["exports"]
                if row["platform"] == "youtube")
@@ -183,3 +190,28 @@ def test_the_gate_reads_each_floor_and_a_broken_frame_among_good_ones():
     assert gate_problems(noise, {"vmaf": {"max_drop": 50}}) == [], "uniformly low: not broken"
     assert gate_problems({"metric": "packets", "identical": True, "frames": 3},
                          {"vmaf": {"mean": 99}}) == []
+
+
+def test_the_encodes_own_reference_frames_score_as_the_source_through_the_same_graph(tmp_path):
+    """The check's reference is the frames the encode gave x264 (kept, one in 20, losslessly):
+    scoring against them gives the score the source decoded again through the encode's graph
+    gives, so decoding the source a second time can be left out. Two outputs of one process
+    (8 and 6 Mb/s), each keeping its own frames."""
+    specs = load_specs(small_platforms(tmp_path / "platforms", names=("youtube", "tiktok")))
+    source = make_clip(tmp_path / "source.mp4", width=480, height=270, seconds=1.4, fps=25,
+                       audio=True, pattern="testsrc2")
+    targets = [(specs[name], tmp_path / f"{name}.mp4") for name in ("youtube", "tiktok")]
+    samples = [tmp_path / f"{name}.samples.mkv" for name in ("youtube", "tiktok")]
+    plans = build_encodes(TEST_FFMPEG, source, probe(source), targets, "superfast", None,
+                          samples)
+    run_ffmpeg(plans[0].argv)
+    for (spec, output), plan, kept in zip(targets, plans, samples):
+        assert plan.samples == str(kept)
+        assert decoded_frames(kept) == 3         # frames 0, 20 and 40 of 42
+        own = score_output(TEST_FFMPEG, output, source, spec, plan)
+        again = score_output(TEST_FFMPEG, output, source, spec, replace(plan, samples=None))
+        assert (own["reference"], again["reference"]) == ("encode", "source")
+        assert own["scored"] == again["scored"] == 3
+        assert own["frames"] == again["frames"] == decoded_frames(output) == 42
+        for field in ("mean", "p5", "worst"):
+            assert own[field] == pytest.approx(again[field], abs=0.01), (own, again)

@@ -20,6 +20,19 @@ if TYPE_CHECKING:
 # Sources outside these bounds are refused before ffmpeg spends time on them.
 MIN_SOURCE_FPS, MAX_SOURCE_FPS = 1.0, 240.0
 
+# The content check scores one frame in this many (the first, then every SAMPLE_EVERY-th);
+# the encode keeps those frames of its own picture chain, losslessly, as the check's
+# reference (docs/quality.md: what it costs and how it moves the score).
+SAMPLE_EVERY = 20
+# The reference frames' file: FFV1 in Matroska, lossless and intra-only (about 60 frames a
+# second at 1080x1920 on one core here: 1.5 a second of video costs little).
+SAMPLES_CODEC = ["-c:v", "ffv1", "-fps_mode", "passthrough", "-f", "matroska"]
+
+
+def sample_frames(every: int = SAMPLE_EVERY) -> str:
+    """The filter keeping frames 0, every, 2*every, ... (numbered from the chain's start)."""
+    return f"select='not(mod(n,{every}))'"
+
 
 @dataclass(frozen=True)
 class EncodePlan:
@@ -34,6 +47,9 @@ class EncodePlan:
     # (by 10 ms in an MPEG-TS whose audio starts first) and with them which frames the
     # frame-rate conversion repeats: the quality check must read it too (quality.py).
     reads_source_audio: bool = False
+    # Where the encode wrote its reference frames (SAMPLE_EVERY of its own picture chain,
+    # before x264): the check scores the export against these, decoding only the export.
+    samples: str | None = None
 
 
 def fit_filter(fit: str, width: int, height: int, source: str = "[0:v:0]",
@@ -296,12 +312,15 @@ def build_encode(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec,
 def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
                   targets: Sequence[tuple[Spec, Path | str]],
                   preset: str | None = None,
-                  loudness: dict[str, dict] | None = None) -> list[EncodePlan]:
+                  loudness: dict[str, dict] | None = None,
+                  samples: Sequence[Path | str] = ()) -> list[EncodePlan]:
     """One ffmpeg process encoding `source` for several (spec, output) targets: one plan each.
 
     Decoding and filtering once for all outputs beats one process per output on this
     machine (docs/performance.md). ffmpeg applies the source's rotation on decode
     (autorotate is its default), so the fit filter sees the picture as a viewer would.
+    `samples`: a file per target for the content check's reference frames (one in
+    SAMPLE_EVERY of the pictures x264 is given, kept losslessly), or none.
     """
     check_source(probe)
     specs = [spec for spec, _ in targets]
@@ -311,9 +330,16 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     if silent:
         argv += silence_input(silent[0])
     pads = [pad_from(probe, spec) for spec in specs]
-    argv += ["-filter_complex", video_graph(
+    graph = video_graph(
         specs, [duration - padded + 1 / spec.video["fps"] if padded is not None else 0.0
-                for spec, (duration, _), padded in zip(specs, timing, pads)])]
+                for spec, (duration, _), padded in zip(specs, timing, pads)])
+    pictures = [f"[v{index}]" for index in range(len(targets))]
+    if samples:
+        graph += "".join(f";[v{index}]split=2[e{index}][r{index}];"
+                         f"[r{index}]{sample_frames()}[s{index}]"
+                         for index in range(len(targets)))
+        pictures = [f"[e{index}]" for index in range(len(targets))]
+    argv += ["-filter_complex", graph]
     for index, ((spec, output), (duration, _), padded) in enumerate(zip(targets, timing, pads)):
         if probe.has_audio:
             audio_map = ["-map", "0:a:0"]
@@ -321,7 +347,7 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
             audio_map = ["-map", "1:a:0"]
         else:
             audio_map = []
-        argv += ["-map", f"[v{index}]", *audio_map, "-t", f"{duration:.3f}"]
+        argv += ["-map", pictures[index], *audio_map, "-t", f"{duration:.3f}"]
         argv += video_args(spec, preset or spec.video.get("preset", "medium"), duration)
         measured = (loudness or {}).get(spec.name) if probe.has_audio else None
         if probe.has_audio:
@@ -332,10 +358,15 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
         argv += [*STRIP_METADATA, "-flags:v", "+bitexact", "-flags:a", "+bitexact",
                  *MP4_MUXER, "-fs", str(spec.limits["max_size_bytes"]),
                  "-f", "mp4", str(output)]
+        if samples:         # the frames x264 was given, cut where the export ends
+            argv += ["-map", f"[s{index}]", "-t", f"{duration:.3f}", *SAMPLES_CODEC,
+                     str(samples[index])]
     return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed,
                        loudness=(loudness or {}).get(spec.name) if probe.has_audio else None,
-                       padded_from_s=padded, reads_source_audio=probe.has_audio)
-            for spec, (duration, trimmed), padded in zip(specs, timing, pads)]
+                       padded_from_s=padded, reads_source_audio=probe.has_audio,
+                       samples=str(samples[index]) if samples else None)
+            for index, (spec, (duration, trimmed), padded)
+            in enumerate(zip(specs, timing, pads))]
 
 
 # JPEG quality steps (ffmpeg -q:v, 2 = best) tried until a cover fits its byte limit.

@@ -2,10 +2,14 @@
 
 Headers and counts (verify.py) cannot see broken pictures: bytes overwritten mid-file leave
 every box and packet size intact. So before an export is kept, one ffmpeg pass decodes its
-video whole, counts its frames, and scores each against the source made into the output's
-geometry (filled, scaled and timed by the encode's own filter graph): VMAF where this
-ffmpeg has libvmaf, SSIM where it has not; one frame in SAMPLE_EVERY is scored. A remux keeps the source's video packets: that is proven by comparing them
-(PACKETS), not by scoring a copy against itself.
+video whole, counts its frames, and scores one in SAMPLE_EVERY against the source made into
+the output's geometry (filled, scaled and timed by the encode's own filter graph): VMAF
+where this ffmpeg has libvmaf, SSIM where it has not. The reference frames are the ones the
+encode gave x264, kept losslessly by the encode itself (EncodePlan.samples), so the check
+decodes only the export; without them (a bench's every-frame score, a cache entry made
+before the check) the source is decoded again through the same graph. A remux keeps the
+source's video packets: that is proven by comparing them (PACKETS), not by scoring a copy
+against itself.
 
 The score is recorded (mean, 5th percentile, worst frame, the metric named); the platform's
 `quality:` floors (a gate) turn a low score into a failed export (gate_problems).
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporter.media.ffmpeg import QUIET, run_ffmpeg
-from exporter.media.plan import untrusted_input, video_graph
+from exporter.media.plan import SAMPLE_EVERY, sample_frames, untrusted_input, video_graph
 from exporter.media.probe import OPEN_OPTIONS, pyav
 from exporter.model.errors import DamagedOutput
 
@@ -35,11 +39,9 @@ if TYPE_CHECKING:
     from exporter.model.spec import Spec
 
 VMAF, SSIM, PACKETS = "vmaf", "ssim", "packets"
-# One frame in this many is scored (the first, then every SAMPLE_EVERY-th); every frame is
-# still decoded and counted. Sampled before the source's fit, so scaling and blurring the
-# reference costs 1/SAMPLE_EVERY too. What it costs and how it moves the score:
-# docs/quality.md (bench/quality.py).
-SAMPLE_EVERY = 20
+# The reference scored against: the encode's own frames (plan.samples), or the source
+# decoded again through the encode's graph.
+ENCODE_SAMPLES, SOURCE = "encode", "source"
 VMAF_THREADS = 2
 DAMAGED = "damaged after its encode, or an encoder fault: not kept"
 
@@ -57,10 +59,34 @@ def expected_frames(plan: EncodePlan, fps: float) -> int:
     return max(1, math.ceil(round(plan.duration_s * fps, 6)))
 
 
+def scorer(metric: str, log_path: Path | str) -> str:
+    if metric == VMAF:
+        return f"libvmaf=n_threads={VMAF_THREADS}:log_fmt=json:log_path={log_path}"
+    return f"ssim=stats_file={log_path}"
+
+
+def samples_argv(ffmpeg: str, output: Path | str, samples: Path | str, spec: Spec,
+                 metric: str, log_path: Path | str) -> list[str]:
+    """One pass: the output (input 0) decoded whole and counted (the first null output), and
+    one frame in SAMPLE_EVERY of it scored against the frames the encode kept of its own
+    picture chain at the same numbers (input 1); both sides timed by sample number."""
+    # one time base on both sides (the Matroska's is 1 ms, the MP4's 1/15360 s), so sample
+    # i gets the same timestamp on each and the metric pairs them
+    by_sample = f"settb=AVTB,setpts=N/({spec.video['fps']}*TB)"
+    graph = (f"[1:v:0]{by_sample}[ref];"
+             f"[0:v:0]split=2[count][decoded];[decoded]{sample_frames()},{by_sample}[dist];"
+             f"[dist][ref]{scorer(metric, log_path)}:eof_action=pass[scored]")
+    return [ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
+            "-f", "matroska", "-i", str(samples),
+            "-filter_complex", graph, "-map", "[count]", "-f", "null", "-",
+            "-map", "[scored]", "-f", "null", "-"]
+
+
 def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
-               plan: EncodePlan, metric: str, log_path: Path | str) -> list[str]:
+               plan: EncodePlan, metric: str, log_path: Path | str,
+               every: int = SAMPLE_EVERY) -> list[str]:
     """One pass: the output (input 0) decoded whole and counted (the first null output),
-    and one frame in SAMPLE_EVERY of it scored against the same frame of the source (input
+    and one frame in `every` of it scored against the same frame of the source (input
     1) made by the encode's own picture chain, trimmed to the frames the plan expects. The
     frames are sampled before the fit, so the source's expensive part (scaling, blur) runs
     on the sampled frames only; both sides are timed by sample number, so sample i is
@@ -70,17 +96,13 @@ def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
     frames = expected_frames(plan, fps)
     pad_s = (plan.duration_s - plan.padded_from_s + 1 / fps
              if plan.padded_from_s is not None else 0.0)
-    sample = f"select='not(mod(n,{SAMPLE_EVERY}))'"
+    sample = sample_frames(every)
     by_sample = f"setpts=N/({fps}*TB)"
     reference = video_graph([spec], [pad_s], source="[1:v:0]",
                             keep=f",trim=end_frame={frames},{sample}")
-    if metric == VMAF:
-        scorer = f"libvmaf=n_threads={VMAF_THREADS}:log_fmt=json:log_path={log_path}"
-    else:
-        scorer = f"ssim=stats_file={log_path}"
     graph = (f"{reference};[v0]{by_sample}[ref];"
              f"[0:v:0]split=2[count][decoded];[decoded]{sample},{by_sample}[dist];"
-             f"[dist][ref]{scorer}:eof_action=pass[scored]")
+             f"[dist][ref]{scorer(metric, log_path)}:eof_action=pass[scored]")
     return [ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
             "-t", f"{plan.duration_s + 1:.3f}", *untrusted_input(source),
             "-filter_complex", graph, "-map", "[count]", "-f", "null", "-",
@@ -109,29 +131,36 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-def summarise(metric: str, scores: list[float], decoded: int, seconds: float) -> dict[str, Any]:
+def summarise(metric: str, scores: list[float], decoded: int, seconds: float,
+              every: int = SAMPLE_EVERY, reference: str = ENCODE_SAMPLES) -> dict[str, Any]:
     digits = 2 if metric == VMAF else 4
     return {"metric": metric, "mean": round(sum(scores) / len(scores), digits),
             "median": round(percentile(scores, 0.5), digits),
             "p5": round(percentile(scores, 0.05), digits), "worst": round(min(scores), digits),
             "frames": decoded, "scored": len(scores),
-            "sampled_every": SAMPLE_EVERY,
+            "sampled_every": every, "reference": reference,
             "seconds": round(seconds, 3)}
 
 
 def score_output(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
-                 plan: EncodePlan) -> dict[str, Any]:
-    """Decode the output whole and score it against the source (one ffmpeg pass); the
-    quality record. DamagedOutput when a frame does not decode or the count is not the
-    plan's (the output is then not kept)."""
+                 plan: EncodePlan, every: int = SAMPLE_EVERY) -> dict[str, Any]:
+    """Decode the output whole and score one frame in `every` (one ffmpeg pass) against the
+    encode's own reference frames when it kept them (plan.samples, at SAMPLE_EVERY), else
+    against the source; the quality record. DamagedOutput when a frame does not decode or
+    the count is not the plan's (the output is then not kept)."""
     metric, started = metric_of(ffmpeg), time.monotonic()
     frames = expected_frames(plan, spec.video["fps"])
     workdir = Path(tempfile.mkdtemp(prefix="reelexport-quality-"))
     try:
         log_path = workdir / f"{metric}.log"
+        if plan.samples and every == SAMPLE_EVERY and Path(plan.samples).is_file():
+            reference = ENCODE_SAMPLES
+            argv = samples_argv(ffmpeg, output, plan.samples, spec, metric, log_path)
+        else:
+            reference = SOURCE
+            argv = score_argv(ffmpeg, output, source, spec, plan, metric, log_path, every)
         decoded = []
-        stderr = run_ffmpeg(score_argv(ffmpeg, output, source, spec, plan, metric, log_path),
-                            progress=lambda update: decoded.append(update.frame))
+        stderr = run_ffmpeg(argv, progress=lambda update: decoded.append(update.frame))
         if stderr.strip():          # the source's own glitches are not the output's
             errors = decode_errors(ffmpeg, output)
             if errors:
@@ -147,7 +176,7 @@ def score_output(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec
         scores = per_frame_scores(metric, log_path) if log_path.exists() else []
         if not scores:
             raise DamagedOutput(f"no frame could be scored against the source ({DAMAGED})")
-        return summarise(metric, scores, count, time.monotonic() - started)
+        return summarise(metric, scores, count, time.monotonic() - started, every, reference)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -68,6 +68,11 @@ class SharedCache:
     def video(self, key: str) -> Path:
         return self.path(key)
 
+    def samples(self, key: str) -> Path:
+        """Where an encode of `key` keeps its content check's reference frames (a
+        temporary: never a cache entry)."""
+        return self.path(key, ".samples.mkv")
+
     def record(self, key: str) -> dict[str, Any] | None:
         """What made the cached file (argv, the task that encoded it), or None."""
         return read_json(self.root / f"{key}.json")

@@ -171,13 +171,16 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
     """
     for _, key in targets:          # we hold these keys: what is there is a killed run's
         remove_stale_temps(cache.video(key))
+        remove_stale_temps(cache.samples(key))
     with ExitStack() as stack:
         temps = [stack.enter_context(temporary(cache.video(key))) for _, key in targets]
+        # the content check's reference frames, kept by the encode; gone after the check
+        samples = [stack.enter_context(temporary(cache.samples(key))) for _, key in targets]
         loudness = {spec.name: loudness_of(job, spec, source_probe, inputs)[0]
                     for spec, _ in targets}
         plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
                               [(spec, temp) for (spec, _), temp in zip(targets, temps)],
-                              job.preset, loudness)
+                              job.preset, loudness, samples)
         argv = plans[0].argv
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plans[0].duration_s,
                           job.spec.video["fps"]) as progress:
