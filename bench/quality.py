@@ -23,13 +23,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from exporter.media import quality  # noqa: E402
-from exporter.media.ffmpeg import run_ffmpeg  # noqa: E402
-from exporter.media.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg  # noqa: E402
-from exporter.media.plan import SAMPLE_EVERY, build_encodes  # noqa: E402
-from exporter.media.probe import probe  # noqa: E402
-from exporter.media.samples import NOISE, make_clip  # noqa: E402
-from exporter.model.spec import load_specs  # noqa: E402
+from exporter.media import quality
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg
+from exporter.media.plan import SAMPLE_EVERY, build_encodes
+from exporter.media.probe import probe
+from exporter.media.samples import NOISE, make_clip
+from exporter.model.spec import load_specs
 
 TARGET_SHARE = 0.15
 

@@ -8,9 +8,8 @@ The independent check is PyAV decoding the kept files (not the tool's ffmpeg pas
 import json
 import shutil
 import stat
-import sys
-
 import subprocess
+import sys
 from dataclasses import replace
 
 import av
@@ -25,9 +24,8 @@ from conftest import (
     small_platforms,
 )
 
-from exporter.media.ffmpeg import QUIET
+from exporter.media.ffmpeg import QUIET, run_ffmpeg
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
-from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.plan import build_encodes
 from exporter.media.probe import probe
 from exporter.media.quality import gate_problems, metric_of, score_output

@@ -30,7 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporter.media.ffmpeg import QUIET, run_ffmpeg
-from exporter.media.plan import SAMPLE_EVERY, sample_frames, untrusted_input, video_graph
+from exporter.media.plan import (
+    SAMPLE_EVERY,
+    sample_frames,
+    untrusted_input,
+    video_graph,
+)
 from exporter.media.probe import OPEN_OPTIONS, pyav
 from exporter.model.errors import DamagedOutput
 
