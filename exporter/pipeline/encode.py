@@ -99,15 +99,18 @@ def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_pr
         inputs=inputs, started_at=started_at, finished_at=now_utc(), attempts=attempt)
 
 
-def verified_probe(ffmpeg: str, spec: Spec, path: Path,
-                   plan: EncodePlan) -> tuple[Probe, dict | None]:
+def verified_probe(ffmpeg: str, spec: Spec, path: Path, plan: EncodePlan,
+                   measured: dict | None = None) -> tuple[Probe, dict | None]:
     """Probe `path` and check it against `spec` (its loudness too, measured again when the
-    plan normalised it); ConformanceError if it misses. Returns the probe and the loudness
+    plan normalised it, unless `measured`: these bytes' loudness, measured when they entered
+    the shared cache); ConformanceError if it misses. Returns the probe and the loudness
     achieved (None when not normalised)."""
     result = probe(path)
     problems = conformance_problems(result, spec, plan.duration_s, moov_before_mdat(path),
                                     encoded=plan.mode != "remux")
-    achieved = measure_output(ffmpeg, path) if plan.loudness and result.has_audio else None
+    achieved = None
+    if plan.loudness and result.has_audio:
+        achieved = measured or measure_output(ffmpeg, path)
     if achieved is not None:
         problems += loudness_problems(achieved, target_of(spec))
     if problems:
@@ -191,11 +194,11 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
             made_by = argv
             try:
                 try:
-                    verified_probe(job.ffmpeg, spec, temp, plan)
+                    _, achieved = verified_probe(job.ffmpeg, spec, temp, plan)
                 except RateOvershoot as over:
                     if index != 0:
                         continue
-                    made_by = corrected_encode(job, source_probe, temp, plan, over)
+                    made_by, achieved = corrected_encode(job, source_probe, temp, plan, over)
                 # decoded whole and scored once, here: every export of this key reuses it
                 quality = score_output(job.ffmpeg, temp, job.title.source, spec, plan)
             except (ConformanceError, DamagedOutput):
@@ -203,6 +206,7 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
                     raise
                 continue
             cache.store(key, temp, {"argv": made_by, "mode": "encode", "quality": quality,
+                                    "loudness_achieved": achieved,
                                     "made_by": job.task_name,
                                     # kept by prune until these exports have it
                                     "wanted_by": takers.get(key) or [
@@ -219,12 +223,13 @@ MAX_CORRECTIONS = 2
 
 
 def corrected_encode(job: ExportJob, source_probe: Probe, temp: Path, plan: EncodePlan,
-                     over: RateOvershoot) -> list[str]:
+                     over: RateOvershoot) -> tuple[list[str], dict | None]:
     """Encode this export again into `temp`, aiming lower, after it landed `over` its rate.
 
     The sized VBV buffer keeps a constant-rate spec within its promise; a spec that lets
     the rate vary (maxrate above bitrate) can overshoot on a short clip, where x264's
-    average-rate control has too few frames to settle. Returns the argv that made it.
+    average-rate control has too few frames to settle. Returns the argv that made it and
+    the loudness it achieved (verified_probe).
     """
     spec, scale = job.spec, 1.0
     for _ in range(MAX_CORRECTIONS):
@@ -239,8 +244,7 @@ def corrected_encode(job: ExportJob, source_probe: Probe, temp: Path, plan: Enco
                           spec.video["fps"]) as progress:
             run_ffmpeg(argv, progress=progress)
         try:
-            verified_probe(job.ffmpeg, spec, temp, plan)
-            return argv
+            return argv, verified_probe(job.ffmpeg, spec, temp, plan)[1]
         except RateOvershoot as again:
             over = again
     raise over
@@ -255,8 +259,9 @@ def remux_into_cache(job: ExportJob, plan: EncodePlan, cache: SharedCache,
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plan.duration_s,
                           job.spec.video["fps"]) as progress:
             run_ffmpeg(argv, progress=progress)
-        verified_probe(job.ffmpeg, job.spec, temp, plan)
+        _, achieved = verified_probe(job.ffmpeg, job.spec, temp, plan)
         cache.store(key, temp, {"argv": argv, "mode": "remux", "made_by": job.task_name,
+                                "loudness_achieved": achieved,
                                 "quality": remux_proof(temp, job.title.source)})
 
 
@@ -308,8 +313,9 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
                                   cache, takers)
             record = cache.record(key)
             output_sha256 = cache.copy_to(key, temp)
-        output_probe, achieved = verified_probe(job.ffmpeg, job.spec, temp, plan)
-        # the copy has the bytes the cache scored (copy_to checked its sha256)
+        # the copy has the bytes the cache measured and scored (copy_to checked its sha256)
+        output_probe, achieved = verified_probe(job.ffmpeg, job.spec, temp, plan,
+                                                record.get("loudness_achieved"))
         quality = record.get("quality") or content_check(job, temp, plan)
         check_gate(job.spec, quality)
         publish(temp, job.path("video"))
