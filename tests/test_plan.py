@@ -49,7 +49,7 @@ def test_argv_is_a_list_with_the_spec_settings():
     assert option(argv, "-map_metadata") == "-1"
     assert option(argv, "-fs") == "256000000"
     assert option(argv, "-t") == "12.000" and plan.duration_s == 12.0 and not plan.trimmed
-    assert option(argv, "-preset") == "medium"
+    assert option(argv, "-preset") == "veryfast"      # the shipped spec's
     graph = option(argv, "-filter_complex")
     assert graph.startswith("[0:v:0]fps=30[rate0];") and "format=yuv420p[v0]" in graph
     assert option(argv, "-map") == "[v0]"

@@ -350,7 +350,7 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
         else:
             audio_map = []
         argv += ["-map", pictures[index], *audio_map, "-t", f"{duration:.3f}"]
-        argv += video_args(spec, preset or spec.video.get("preset", "medium"), duration)
+        argv += video_args(spec, preset or spec.preset, duration)
         measured = (loudness or {}).get(spec.name) if probe.has_audio else None
         if probe.has_audio:
             argv += audio_filters(spec, measured, duration if padded is not None else None,

@@ -26,6 +26,10 @@ RESERVED_NAMES = {"export", "registry", "list", "run", "clean", "forget", "info"
                   "history", "uploaded", "uploads", "watch"}
 # Container overhead allowance when proving that the size cap cannot be exceeded.
 MUX_OVERHEAD = 1.02
+# The x264 preset of a spec that names none, and of the shipped ones: the best VMAF per CPU
+# second within 1 point of medium on every sample and real clip at the shipped bitrates
+# (docs/performance.md, bench/quality.py --presets).
+DEFAULT_PRESET = "veryfast"
 
 
 def load_schema(name: str) -> dict[str, Any]:
@@ -79,6 +83,11 @@ class Spec:
     def on_short(self) -> str:
         return self.limits.get("on_short", "reject")
 
+    @property
+    def preset(self) -> str:
+        """The spec's x264 preset, or the default."""
+        return self.video.get("preset", DEFAULT_PRESET)
+
     def encode_settings(self, preset_override: str | None = None) -> dict[str, Any]:
         """Everything that changes the encoded bytes, and nothing else.
 
@@ -86,7 +95,7 @@ class Spec:
         metadata rule never redoes a video encode.
         """
         video = dict(self.video)
-        video["preset"] = preset_override or video.get("preset", "medium")
+        video["preset"] = preset_override or self.preset
         return {
             "video": video,
             "audio": self.audio,
