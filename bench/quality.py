@@ -48,7 +48,7 @@ from exporter.media.plan import (
     SAMPLE_EVERY,
     SAMPLES_CODEC,
     build_encodes,
-    sample_frames,
+    keeping_samples,
     untrusted_input,
     video_graph,
 )
@@ -156,7 +156,7 @@ def preset_sweep(options, specs, tmp):
         print(f"{preset:<9} {cpu:>8.2f} {cpu / baseline_cpu:>8.2f}x {mean:>7.2f} "
               f"{mean - baseline_mean:>+10.2f} {gap:>10.2f} {rate:>12.3f}  "
               f"{'yes' if good else 'no'}")
-    shipped = sorted({spec.video.get("preset", "medium") for spec in specs.values()})
+    shipped = sorted({spec.preset for spec in specs.values()})
     print(f"best score per CPU second within {within:g} of medium on every clip: {best} "
           f"(shipped: {', '.join(shipped)})")
 
@@ -165,10 +165,10 @@ def samples_cost(ffmpeg, source, spec, duration_s, path):
     """Seconds keeping the reference frames adds to an encode: the source decoded and
     filtered through the encode's graph writing them, less the same writing nothing."""
     graph, cut = video_graph([spec]), ["-t", f"{duration_s:.3f}"]
+    (kept_graph, (picture,)) = keeping_samples(graph, 1)
     start = [ffmpeg, *QUIET, *untrusted_input(source), "-filter_complex"]
     bare = [*start, graph, "-map", "[v0]", *cut, "-f", "null", "-"]
-    keeping = [*start, f"{graph};[v0]split=2[e0][r0];[r0]{sample_frames()}[s0]",
-               "-map", "[e0]", *cut, "-f", "null", "-",
+    keeping = [*start, kept_graph, "-map", picture, *cut, "-f", "null", "-",
                "-map", "[s0]", *cut, *SAMPLES_CODEC, str(path)]
     without, _ = timed(lambda: run_ffmpeg(bare))
     with_samples, _ = timed(lambda: run_ffmpeg(keeping))

@@ -36,6 +36,14 @@ def sample_frames(every: int = SAMPLE_EVERY) -> str:
     return f"select='not(mod(n,{every}))'"
 
 
+def keeping_samples(graph: str, outputs: int) -> tuple[str, list[str]]:
+    """`graph` (feeding [v0], [v1], ...) with each output's reference frames split off to
+    [s0], [s1], ...: the graph, and the labels the encoders now take."""
+    graph += "".join(f";[v{index}]split=2[e{index}][r{index}];"
+                     f"[r{index}]{sample_frames()}[s{index}]" for index in range(outputs))
+    return graph, [f"[e{index}]" for index in range(outputs)]
+
+
 @dataclass(frozen=True)
 class EncodePlan:
     argv: list
@@ -337,10 +345,7 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
                 for spec, (duration, _), padded in zip(specs, timing, pads)])
     pictures = [f"[v{index}]" for index in range(len(targets))]
     if samples:
-        graph += "".join(f";[v{index}]split=2[e{index}][r{index}];"
-                         f"[r{index}]{sample_frames()}[s{index}]"
-                         for index in range(len(targets)))
-        pictures = [f"[e{index}]" for index in range(len(targets))]
+        graph, pictures = keeping_samples(graph, len(targets))
     argv += ["-filter_complex", graph]
     for index, ((spec, output), (duration, _), padded) in enumerate(zip(targets, timing, pads)):
         if probe.has_audio:

@@ -70,29 +70,40 @@ def scorer(metric: str, log_path: Path | str) -> str:
     return f"ssim=stats_file={log_path}"
 
 
+def by_sample(fps: float) -> str:
+    """Timestamps by sample number, in one time base on both sides (the Matroska's is 1 ms,
+    the MP4's 1/15360 s), so sample i gets the same timestamp on each and the metric pairs
+    them."""
+    return f"settb=AVTB,setpts=N/({fps}*TB)"
+
+
+def compared(reference: str, fps: float, metric: str, log_path: Path | str,
+             every: int = SAMPLE_EVERY) -> list[str]:
+    """The graph and outputs of a check, given `reference` (a graph feeding [ref] the sampled
+    reference frames): the output (input 0) decoded whole and counted (the first null
+    output), and one frame in `every` of it scored against [ref], sample i against sample i."""
+    graph = (f"{reference};[0:v:0]split=2[count][decoded];"
+             f"[decoded]{sample_frames(every)},{by_sample(fps)}[dist];"
+             f"[dist][ref]{scorer(metric, log_path)}:eof_action=pass[scored]")
+    return ["-filter_complex", graph, "-map", "[count]", "-f", "null", "-", "-map", "[scored]"]
+
+
 def samples_argv(ffmpeg: str, output: Path | str, samples: Path | str, spec: Spec,
                  metric: str, log_path: Path | str) -> list[str]:
-    """One pass: the output (input 0) decoded whole and counted (the first null output), and
-    one frame in SAMPLE_EVERY of it scored against the frames the encode kept of its own
-    picture chain at the same numbers (input 1); both sides timed by sample number."""
-    # one time base on both sides (the Matroska's is 1 ms, the MP4's 1/15360 s), so sample
-    # i gets the same timestamp on each and the metric pairs them
-    by_sample = f"settb=AVTB,setpts=N/({spec.video['fps']}*TB)"
-    graph = (f"[1:v:0]{by_sample}[ref];"
-             f"[0:v:0]split=2[count][decoded];[decoded]{sample_frames()},{by_sample}[dist];"
-             f"[dist][ref]{scorer(metric, log_path)}:eof_action=pass[scored]")
+    """One pass scoring the output against the frames the encode kept of its own picture
+    chain (input 1)."""
+    fps = spec.video["fps"]
     return [ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
             "-f", "matroska", "-i", str(samples),
-            "-filter_complex", graph, "-map", "[count]", "-f", "null", "-",
-            "-map", "[scored]", "-f", "null", "-"]
+            *compared(f"[1:v:0]{by_sample(fps)}[ref]", fps, metric, log_path),
+            "-f", "null", "-"]
 
 
 def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
                plan: EncodePlan, metric: str, log_path: Path | str,
                every: int = SAMPLE_EVERY) -> list[str]:
-    """One pass: the output (input 0) decoded whole and counted (the first null output),
-    and one frame in `every` of it scored against the same frame of the source (input
-    1) made by the encode's own picture chain, trimmed to the frames the plan expects. The
+    """One pass scoring the output against the same frames of the source (input 1) made by
+    the encode's own picture chain, trimmed to the frames the plan expects. The
     frames are sampled before the fit, so the source's expensive part (scaling, blur) runs
     on the sampled frames only; both sides are timed by sample number, so sample i is
     compared with sample i. The source's audio is read (and dropped) when the encode read
@@ -101,18 +112,12 @@ def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
     frames = expected_frames(plan, fps)
     pad_s = (plan.duration_s - plan.padded_from_s + 1 / fps
              if plan.padded_from_s is not None else 0.0)
-    sample = sample_frames(every)
-    by_sample = f"setpts=N/({fps}*TB)"
     reference = video_graph([spec], [pad_s], source="[1:v:0]",
-                            keep=f",trim=end_frame={frames},{sample}")
-    graph = (f"{reference};[v0]{by_sample}[ref];"
-             f"[0:v:0]split=2[count][decoded];[decoded]{sample},{by_sample}[dist];"
-             f"[dist][ref]{scorer(metric, log_path)}:eof_action=pass[scored]")
+                            keep=f",trim=end_frame={frames},{sample_frames(every)}")
     return [ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
             "-t", f"{plan.duration_s + 1:.3f}", *untrusted_input(source),
-            "-filter_complex", graph, "-map", "[count]", "-f", "null", "-",
-            "-map", "[scored]", *(["-map", "1:a:0"] if plan.reads_source_audio else []),
-            "-f", "null", "-"]
+            *compared(f"{reference};[v0]{by_sample(fps)}[ref]", fps, metric, log_path, every),
+            *(["-map", "1:a:0"] if plan.reads_source_audio else []), "-f", "null", "-"]
 
 
 def decode_errors(ffmpeg: str, output: Path | str) -> list[str]:
