@@ -163,6 +163,27 @@ def probe_of(**changes):
     return Probe(**facts)
 
 
+# An ffmpeg that logs each command line (one JSON list a line) and runs the real one.
+LOGGING_FFMPEG = """#!{python}
+import json, subprocess, sys
+with open({log!r}, "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+sys.exit(subprocess.call([{real!r}, *sys.argv[1:]]))
+"""
+
+
+def logging_ffmpeg(directory):
+    """(an ffmpeg to give as REELEXPORT_FFMPEG, a function returning the argv of each run)."""
+    log, wrapper = Path(directory, "ffmpeg.log"), Path(directory, "ffmpeg-logging")
+    wrapper.write_text(LOGGING_FFMPEG.format(python=sys.executable, log=str(log),
+                                             real=TEST_FFMPEG))
+    wrapper.chmod(wrapper.stat().st_mode | 0o111)
+
+    def runs():
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return wrapper, runs
+
+
 def small_platforms(directory, names=("youtube", "tiktok"), minimum=False, **edits):
     """Copies of shipped specs at a small frame size (fast encodes), plus `edits` per name.
     Without a minimum duration unless `minimum`: the pipeline's tests use 1 s clips; the

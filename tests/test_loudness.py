@@ -3,9 +3,7 @@ by the test itself with ffmpeg's ebur128 (not the tool's code); silence stays si
 
 import json
 import re
-import stat
 import subprocess
-import sys
 
 import pytest
 from conftest import (
@@ -13,6 +11,7 @@ from conftest import (
     assert_conforms,
     doit_env,
     load_yaml,
+    logging_ffmpeg,
     read_json,
     run_doit,
     small_platforms,
@@ -105,23 +104,12 @@ def sources(library, clip_cache):
     return clips
 
 
-# An ffmpeg that logs each command line (one JSON list a line) and runs the real one.
-LOGGING_FFMPEG = """#!{python}
-import json, subprocess, sys
-with open({log!r}, "a") as log:
-    log.write(json.dumps(sys.argv[1:]) + "\\n")
-sys.exit(subprocess.call([{real!r}, *sys.argv[1:]]))
-"""
-
 
 def test_quiet_and_loud_sources_land_at_minus_14_on_every_platform(library, tmp_path, sources):
     assert abs(ebur128(sources["quiet"])[0] - (-30)) < 2
     assert abs(ebur128(sources["loud"])[0] - (-6)) < 2
     platforms = small_platforms(tmp_path / "platforms", names=PLATFORMS)
-    log, wrapper = tmp_path / "ffmpeg.log", tmp_path / "ffmpeg-logging"
-    wrapper.write_text(LOGGING_FFMPEG.format(python=sys.executable, log=str(log),
-                                             real=TEST_FFMPEG))
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    wrapper, runs = logging_ffmpeg(tmp_path)
     run_doit("-n", "2", *library.args(f"platforms_dir={platforms}"),
              env=doit_env(REELEXPORT_FFMPEG=str(wrapper)), check=0)
     for name in ("quiet", "loud", "silent"):
@@ -146,8 +134,7 @@ def test_quiet_and_loud_sources_land_at_minus_14_on_every_platform(library, tmp_
     # taking its bytes (checked by sha256) reuses it
     encodes = {read_json(library.exports / f"women/18-23/{name}/{platform}.export.json")
                ["encode"]["shared_key"] for name in ("quiet", "loud") for platform in PLATFORMS}
-    measured = [argv for argv in map(json.loads, log.read_text().splitlines())
-                if "ebur128=peak=true" in argv]
+    measured = [argv for argv in runs() if "ebur128=peak=true" in argv]
     assert len(measured) == len(encodes) == 4, measured     # 8 and 6 Mb/s, two sources
 
 

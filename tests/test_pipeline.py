@@ -16,11 +16,13 @@ import pytest
 from conftest import (
     TEST_FFMPEG,
     assert_conforms,
+    doit_env,
     executed_tasks,
     exported_videos,
     image_facts,
     leftovers,
     load_yaml,
+    logging_ffmpeg,
     media_facts,
     read_json,
     run_doit,
@@ -124,6 +126,26 @@ def test_thumbnail_makes_the_cover_and_only_covers_follow_it(library, platforms,
     (title / "thumbnail.jpg").unlink()
     run_doit(*args, check=0)
     assert read_json(out / "youtube.export.json")["cover"]["from"] == "final.mp4 at 0.25 s"
+
+
+def test_covers_of_every_platform_come_from_one_decoded_frame(library, tmp_path):
+    """YouTube's 1280x720 cover and TikTok's 1080x1920 one are made by one ffmpeg run (one
+    seek and decode of the source), each at its platform's size."""
+    library.add("women", "18-23", "alpha")
+    platforms = small_platforms(tmp_path / "platforms")
+    wrapper, runs = logging_ffmpeg(tmp_path)
+    run_doit("-n", "2", *args_for(library, platforms),
+             env=doit_env(REELEXPORT_FFMPEG=str(wrapper)), check=0)
+    source = str(library.root / "women/18-23/alpha/final.mp4")
+    covers_made = [argv for argv in runs() if source in argv and "mjpeg" in argv]
+    assert len(covers_made) == 1, covers_made
+    assert covers_made[0].count("mjpeg") == 2
+    out = library.exports / "women/18-23/alpha"
+    for platform, size in (("youtube", (1280, 720)), ("tiktok", (1080, 1920))):
+        facts = image_facts(out / f"{platform}.cover.jpg")
+        assert (facts["format"], facts["width"], facts["height"]) == ("JPEG", *size)
+        assert read_json(out / f"{platform}.export.json")["cover"]["from"] == (
+            "final.mp4 at 0.25 s")
 
 
 def test_selection_vars_choose_the_generated_tasks(library, platforms):

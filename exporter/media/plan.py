@@ -401,6 +401,21 @@ def build_still(ffmpeg: str, input_args: list[str], fit: str, width: int, height
             "-f", "image2", "-update", "1", str(output)]
 
 
+def build_stills(ffmpeg: str, input_args: list[str],
+                 outputs: list[tuple[str, int, int, Path | str]], quality: int) -> list[str]:
+    """argv writing several JPEGs (fit, width, height, path) from the same first frame of the
+    input: one decode for the covers of every platform of a title."""
+    count = len(outputs)
+    graph = [f"[0:v:0]split={count}" + "".join(f"[in{i}]" for i in range(count))]
+    maps = []
+    for i, (fit, width, height, path) in enumerate(outputs):
+        graph.append(fit_filter(fit, width, height, f"[in{i}]", f"[fit{i}]", tag=str(i))
+                     + f";[fit{i}]format=yuvj420p[v{i}]")
+        maps += ["-map", f"[v{i}]", "-frames:v", "1", "-map_metadata", "-1", "-c:v", "mjpeg",
+                 "-q:v", str(quality), "-f", "image2", "-update", "1", str(path)]
+    return [ffmpeg, *QUIET, *input_args, "-filter_complex", ";".join(graph), *maps]
+
+
 def poster_size(video: dict[str, Any]) -> tuple[int, int]:
     """A small frame for the gallery, in the export's own aspect ratio (even height)."""
     height = round(POSTER_WIDTH * video["height"] / video["width"] / 2) * 2

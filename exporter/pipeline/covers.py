@@ -6,10 +6,17 @@ and TikTok is often the same image) and copied into place like a shared encode.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 from exporter.media.ffmpeg import run_ffmpeg
-from exporter.media.plan import COVER_QUALITIES, build_still, cover_inputs, poster_size
+from exporter.media.plan import (
+    COVER_QUALITIES,
+    build_still,
+    build_stills,
+    cover_inputs,
+    poster_size,
+)
 from exporter.media.probe import image_size
 from exporter.model.errors import ConformanceError, EncodeError, SourceError
 from exporter.model.files import publish, remove_stale_temps, sha256_file, temporary
@@ -78,20 +85,60 @@ def frame_time(duration_s: float, fps: float) -> float:
     return max(0.0, min(duration_s * FRAME_AT, duration_s - 1 / fps))
 
 
+def cover_key(origin: str, cover: dict, ffmpeg: str) -> str:
+    """The shared cache's key of a cover: its origin's sha256 and the cover's settings."""
+    return digest({"from": origin, "cover": cover, "ffmpeg": ffmpeg_version(ffmpeg),
+                   "version": IMAGES_VERSION})
+
+
+def make_sibling_covers(job: ExportJob, origin: str, input_args: list[str]) -> None:
+    """The covers of this title's selected platforms (this one's and its siblings') missing
+    from the shared cache, made from one decoded frame (or thumbnail) in one ffmpeg run;
+    each platform's task then copies its own. Best effort: a cover this run cannot make
+    within its platform's rules is left to make_still, which says why."""
+    wanted = {}
+    for spec in (job.spec, *job.siblings):
+        wanted.setdefault(cover_key(origin, spec.cover, job.ffmpeg), spec.cover)
+    cache = job.shared_cache
+    if len(wanted) < 2:
+        return
+    with cache.locked(wanted):
+        missing = {key: cover for key, cover in wanted.items() if not cache.has(key, ".jpg")}
+        if len(missing) < 2:
+            return
+        with ExitStack() as stack:
+            temps = {key: stack.enter_context(temporary(cache.path(key, ".jpg")))
+                     for key in missing}
+            run_ffmpeg(build_stills(
+                job.ffmpeg, input_args,
+                [(cover["fit"], cover["width"], cover["height"], temps[key])
+                 for key, cover in missing.items()], COVER_QUALITIES[0]))
+            for key, cover in missing.items():
+                temp = temps[key]
+                if (temp.exists() and temp.stat().st_size <= cover["max_bytes"]
+                        and image_size(temp) == (cover["width"], cover["height"])):
+                    cache.store(key, temp, {"made_by": job.task_name}, ".jpg")
+
+
 def make_cover(job: ExportJob, inputs: Record, sidecar: Record) -> Record:
     """The platform's cover: the render's thumbnail.jpg when present, else a source frame."""
     thumbnail = job.title.thumbnail if job.title.thumbnail.exists() else None
     origin = (sha256_file(thumbnail) if thumbnail else inputs["source_sha256"])
     cover = job.spec.cover
-    key = digest({"from": origin, "cover": cover, "ffmpeg": ffmpeg_version(job.ffmpeg),
-                  "version": IMAGES_VERSION})
+    key = cover_key(origin, cover, job.ffmpeg)
     if image_is_current(image(sidecar, "cover"), key, job.path("cover")):
         return image(sidecar, "cover")
     source = source_probe(sidecar)
     seek = frame_time(source["duration_s"], source["fps"])
+    choices = cover_inputs(thumbnail, job.title.source, seek)
+    try:
+        make_sibling_covers(job, origin, choices[0])
+    except EncodeError as error:
+        if error.transient:
+            raise
     origin_text = thumbnail.name if thumbnail else f"{job.title.source.name} at {seek:.2f} s"
     try:
-        record = make_still(job, cover_inputs(thumbnail, job.title.source, seek),
+        record = make_still(job, choices,
                             cover["fit"], (cover["width"], cover["height"]),
                             cover["max_bytes"], job.path("cover"), key, origin_text)
     except EncodeError as error:
