@@ -105,8 +105,7 @@ def test_an_invalid_spec_stops_loading(tmp_path):
 def test_platform_files_found_valid_are_not_validated_again_until_one_changes(
         tmp_path, monkeypatch):
     platforms, memo = tmp_path / "platforms", tmp_path / "exports" / ".platforms-checked.json"
-    shutil.copytree(SHIPPED_PLATFORMS, platforms)
-    memo.parent.mkdir()
+    shutil.copytree(SHIPPED_PLATFORMS, platforms)    # a first run: no exports root yet
     validated = []
     real = spec_module.first_schema_error
     monkeypatch.setattr(spec_module, "first_schema_error",

@@ -204,8 +204,9 @@ def load_specs(platforms_dir: Path | str, memo: Path | None = None) -> dict[str,
                                   (SCHEMAS_DIR / "platform.schema.json", Path(__file__), *files))])
     checked = memo is not None and read_json(memo) == {"states": states}
     specs = {spec.name: spec for spec in (load_spec(path, checked) for path in files)}
-    if memo is not None and not checked and memo.parent.is_dir():
-        try:
+    if memo is not None and not checked:
+        try:        # a first run makes the exports root here: the run would make it next
+            memo.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(memo, {"states": states})
         except OSError:         # a read-only exports root: validated again next time
             pass

@@ -12,9 +12,8 @@ from doit.reporter import ConsoleReporter
 
 from exporter.media.shared import SharedCache
 from exporter.model import layout
-from exporter.model.errors import ExportError, SpecError
+from exporter.model.errors import ExportError
 from exporter.model.files import remove_stale_temps
-from exporter.model.spec import load_specs
 from exporter.pipeline import db
 from exporter.pipeline.cluster import ClusterError, check_cluster, close_clients
 from exporter.pipeline.export import still_wanted
@@ -198,20 +197,8 @@ class ExportReporter(ConsoleReporter):
                              self.platforms_made_up_to_date(build, check),
                              check.proven_entries() if check is not None else {},
                              history_state)
-            self.remember_platforms_checked(build)
         self.write_summary(totals)
         self.exit_if_unwritten()
-
-    @staticmethod
-    def remember_platforms_checked(build):
-        """A first run found no exports root to keep the platform files' validation in
-        (load_specs): checked again now, so that the no-op after it writes nothing."""
-        memo = build.settings.platforms_checked_file
-        if not memo.exists():
-            try:
-                load_specs(build.settings.platforms_dir, memo)
-            except SpecError:       # broken during the run: the next run says so
-                pass
 
     def bookkeeping(self, name, write, *args, **kwargs):
         """One of the run's own writes after the exports (registry, gallery, stamp). A file
