@@ -71,8 +71,18 @@ def timed(action):
     return time.perf_counter() - start, result
 
 
+def measured(action):
+    """(wall seconds, CPU seconds of the child processes, result) of `action`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, result = timed(action)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), result
+
+
 def scored(ffmpeg, output, source, spec, plan, every=SAMPLE_EVERY):
-    return timed(lambda: quality.score_output(ffmpeg, output, source, spec, plan, every))
+    wall, _, record = measured(
+        lambda: quality.score_output(ffmpeg, output, source, spec, plan, every))
+    return wall, record
 
 
 def cpu_seconds(action):
@@ -207,7 +217,7 @@ def main():
           f"x264 {options.preset}, {check_ffmpeg(ffmpeg).version.split(' Copyright')[0]}, "
           f"{metric.upper()}, {os.cpu_count()} cores")
     print(f"{'content':<9} {'platform':<8} {'encode s':>8} {'+samples':>8} {'check s':>8} "
-          f"{'share':>6}  {f'score 1/{SAMPLE_EVERY} (mean/p5/worst)':<26} "
+          f"{'share':>6} {'CPU':>6}  {f'score 1/{SAMPLE_EVERY} (mean/p5/worst)':<26} "
           f"{'every frame, vs source':<24} {'check s':>8}")
     worst_share = 0.0
     with tempfile.TemporaryDirectory() as tmp:
@@ -220,16 +230,20 @@ def main():
                 spec, output = specs[name], Path(tmp) / f"{content}-{name}.mp4"
                 plan = build_encodes(ffmpeg, source, source_probe, [(spec, output)],
                                      options.preset, samples=[output.with_suffix(".mkv")])[0]
-                encode_s, _ = timed(lambda argv=plan.argv: run_ffmpeg(argv))
+                encode_s, encode_cpu, _ = measured(lambda argv=plan.argv: run_ffmpeg(argv))
                 kept_s = samples_cost(ffmpeg, source, spec, plan.duration_s,
                                       Path(tmp) / "samples-cost.mkv")
-                check_s, record = scored(ffmpeg, output, source, spec, plan)
+                check_s, check_cpu, record = measured(
+                    lambda: quality.score_output(ffmpeg, output, source, spec, plan))
                 full_s, full = scored(ffmpeg, output, source, spec, plan, every=1)
                 share = (kept_s + check_s) / (encode_s - kept_s)
                 worst_share = max(worst_share, share)
                 print(f"{content:<9} {name:<8} {encode_s:>8.2f} {kept_s:>+8.2f} "
-                      f"{check_s:>8.2f} {share:>6.1%}  {triple(record):<26} "
+                      f"{check_s:>8.2f} {share:>6.1%} {check_cpu / encode_cpu:>6.1%}  "
+                      f"{triple(record):<26} "
                       f"{triple(full):<24} {full_s:>8.2f}")
+    print("share: (samples kept + check) / encode, wall; CPU: check / encode (with its "
+          "samples), CPU seconds of the ffmpeg processes")
     print(f"check cost (samples kept + check): at most {worst_share:.1%} of the encode "
           f"(target <= {TARGET_SHARE:.0%}); every frame decoded and counted, "
           f"1 in {SAMPLE_EVERY} scored")

@@ -1,0 +1,245 @@
+"""Objects in an S3-compatible bucket (AWS S3, R2, MinIO): list, head, get, put, delete.
+
+Every failure is one ObjectStoreError line naming the bucket or object and the cause, never
+obstore's multi-line dump; a local file that cannot be read or written is an OSError naming
+it. obstore is imported at first use: a run that names no bucket never pays for it.
+
+obstore is not fork-safe: once a process has made a request, a child forked from it hangs
+on its next one (its Rust runtime's threads are not copied). Make requests in the process
+that opened the store, or in children started by spawn, never in forked ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from exporter.model.errors import ExportError
+from exporter.model.files import naming, publish, temporary
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+    from obstore.store import S3Store
+
+# S3's rules for new buckets (R2's and MinIO's are the same or looser).
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+CHUNK = 4 << 20                     # bytes per read of a download stream
+# S3 error codes that mean the credentials themselves are refused, not their permissions.
+CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+                    "ExpiredToken", "TokenRefreshRequired", "InvalidClientTokenId"}
+
+
+class ObjectStoreError(ExportError):
+    """A bucket or object cannot be used: the endpoint unreachable, the credentials or the
+    access refused, the bucket or object missing. Not a fault of any render."""
+
+
+class ObjectChanged(ObjectStoreError):
+    """A conditional request was refused: someone else wrote the object meanwhile."""
+
+
+@dataclass(frozen=True)
+class ObjectLocation:
+    """`s3://BUCKET/PREFIX`: a bucket and the key prefix ('' for the whole bucket)."""
+
+    bucket: str
+    prefix: str = ""
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key(self, relative: str | PurePosixPath) -> str:
+        """The key of `relative` (a/b.mp4) under the prefix; a path that could leave the
+        prefix (absolute, '..') is refused rather than resolved."""
+        parts = PurePosixPath(relative).parts
+        if not parts or parts[0] == "/" or ".." in parts:
+            raise ObjectStoreError(f"{self}: {str(relative)!r} is not a relative object path")
+        return "/".join((self.prefix, *parts) if self.prefix else parts)
+
+
+def parse_location(text: str) -> ObjectLocation | None:
+    """The location `text` names, or None when it is not an s3:// URL (a local path)."""
+    if text[:5].lower() != "s3://":
+        return None
+    bucket, _, prefix = text[5:].partition("/")
+    prefix = prefix.strip("/")
+    if not BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ObjectStoreError(f"{text}: not a bucket URL (s3://BUCKET/PREFIX; a bucket name "
+                               "is 3-63 lowercase letters, digits, dots and hyphens)")
+    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise ObjectStoreError(f"{text}: the prefix has an empty, '.' or '..' segment")
+    return ObjectLocation(bucket, prefix)
+
+
+def open_store(location: ObjectLocation, environ: Mapping[str, str] = os.environ) -> S3Store:
+    """An S3Store for the bucket, configured from the standard AWS variables of `environ`.
+
+    No request is made: a wrong setting shows at the first call. obstore itself also reads
+    the process's AWS_* variables, for what `environ` does not set."""
+    from obstore.store import S3Store
+
+    def first(*names: str) -> str | None:
+        return next((environ[name] for name in names if environ.get(name)), None)
+
+    config = {key: value for key, value in {
+        "access_key_id": first("AWS_ACCESS_KEY_ID"),
+        "secret_access_key": first("AWS_SECRET_ACCESS_KEY"),
+        "session_token": first("AWS_SESSION_TOKEN"),
+        "region": first("AWS_REGION", "AWS_DEFAULT_REGION"),
+    }.items() if value}
+    endpoint = first("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+    if endpoint:            # both keys: the process's AWS_ENDPOINT_URL_S3 would win over one
+        config.update(endpoint=endpoint, aws_endpoint_url_s3=endpoint)
+    allow_http = bool(endpoint) and endpoint.lower().startswith("http://")
+    return S3Store(location.bucket, config=config, client_options={"allow_http": allow_http})
+
+
+def list_objects(store: S3Store, location: ObjectLocation) -> dict[str, tuple[int, str]]:
+    """Every object under the prefix: relative key -> (size, etag)."""
+    import obstore
+    skip = len(location.prefix) + 1 if location.prefix else 0
+    with failures(str(location)):
+        return {meta["path"][skip:]: (meta["size"], bare(meta["e_tag"]))
+                for page in obstore.list(store, location.prefix or None, chunk_size=1000)
+                for meta in page}
+
+
+def head(store: S3Store, key: str) -> tuple[int, str] | None:
+    """(size, etag) of the object, None when there is none (a missing bucket looks the
+    same here: HEAD answers 404 without a body saying which)."""
+    import obstore
+    with failures(url(store, key)):
+        try:
+            meta = obstore.head(store, key)
+        except (FileNotFoundError, obstore.exceptions.NotFoundError):
+            return None
+    return meta["size"], bare(meta["e_tag"])
+
+
+def download(store: S3Store, key: str, path: Path | str,
+             expect_etag: str | None = None) -> tuple[str, str]:
+    """Stream the object into a hidden temporary beside `path`, hashed on the way, and put
+    it in place only once whole: (etag, sha256). With `expect_etag` the GET is conditional,
+    so what lands is the version that was listed, never a newer one in its place."""
+    import obstore
+    what = url(store, key)
+    changed = f"the object changed since it was listed (its ETag is no longer {expect_etag})"
+    with failures(what, changed if expect_etag else None):
+        result = obstore.get(store, key,
+                             options={"if_match": f'"{expect_etag}"'} if expect_etag else None)
+        stream = iter(result.stream(min_chunk_size=CHUNK))
+    digest = hashlib.sha256()
+    with temporary(path) as temp:
+        try:
+            with open(temp, "wb") as out:
+                while (chunk := remote(what, next, stream, None)) is not None:
+                    digest.update(chunk)
+                    out.write(chunk)
+            publish(temp, path)
+        except OSError as error:        # a full disk: said of the file being written
+            raise naming(error, path) from None
+    return bare(result.meta["e_tag"]), digest.hexdigest()
+
+
+def upload(store: S3Store, path: Path | str, key: str, *, create_only: bool = False,
+           if_etag: str | None = None) -> str:
+    """Put the local file at `key` (multipart when large and unconditional); the ETag the
+    PUT returned. `create_only` refuses to replace an object, `if_etag` to replace any
+    other version than that one: a writer racing another never overwrites its work.
+    A conditional PUT is a single request, so obstore holds the whole file in memory."""
+    import obstore
+    if create_only and if_etag:
+        raise ValueError("upload: create_only and if_etag exclude each other")
+    mode = "create" if create_only else {"e_tag": f'"{if_etag}"'} if if_etag else None
+    now = "an object exists there now" if create_only else f"its ETag is no longer {if_etag}"
+    changed = f"written by someone else meanwhile ({now})" if mode else None
+    try:
+        with open(path, "rb") as source, failures(url(store, key), changed):
+            result = obstore.put(store, key, source, mode=mode)
+    except OSError as error:            # the local file: missing, unreadable
+        raise naming(error, path) from None
+    return bare(result["e_tag"])
+
+
+def delete(store: S3Store, key: str) -> None:
+    """Delete the object (none there is no error: S3 answers the same)."""
+    import obstore
+    remote(url(store, key), obstore.delete, store, key)
+
+
+def remote(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """call(*args, **kwargs), a failure raised as one line."""
+    with failures(what):
+        return call(*args, **kwargs)
+
+
+@contextmanager
+def failures(what: str, changed: str | None = None) -> Iterator[None]:
+    """Any failure of the block as one line about `what`; with `changed`, a refused
+    condition (If-Match, If-None-Match) as ObjectChanged saying it."""
+    import obstore.exceptions as failed
+    try:
+        yield
+    except (failed.AlreadyExistsError, failed.PreconditionError) as error:
+        if changed is None:
+            raise one_line(error, what) from None
+        raise ObjectChanged(f"{what}: {changed}") from None
+    except ObjectStoreError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever obstore raises: one line, no dump
+        raise one_line(error, what) from None
+
+
+def one_line(error: BaseException, what: str) -> ObjectStoreError:
+    """obstore's multi-line error as one line naming `what` (bucket or object) and the
+    cause, made only of its S3 code, HTTP status and endpoint: never of a request's headers,
+    where the credentials are."""
+    import obstore.exceptions as failed
+    text = str(error)
+    code = next(iter(re.findall(r"<Code>(\w{1,64})</Code>", text)), None)
+    status = next(iter(re.findall(r"status code: (\d{3}[ A-Za-z]*)", text)), "").strip()
+    said = code or status
+    if "error sending request" in text:
+        lower = text.lower()
+        cause = next((cause for needles, cause in (
+            (("connectionrefused", "connection refused"), "connection refused"),
+            (("dns error",), "the host name does not resolve"),
+            (("certificate",), "its TLS certificate is not trusted"),
+            (("invalidmessage", "tls"), "the TLS handshake failed: is it http://?"),
+            (("timed out", "timeout"), "timed out"),
+        ) if any(needle in lower for needle in needles)), "the connection failed")
+        # the request's scheme://host:port, without any user:password@
+        endpoint = re.search(r"Error performing [A-Z]+ (\w+://)(?:[^@/\s]*@)?([^/\s]+)", text)
+        endpoint = "".join(endpoint.groups()) if endpoint else "(unknown)"
+        return ObjectStoreError(f"{what}: cannot reach the endpoint {endpoint} ({cause})")
+    if code == "NoSuchBucket":
+        cause = "the bucket does not exist"
+    elif code in CREDENTIAL_CODES or isinstance(error, failed.UnauthenticatedError):
+        cause = f"the credentials were refused ({said})"
+    elif code == "AccessDenied" or isinstance(error, failed.PermissionDeniedError):
+        cause = f"access was refused ({said}: wrong credentials, or no permission)"
+    elif code == "NoSuchKey" or isinstance(error, (FileNotFoundError, failed.NotFoundError)):
+        cause = "no such object"
+    elif code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
+        cause = f"the bucket is in another region than AWS_REGION ({code})"
+    elif said:
+        cause = f"the request was refused ({said})"
+    else:       # not an answer of the store's: obstore's first line, without its dump
+        cause = re.sub(r"\s*(Debug source:|<\?xml).*", "", text.strip(), flags=re.DOTALL)
+        cause = cause.splitlines()[0][:200] if cause else type(error).__name__
+    return ObjectStoreError(f"{what}: {cause}")
+
+
+def url(store: S3Store, key: str) -> str:
+    return f"s3://{store.config['bucket']}/{key}"
+
+
+def bare(etag: str | None) -> str:
+    """An ETag without its quotes (and W/): S3 says '"9b2c..."'."""
+    return (etag or "").removeprefix("W/").strip('"')
