@@ -4,8 +4,11 @@ independent probe (MediaInfo via pymediainfo: not libav, which the tool itself p
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -113,14 +116,15 @@ def assert_conforms(path, spec_document, expected_duration_s):
 
 
 # Files of the exports root that are not exports: doit's DB, the one-writer lock, the
-# shared-encode cache and the gallery's cache.
+# shared-encode cache and the gallery's cache; with renders=s3://..., the bucket's mirror.
 BOOKKEEPING = (".doit.db", ".lock", ".shared", ".gallery-cache.json", ".up-to-date.json",
-               ".history-index.json", ".platforms-checked.json")
+               ".history-index.json", ".platforms-checked.json", ".renders", ".etags.json")
 
 
 def exported_videos(exports):
     """The {platform}.mp4 files of the exports tree (not the shared-encode cache)."""
-    return sorted(p for p in Path(exports).rglob("*.mp4") if ".shared" not in p.parts)
+    return sorted(p for p in Path(exports).rglob("*.mp4")
+                  if ".shared" not in p.parts and ".renders" not in p.parts)
 
 
 def leftovers(exports):
@@ -248,3 +252,58 @@ def library(tmp_path, clip_cache):
 
 
 __all__ = ["make_title"]
+
+
+# ---- a real S3 API on localhost: moto's server --------------------------------------------
+
+S3_BUCKET = "media"
+ALLOW_S3 = ('{"Version": "2012-10-17", "Statement": '
+            '[{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}')
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """moto's server checking credentials from its fourth request on: the first three (not
+    checked) make an IAM user allowed s3:* and its access key; the bucket is made with it."""
+    import boto3  # noqa: PLC0415  (only the tests of buckets pay for it)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                   "-p", str(port)], env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:        # the dashboard's data: not an AWS action, not counted
+                urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"moto's server did not start: {log.read_text()}")
+                time.sleep(0.1)
+        anyone = {"endpoint_url": endpoint, "region_name": "us-east-1",
+                  "aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
+        iam = boto3.client("iam", **anyone)
+        iam.create_user(UserName="exporter")
+        iam.put_user_policy(UserName="exporter", PolicyName="s3", PolicyDocument=ALLOW_S3)
+        key = iam.create_access_key(UserName="exporter")["AccessKey"]
+        environ = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                   "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+                   "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                     aws_access_key_id=key["AccessKeyId"],
+                     aws_secret_access_key=key["SecretAccessKey"]).create_bucket(Bucket=S3_BUCKET)
+        environ["MOTO_LOG"] = str(log)    # its access log: one line per request
+        yield environ
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

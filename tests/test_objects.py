@@ -3,14 +3,11 @@ authentication on, so wrong credentials are refused as a real bucket refuses the
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
-import boto3
 import pytest
+from conftest import S3_BUCKET, free_port
 
 from exporter.media.objects import (
     ObjectChanged,
@@ -28,55 +25,7 @@ from exporter.media.objects import (
 # not ffmpeg: the first pass only
 pytestmark = pytest.mark.once
 
-BUCKET = "media"
-ALLOW_S3 = ('{"Version": "2012-10-17", "Statement": '
-            '[{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}')
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    """moto's server checking credentials from its fourth request on: the first three (not
-    checked) make an IAM user allowed s3:* and its access key; the bucket is made with it."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                   "-p", str(port)], env=env, stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:        # the dashboard's data: not an AWS action, not counted
-                urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto's server did not start: {log.read_text()}")
-                time.sleep(0.1)
-        anyone = {"endpoint_url": endpoint, "region_name": "us-east-1",
-                  "aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
-        iam = boto3.client("iam", **anyone)
-        iam.create_user(UserName="exporter")
-        iam.put_user_policy(UserName="exporter", PolicyName="s3", PolicyDocument=ALLOW_S3)
-        key = iam.create_access_key(UserName="exporter")["AccessKey"]
-        environ = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-                   "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-                   "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                     aws_access_key_id=key["AccessKeyId"],
-                     aws_secret_access_key=key["SecretAccessKey"]).create_bucket(Bucket=BUCKET)
-        yield environ
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+BUCKET = S3_BUCKET
 
 
 @pytest.fixture(autouse=True)

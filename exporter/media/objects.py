@@ -12,69 +12,37 @@ that opened the store, or in children started by spawn, never in forked ones.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import subprocess
+import sys
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporter.model.errors import ExportError
 from exporter.model.files import naming, publish, temporary
+from exporter.model.locations import ObjectLocation, ObjectStoreError, parse_location
+
+__all__ = ["ObjectChanged", "ObjectLocation", "ObjectStoreError", "delete", "download",
+           "head", "list_objects", "one_line", "open_store", "parse_location", "upload"]
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterator
 
     from obstore.store import S3Store
 
-# S3's rules for new buckets (R2's and MinIO's are the same or looser).
-BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 CHUNK = 4 << 20                     # bytes per read of a download stream
 # S3 error codes that mean the credentials themselves are refused, not their permissions.
 CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
                     "ExpiredToken", "TokenRefreshRequired", "InvalidClientTokenId"}
 
 
-class ObjectStoreError(ExportError):
-    """A bucket or object cannot be used: the endpoint unreachable, the credentials or the
-    access refused, the bucket or object missing. Not a fault of any render."""
 
 
 class ObjectChanged(ObjectStoreError):
     """A conditional request was refused: someone else wrote the object meanwhile."""
-
-
-@dataclass(frozen=True)
-class ObjectLocation:
-    """`s3://BUCKET/PREFIX`: a bucket and the key prefix ('' for the whole bucket)."""
-
-    bucket: str
-    prefix: str = ""
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-
-    def key(self, relative: str | PurePosixPath) -> str:
-        """The key of `relative` (a/b.mp4) under the prefix; a path that could leave the
-        prefix (absolute, '..') is refused rather than resolved."""
-        parts = PurePosixPath(relative).parts
-        if not parts or parts[0] == "/" or ".." in parts:
-            raise ObjectStoreError(f"{self}: {str(relative)!r} is not a relative object path")
-        return "/".join((self.prefix, *parts) if self.prefix else parts)
-
-
-def parse_location(text: str) -> ObjectLocation | None:
-    """The location `text` names, or None when it is not an s3:// URL (a local path)."""
-    if text[:5].lower() != "s3://":
-        return None
-    bucket, _, prefix = text[5:].partition("/")
-    prefix = prefix.strip("/")
-    if not BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise ObjectStoreError(f"{text}: not a bucket URL (s3://BUCKET/PREFIX; a bucket name "
-                               "is 3-63 lowercase letters, digits, dots and hyphens)")
-    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
-        raise ObjectStoreError(f"{text}: the prefix has an empty, '.' or '..' segment")
-    return ObjectLocation(bucket, prefix)
 
 
 def open_store(location: ObjectLocation, environ: Mapping[str, str] = os.environ) -> S3Store:
@@ -243,3 +211,69 @@ def url(store: S3Store, key: str) -> str:
 def bare(etag: str | None) -> str:
     """An ETag without its quotes (and W/): S3 says '"9b2c..."'."""
     return (etag or "").removeprefix("W/").strip('"')
+
+
+# ---- the storage helper: the one process that talks to a bucket -----------------------------
+
+HELPER = [sys.executable, "-m", "exporter.media.objects"]
+HELPER_FAILED = 3       # its exit status for a one-line ObjectStoreError on stderr
+
+
+def ask(command: str, url: str, items: Any = None, environ: Mapping[str, str] | None = None,
+        timeout_s: float = 3600) -> Any:
+    """Run the storage helper (`python -m exporter.media.objects COMMAND URL`) with `items`
+    as JSON on its stdin; its JSON answer. reelexport's own processes never talk to a
+    bucket: doit forks its workers, and obstore's runtime does not survive a fork made after
+    a request (a child hangs), so every request is made by a helper process started fresh.
+    ObjectStoreError with the helper's one line when it fails."""
+    try:
+        done = subprocess.run([*HELPER, command, url], input=json.dumps(items), text=True,
+                              capture_output=True, env=None if environ is None else
+                              dict(environ), timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise ObjectStoreError(f"{url}: no answer in {timeout_s:g} s") from None
+    if done.returncode == HELPER_FAILED:
+        raise ObjectStoreError(done.stderr.strip().splitlines()[-1])
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ObjectStoreError(f"{url}: the storage helper failed ({last})")
+    return json.loads(done.stdout)
+
+
+def serve(command: str, url: str, items: Any) -> Any:
+    """One helper command against the bucket of `url` (keys relative to its prefix):
+    list -> {key: [size, etag]}; head [keys] -> {key: [size, etag] | None};
+    get [[key, path, etag | None], ...] -> [{"etag", "sha256"} | {"error": line}, ...]."""
+    location = parse_location(url)
+    if location is None:
+        raise ObjectStoreError(f"{url}: not an s3:// URL")
+    store = open_store(location)
+    if command == "list":
+        return list_objects(store, location)
+    if command == "head":
+        return {key: head(store, location.key(key)) for key in items}
+    if command == "get":
+        answers = []
+        for key, path, etag in items:
+            try:
+                got, sha256 = download(store, location.key(key), path, etag)
+                answers.append({"etag": got, "sha256": sha256})
+            except (ObjectStoreError, OSError) as error:
+                answers.append({"error": str(error)})
+        return answers
+    raise ObjectStoreError(f"{url}: unknown storage command {command!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    command, url = (argv if argv is not None else sys.argv[1:])[:2]
+    try:
+        answer = serve(command, url, json.loads(sys.stdin.read() or "null"))
+    except ObjectStoreError as error:
+        print(error, file=sys.stderr)
+        return HELPER_FAILED
+    json.dump(answer, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

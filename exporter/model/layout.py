@@ -12,6 +12,8 @@ PLATFORMS_CHECKED = ".platforms-checked.json"   # the platform files last valida
 DEP_DB = ".doit.db"
 SHARED_DIR = ".shared"
 PROGRESS_DIR = ".progress"
+RENDERS_MIRROR = ".renders"     # renders=s3://...: the bucket's titles, final.mp4 as a note
+FETCHED_RENDERS = ".fetched"    # renders=s3://...: the renders being exported, downloaded
 # The root's files written whole (by temporary and rename) under the tree's lock.
 REWRITTEN_FILES = (REGISTRY, GALLERY_PAGE, GALLERY_CACHE, HISTORY_INDEX, STAMP)
 # Names a segment directory may not take: they would collide with a file of the root.

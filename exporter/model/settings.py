@@ -11,6 +11,7 @@ from pathlib import Path
 
 from exporter.model import layout
 from exporter.model.errors import LibraryError
+from exporter.model.locations import ObjectStoreError, is_bucket_url, parse_location
 from exporter.model.spec import load_schema
 
 DEFAULTS = {
@@ -84,6 +85,9 @@ class Settings:
     retry_failed: bool = False  # retry=failed: try again exports that failed on these inputs
     # cluster=tls://HOST:8786 (and its certificates): the media work runs on Dask workers
     cluster: ClusterAddress | None = None
+    # renders=s3://BUCKET/PREFIX: `renders` is then its local mirror in the exports root
+    # (pipeline/remote_renders.py), where each final.mp4 is a note of the object's ETag
+    renders_url: str | None = None
 
     @property
     def dep_file(self) -> Path:
@@ -182,9 +186,25 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
     if cluster is not None:
         cluster = ClusterAddress(cluster.strip(), *tls_files(pick, said),
                                  insecure=YES_NO[(insecure or "").strip().lower()])
+    exports = Path(pick("exports"))
+    if is_bucket_url(pick("exports")):
+        raise SettingsError(f"{said('exports')}: exports in a bucket are not supported yet "
+                            "(renders= can be one: docs/storage.md)")
+    renders, renders_url = Path(pick("renders")), None
+    try:
+        location = parse_location(pick("renders"))
+    except ObjectStoreError as error:
+        raise SettingsError(f"renders={error}") from None
+    if location is not None and cluster is not None:
+        raise SettingsError(f"{said('renders')}: renders in a bucket are not supported with "
+                            "cluster= yet (docs/storage.md)")
+    if location is not None:
+        renders_url = str(location)
+        renders = exports / layout.RENDERS_MIRROR / location.bucket / location.prefix
     return Settings(
-        renders=Path(pick("renders")),
-        exports=Path(pick("exports")),
+        renders=renders,
+        renders_url=renders_url,
+        exports=exports,
         platforms_dir=Path(pick("platforms_dir")),
         segments=split_list(pick("segment")),
         ages=split_list(pick("age")),

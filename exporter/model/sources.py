@@ -6,7 +6,7 @@ import os
 import re
 import stat
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.model.errors import LibraryError
@@ -27,6 +27,10 @@ class Title:
     age: str
     title_id: str
     directory: Path
+    # renders=s3://...: the render downloaded for an export, and the object it is
+    # (pipeline/remote_renders.py); the directory's final.mp4 is then a note naming it
+    fetched: Path | None = field(default=None, compare=False)
+    remote: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -35,7 +39,12 @@ class Title:
 
     @property
     def source(self) -> Path:
-        return self.directory / SOURCE_NAME
+        return self.fetched or self.directory / SOURCE_NAME
+
+    @property
+    def origin(self) -> str:
+        """Where the render is, as sidecars and error records say: its path, or its URL."""
+        return self.remote or str(self.source)
 
     @property
     def metadata(self) -> Path:

@@ -81,7 +81,7 @@ def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_pr
                 "video_bitrate": output_probe.video_bitrate,
                 "probe": output_probe.summary()},
         metadata_file=job.path("metadata").name,
-        source={"path": str(job.title.source), "sha256": inputs["source_sha256"],
+        source={"path": job.title.origin, "sha256": inputs["source_sha256"],
                 "probe": source_probe.summary()},
         spec={"file": str(job.spec.path), "sha256": sha256_file(job.spec.path)},
         encode={"mode": mode, "key": inputs["encode_key"], "shared_key": shared_key,

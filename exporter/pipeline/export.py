@@ -33,6 +33,7 @@ from exporter.model.files import (
     write_text_atomic,
 )
 from exporter.model.history import append_events, event
+from exporter.model.locations import ObjectStoreError
 from exporter.model.records import (
     FILE_NAMES,
     Record,
@@ -58,6 +59,7 @@ from exporter.pipeline.job import (
     ffmpeg_version,
     sha256_or_none,
 )
+from exporter.pipeline.remote_renders import replaced_in_bucket, with_fetched_render
 
 LOG = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def build_error_record(job: ExportJob, error: Exception, inputs: Record, attempt
     return error_document(
         names=job.identity, cause=str(error), error_type=type(error).__name__,
         transient=is_transient(error), stderr_tail=getattr(error, "stderr_tail", ""),
-        source=str(job.title.source), inputs=inputs, attempts=attempts,
+        source=job.title.origin, inputs=inputs, attempts=attempts,
         started_at=started_at, failed_at=now_utc())
 
 
@@ -141,6 +143,11 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
             target.unlink(missing_ok=True)
         raise SourceChanged(f"{job.title.source.name}, metadata.json or thumbnail.jpg "
                             "changed while the export was made")
+    replaced = replaced_in_bucket(job) if job.title.remote else None
+    if replaced:
+        for target in job.targets:      # of the old bytes: never kept as current
+            target.unlink(missing_ok=True)
+        raise SourceChanged(replaced)
     metadata_text = json_text(metadata_document)
     write_json_atomic(job.path("sidecar"), with_outputs(
         sidecar, images, inputs, metadata_warnings,
@@ -200,6 +207,12 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
     """
     started_at = now_utc()
     job.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if job.renders_in_bucket:
+            job = with_fetched_render(job)
+    except (SourceChanged, ObjectStoreError) as error:
+        # not the render's fault: no error record; the next run sees the bucket as it is
+        return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
     states = input_states(job.title)
     inputs = current_inputs(job)
     earlier = failed_before(job, inputs)
@@ -221,13 +234,15 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
                      if job.cluster else export(job, inputs, attempt, states))
             record_made(job, causes, video, attempt)
             return True
-        except ClusterError as error:
+        except (ClusterError, ObjectStoreError) as error:
             # not the render's fault: no error record, no event; the next run makes it
             return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
         except SourceChanged as error:
             if gone := render_gone(job):
                 return gone
-            if attempt < job.retry.attempts:    # at once, from the files as they are now
+            # at once, from the files as they are now (a render in a bucket: as listed by
+            # the next run, so this one cannot do better)
+            if attempt < job.retry.attempts and not job.title.remote:
                 states, inputs = input_states(job.title), current_inputs(job)
                 attempt += 1
                 continue

@@ -44,6 +44,7 @@ class ExportJob:
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
     siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
     cluster: ClusterAddress | None = None   # the Dask scheduler running the media work, if any
+    renders_in_bucket: bool = False  # renders=s3://...: final.mp4 is a note (remote_renders)
 
     @cached_property
     def task_name(self) -> str:

@@ -16,10 +16,12 @@ from doit.exceptions import InvalidDodoFile
 from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg
 from exporter.model import layout
 from exporter.model.errors import EncodeError, LibraryError, SpecError
+from exporter.model.locations import ObjectStoreError
 from exporter.model.settings import Settings, resolve_settings
 from exporter.model.sources import Title, describe_library, discover, select
 from exporter.model.spec import Spec, load_specs, select_specs
 from exporter.pipeline.job import ExportJob, RetryPolicy
+from exporter.pipeline.remote_renders import refresh_mirror
 from exporter.pipeline.stamp import inputs_fingerprint, title_inputs
 
 
@@ -35,10 +37,13 @@ class Build:
         self.settings = settings
         self.all_specs = load_specs(settings.platforms_dir, settings.platforms_checked_file)
         self.selected_specs = select_specs(self.all_specs, settings.platforms)
+        # renders=s3://...: the bucket's titles as they are now, in the local mirror
+        in_bucket = (refresh_mirror(settings.renders_url, settings.renders)
+                     if settings.renders_url else [])
         # a segment directory named like a file of the exports root would collide with it
         library = discover(settings.renders,
                            reserved_segments=layout.VISIBLE_FILES)
-        self.all_titles, self.problems = library.titles, library.problems
+        self.all_titles, self.problems = library.titles, sorted(library.problems + in_bucket)
         self.titles = select(self.all_titles, settings.segments, settings.ages)
         if not self.titles:
             raise LibraryError(self.empty_selection_message())
@@ -65,7 +70,8 @@ class Build:
             settings = self.settings
             made = self._jobs_made[(title.key, spec.name)] = ExportJob(
                 title, spec, settings.exports, self.ffmpeg, settings.preset, self.retry,
-                siblings=self.siblings[spec.name], cluster=settings.cluster)
+                siblings=self.siblings[spec.name], cluster=settings.cluster,
+                renders_in_bucket=settings.renders_url is not None)
         return made
 
     def jobs_of(self, titles: Iterable[Title]) -> list[ExportJob]:
@@ -99,5 +105,6 @@ def load_build() -> Build:
     """Build from doit's command-line vars, once per process; errors become doit errors."""
     try:
         return Build(resolve_settings(get_var))
-    except (SpecError, LibraryError, EncodeError) as error:   # EncodeError: ffmpeg missing
+    # EncodeError: ffmpeg missing; ObjectStoreError: renders=s3://... cannot be listed
+    except (SpecError, LibraryError, EncodeError, ObjectStoreError) as error:
         raise InvalidDodoFile(str(error)) from None

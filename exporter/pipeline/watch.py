@@ -334,5 +334,10 @@ class Watch(ExportCommand):
         except ValueError:
             raise CmdParseError(f"settle={get_var('settle')} is not a number of seconds")
         settings = resolve_settings(get_var)
+        if settings.renders_url:
+            # a bucket sends no file events: its changes are seen by listing it
+            raise CmdParseError(f"renders={settings.renders_url}: doit watch follows a renders "
+                                "directory; with renders in a bucket, run `doit` on a "
+                                "schedule (docs/storage.md)")
         stop_on_signals()
         return Watcher(settings, max(0.0, settle_s), max(1, params["num_process"])).run()

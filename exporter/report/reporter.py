@@ -20,6 +20,7 @@ from exporter.pipeline.export import still_wanted
 from exporter.pipeline.interrupts import reap_workers, stop_on_interrupt_once
 from exporter.pipeline.library import load_build
 from exporter.pipeline.lock import acquire_or_exit
+from exporter.pipeline.remote_renders import FetchedRenders
 from exporter.pipeline.stamp import targets_in_place, write_stamp
 from exporter.report.batch import Batch, exports_in_run
 from exporter.report.gallery import PAGE, write_gallery
@@ -35,6 +36,7 @@ class ExportReporter(ConsoleReporter):
 
     lock_fd = None
     progress = None     # report/progress.ProgressDisplay, from initialize to complete_run
+    fetched = None      # renders=s3://...: pipeline/remote_renders.FetchedRenders
 
     def __init__(self, outstream, options):
         super().__init__(outstream, options)
@@ -73,6 +75,8 @@ class ExportReporter(ConsoleReporter):
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
         sys.excepthook = self.interrupt_hook(sys.excepthook)
+        if settings.renders_url:    # each title's downloaded render, until it is done
+            self.fetched = FetchedRenders(settings.exports, load_build().jobs)
         gc.freeze()     # the loaded tasks live to the end: keep them out of collections
         gc.enable()     # (disabled while loading them: pipeline/tasks.doit_config)
         if load_build().proven_up_to_date is None:
@@ -109,9 +113,14 @@ class ExportReporter(ConsoleReporter):
         if self.progress:
             self.progress.batch.started(task.name)
 
+    def task_over(self, task):
+        if self.fetched:
+            self.fetched.finished(task.name)
+
     def add_success(self, task):
         if task.actions:    # groups (export:x, youtube, registry) run nothing
             self.outcomes[task.name] = "done"
+            self.task_over(task)
         if self.progress:
             self.progress.batch.finished(task.name, ok=True)
 
@@ -119,12 +128,14 @@ class ExportReporter(ConsoleReporter):
         if task.actions:    # a group is up to date only on the fast path: not news
             super().skip_uptodate(task)
             self.outcomes[task.name] = "up-to-date"
+            self.task_over(task)
         if self.progress:
             self.progress.batch.skipped(task.name)
 
     def add_failure(self, task, fail):
         if task.actions:
             self.outcomes[task.name] = "failed"
+            self.task_over(task)
         if self.progress:
             self.progress.batch.finished(task.name, ok=False)
         # A group or the registry waiting on a failed export is not news: the export said it.
@@ -134,6 +145,8 @@ class ExportReporter(ConsoleReporter):
     def complete_run(self):
         """Called after doit has saved its DB, so the registry sees this run's results."""
         reap_workers()
+        if self.fetched:
+            self.fetched.clear()
         if self.progress:
             self.progress.stop()    # gives the terminal back before anything else prints
         cluster_lost = []

@@ -1,0 +1,160 @@
+"""Renders in a bucket against renders on disk: the no-op and one changed title.
+
+    python bench/storage.py [--titles 1000]
+
+The library is bench/noop.py's (one title exported for real, the others copies of it with
+their exports in place and doit's DB filled through doit's own API), once on disk and once
+in a bucket of moto's S3 server on localhost (started here, stopped at the end): the same
+renders uploaded under s3://bench/renders, the same exports copied, the DB filled again
+from the bucket's listing. For each side: the no-op (the run after a complete one) and the
+run after one title's render is replaced by other bytes; for the bucket, the requests the
+server logged during each run and the bytes of the objects downloaded.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import noop  # noqa: E402  (bench/noop.py: the library and doit's DB, built cheaply)
+
+BUCKET = "bench"
+TARGET_NOOP_S = 2.0
+
+
+def start_moto(log_path):
+    """moto's S3 server on a free port (no authentication: any key is taken)."""
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(log_path, "wb")  # noqa: SIM115  (the server's access log, read as it grows)
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=log, stderr=log)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).read()
+            return server, endpoint
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"moto's server did not start: {Path(log_path).read_text()}")
+
+
+def client(endpoint):
+    import boto3
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="bench", aws_secret_access_key="bench")
+
+
+def upload_tree(s3, root, prefix):
+    files = [path for path in root.rglob("*") if path.is_file()]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda path: s3.upload_file(
+            str(path), BUCKET, f"{prefix}/{path.relative_to(root).as_posix()}"), files))
+    return len(files)
+
+
+def requests_in(log_path, start):
+    text = Path(log_path).read_text(errors="replace")[start:]
+    return re.findall(r'"(?:\x1b\[[0-9;]*m)?([A-Z]+) (/[^ ]*) HTTP', text)
+
+
+def run(args, env):
+    start = time.perf_counter()
+    result = subprocess.run([str(Path(sys.executable).parent / "doit"), *args], cwd=REPO,
+                            env=env, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"doit {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return time.perf_counter() - start, result.stdout
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--titles", type=int, default=1000)
+    options = parser.parse_args()
+    env = {key: value for key, value in os.environ.items()
+           if key != "PYTHONDONTWRITEBYTECODE" and not key.startswith("AWS_")}
+    env.update(REELEXPORT_X264_PRESET="superfast", PYTHONPATH=str(REPO))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        extra = noop.small_platforms(tmp / "platforms")
+        renders, exports = noop.build_library(tmp / "disk", options.titles, env, extra)
+        disk_args = [f"renders={renders}", f"exports={exports}", *extra]
+        run(disk_args, env)                             # registry, gallery, stamp
+        disk_noop, _ = run(disk_args, env)
+
+        log_path = tmp / "moto.log"
+        server, endpoint = start_moto(log_path)
+        try:
+            s3 = client(endpoint)
+            s3.create_bucket(Bucket=BUCKET)
+            objects = upload_tree(s3, renders, "renders")
+            bucket_env = {**env, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+                          "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
+            bucket_exports = tmp / "bucket-exports"
+            shutil.copytree(exports, bucket_exports, ignore=shutil.ignore_patterns(
+                ".doit.db", ".up-to-date.json", "registry.json", "index.html", ".lock"))
+            url = f"s3://{BUCKET}/renders"
+            noop.fill_dep_db(url, bucket_exports, bucket_env, extra)
+            bucket_args = [f"renders={url}", f"exports={bucket_exports}", *extra]
+            run(bucket_args, bucket_env)                 # registry, gallery, stamp
+            mark = len(log_path.read_text(errors="replace"))
+            bucket_noop, _ = run(bucket_args, bucket_env)
+            noop_requests = requests_in(log_path, mark)
+
+            # one title's render replaced by other bytes, on both sides
+            changed = "title-00001"
+            key = next(path for path in renders.rglob(f"{changed}/final.mp4"))
+            relative = key.relative_to(renders).as_posix()
+            other = tmp / "other.mp4"
+            from exporter.media.samples import make_clip
+            make_clip(other, width=360, height=640, seconds=3, fps=30, audio=True,
+                      pattern="color=c=blue")
+            shutil.copyfile(other, key)
+            disk_changed, _ = run(disk_args, env)
+            s3.upload_file(str(other), BUCKET, f"renders/{relative}")
+            mark = len(log_path.read_text(errors="replace"))
+            bucket_changed, _ = run(bucket_args, bucket_env)
+            changed_requests = requests_in(log_path, mark)
+            size = other.stat().st_size
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+    def downloaded(requests):
+        renders_got = [path for method, path in requests
+                       if method == "GET" and path.endswith("/final.mp4")]
+        return len(renders_got)
+
+    def described(requests):
+        kinds = {}
+        for method, path in requests:
+            kind = "LIST" if "list-type=2" in path else method
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "none"
+
+    print(f"{options.titles} titles x 4 platforms ({objects} render objects), moto's S3 server "
+          f"on localhost, {os.cpu_count()} cores")
+    print(f"{'run':<22}{'disk s':>8}{'bucket s':>10}  requests to the bucket (renders downloaded)")
+    print(f"{'no-op':<22}{disk_noop:>8.2f}{bucket_noop:>10.2f}  {described(noop_requests)} "
+          f"({downloaded(noop_requests)})")
+    print(f"{'one title changed':<22}{disk_changed:>8.2f}{bucket_changed:>10.2f}  "
+          f"{described(changed_requests)} ({downloaded(changed_requests)}: {size} bytes for "
+          f"the title's 4 exports)")
+    print(f"targets: no-op <= {TARGET_NOOP_S:g} s, nothing downloaded by a no-op")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""renders=s3://BUCKET/PREFIX, as a user runs it: real doit, real ffmpeg, a real S3 API on
+localhost (moto's server, credentials checked). What was fetched is read from the server's
+own access log, not from the tool."""
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+from conftest import (
+    S3_BUCKET,
+    TEST_FFMPEG,
+    assert_conforms,
+    doit_env,
+    executed_tasks,
+    leftovers,
+    load_yaml,
+    read_json,
+    run_doit,
+    small_platforms,
+)
+
+from exporter.media.samples import make_clip
+
+RENDERS = f"s3://{S3_BUCKET}/renders"
+
+
+def bucket(moto):
+    import boto3
+    return boto3.client("s3", endpoint_url=moto["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id=moto["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=moto["AWS_SECRET_ACCESS_KEY"])
+
+
+def put(moto, prefix, relative, path):
+    bucket(moto).upload_file(str(path), S3_BUCKET, f"{prefix}/{relative}")
+
+
+def requests_since(moto, mark):
+    """The server's requests logged after `mark` (a length of its log), as 'GET /key'."""
+    text = Path(moto["MOTO_LOG"]).read_text(errors="replace")[mark:]
+    return re.findall(r'"(?:\x1b\[[0-9;]*m)?([A-Z]+ /[^ ]*) HTTP', text)
+
+
+def log_mark(moto):
+    return len(Path(moto["MOTO_LOG"]).read_text(errors="replace"))
+
+
+def fetches(requests, name="final.mp4"):
+    return sorted(request for request in requests
+                  if request.startswith("GET ") and request.endswith("/" + name))
+
+
+@pytest.fixture
+def in_bucket(moto, tmp_path, clip_cache, request):
+    """A renders prefix of the test's own with two titles (alpha has a thumbnail), and the
+    doit arguments and environment exporting it to YouTube and TikTok."""
+    prefix = f"{request.node.name}/renders"
+    clip = clip_cache("vertical", width=360, height=640, seconds=1, fps=30, audio=True)
+    for title in ("alpha", "beta"):
+        put(moto, prefix, f"women/18-23/{title}/final.mp4", clip)
+        meta = tmp_path / f"{title}.json"
+        meta.write_text(f'{{"title": "Title {title}", "hashtags": ["test"]}}')
+        put(moto, prefix, f"women/18-23/{title}/metadata.json", meta)
+    thumbnail = make_clip(tmp_path / "thumb-src.mp4", width=320, height=180, seconds=1,
+                          pattern="color=c=red")
+    from exporter.media.ffmpeg import run_ffmpeg
+    run_ffmpeg([TEST_FFMPEG, "-loglevel", "error", "-i", str(thumbnail), "-frames:v", "1",
+                "-update", "1", str(tmp_path / "thumbnail.jpg")])
+    put(moto, prefix, "women/18-23/alpha/thumbnail.jpg", tmp_path / "thumbnail.jpg")
+    platforms = small_platforms(tmp_path / "platforms")
+    exports = tmp_path / "exports"
+
+    class Setup:
+        url = f"s3://{S3_BUCKET}/{prefix}"
+        args = [f"renders=s3://{S3_BUCKET}/{prefix}", f"exports={exports}",
+                f"platforms_dir={platforms}"]
+        env = doit_env(**{k: v for k, v in moto.items() if k.startswith("AWS_")})
+    Setup.prefix, Setup.exports, Setup.platforms, Setup.clip = prefix, exports, platforms, clip
+    return Setup
+
+
+def test_a_library_in_a_bucket_is_exported_and_a_noop_downloads_nothing(moto, in_bucket):
+    mark = log_mark(moto)
+    first = run_doit("-n", "2", *in_bucket.args, env=in_bucket.env, check=0)
+    assert sorted(executed_tasks(first.stdout)) == ["tiktok:alpha", "tiktok:beta",
+                                                     "youtube:alpha", "youtube:beta"]
+    clip_sha = hashlib.sha256(in_bucket.clip.read_bytes()).hexdigest()
+    for title in ("alpha", "beta"):
+        out = in_bucket.exports / "women/18-23" / title
+        for platform in ("youtube", "tiktok"):
+            assert_conforms(out / f"{platform}.mp4",
+                            load_yaml(in_bucket.platforms / f"{platform}.yaml"), 1.0)
+            sidecar = read_json(out / f"{platform}.export.json")
+            assert sidecar["source"]["path"] == f"{in_bucket.url}/women/18-23/{title}/final.mp4"
+            assert sidecar["source"]["sha256"] == clip_sha
+    alpha = read_json(in_bucket.exports / "women/18-23/alpha/youtube.export.json")
+    assert alpha["cover"]["from"] == "thumbnail.jpg"
+    # each render fetched once, for both of its platforms; nothing downloaded is left
+    assert fetches(requests_since(moto, mark)) == [
+        f"GET /{S3_BUCKET}/{in_bucket.prefix}/women/18-23/{title}/final.mp4"
+        for title in ("alpha", "beta")]
+    assert not (in_bucket.exports / ".fetched").exists()
+    assert leftovers(in_bucket.exports) == []
+
+    mark = log_mark(moto)
+    noop = run_doit("-n", "2", *in_bucket.args, env=in_bucket.env, check=0)
+    assert executed_tasks(noop.stdout) == []
+    gets = [request for request in requests_since(moto, mark) if request.startswith("GET ")]
+    assert gets and all("list-type=2" in request for request in gets), gets   # LIST only
+
+
+def test_a_render_replaced_in_the_bucket_is_exported_again_alone(moto, in_bucket, tmp_path):
+    run_doit("-n", "2", *in_bucket.args, env=in_bucket.env, check=0)
+    changed = make_clip(tmp_path / "changed.mp4", width=360, height=640, seconds=1,
+                        pattern="color=c=blue")
+    put(moto, in_bucket.prefix, "women/18-23/beta/final.mp4", changed)
+    mark = log_mark(moto)
+    rerun = run_doit("-n", "2", *in_bucket.args, env=in_bucket.env, check=0)
+    assert sorted(executed_tasks(rerun.stdout)) == ["tiktok:beta", "youtube:beta"]
+    assert fetches(requests_since(moto, mark)) == [
+        f"GET /{S3_BUCKET}/{in_bucket.prefix}/women/18-23/beta/final.mp4"]
+    sidecar = read_json(in_bucket.exports / "women/18-23/beta/youtube.export.json")
+    assert sidecar["source"]["sha256"] == hashlib.sha256(changed.read_bytes()).hexdigest()
+
+
+def test_a_render_deleted_from_the_bucket_leaves_the_library(moto, in_bucket):
+    run_doit(*in_bucket.args, "platforms=youtube", env=in_bucket.env, check=0)
+    bucket(moto).delete_object(Bucket=S3_BUCKET,
+                               Key=f"{in_bucket.prefix}/women/18-23/beta/final.mp4")
+    bucket(moto).delete_object(Bucket=S3_BUCKET,
+                               Key=f"{in_bucket.prefix}/women/18-23/beta/metadata.json")
+    listed = run_doit("list", *in_bucket.args, env=in_bucket.env, check=0)
+    assert "youtube:alpha" in listed.stdout and "youtube:beta" not in listed.stdout
+
+
+# An ffmpeg that, during the encode, puts other bytes under the render's key, then encodes.
+REPLACING_FFMPEG = """#!{python}
+import os, sys, boto3
+if any(arg == "libx264" for arg in sys.argv):
+    boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1"
+                 ).put_object(Bucket={bucket!r}, Key={key!r}, Body=b"a newer render")
+os.execv({real!r}, [{real!r}, *sys.argv[1:]])
+"""
+
+
+def test_a_render_replaced_during_its_export_is_not_recorded_as_exported(moto, in_bucket,
+                                                                         tmp_path):
+    import sys
+    wrapper = tmp_path / "ffmpeg-replacing"
+    wrapper.write_text(REPLACING_FFMPEG.format(
+        python=sys.executable, bucket=S3_BUCKET, real=TEST_FFMPEG,
+        key=f"{in_bucket.prefix}/women/18-23/beta/final.mp4"))
+    wrapper.chmod(0o755)
+    env = {**in_bucket.env, "REELEXPORT_FFMPEG": str(wrapper)}
+    result = run_doit(*in_bucket.args, "segment=women", "platforms=youtube", "export:beta",
+                      env=env)
+    assert result.returncode != 0
+    assert ("FAILED youtube:beta (women/18-23/beta): final.mp4 was replaced in the bucket "
+            "during the export") in result.stderr
+    out = in_bucket.exports / "women/18-23/beta"
+    assert not (out / "youtube.mp4").exists() and not (out / "youtube.error.json").exists()
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"AWS_SECRET_ACCESS_KEY": "wrong-secret"},
+     "the credentials were refused (SignatureDoesNotMatch)"),
+    ({"AWS_ACCESS_KEY_ID": "AKIANOTAKEY"}, "the credentials were refused (InvalidAccessKeyId)"),
+])
+def test_bad_credentials_are_one_line_and_nothing_runs(moto, in_bucket, change, expected):
+    result = run_doit(*in_bucket.args, env={**in_bucket.env, **change})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"ERROR: {in_bucket.url}: {expected}"], lines
+    assert "wrong-secret" not in result.stderr
+    assert not list(in_bucket.exports.rglob("*.mp4"))
+
+
+def test_a_missing_bucket_is_one_line(moto, tmp_path):
+    result = run_doit("renders=s3://no-such-bucket/renders", f"exports={tmp_path / 'e'}",
+                      env=doit_env(**{k: v for k, v in moto.items() if k.startswith("AWS_")}))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "ERROR: s3://no-such-bucket/renders: the bucket does not exist"]
+
+
+@pytest.mark.parametrize("var, expected", [
+    ("renders=s3://Bad_Bucket/x", "renders=s3://Bad_Bucket/x: not a bucket URL"),
+    ("exports=s3://media/exports", "exports=s3://media/exports: exports in a bucket are not "
+                                   "supported yet"),
+])
+def test_a_malformed_or_unsupported_bucket_var_is_one_line(tmp_path, var, expected):
+    other = f"renders={tmp_path}" if var.startswith("exports=") else f"exports={tmp_path}"
+    result = run_doit(other, var)
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert expected in result.stderr
