@@ -118,7 +118,7 @@ def assert_conforms(path, spec_document, expected_duration_s):
 # Files of the exports root that are not exports: doit's DB, the one-writer lock, the
 # shared-encode cache and the gallery's cache; with renders=s3://..., the bucket's mirror.
 BOOKKEEPING = (".doit.db", ".lock", ".shared", ".gallery-cache.json", ".up-to-date.json",
-               ".history-index.json", ".platforms-checked.json", ".renders", ".etags.json")
+               ".history-index.json", ".platforms-checked.json", ".renders")
 
 
 def exported_videos(exports):
@@ -130,7 +130,8 @@ def exported_videos(exports):
 def leftovers(exports):
     """Temporary or hidden files that a finished run should not leave behind."""
     return sorted(p for p in Path(exports).rglob("*")
-                  if (p.name.startswith(".") and p.name not in BOOKKEEPING)
+                  if (p.name.startswith(".") and p.name not in BOOKKEEPING
+                      and p.relative_to(exports).parts[0] != ".renders")  # the bucket's mirror
                   or p.name.endswith(".tmp"))
 
 

@@ -106,6 +106,8 @@ def test_a_library_in_a_bucket_is_exported_and_a_noop_downloads_nothing(moto, in
     mark = log_mark(moto)
     noop = run_doit("-n", "2", *in_bucket.args, env=in_bucket.env, check=0)
     assert executed_tasks(noop.stdout) == []
+    # the library stamp holds: listing the bucket changed nothing of the mirror
+    assert "4 exports up to date: nothing changed since the run of" in noop.stdout
     gets = [request for request in requests_since(moto, mark) if request.startswith("GET ")]
     assert gets and all("list-type=2" in request for request in gets), gets   # LIST only
 

@@ -5,8 +5,9 @@ obstore's multi-line dump; a local file that cannot be read or written is an OSE
 it. obstore is imported at first use: a run that names no bucket never pays for it.
 
 obstore is not fork-safe: once a process has made a request, a child forked from it hangs
-on its next one (its Rust runtime's threads are not copied). Make requests in the process
-that opened the store, or in children started by spawn, never in forked ones.
+on its next one (its Rust runtime's threads are not copied), and doit forks its workers. So
+reelexport's own processes make no request: they ask the storage helper (`ask`: this module
+run as `python -m exporter.media.objects`, a fresh process per question).
 """
 
 from __future__ import annotations

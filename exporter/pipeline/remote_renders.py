@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from exporter.pipeline.job import ExportJob
 
 NOTE_FORMAT = "reelexport-render-in-bucket/1"
-ETAGS = ".etags.json"       # the mirror's downloaded files: relative key -> ETag
 
 
 def title_key_problem(url: str, parts: list[str]) -> str | None:
@@ -71,7 +70,9 @@ def refresh_mirror(url: str, mirror: Path) -> list[str]:
             problems.append(problem)
         else:
             wanted[key] = (size, etag)
-    etags = read_json(mirror / ETAGS) or {}
+    etags_file = etags_path(mirror)
+    etags = read_json(etags_file) or {}
+    before = dict(etags)
     downloads = []
     for key, (size, etag) in wanted.items():
         path = mirror / key
@@ -90,8 +91,16 @@ def refresh_mirror(url: str, mirror: Path) -> list[str]:
         else:
             etags[key] = answer["etag"]
     remove_unlisted(mirror, wanted, etags)
-    write_json_atomic(mirror / ETAGS, etags)
+    if etags != before:
+        write_json_atomic(etags_file, etags)
     return problems
+
+
+def etags_path(mirror: Path) -> Path:
+    """The ETags of the mirror's downloaded files (relative key -> ETag), beside the mirror,
+    not in it: the renders root's own state is part of the library stamp, so a run that
+    changes nothing must write nothing there."""
+    return mirror.with_name(f".{mirror.name}.etags.json")
 
 
 def remove_unlisted(mirror: Path, wanted: dict[str, Any], etags: dict[str, str]) -> None:
