@@ -59,6 +59,7 @@ TINY_BENCHMARKS = {
     "bench/noop.py": ["--titles", "2"],
     "bench/parallel.py": ["--seconds", "1", "--preset", "superfast"],
     "bench/quality.py": ["--tiny"],
+    "bench/storage.py": ["--titles", "3"],
 }
 
 
