@@ -259,7 +259,7 @@ __all__ = ["make_title"]
 
 S3_BUCKET = "media"
 ALLOW_S3 = ('{"Version": "2012-10-17", "Statement": '
-            '[{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}')
+            '[{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}]}')
 
 
 def free_port():

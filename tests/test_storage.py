@@ -3,7 +3,10 @@ localhost (moto's server, credentials checked). What was fetched is read from th
 own access log, not from the tool."""
 
 import hashlib
+import json
 import re
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -188,8 +191,7 @@ def test_a_missing_bucket_is_one_line(moto, tmp_path):
 
 @pytest.mark.parametrize("var, expected", [
     ("renders=s3://Bad_Bucket/x", "renders=s3://Bad_Bucket/x: not a bucket URL"),
-    ("exports=s3://media/exports", "exports=s3://media/exports: exports in a bucket are not "
-                                   "supported yet"),
+    ("exports=s3://media/a//b", "exports=s3://media/a//b: the prefix has an empty"),
 ])
 def test_a_malformed_or_unsupported_bucket_var_is_one_line(tmp_path, var, expected):
     other = f"renders={tmp_path}" if var.startswith("exports=") else f"exports={tmp_path}"
@@ -197,3 +199,128 @@ def test_a_malformed_or_unsupported_bucket_var_is_one_line(tmp_path, var, expect
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1
     assert expected in result.stderr
+
+
+# ---- exports=s3://BUCKET/PREFIX -------------------------------------------------------------
+
+def objects(moto, prefix):
+    """The bucket's objects under `prefix`: relative key -> bytes."""
+    s3 = bucket(moto)
+    listed = s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=prefix + "/").get("Contents", [])
+    return {item["Key"][len(prefix) + 1:]: s3.get_object(Bucket=S3_BUCKET, Key=item["Key"])
+            ["Body"].read() for item in listed}
+
+
+@pytest.fixture
+def to_bucket(moto, library, tmp_path, request):
+    """Two local titles exported to YouTube and TikTok into a prefix of the test's own; the
+    local tree in a state directory of the test's own."""
+    library.add("women", "18-23", "alpha")
+    library.add("men", "24-30", "beta", shape="landscape")
+    prefix = f"{request.node.name}/exports"
+    platforms = small_platforms(tmp_path / "platforms")
+    state = tmp_path / "state"
+
+    class Setup:
+        url = f"s3://{S3_BUCKET}/{prefix}"
+        args = [f"renders={library.root}", f"exports=s3://{S3_BUCKET}/{prefix}",
+                f"platforms_dir={platforms}"]
+        env = doit_env(REELEXPORT_STATE_DIR=str(state),
+                       **{k: v for k, v in moto.items() if k.startswith("AWS_")})
+        local = state / S3_BUCKET / prefix
+    Setup.prefix = prefix
+    return Setup
+
+
+def test_exports_are_published_to_a_bucket_and_a_noop_writes_nothing(moto, to_bucket):
+    first = run_doit("-n", "2", *to_bucket.args, env=to_bucket.env, check=0)
+    assert len(executed_tasks(first.stdout)) == 4
+    published = objects(moto, to_bucket.prefix)
+    local = {str(p.relative_to(to_bucket.local)): p.read_bytes()
+             for p in to_bucket.local.glob("*/*/*/*") if p.is_file()}
+    assert local and {k: v for k, v in published.items() if k.count("/") == 3} == local
+    for name in ("registry.json", "history.jsonl", "index.html"):
+        assert published[name] == (to_bucket.local / name).read_bytes()
+    assert ".reelexport/lease.json" not in published, "the lease is dropped at the end"
+    registry = json.loads(published["registry.json"])
+    assert {row["status"] for row in registry["exports"]} == {"exported"}
+
+    mark = log_mark(moto)
+    noop = run_doit("-n", "2", *to_bucket.args, env=to_bucket.env, check=0)
+    assert "4 exports up to date: nothing changed since the run of" in noop.stdout
+    writes = [r for r in requests_since(moto, mark) if r.split()[0] in ("PUT", "POST")]
+    # the only writes are the lease's: taken (a PUT) and dropped (obstore's bulk delete)
+    assert writes == [f"PUT /{S3_BUCKET}/{to_bucket.prefix}/.reelexport/lease.json",
+                      f"POST /{S3_BUCKET}?delete"], writes
+
+
+def test_an_export_deleted_from_the_bucket_is_published_again_not_encoded(moto, to_bucket):
+    run_doit(*to_bucket.args, env=to_bucket.env, check=0)
+    video = to_bucket.local / "women/18-23/alpha/youtube.mp4"
+    made = video.stat().st_mtime_ns
+    bucket(moto).delete_object(Bucket=S3_BUCKET,
+                               Key=f"{to_bucket.prefix}/women/18-23/alpha/youtube.mp4")
+    rerun = run_doit(*to_bucket.args, env=to_bucket.env, check=0)
+    assert executed_tasks(rerun.stdout) == ["youtube:alpha"]
+    assert video.stat().st_mtime_ns == made, "published from the local file, not encoded"
+    assert objects(moto, to_bucket.prefix)["women/18-23/alpha/youtube.mp4"] == \
+        video.read_bytes()
+
+
+DENY_SIDECARS = """{{"Version": "2012-10-17", "Statement": [
+ {{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}},
+ {{"Effect": "Deny", "Action": "s3:PutObject",
+   "Resource": "arn:aws:s3:::{bucket}/{prefix}/*/*/*/*.export.json"}}]}}"""
+
+
+def test_an_upload_cut_off_mid_way_leaves_no_sidecar_and_the_next_run_finishes_it(
+        moto, to_bucket):
+    """The bucket refuses the sidecars (the last file of each export): the exports are made
+    and their other files uploaded, none is recorded as published; with the right granted
+    again, the next run uploads them without encoding anything again."""
+    import boto3
+    iam = boto3.client("iam", endpoint_url=moto["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                       aws_access_key_id=moto["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=moto["AWS_SECRET_ACCESS_KEY"])
+    user = f"cut-{abs(hash(to_bucket.prefix)) % 10**8}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="no-sidecars", PolicyDocument=DENY_SIDECARS
+                        .format(bucket=S3_BUCKET, prefix=to_bucket.prefix))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    cut = {**to_bucket.env, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+           "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    first = run_doit(*to_bucket.args, env=cut)
+    assert first.returncode != 0
+    failed = [line for line in first.stderr.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == 4 and all("export.json: access was refused" in line or
+                                    "AccessDenied" in line for line in failed), failed
+    published = objects(moto, to_bucket.prefix)
+    assert not [k for k in published if k.endswith(".export.json")]
+    videos = {p: p.stat().st_mtime_ns for p in to_bucket.local.rglob("*.mp4")
+              if ".shared" not in p.parts}
+    assert len(videos) == 4
+
+    second = run_doit(*to_bucket.args, env=to_bucket.env, check=0)
+    assert len(executed_tasks(second.stdout)) == 4
+    assert {p: p.stat().st_mtime_ns for p in videos} == videos, "nothing encoded again"
+    published = objects(moto, to_bucket.prefix)
+    for path in to_bucket.local.glob("*/*/*/*"):
+        assert published[str(path.relative_to(to_bucket.local))] == path.read_bytes()
+
+
+def test_a_second_coordinator_is_refused_in_one_line(moto, to_bucket, tmp_path):
+    lease = tmp_path / "lease.json"
+    lease.write_text(json.dumps({"host": "render-02", "pid": 4242, "taken_at": time.time()}))
+    put(moto, to_bucket.prefix, ".reelexport/lease.json", lease)
+    result = run_doit(*to_bucket.args, env=to_bucket.env)
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines() == [
+        f"reelexport: refused: {to_bucket.url}: another run is exporting into it (host "
+        f"render-02, pid 4242, for 0 min; its lease {to_bucket.url}/.reelexport/lease.json is "
+        "taken over after 24 h)"]
+    assert not [k for k in objects(moto, to_bucket.prefix) if k.endswith(".mp4")]
+    # a lease left by a run of this machine that was killed is taken over
+    lease.write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 17,
+                                 "taken_at": time.time()}))
+    put(moto, to_bucket.prefix, ".reelexport/lease.json", lease)
+    run_doit(*to_bucket.args, env=to_bucket.env, check=0)

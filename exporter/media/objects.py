@@ -244,7 +244,9 @@ def ask(command: str, url: str, items: Any = None, environ: Mapping[str, str] | 
 def serve(command: str, url: str, items: Any) -> Any:
     """One helper command against the bucket of `url` (keys relative to its prefix):
     list -> {key: [size, etag]}; head [keys] -> {key: [size, etag] | None};
-    get [[key, path, etag | None], ...] -> [{"etag", "sha256"} | {"error": line}, ...]."""
+    get [[key, path, etag | None], ...] -> [{"etag", "sha256"} | {"error": line}, ...];
+    put [[path, key, None | "create" | {"e_tag": etag}], ...] (in order) ->
+    [{"etag", "size"} | {"error": line, "changed"?: true}, ...]; delete [keys] -> None."""
     location = parse_location(url)
     if location is None:
         raise ObjectStoreError(f"{url}: not an s3:// URL")
@@ -262,6 +264,24 @@ def serve(command: str, url: str, items: Any) -> Any:
             except (ObjectStoreError, OSError) as error:
                 answers.append({"error": str(error)})
         return answers
+    if command == "put":
+        answers = []
+        for path, key, condition in items:
+            try:
+                etag = upload(store, path, location.key(key),
+                              create_only=condition == "create",
+                              if_etag=condition.get("e_tag") if isinstance(condition, dict)
+                              else None)
+                answers.append({"etag": etag, "size": Path(path).stat().st_size})
+            except ObjectChanged as error:
+                answers.append({"error": str(error), "changed": True})
+            except (ObjectStoreError, OSError) as error:
+                answers.append({"error": str(error)})
+        return answers
+    if command == "delete":
+        for key in items:
+            delete(store, location.key(key))
+        return None
     raise ObjectStoreError(f"{url}: unknown storage command {command!r}")
 
 

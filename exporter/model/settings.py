@@ -11,7 +11,7 @@ from pathlib import Path
 
 from exporter.model import layout
 from exporter.model.errors import LibraryError
-from exporter.model.locations import ObjectStoreError, is_bucket_url, parse_location
+from exporter.model.locations import ObjectStoreError, parse_location
 from exporter.model.spec import load_schema
 
 DEFAULTS = {
@@ -88,6 +88,9 @@ class Settings:
     # renders=s3://BUCKET/PREFIX: `renders` is then its local mirror in the exports root
     # (pipeline/remote_renders.py), where each final.mp4 is a note of the object's ETag
     renders_url: str | None = None
+    # exports=s3://BUCKET/PREFIX: `exports` is then the local tree each export is made in
+    # before it is published there (pipeline/remote_exports.py)
+    exports_url: str | None = None
 
     @property
     def dep_file(self) -> Path:
@@ -186,25 +189,31 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
     if cluster is not None:
         cluster = ClusterAddress(cluster.strip(), *tls_files(pick, said),
                                  insecure=YES_NO[(insecure or "").strip().lower()])
-    exports = Path(pick("exports"))
-    if is_bucket_url(pick("exports")):
-        raise SettingsError(f"{said('exports')}: exports in a bucket are not supported yet "
-                            "(renders= can be one: docs/storage.md)")
+    locations = {}
+    for name in ("renders", "exports"):
+        try:
+            locations[name] = parse_location(pick(name))
+        except ObjectStoreError as error:
+            raise SettingsError(f"{name}={error}") from None
+        if locations[name] is not None and cluster is not None:
+            raise SettingsError(f"{said(name)}: {name} in a bucket are not supported with "
+                                "cluster= yet (docs/storage.md)")
+    exports, exports_url = Path(pick("exports")), None
+    if locations["exports"] is not None:
+        # the exports tree is made here, then published to the bucket (docs/storage.md)
+        exports_url = str(locations["exports"])
+        exports = state_directory(environ) / locations["exports"].bucket
+        exports = exports / (locations["exports"].prefix or "_")
     renders, renders_url = Path(pick("renders")), None
-    try:
-        location = parse_location(pick("renders"))
-    except ObjectStoreError as error:
-        raise SettingsError(f"renders={error}") from None
-    if location is not None and cluster is not None:
-        raise SettingsError(f"{said('renders')}: renders in a bucket are not supported with "
-                            "cluster= yet (docs/storage.md)")
-    if location is not None:
-        renders_url = str(location)
-        renders = exports / layout.RENDERS_MIRROR / location.bucket / location.prefix
+    if locations["renders"] is not None:
+        renders_url = str(locations["renders"])
+        renders = (exports / layout.RENDERS_MIRROR / locations["renders"].bucket
+                   / locations["renders"].prefix)
     return Settings(
         renders=renders,
         renders_url=renders_url,
         exports=exports,
+        exports_url=exports_url,
         platforms_dir=Path(pick("platforms_dir")),
         segments=split_list(pick("segment")),
         ages=split_list(pick("age")),
@@ -219,6 +228,16 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
         retry_failed=retry == "failed",
         cluster=cluster,
     )
+
+
+def state_directory(environ: Mapping[str, str]) -> Path:
+    """Where the local trees of exports published to buckets are kept: REELEXPORT_STATE_DIR,
+    else $XDG_STATE_HOME/reelexport (~/.local/state/reelexport)."""
+    if environ.get("REELEXPORT_STATE_DIR"):
+        return Path(environ["REELEXPORT_STATE_DIR"]).absolute()
+    base = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                          "state")
+    return Path(base, "reelexport").absolute()
 
 
 def tls_files(pick: Callable[[str], str | None],

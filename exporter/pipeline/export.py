@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from typing import Any
 
 from doit.exceptions import TaskFailed
 
@@ -59,6 +60,7 @@ from exporter.pipeline.job import (
     ffmpeg_version,
     sha256_or_none,
 )
+from exporter.pipeline.remote_exports import PUBLISHED_VALUE, publish_export
 from exporter.pipeline.remote_renders import replaced_in_bucket, with_fetched_render
 
 LOG = logging.getLogger(__name__)
@@ -198,7 +200,7 @@ def waits_for(job: ExportJob | None, record: Record) -> bool:
     return sha256_file(job.title.source) == record.get("source_sha256")
 
 
-def export_action(job: ExportJob) -> bool | TaskFailed:
+def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
     """doit python-action: True on success, TaskFailed with one line naming title and cause.
 
     An export that already failed on the same inputs fails again at once, without a new
@@ -233,6 +235,8 @@ def export_action(job: ExportJob) -> bool | TaskFailed:
                                     attempt, states)
                      if job.cluster else export(job, inputs, attempt, states))
             record_made(job, causes, video, attempt)
+            if job.exports_url:     # the bucket's copy: what doit's DB remembers of it
+                return {PUBLISHED_VALUE: publish_export(job.exports_url, job)}
             return True
         except (ClusterError, ObjectStoreError) as error:
             # not the render's fault: no error record, no event; the next run makes it

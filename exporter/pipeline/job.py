@@ -45,6 +45,7 @@ class ExportJob:
     siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
     cluster: ClusterAddress | None = None   # the Dask scheduler running the media work, if any
     renders_in_bucket: bool = False  # renders=s3://...: final.mp4 is a note (remote_renders)
+    exports_url: str | None = None   # exports=s3://...: published there once made
 
     @cached_property
     def task_name(self) -> str:

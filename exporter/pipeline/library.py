@@ -21,8 +21,9 @@ from exporter.model.settings import Settings, resolve_settings
 from exporter.model.sources import Title, describe_library, discover, select
 from exporter.model.spec import Spec, load_specs, select_specs
 from exporter.pipeline.job import ExportJob, RetryPolicy
+from exporter.pipeline.remote_exports import list_exports, restore_history
 from exporter.pipeline.remote_renders import refresh_mirror
-from exporter.pipeline.stamp import inputs_fingerprint, title_inputs
+from exporter.pipeline.stamp import inputs_fingerprint, title_inputs, with_published
 
 
 class Build:
@@ -55,13 +56,26 @@ class Build:
         self._jobs_made: dict[tuple[str, str], ExportJob] = {}
         # Taken now, before any task runs: a source changed during the run must not be
         # stamped as up to date at its end (exporter.pipeline.stamp).
-        self.inputs_fingerprint = inputs_fingerprint(self)
+        self.base_fingerprint = inputs_fingerprint(self)
+        # exports=s3://...: the bucket's exports as listed now (remote_exports), part of what
+        # the stamp proves: an object deleted or overwritten there is published again
+        self.published = None
+        if settings.exports_url:
+            restore_history(settings.exports_url, settings.exports)
+            self.published = list_exports(settings.exports_url)
+        self.inputs_fingerprint = with_published(self.base_fingerprint, self.published)
         self.title_inputs = title_inputs(self.all_titles)
         # What the library stamp proves, when the loader found it holding at least for the
         # whole library's settings (exporter.pipeline.stamp.StampCheck); None: all is checked.
         self.stamp_check = None
         # The stamp, when it proves every export: this run skips doit's per-task checks.
         self.proven_up_to_date = None
+
+    def list_published(self) -> None:
+        """The bucket's exports listed again (after a run published some): the stamp then
+        proves the prefix as this run left it."""
+        self.published = list_exports(self.settings.exports_url)
+        self.inputs_fingerprint = with_published(self.base_fingerprint, self.published)
 
     def job(self, title: Title, spec: Spec) -> ExportJob:
         """The export of `title` to `spec`, made once per Build."""
@@ -71,7 +85,8 @@ class Build:
             made = self._jobs_made[(title.key, spec.name)] = ExportJob(
                 title, spec, settings.exports, self.ffmpeg, settings.preset, self.retry,
                 siblings=self.siblings[spec.name], cluster=settings.cluster,
-                renders_in_bucket=settings.renders_url is not None)
+                renders_in_bucket=settings.renders_url is not None,
+                exports_url=settings.exports_url)
         return made
 
     def jobs_of(self, titles: Iterable[Title]) -> list[ExportJob]:

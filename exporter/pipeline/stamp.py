@@ -100,6 +100,15 @@ def inputs_fingerprint(build: Build) -> str:
     return fingerprint.hexdigest()
 
 
+def with_published(base: str, published: dict[str, Any] | None) -> str:
+    """The inputs fingerprint with the bucket's exports as listed (exports=s3://...)."""
+    if published is None:
+        return base
+    fingerprint = Fingerprint()
+    fingerprint.feed(base, sorted(published.items()))
+    return fingerprint.hexdigest()
+
+
 def title_inputs(titles: list[Title]) -> dict[str, str]:
     """Per title: a digest of its directory and its input files' states.
 

@@ -27,6 +27,7 @@ from exporter.pipeline.export import export_action
 from exporter.pipeline.job import ExportJob
 from exporter.pipeline.library import Build, load_build
 from exporter.pipeline.outputs import OUTPUTS_VALUE, outputs_intact, outputs_record
+from exporter.pipeline.remote_exports import PUBLISHED_VALUE, published_intact
 from exporter.pipeline.runner import install as install_watchful_runner
 from exporter.pipeline.stamp import remove_stamp
 
@@ -134,6 +135,9 @@ def export_unchanged(task: Task, values: dict[str, Any], key: str, job: ExportJo
     docs/performance.md), plus the outputs, saved after each success.
     """
     task.value_savers.append(lambda: {SETTINGS_VALUE: key, OUTPUTS_VALUE: outputs_record(job)})
+    if job.exports_url and not published_intact(job, load_build().published,
+                                                values.get(PUBLISHED_VALUE)):
+        return False        # not in the bucket as uploaded: published again (remote_exports)
     return values.get(SETTINGS_VALUE) == key and outputs_intact(job, values.get(OUTPUTS_VALUE))
 
 

@@ -20,6 +20,7 @@ from exporter.pipeline.export import still_wanted
 from exporter.pipeline.interrupts import reap_workers, stop_on_interrupt_once
 from exporter.pipeline.library import load_build
 from exporter.pipeline.lock import acquire_or_exit
+from exporter.pipeline.remote_exports import drop_lease, publish_root_files, take_lease
 from exporter.pipeline.remote_renders import FetchedRenders
 from exporter.pipeline.stamp import targets_in_place, write_stamp
 from exporter.report.batch import Batch, exports_in_run
@@ -37,6 +38,7 @@ class ExportReporter(ConsoleReporter):
     lock_fd = None
     progress = None     # report/progress.ProgressDisplay, from initialize to complete_run
     fetched = None      # renders=s3://...: pipeline/remote_renders.FetchedRenders
+    lease = None        # exports=s3://...: the ETag of this run's lease on the prefix
 
     def __init__(self, outstream, options):
         super().__init__(outstream, options)
@@ -72,6 +74,12 @@ class ExportReporter(ConsoleReporter):
             LOG.error(f"reelexport: refused: the exports root cannot be written: "
                       f"{error.filename}: {error.strerror}")
             raise SystemExit(3) from None
+        if settings.exports_url:    # the bucket's prefix: one coordinator at a time
+            try:
+                self.lease = take_lease(settings.exports_url, settings.exports)
+            except ExportError as error:    # LeaseHeld, or the bucket cannot be written
+                LOG.error(f"reelexport: refused: {error}")
+                raise SystemExit(3) from None
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
         sys.excepthook = self.interrupt_hook(sys.excepthook)
@@ -144,6 +152,16 @@ class ExportReporter(ConsoleReporter):
 
     def complete_run(self):
         """Called after doit has saved its DB, so the registry sees this run's results."""
+        try:
+            self.finish_run()
+        finally:
+            if self.lease:
+                try:
+                    drop_lease(load_build().settings.exports_url)
+                except ExportError as error:
+                    LOG.error(f"ERROR the lease was not released: {error}")
+
+    def finish_run(self):
         reap_workers()
         if self.fetched:
             self.fetched.clear()
@@ -176,6 +194,7 @@ class ExportReporter(ConsoleReporter):
             if check.history_changed:       # uploads recorded since: the registry shows them
                 document = self.bookkeeping("registry.json", refresh_registry, build, check)
                 totals = document["totals"]["all"] if document else totals
+                self.publish_root(build)
             self.write_summary(totals)
             self.exit_if_unwritten()
             return
@@ -204,6 +223,9 @@ class ExportReporter(ConsoleReporter):
         if changed or ran or not (build.settings.exports / PAGE).is_file():
             self.bookkeeping(PAGE, write_gallery, build, document, changed=ran, before=before)
         totals = document["totals"]["all"]
+        if ran and build.settings.exports_url:      # the stamp proves the prefix as left
+            self.bookkeeping("the bucket's listing", build.list_published)
+        self.publish_root(build)
         # the stamp proves the next run has nothing to do: not while a file is behind
         if not (self.runtime_errors or build.problems or self.unwritten or db.SAVE_FAILURES):
             self.bookkeeping(layout.STAMP, write_stamp, build, totals,
@@ -212,6 +234,12 @@ class ExportReporter(ConsoleReporter):
                              history_state)
         self.write_summary(totals)
         self.exit_if_unwritten()
+
+    def publish_root(self, build):
+        """exports=s3://...: the registry, history and gallery, to the prefix's root."""
+        if build.settings.exports_url:
+            self.bookkeeping("the bucket's root files", publish_root_files,
+                             build.settings.exports_url, build.settings.exports)
 
     def bookkeeping(self, name, write, *args, **kwargs):
         """One of the run's own writes after the exports (registry, gallery, stamp). A file

@@ -1,0 +1,152 @@
+"""exports=s3://BUCKET/PREFIX: each export made in a local tree, then published to the bucket.
+
+The pipeline makes and verifies every export in a local exports tree (the state directory:
+REELEXPORT_STATE_DIR/BUCKET/PREFIX) exactly as without a bucket; once an export is kept,
+its files are uploaded under PREFIX/{segment}/{age}/{title_id}/, the sidecar last, so a
+sidecar in the bucket means its export is whole there (a PUT is atomic: no partial object is
+ever visible under a key). The ETag and size each upload returned are kept in doit's DB as
+the export's values; an export is up to date only when the bucket's listing still shows
+exactly those, so an object deleted or overwritten in the bucket is published again (from
+the local files, not encoded again). The run's root files (registry, history, gallery)
+follow at its end. A lease object keeps a second coordinator out of the prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from exporter.media.objects import ask
+from exporter.model import layout
+from exporter.model.errors import ExportError
+from exporter.model.files import read_json, write_text_atomic
+from exporter.model.locations import ObjectStoreError
+
+if TYPE_CHECKING:
+    from exporter.pipeline.job import ExportJob
+
+PUBLISHED_VALUE = "_published"      # doit value: file name -> [size, etag] as uploaded
+LEASE_KEY = ".reelexport/lease.json"
+LEASE_STALE_S = 24 * 3600           # a lease this old was left by a coordinator that died
+ROOT_FILES = (layout.REGISTRY, layout.HISTORY, layout.GALLERY_PAGE)
+
+
+class LeaseHeld(ExportError):
+    """Another coordinator is exporting into the same exports prefix."""
+
+
+def export_keys(listing: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """The objects of a listing that are files of exports (SEGMENT/AGE/TITLE/NAME)."""
+    return {key: (size, etag) for key, (size, etag) in listing.items()
+            if key.count("/") == 3 and not key.startswith(".")}
+
+
+def list_exports(url: str) -> dict[str, tuple[int, str]]:
+    """The exports' files in the bucket now: relative key -> (size, etag)."""
+    return export_keys(ask("list", url))
+
+
+def published_intact(job: ExportJob, listing: dict[str, tuple[int, str]],
+                     recorded: dict[str, Any] | None) -> bool:
+    """True when every file of the export is in the bucket as this tool uploaded it."""
+    if not recorded:
+        return False
+    return all(recorded.get(name) is not None
+               and listing.get(f"{job.title.key}/{name}") == tuple(recorded[name])
+               for name in file_names(job))
+
+
+def file_names(job: ExportJob) -> list[str]:
+    """The export's files (its targets), the sidecar last: the order they are published."""
+    sidecar = job.file_names["sidecar"]
+    return sorted((path.name for path in job.targets), key=lambda name: name == sidecar)
+
+
+def publish_export(url: str, job: ExportJob) -> dict[str, list]:
+    """Upload the export's files, its sidecar last; what each upload returned (for doit's
+    DB). ObjectStoreError (one line) when one cannot be uploaded: the export is then not
+    recorded as published, and the next run uploads it again."""
+    names = file_names(job)
+    items = [[str(job.out_dir / name), f"{job.title.key}/{name}", None] for name in names]
+    published = {}
+    for name, answer in zip(names, ask("put", url, items), strict=True):
+        if "error" in answer:
+            raise ObjectStoreError(answer["error"])
+        published[name] = [answer["size"], answer["etag"]]
+    return published
+
+
+def publish_root_files(url: str, exports: Path) -> None:
+    """The run's registry, history and gallery page, to the prefix's root."""
+    items = [[str(exports / name), name, None] for name in ROOT_FILES
+             if (exports / name).is_file()]
+    for answer in ask("put", url, items) if items else []:
+        if "error" in answer:
+            raise ObjectStoreError(answer["error"])
+
+
+def restore_history(url: str, exports: Path) -> None:
+    """A local tree made anew (another machine, a lost state directory) starts from the
+    bucket's history: the one file of the prefix that cannot be made again."""
+    history = exports / layout.HISTORY
+    if history.exists():
+        return
+    if ask("head", url, [layout.HISTORY]).get(layout.HISTORY) is not None:
+        exports.mkdir(parents=True, exist_ok=True)
+        answer = ask("get", url, [[layout.HISTORY, str(history), None]])[0]
+        if "error" in answer:
+            raise ObjectStoreError(answer["error"])
+
+
+def take_lease(url: str, exports: Path) -> str:
+    """Hold the prefix for this run (a lease object written only if none is there: S3's
+    If-None-Match); one taken more than LEASE_STALE_S ago is taken over, conditionally on
+    its ETag. LeaseHeld names the holder otherwise. Returns the lease's ETag."""
+    note = {"host": socket.gethostname(), "pid": os.getpid(), "taken_at": time.time(),
+            "local_tree": str(exports)}
+    path = exports / ".lease.json"
+    write_text_atomic(path, json.dumps(note) + "\n")
+    try:
+        answer = ask("put", url, [[str(path), LEASE_KEY, "create"]])[0]
+        if "changed" not in answer:
+            if "error" in answer:
+                raise ObjectStoreError(answer["error"])
+            return answer["etag"]
+        held = ask("head", url, [LEASE_KEY])[LEASE_KEY]
+        holder = exports / ".lease-held.json"
+        got = ask("get", url, [[LEASE_KEY, str(holder), held[1] if held else None]])[0]
+        document = read_json(holder) or {}
+        holder.unlink(missing_ok=True)
+        age = time.time() - float(document.get("taken_at") or 0)
+        if "error" not in got and (age > LEASE_STALE_S or holder_is_gone(document)):
+            answer = ask("put", url, [[str(path), LEASE_KEY, {"e_tag": got["etag"]}]])[0]
+            if "error" not in answer:
+                return answer["etag"]
+        raise LeaseHeld(f"{url}: another run is exporting into it (host "
+                        f"{document.get('host', '?')}, pid {document.get('pid', '?')}, for "
+                        f"{age / 60:.0f} min; its lease {url}/{LEASE_KEY} is taken over "
+                        f"after {LEASE_STALE_S // 3600} h)")
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def holder_is_gone(document: dict[str, Any]) -> bool:
+    """True when the lease was taken on this machine by a process that no longer runs (a
+    run killed before it could drop it)."""
+    if document.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(document.get("pid") or 0), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def drop_lease(url: str) -> None:
+    ask("delete", url, [LEASE_KEY])
