@@ -254,6 +254,14 @@ def test_exports_are_published_to_a_bucket_and_a_noop_writes_nothing(moto, to_bu
                       f"POST /{S3_BUCKET}?delete"], writes
 
 
+def test_clean_removes_the_exports_from_the_bucket_too(moto, to_bucket):
+    run_doit(*to_bucket.args, env=to_bucket.env, check=0)
+    run_doit("clean", "export:alpha", *to_bucket.args, env=to_bucket.env, check=0)
+    left = objects(moto, to_bucket.prefix)
+    assert not [key for key in left if key.startswith("women/18-23/alpha/")]
+    assert [key for key in left if key.startswith("men/24-30/beta/")]
+
+
 def test_an_export_deleted_from_the_bucket_is_published_again_not_encoded(moto, to_bucket):
     run_doit(*to_bucket.args, env=to_bucket.env, check=0)
     video = to_bucket.local / "women/18-23/alpha/youtube.mp4"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
+from exporter.media.objects import ask
 from exporter.media.shared import SharedCache
 from exporter.model import layout
 from exporter.model.history import append_events, event
@@ -27,7 +28,11 @@ from exporter.pipeline.export import export_action
 from exporter.pipeline.job import ExportJob
 from exporter.pipeline.library import Build, load_build
 from exporter.pipeline.outputs import OUTPUTS_VALUE, outputs_intact, outputs_record
-from exporter.pipeline.remote_exports import PUBLISHED_VALUE, published_intact
+from exporter.pipeline.remote_exports import (
+    PUBLISHED_VALUE,
+    file_names,
+    published_intact,
+)
 from exporter.pipeline.runner import install as install_watchful_runner
 from exporter.pipeline.stamp import remove_stamp
 
@@ -147,6 +152,9 @@ def clean_export(job: ExportJob) -> None:
     removed = [path.name for path in (*job.targets, job.path("error")) if path.exists()]
     for path in (*job.targets, job.path("error")):
         path.unlink(missing_ok=True)
+    if job.exports_url:     # and the bucket's copy, the sidecar first (it says "whole")
+        ask("delete", job.exports_url,
+            [f"{job.title.key}/{name}" for name in reversed(file_names(job))])
     if removed:
         append_events(job.exports_root, [event("cleaned", job.task_name, title=job.title.key,
                                                files=removed)])
