@@ -1,14 +1,15 @@
-"""Renders in a bucket against renders on disk: the no-op and one changed title.
+"""Renders and exports in a bucket against both on disk: the no-op and one changed title.
 
     python bench/storage.py [--titles 1000]
 
 The library is bench/noop.py's (one title exported for real, the others copies of it with
-their exports in place and doit's DB filled through doit's own API), once on disk and once
-in a bucket of moto's S3 server on localhost (started here, stopped at the end): the same
-renders uploaded under s3://bench/renders, the same exports copied, the DB filled again
-from the bucket's listing. For each side: the no-op (the run after a complete one) and the
-run after one title's render is replaced by other bytes; for the bucket, the requests the
-server logged during each run and the bytes of the objects downloaded.
+their exports in place and doit's DB filled through doit's own API), on disk, then in a
+bucket of moto's S3 server on localhost (started here, stopped at the end): the same
+renders uploaded under s3://bench/renders (the DB filled again from the bucket's listing),
+then also the exports uploaded under s3://bench/exports (the DB told what each upload
+returned). For each: the no-op (the run after a complete one) and the run after one title's
+render is replaced by other bytes; for the bucket, the requests the server logged during
+each run, the renders downloaded and the bytes moved.
 """
 
 import argparse
@@ -58,12 +59,42 @@ def client(endpoint):
                         aws_access_key_id="bench", aws_secret_access_key="bench")
 
 
-def upload_tree(s3, root, prefix):
-    files = [path for path in root.rglob("*") if path.is_file()]
+def upload_tree(s3, root, prefix, depth=None):
+    """Every file of `root` (at `depth` only, when given) under `prefix`."""
+    files = [path for path in (root.glob("/".join("*" * depth)) if depth else root.rglob("*"))
+             if path.is_file()]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda path: s3.upload_file(
             str(path), BUCKET, f"{prefix}/{path.relative_to(root).as_posix()}"), files))
     return len(files)
+
+
+def fill_published(renders, exports_url, env, extra):
+    """doit's DB for exports published to a bucket: noop.fill_dep_db's, plus what each
+    export's upload returned (here: the bucket's listing of the files uploaded by boto3)."""
+    code = (
+        "import sys\n"
+        "from doit.dependency import Dependency, SqliteDB\n"
+        "from exporter.pipeline.checker import MD5Checker\n"
+        "from exporter.report.ledger import task_from_dict\n"
+        "from exporter.model.settings import resolve_settings\n"
+        "from exporter.pipeline.library import Build\n"
+        "from exporter.pipeline.tasks import export_task\n"
+        "from exporter.pipeline.remote_exports import PUBLISHED_VALUE, file_names\n"
+        "values = dict(arg.split('=', 1) for arg in sys.argv[1:])\n"
+        "build = Build(resolve_settings(lambda name, default=None: values.get(name, default)))\n"
+        "dependency = Dependency(SqliteDB, str(build.settings.dep_file), checker_cls=MD5Checker)\n"
+        "for job in build.all_jobs:\n"
+        "    task = task_from_dict(export_task(job))\n"
+        "    task.init_options()\n"
+        "    dependency.get_status(task, {})\n"
+        "    task.save_extra_values()\n"
+        "    task.values[PUBLISHED_VALUE] = {name: list(build.published[job.title.key + '/' + name])\n"
+        "                                   for name in file_names(job)}\n"
+        "    dependency.save_success(task)\n"
+        "dependency.close()\n")
+    subprocess.run([sys.executable, "-c", code, f"renders={renders}", f"exports={exports_url}",
+                    *extra], cwd=REPO, env=env, check=True)
 
 
 def requests_in(log_path, start):
@@ -114,7 +145,21 @@ def main():
             bucket_noop, _ = run(bucket_args, bucket_env)
             noop_requests = requests_in(log_path, mark)
 
-            # one title's render replaced by other bytes, on both sides
+            # renders and exports in the bucket: the bucket-renders tree as the local tree
+            # of exports=s3://bench/exports, its exports uploaded, doit's DB told so
+            state = tmp / "state"
+            both_env = {**bucket_env, "REELEXPORT_STATE_DIR": str(state)}
+            shutil.copytree(bucket_exports, state / BUCKET / "exports")
+            upload_tree(s3, state / BUCKET / "exports", "exports", depth=4)
+            exports_url = f"s3://{BUCKET}/exports"
+            fill_published(url, exports_url, both_env, extra)
+            both_args = [f"renders={url}", f"exports={exports_url}", *extra]
+            run(both_args, both_env)                     # registry, gallery, stamp
+            mark = len(log_path.read_text(errors="replace"))
+            both_noop, _ = run(both_args, both_env)
+            both_noop_requests = requests_in(log_path, mark)
+
+            # one title's render replaced by other bytes, on every side
             changed = "title-00001"
             key = next(path for path in renders.rglob(f"{changed}/final.mp4"))
             relative = key.relative_to(renders).as_posix()
@@ -128,15 +173,19 @@ def main():
             mark = len(log_path.read_text(errors="replace"))
             bucket_changed, _ = run(bucket_args, bucket_env)
             changed_requests = requests_in(log_path, mark)
+            mark = len(log_path.read_text(errors="replace"))
+            both_changed, _ = run(both_args, both_env)
+            both_changed_requests = requests_in(log_path, mark)
+            uploaded = sum(path.stat().st_size for path in
+                           (state / BUCKET / "exports").glob(f"*/*/{changed}/*"))
             size = other.stat().st_size
         finally:
             server.terminate()
             server.wait(timeout=10)
 
     def downloaded(requests):
-        renders_got = [path for method, path in requests
-                       if method == "GET" and path.endswith("/final.mp4")]
-        return len(renders_got)
+        return len([path for method, path in requests
+                    if method == "GET" and path.endswith("/final.mp4")])
 
     def described(requests):
         kinds = {}
@@ -147,12 +196,17 @@ def main():
 
     print(f"{options.titles} titles x 4 platforms ({objects} render objects), moto's S3 server "
           f"on localhost, {os.cpu_count()} cores")
-    print(f"{'run':<22}{'disk s':>8}{'bucket s':>10}  requests to the bucket (renders downloaded)")
-    print(f"{'no-op':<22}{disk_noop:>8.2f}{bucket_noop:>10.2f}  {described(noop_requests)} "
-          f"({downloaded(noop_requests)})")
-    print(f"{'one title changed':<22}{disk_changed:>8.2f}{bucket_changed:>10.2f}  "
-          f"{described(changed_requests)} ({downloaded(changed_requests)}: {size} bytes for "
-          f"the title's 4 exports)")
+    print(f"{'run':<19}{'disk s':>8}{'renders':>9}{'both':>7}  requests (renders downloaded)")
+    print(f"{'':<19}{'':>8}{'in bucket':>9}{'':>7}  renders in the bucket | both in the bucket")
+    print(f"{'no-op':<19}{disk_noop:>8.2f}{bucket_noop:>9.2f}{both_noop:>7.2f}  "
+          f"{described(noop_requests)} ({downloaded(noop_requests)}) | "
+          f"{described(both_noop_requests)} ({downloaded(both_noop_requests)})")
+    print(f"{'one title changed':<19}{disk_changed:>8.2f}{bucket_changed:>9.2f}"
+          f"{both_changed:>7.2f}  {described(changed_requests)} "
+          f"({downloaded(changed_requests)}) | {described(both_changed_requests)} "
+          f"({downloaded(both_changed_requests)})")
+    print(f"bytes moved by the changed title's 4 exports: {size} downloaded (its render, "
+          f"once); with exports in the bucket, {uploaded} uploaded (its exports' files)")
     print(f"targets: no-op <= {TARGET_NOOP_S:g} s, nothing downloaded by a no-op")
 
 

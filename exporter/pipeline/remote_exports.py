@@ -45,16 +45,23 @@ def export_keys(listing: dict[str, Any]) -> dict[str, tuple[int, str]]:
             if key.count("/") == 3 and not key.startswith(".")}
 
 
+# The last listing of each exports prefix made by this process (url -> listing): what the
+# up-to-date checks compare with, listed once per run (Build) and again at its end.
+LISTED: dict[str, dict[str, tuple[int, str]]] = {}
+
+
 def list_exports(url: str) -> dict[str, tuple[int, str]]:
     """The exports' files in the bucket now: relative key -> (size, etag)."""
-    return export_keys(ask("list", url))
+    LISTED[url] = export_keys(ask("list", url))
+    return LISTED[url]
 
 
-def published_intact(job: ExportJob, listing: dict[str, tuple[int, str]],
-                     recorded: dict[str, Any] | None) -> bool:
-    """True when every file of the export is in the bucket as this tool uploaded it."""
+def published_intact(job: ExportJob, recorded: dict[str, Any] | None) -> bool:
+    """True when every file of the export is in the bucket as this tool uploaded it (as the
+    prefix was listed by this process; listed now if it was not)."""
     if not recorded:
         return False
+    listing = LISTED.get(job.exports_url) or list_exports(job.exports_url)
     return all(recorded.get(name) is not None
                and listing.get(f"{job.title.key}/{name}") == tuple(recorded[name])
                for name in file_names(job))

@@ -140,8 +140,7 @@ def export_unchanged(task: Task, values: dict[str, Any], key: str, job: ExportJo
     docs/performance.md), plus the outputs, saved after each success.
     """
     task.value_savers.append(lambda: {SETTINGS_VALUE: key, OUTPUTS_VALUE: outputs_record(job)})
-    if job.exports_url and not published_intact(job, load_build().published,
-                                                values.get(PUBLISHED_VALUE)):
+    if job.exports_url and not published_intact(job, values.get(PUBLISHED_VALUE)):
         return False        # not in the bucket as uploaded: published again (remote_exports)
     return values.get(SETTINGS_VALUE) == key and outputs_intact(job, values.get(OUTPUTS_VALUE))
 
