@@ -210,3 +210,27 @@ def test_an_endpoint_nothing_listens_on_is_one_line(moto):
         head(store, "a.mp4")
     assert assert_one_line(error, moto["AWS_SECRET_ACCESS_KEY"]) == (
         f"s3://{BUCKET}/a.mp4: cannot reach the endpoint {endpoint} (connection refused)")
+
+
+def test_a_profile_of_the_shared_files_gives_the_keys_region_and_endpoint(moto, tmp_path):
+    """AWS_PROFILE as the AWS CLI reads it (obstore reads no profile): the keys from
+    ~/.aws/credentials, the region and endpoint from ~/.aws/config; variables win."""
+    aws = tmp_path / ".aws"
+    aws.mkdir()
+    (aws / "credentials").write_text(
+        f"[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = nope\n\n"
+        f"[studio]\naws_access_key_id = {moto['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {moto['AWS_SECRET_ACCESS_KEY']}\n")
+    (aws / "config").write_text(f"[profile studio]\nregion = us-east-1\n"
+                                f"endpoint_url = {moto['AWS_ENDPOINT_URL']}\n")
+    environ = {"HOME": str(tmp_path), "AWS_PROFILE": "studio"}
+    from exporter.media.objects import profile_settings
+    assert profile_settings(environ) == {
+        "AWS_ACCESS_KEY_ID": moto["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": moto["AWS_SECRET_ACCESS_KEY"],
+        "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto["AWS_ENDPOINT_URL"]}
+    assert profile_settings({"HOME": str(tmp_path)})["AWS_ACCESS_KEY_ID"] == "AKIADEFAULT"
+    assert "AWS_ACCESS_KEY_ID" not in profile_settings({**environ, "AWS_ACCESS_KEY_ID": "X"})
+    location = ObjectLocation(BUCKET, "tests/profile")
+    store = open_store(location, environ)
+    assert list_objects(store, location) == {}

@@ -71,10 +71,17 @@ class Build:
         # The stamp, when it proves every export: this run skips doit's per-task checks.
         self.proven_up_to_date = None
 
-    def list_published(self) -> None:
-        """The bucket's exports listed again (after a run published some): the stamp then
-        proves the prefix as this run left it."""
-        self.published = list_exports(self.settings.exports_url)
+    def note_published(self, uploads: dict[str, dict[str, list]]) -> None:
+        """The bucket's exports as this run left them: as listed at its start, with what
+        each export's upload returned (task name -> file -> [size, etag]), so the stamp
+        proves that without listing the prefix again. A change made there by anyone else
+        shows in the next run's listing, which the stamp is compared with."""
+        jobs = {job.task_name: job for job in self.jobs}
+        published = dict(self.published)
+        for name, files in uploads.items():
+            for file_name, (size, etag) in files.items():
+                published[f"{jobs[name].title.key}/{file_name}"] = (size, etag)
+        self.published = published
         self.inputs_fingerprint = with_published(self.base_fingerprint, self.published)
 
     def job(self, title: Title, spec: Spec) -> ExportJob:

@@ -20,7 +20,12 @@ from exporter.pipeline.export import still_wanted
 from exporter.pipeline.interrupts import reap_workers, stop_on_interrupt_once
 from exporter.pipeline.library import load_build
 from exporter.pipeline.lock import acquire_or_exit
-from exporter.pipeline.remote_exports import drop_lease, publish_root_files, take_lease
+from exporter.pipeline.remote_exports import (
+    PUBLISHED_VALUE,
+    drop_lease,
+    publish_root_files,
+    take_lease,
+)
 from exporter.pipeline.remote_renders import FetchedRenders
 from exporter.pipeline.stamp import targets_in_place, write_stamp
 from exporter.report.batch import Batch, exports_in_run
@@ -45,6 +50,8 @@ class ExportReporter(ConsoleReporter):
         # task name -> "up-to-date" | "done" | "failed": what this run's doit decided, so
         # the registry need not check those exports again (report/ledger.py).
         self.outcomes = {}
+        # exports=s3://...: task name -> its files as uploaded by this run (file -> size, etag)
+        self.published = {}
         # the files of the root this run could not write (a full disk, a directory in
         # place of one): each said in one line; the run then exits 2, its exports kept
         self.unwritten = []
@@ -74,7 +81,11 @@ class ExportReporter(ConsoleReporter):
             LOG.error(f"reelexport: refused: the exports root cannot be written: "
                       f"{error.filename}: {error.strerror}")
             raise SystemExit(3) from None
-        if settings.exports_url:    # the bucket's prefix: one coordinator at a time
+        build = load_build()
+        writes_nothing = (build.proven_up_to_date is not None
+                          and not build.stamp_check.history_changed)
+        # the bucket's prefix: one coordinator at a time (a proven no-op writes nothing there)
+        if settings.exports_url and not writes_nothing:
             try:
                 self.lease = take_lease(settings.exports_url, settings.exports)
             except ExportError as error:    # LeaseHeld, or the bucket cannot be written
@@ -129,6 +140,8 @@ class ExportReporter(ConsoleReporter):
         if task.actions:    # groups (export:x, youtube, registry) run nothing
             self.outcomes[task.name] = "done"
             self.task_over(task)
+            if PUBLISHED_VALUE in task.values:  # exports=s3://...: what its upload returned
+                self.published[task.name] = task.values[PUBLISHED_VALUE]
         if self.progress:
             self.progress.batch.finished(task.name, ok=True)
 
@@ -223,8 +236,8 @@ class ExportReporter(ConsoleReporter):
         if changed or ran or not (build.settings.exports / PAGE).is_file():
             self.bookkeeping(PAGE, write_gallery, build, document, changed=ran, before=before)
         totals = document["totals"]["all"]
-        if ran and build.settings.exports_url:      # the stamp proves the prefix as left
-            self.bookkeeping("the bucket's listing", build.list_published)
+        if self.published:      # the stamp proves the prefix as this run left it
+            build.note_published(self.published)
         self.publish_root(build)
         # the stamp proves the next run has nothing to do: not while a file is behind
         if not (self.runtime_errors or build.problems or self.unwritten or db.SAVE_FAILURES):
