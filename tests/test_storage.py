@@ -129,6 +129,24 @@ def test_a_render_replaced_in_the_bucket_is_exported_again_alone(moto, in_bucket
     assert sidecar["source"]["sha256"] == hashlib.sha256(changed.read_bytes()).hexdigest()
 
 
+def test_an_upload_is_recorded_as_current_until_the_render_changes_in_the_bucket(
+        moto, in_bucket, tmp_path):
+    """`doit uploaded` tells a stale export by the render's ETag, without downloading it."""
+    run_doit(*in_bucket.args, "platforms=youtube", env=in_bucket.env, check=0)
+    sidecar = read_json(in_bucket.exports / "women/18-23/alpha/youtube.export.json")
+    assert sidecar["source"]["etag"]
+    current = run_doit("uploaded", "youtube:alpha", "--id", "v1", *in_bucket.args,
+                       env=in_bucket.env, check=0)
+    assert "stale" not in current.stderr, current.stderr
+    changed = make_clip(tmp_path / "changed.mp4", width=360, height=640, seconds=1,
+                        pattern="color=c=green")
+    put(moto, in_bucket.prefix, "women/18-23/alpha/final.mp4", changed)
+    stale = run_doit("uploaded", "youtube:alpha", "--id", "v2", *in_bucket.args,
+                     env=in_bucket.env, check=0)
+    assert "youtube:alpha was uploaded stale" in stale.stderr, stale.stderr
+    assert "source changed" in stale.stderr
+
+
 def test_a_render_deleted_from_the_bucket_leaves_the_library(moto, in_bucket):
     run_doit(*in_bucket.args, "platforms=youtube", env=in_bucket.env, check=0)
     bucket(moto).delete_object(Bucket=S3_BUCKET,

@@ -31,6 +31,7 @@ class Title:
     # (pipeline/remote_renders.py); the directory's final.mp4 is then a note naming it
     fetched: Path | None = field(default=None, compare=False)
     remote: str | None = field(default=None, compare=False)
+    remote_etag: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:

@@ -151,6 +151,9 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
             target.unlink(missing_ok=True)
         raise SourceChanged(replaced)
     metadata_text = json_text(metadata_document)
+    if job.title.remote_etag:   # the render's version in the bucket (remote_renders)
+        sidecar = {**sidecar, "source": {**sidecar["source"], "path": job.title.origin,
+                                         "etag": job.title.remote_etag}}
     write_json_atomic(job.path("sidecar"), with_outputs(
         sidecar, images, inputs, metadata_warnings,
         hashlib.sha256(metadata_text.encode("utf-8")).hexdigest(),

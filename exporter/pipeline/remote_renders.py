@@ -137,7 +137,19 @@ def with_fetched_render(job: ExportJob) -> ExportJob:
                 raise SourceChanged(f"{SOURCE_NAME} cannot be read from the bucket as listed "
                                     f"({answer['error']})")
     remote = f"{note['location']}/{note['key']}"
-    return replace(job, title=replace(job.title, fetched=target, remote=remote))
+    return replace(job, title=replace(job.title, fetched=target, remote=remote,
+                                      remote_etag=note["etag"]))
+
+
+def listed_source_sha256(job: ExportJob, sidecar: dict[str, Any] | None) -> str | None:
+    """The render's sha256 as far as the bucket's listing tells, without downloading it:
+    the one its export recorded while the object keeps the ETag recorded with it; else a
+    value no sha256 equals (the render changed), or None (there is none)."""
+    note = read_note(job.title.directory / SOURCE_NAME)
+    if note is None:
+        return None
+    source = (sidecar or {}).get("source") or {}
+    return source.get("sha256") if source.get("etag") == note["etag"] else f"etag:{note['etag']}"
 
 
 def replaced_in_bucket(job: ExportJob) -> str | None:

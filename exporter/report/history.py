@@ -27,6 +27,7 @@ from exporter.pipeline.command import ExportCommand, flag, value
 from exporter.pipeline.job import current_inputs, ffmpeg_version, sha256_or_none
 from exporter.pipeline.library import load_build
 from exporter.pipeline.lock import LockHeld, acquire, release
+from exporter.pipeline.remote_renders import listed_source_sha256
 from exporter.pipeline.stamp import check_stamp, write_stamp
 from exporter.report.gallery import write_gallery
 from exporter.report.ledger import refresh_distribution
@@ -168,7 +169,10 @@ def stale_causes(build, export):
     if job is None:
         return ["its title or platform left the library"]
     sidecar = read_record(job.path("sidecar"))
-    causes = remake_causes(sidecar, current_inputs(job),
+    inputs = current_inputs(job)
+    if job.renders_in_bucket:       # the render itself is not downloaded to tell
+        inputs["source_sha256"] = listed_source_sha256(job, sidecar)
+    causes = remake_causes(sidecar, inputs,
                            spec_sha256=sha256_or_none(job.spec.path),
                            ffmpeg_version=ffmpeg_version(job.ffmpeg), tool_version=__version__,
                            output_missing=False, retried=False)
