@@ -205,12 +205,26 @@ def load_specs(platforms_dir: Path | str, memo: Path | None = None) -> dict[str,
     checked = memo is not None and read_json(memo) == {"states": states}
     specs = {spec.name: spec for spec in (load_spec(path, checked) for path in files)}
     if memo is not None and not checked:
-        try:        # a first run makes the exports root here: the run would make it next
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(memo, {"states": states})
-        except OSError:         # a read-only exports root: validated again next time
-            pass
+        VALIDATED[str(memo)] = states
+        remember_validated(memo)
     return specs
+
+
+# memo path -> the states of the platform files this process validated (load_specs): a first
+# run has no exports root to keep the memo in when it loads them, and writes it at its end.
+VALIDATED: dict[str, str] = {}
+
+
+def remember_validated(memo: Path) -> None:
+    """Write the memo of the platform files this process validated, if its directory exists
+    (`doit status` without a run creates nothing); a read-only root: validated again."""
+    states = VALIDATED.get(str(memo))
+    if states is None or not memo.parent.is_dir():
+        return
+    try:
+        write_json_atomic(memo, {"states": states})
+    except OSError:
+        pass
 
 
 def select_specs(specs: dict[str, Spec], names: Collection[str]) -> dict[str, Spec]:

@@ -14,6 +14,7 @@ from exporter.media.shared import SharedCache
 from exporter.model import layout
 from exporter.model.errors import ExportError
 from exporter.model.files import remove_stale_temps
+from exporter.model.spec import remember_validated
 from exporter.pipeline import db
 from exporter.pipeline.cluster import ClusterError, check_cluster, close_clients
 from exporter.pipeline.export import still_wanted
@@ -245,6 +246,8 @@ class ExportReporter(ConsoleReporter):
                              self.platforms_made_up_to_date(build, check),
                              check.proven_entries() if check is not None else {},
                              history_state)
+            # platform files validated at load, before a first run had made the root
+            remember_validated(build.settings.platforms_checked_file)
         self.write_summary(totals)
         self.exit_if_unwritten()
 
