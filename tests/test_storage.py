@@ -26,6 +26,8 @@ from conftest import (
 from exporter.media.samples import make_clip
 
 RENDERS = f"s3://{S3_BUCKET}/renders"
+# about buckets, not about ffmpeg: the first pass only
+pytestmark = pytest.mark.once
 
 
 def bucket(moto):
