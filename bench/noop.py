@@ -157,8 +157,16 @@ def add_title(renders, exports, index):
             shutil.copyfile(path, out_dir / path.name)
 
 
-def fill_dep_db(renders, exports, env, extra=()):
-    """Record every export task as done, through doit's own Dependency API."""
+# exports=s3://...: what each export's upload returned, as the bucket lists it (bench/storage.py)
+PUBLISHED_VALUES = (
+    "    from exporter.pipeline.remote_exports import PUBLISHED_VALUE, file_names\n"
+    "    task.values[PUBLISHED_VALUE] = {name: list(build.published[job.title.key + '/' + name])\n"
+    "                                   for name in file_names(job)}\n")
+
+
+def fill_dep_db(renders, exports, env, extra=(), published=False):
+    """Record every export task as done, through doit's own Dependency API (`published`:
+    with the values of its files published to the bucket `exports` names)."""
     code = (
         "import sys\n"
         "from doit.dependency import Dependency, SqliteDB\n"
@@ -175,6 +183,7 @@ def fill_dep_db(renders, exports, env, extra=()):
         "    task.init_options()\n"
         "    dependency.get_status(task, {})   # evaluates uptodate, as doit's runner does\n"
         "    task.save_extra_values()\n"
+        + (PUBLISHED_VALUES if published else "") +
         "    dependency.save_success(task)\n"
         "dependency.close()\n")
     subprocess.run([sys.executable, "-c", code, f"renders={renders}", f"exports={exports}",

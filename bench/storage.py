@@ -69,34 +69,6 @@ def upload_tree(s3, root, prefix, depth=None):
     return len(files)
 
 
-def fill_published(renders, exports_url, env, extra):
-    """doit's DB for exports published to a bucket: noop.fill_dep_db's, plus what each
-    export's upload returned (here: the bucket's listing of the files uploaded by boto3)."""
-    code = (
-        "import sys\n"
-        "from doit.dependency import Dependency, SqliteDB\n"
-        "from exporter.pipeline.checker import MD5Checker\n"
-        "from exporter.report.ledger import task_from_dict\n"
-        "from exporter.model.settings import resolve_settings\n"
-        "from exporter.pipeline.library import Build\n"
-        "from exporter.pipeline.tasks import export_task\n"
-        "from exporter.pipeline.remote_exports import PUBLISHED_VALUE, file_names\n"
-        "values = dict(arg.split('=', 1) for arg in sys.argv[1:])\n"
-        "build = Build(resolve_settings(lambda name, default=None: values.get(name, default)))\n"
-        "dependency = Dependency(SqliteDB, str(build.settings.dep_file), checker_cls=MD5Checker)\n"
-        "for job in build.all_jobs:\n"
-        "    task = task_from_dict(export_task(job))\n"
-        "    task.init_options()\n"
-        "    dependency.get_status(task, {})\n"
-        "    task.save_extra_values()\n"
-        "    task.values[PUBLISHED_VALUE] = {name: list(build.published[job.title.key + '/' + name])\n"
-        "                                   for name in file_names(job)}\n"
-        "    dependency.save_success(task)\n"
-        "dependency.close()\n")
-    subprocess.run([sys.executable, "-c", code, f"renders={renders}", f"exports={exports_url}",
-                    *extra], cwd=REPO, env=env, check=True)
-
-
 def requests_in(log_path, start):
     text = Path(log_path).read_text(errors="replace")[start:]
     return re.findall(r'"(?:\x1b\[[0-9;]*m)?([A-Z]+) (/[^ ]*) HTTP', text)
@@ -152,7 +124,7 @@ def main():
             shutil.copytree(bucket_exports, state / BUCKET / "exports")
             upload_tree(s3, state / BUCKET / "exports", "exports", depth=4)
             exports_url = f"s3://{BUCKET}/exports"
-            fill_published(url, exports_url, both_env, extra)
+            noop.fill_dep_db(url, exports_url, both_env, extra, published=True)
             both_args = [f"renders={url}", f"exports={exports_url}", *extra]
             run(both_args, both_env)                     # registry, gallery, stamp
             mark = len(log_path.read_text(errors="replace"))
