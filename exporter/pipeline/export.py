@@ -140,16 +140,13 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
         for target in job.targets:
             target.unlink(missing_ok=True)
         raise
-    if states is not None and input_states(job.title) != states:
+    changed = (f"{job.title.source.name}, metadata.json or thumbnail.jpg changed while the "
+               "export was made" if states is not None and input_states(job.title) != states
+               else replaced_in_bucket(job))
+    if changed:
         for target in job.targets:      # may be of the old bytes: never kept as current
             target.unlink(missing_ok=True)
-        raise SourceChanged(f"{job.title.source.name}, metadata.json or thumbnail.jpg "
-                            "changed while the export was made")
-    replaced = replaced_in_bucket(job) if job.title.remote else None
-    if replaced:
-        for target in job.targets:      # of the old bytes: never kept as current
-            target.unlink(missing_ok=True)
-        raise SourceChanged(replaced)
+        raise SourceChanged(changed)
     metadata_text = json_text(metadata_document)
     if job.title.remote_etag:   # the render's version in the bucket (remote_renders)
         sidecar = {**sidecar, "source": {**sidecar["source"], "path": job.title.origin,

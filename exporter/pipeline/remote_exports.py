@@ -79,21 +79,26 @@ def publish_export(url: str, job: ExportJob) -> dict[str, list]:
     recorded as published, and the next run uploads it again."""
     names = file_names(job)
     items = [[str(job.out_dir / name), f"{job.title.key}/{name}", None] for name in names]
-    published = {}
-    for name, answer in zip(names, ask("put", url, items), strict=True):
-        if "error" in answer:
-            raise ObjectStoreError(answer["error"])
-        published[name] = [answer["size"], answer["etag"]]
-    return published
+    return {name: [answer["size"], answer["etag"]]
+            for name, answer in zip(names, done("put", url, items), strict=True)}
 
 
 def publish_root_files(url: str, exports: Path) -> None:
     """The run's registry, history and gallery page, to the prefix's root."""
     items = [[str(exports / name), name, None] for name in ROOT_FILES
              if (exports / name).is_file()]
-    for answer in ask("put", url, items) if items else []:
+    if items:
+        done("put", url, items)
+
+
+def done(command: str, url: str, items: list[list[Any]]) -> list[dict[str, Any]]:
+    """The helper's answers to a `put` or `get` of several objects, each of which must have
+    succeeded: the first one that did not is raised as its one line."""
+    answers = ask(command, url, items)
+    for answer in answers:
         if "error" in answer:
             raise ObjectStoreError(answer["error"])
+    return answers
 
 
 def restore_history(url: str, exports: Path) -> None:
@@ -104,9 +109,7 @@ def restore_history(url: str, exports: Path) -> None:
         return
     if ask("head", url, [layout.HISTORY]).get(layout.HISTORY) is not None:
         exports.mkdir(parents=True, exist_ok=True)
-        answer = ask("get", url, [[layout.HISTORY, str(history), None]])[0]
-        if "error" in answer:
-            raise ObjectStoreError(answer["error"])
+        done("get", url, [[layout.HISTORY, str(history), None]])
 
 
 def take_lease(url: str, exports: Path) -> str:
@@ -123,9 +126,8 @@ def take_lease(url: str, exports: Path) -> str:
             if "error" in answer:
                 raise ObjectStoreError(answer["error"])
             return answer["etag"]
-        held = ask("head", url, [LEASE_KEY])[LEASE_KEY]
         holder = exports / ".lease-held.json"
-        got = ask("get", url, [[LEASE_KEY, str(holder), held[1] if held else None]])[0]
+        got = ask("get", url, [[LEASE_KEY, str(holder), None]])[0]   # its ETag comes back
         document = read_json(holder) or {}
         holder.unlink(missing_ok=True)
         age = time.time() - float(document.get("taken_at") or 0)

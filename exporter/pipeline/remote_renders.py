@@ -154,8 +154,10 @@ def listed_source_sha256(job: ExportJob, sidecar: dict[str, Any] | None) -> str 
 
 def replaced_in_bucket(job: ExportJob) -> str | None:
     """Why the bucket no longer holds the render version this export read (None: it does)."""
+    if job.title.remote is None:        # a render on disk, or none read from a bucket
+        return None
     note = read_note(job.title.directory / SOURCE_NAME)
-    if note is None or job.title.remote is None:
+    if note is None:
         return None
     now = ask("head", note["location"], [note["key"]])[note["key"]]
     if now is None:
