@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     REPO,
+    S3_BUCKET,
     assert_conforms,
     doit_env,
     executed_tasks,
@@ -25,6 +26,7 @@ from conftest import (
     small_platforms,
 )
 from test_cluster_security import make_certificates
+from test_storage import fetches, log_mark, objects, put, requests_since
 
 from exporter.media.samples import NOISE
 from exporter.pipeline.cluster import storage_problem
@@ -54,9 +56,10 @@ class Cluster:
     """A scheduler and named workers, each its own process group, stopped at the end.
     With `certificates` (make_certificates): over tls://, every party with its own."""
 
-    def __init__(self, root, certificates=None):
+    def __init__(self, root, certificates=None, env=None):
         self.root, self.port = Path(root), free_port()
         self.certificates = certificates
+        self.env = env or doit_env()
         self.address = f"{'tls' if certificates else 'tcp'}://127.0.0.1:{self.port}"
         self.processes = {}
 
@@ -73,7 +76,7 @@ class Cluster:
         directory.mkdir(parents=True, exist_ok=True)
         log = open(directory / "log.txt", "w")
         self.processes[name] = subprocess.Popen(
-            [str(DASK), *argv], cwd=directory, env=doit_env(), stdout=log,
+            [str(DASK), *argv], cwd=directory, env=self.env, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_scheduler(self):
@@ -318,3 +321,111 @@ def test_one_shared_encode_key_is_encoded_once_by_two_workers_at_the_same_moment
     assert result.returncode == 0, result.stderr
     assert sorted(json.loads(result.stdout)) == ["encoded", "shared"]
     assert (exports / ".shared/k1.mp4").read_bytes() == b"encoded once"
+
+
+def test_a_worker_that_cannot_reach_a_bucket_is_named(moto, tmp_path, monkeypatch):
+    for name, value in moto.items():
+        monkeypatch.setenv(name, value)
+    url = f"s3://{S3_BUCKET}/{tmp_path.name}"
+    assert storage_problem(f"{url}/renders", f"{url}/exports") is None
+    assert not objects(moto, f"{tmp_path.name}/exports"), "the probe object is deleted"
+    assert storage_problem(str(tmp_path), f"{url}/exports") is None     # any mix
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    problem = storage_problem(f"{url}/renders", str(tmp_path))
+    assert problem.startswith(f"cannot read the renders in {url}/renders (") and \
+        "SignatureDoesNotMatch" in problem, problem
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto["AWS_SECRET_ACCESS_KEY"])
+    assert storage_problem(str(tmp_path), "s3://no-such-bucket/x") == (
+        "cannot write the exports in s3://no-such-bucket/x (s3://no-such-bucket/x: the "
+        "bucket does not exist)")
+
+
+def test_renders_and_exports_in_buckets_are_exported_by_workers_sharing_no_filesystem(
+        moto, tmp_path, clip_cache):
+    """Every file a worker reads or writes is in a bucket; the coordinator's local tree is
+    a state directory the workers are never told of (the sidecars name the bucket)."""
+    prefix = tmp_path.name
+    clip = clip_cache("vertical", width=360, height=640, seconds=1, fps=30, audio=True)
+    for title in ("alpha", "beta"):
+        put(moto, f"{prefix}/renders", f"women/18-23/{title}/final.mp4", clip)
+        meta = tmp_path / f"{title}.json"
+        meta.write_text(f'{{"title": "Title {title}", "hashtags": ["test"]}}')
+        put(moto, f"{prefix}/renders", f"women/18-23/{title}/metadata.json", meta)
+    platforms = small_platforms(tmp_path / "platforms")
+    aws = {k: v for k, v in moto.items() if k.startswith("AWS_")}
+    cluster = Cluster(tmp_path / "cluster", env=doit_env(**aws))
+    try:
+        cluster.start_scheduler()
+        cluster.start_worker("w1")
+        cluster.start_worker("w2")
+        wait_for(lambda: len(cluster.workers()) == 2, 90, "two workers")
+        state = tmp_path / "state"
+        args = [f"renders=s3://{S3_BUCKET}/{prefix}/renders",
+                f"exports=s3://{S3_BUCKET}/{prefix}/exports", f"platforms_dir={platforms}",
+                f"cluster={cluster.address}"]
+        env = doit_env(REELEXPORT_STATE_DIR=str(state), **aws)
+        local = state / S3_BUCKET / prefix / "exports"
+
+        mark = log_mark(moto)
+        first = run_doit("-n", "2", *args, env=env, check=0)
+        assert f"cluster: {cluster.address}, 2 workers" in first.stderr
+        assert len(executed_tasks(first.stdout)) == 4
+        requests = requests_since(moto, mark)
+        # each export's worker fetched its render (the coordinator fetches none)
+        assert len(fetches(requests)) == 4, requests
+        published = objects(moto, f"{prefix}/exports")
+        workers = set()
+        for title in ("alpha", "beta"):
+            for platform in ("youtube", "tiktok"):
+                relative = f"women/18-23/{title}"
+                # the coordinator's copy is the bucket's, byte for byte, and conforms
+                for path in (local / relative).iterdir():
+                    assert published[f"{relative}/{path.name}"] == path.read_bytes()
+                assert_conforms(local / relative / f"{platform}.mp4",
+                                load_yaml(platforms / f"{platform}.yaml"), 1.0)
+                sidecar = read_json(local / relative / f"{platform}.export.json")
+                assert sidecar["source"]["path"] == (f"s3://{S3_BUCKET}/{prefix}/renders/"
+                                                     f"{relative}/final.mp4")
+                workers.add(sidecar["encode"]["worker"])
+        assert all(w.startswith("tcp://127.0.0.1:") for w in workers), workers
+        assert json.loads(published["registry.json"])["totals"]["all"]["exported"] == 4
+        assert leftovers(local) == [] and not (local / ".fetched").exists()
+
+        mark = log_mark(moto)
+        noop = run_doit("-n", "2", *args, env=env, check=0)
+        assert "4 exports up to date: nothing changed since the run of" in noop.stdout
+        assert not [r for r in requests_since(moto, mark) if not r.startswith("GET ")]
+
+        # new metadata: the videos are kept, fetched by the worker, not encoded or uploaded
+        video = published["women/18-23/alpha/youtube.mp4"]
+        meta = tmp_path / "alpha.json"
+        meta.write_text('{"title": "A new title", "hashtags": ["test"]}')
+        put(moto, f"{prefix}/renders", "women/18-23/alpha/metadata.json", meta)
+        mark = log_mark(moto)
+        rerun = run_doit("-n", "2", *args, env=env, check=0)
+        assert sorted(executed_tasks(rerun.stdout)) == ["tiktok:alpha", "youtube:alpha"]
+        requests = requests_since(moto, mark)
+        assert not [r for r in requests if r.startswith("PUT ") and r.endswith(".mp4")], \
+            requests
+        assert fetches(requests) == [], "a kept video needs no render"
+        now = objects(moto, f"{prefix}/exports")
+        assert now["women/18-23/alpha/youtube.mp4"] == video
+        assert json.loads(now["women/18-23/alpha/metadata_youtube.json"])["title"] == \
+            "A new title"
+        events = [json.loads(line) for line in
+                  (local / "history.jsonl").read_text().splitlines()]
+        assert [e["video"] for e in events[-2:]] == ["kept", "kept"]
+
+        # any mix: the renders in the bucket, the exports on a mount the workers share
+        exports = tmp_path / "exports"
+        mixed = run_doit("-n", "2", *args[:1], f"exports={exports}", *args[2:], env=env,
+                         check=0)
+        assert len(executed_tasks(mixed.stdout)) == 4
+        for title in ("alpha", "beta"):
+            sidecar = read_json(exports / f"women/18-23/{title}/youtube.export.json")
+            assert sidecar["encode"]["worker"] in workers | set(cluster.workers().values())
+            assert_conforms(exports / f"women/18-23/{title}/youtube.mp4",
+                            load_yaml(platforms / "youtube.yaml"), 1.0)
+        assert leftovers(exports) == [] and not (exports / ".fetched").exists()
+    finally:
+        cluster.stop()

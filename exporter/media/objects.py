@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,8 @@ from exporter.model.files import naming, publish, temporary
 from exporter.model.locations import ObjectLocation, ObjectStoreError, parse_location
 
 __all__ = ["ObjectChanged", "ObjectLocation", "ObjectStoreError", "delete", "download",
-           "head", "list_objects", "one_line", "open_store", "parse_location", "upload"]
+           "head", "list_objects", "one_line", "open_store", "parse_location", "probe",
+           "upload"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -173,6 +175,20 @@ def upload(store: S3Store, path: Path | str, key: str, *, create_only: bool = Fa
     return bare(result["e_tag"])
 
 
+def probe(store: S3Store, location: ObjectLocation, write: bool) -> None:
+    """Raise the one line that says why this machine cannot read the prefix (one listing
+    page of one object) or, with `write`, write it (a probe object put, then deleted)."""
+    import obstore
+    with failures(str(location)):
+        next(iter(obstore.list(store, f"{location.prefix}/" if location.prefix else None,
+                               chunk_size=1)), None)
+    if write:
+        key = location.key(f".reelexport/probe-{uuid.uuid4().hex}")
+        with failures(url(store, key)):
+            obstore.put(store, key, b"reelexport can write here\n")
+        delete(store, key)
+
+
 def delete(store: S3Store, key: str) -> None:
     """Delete the object (none there is no error: S3 answers the same)."""
     import obstore
@@ -283,7 +299,8 @@ def serve(command: str, url: str, items: Any) -> Any:
     list -> {key: [size, etag]}; head [keys] -> {key: [size, etag] | None};
     get [[key, path, etag | None], ...] -> [{"etag", "sha256"} | {"error": line}, ...];
     put [[path, key, None | "create" | {"e_tag": etag}], ...] (in order) ->
-    [{"etag", "size"} | {"error": line, "changed"?: true}, ...]; delete [keys] -> None."""
+    [{"etag", "size"} | {"error": line, "changed"?: true}, ...]; delete [keys] -> None;
+    probe "read" | "write" -> None (raises when this machine cannot)."""
     location = parse_location(url)
     if location is None:
         raise ObjectStoreError(f"{url}: not an s3:// URL")
@@ -315,6 +332,8 @@ def serve(command: str, url: str, items: Any) -> Any:
             except (ObjectStoreError, OSError) as error:
                 answers.append({"error": str(error)})
         return answers
+    if command == "probe":
+        return probe(store, location, write=items == "write")
     if command == "delete":
         for key in items:
             delete(store, location.key(key))

@@ -195,9 +195,6 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
             locations[name] = parse_location(pick(name))
         except ObjectStoreError as error:
             raise SettingsError(f"{name}={error}") from None
-        if locations[name] is not None and cluster is not None:
-            raise SettingsError(f"{said(name)}: {name} in a bucket are not supported with "
-                                "cluster= yet (docs/storage.md)")
     exports, exports_url = Path(pick("exports")), None
     if locations["exports"] is not None:
         # the exports tree is made here, then published to the bucket (docs/storage.md)

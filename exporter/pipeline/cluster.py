@@ -2,8 +2,9 @@
 Dask distributed cluster; doit on this machine keeps the up-to-date checks, its DB, the lock,
 the registry, the history and the gallery.
 
-Shared storage is the contract: the workers read the renders and write the exports at the
-same paths (a shared mount), and publish by atomic rename as a local run does. `distributed`
+The workers read the renders and write the exports at the same paths (a shared mount), and
+publish by atomic rename as a local run does; or, with renders or exports in a bucket, ask
+the bucket themselves (pipeline/remote_work.py). `distributed`
 is imported only in cluster mode (it costs about a second at start).
 
 Whoever can submit work to the scheduler runs code on every worker, so the client speaks
@@ -21,7 +22,9 @@ import tempfile
 import uuid
 from typing import Any, Callable
 
+from exporter.media.objects import ask
 from exporter.model.errors import ExportError
+from exporter.model.locations import ObjectStoreError, is_bucket_url
 from exporter.model.settings import ClusterAddress
 
 # Dask resubmits the work of a worker that died this many times before giving up on it.
@@ -166,21 +169,43 @@ def close_clients() -> None:
 
 
 def storage_problem(renders: str, exports: str) -> str | None:
-    """Run on each worker: why it cannot use the shared storage (None: it can)."""
-    if not os.path.isdir(renders) or not os.access(renders, os.R_OK | os.X_OK):
-        return f"cannot read the renders root {renders}"
+    """Run on each worker: why it cannot read the renders or write the exports (None: it
+    can). Each is a path (a shared mount) or an s3:// URL (the worker asks the bucket)."""
+    for root, write in ((renders, False), (exports, True)):
+        problem = (bucket_problem(root, write) if is_bucket_url(root)
+                   else path_problem(root, write))
+        if problem:
+            return problem
+    return None
+
+
+def path_problem(root: str, write: bool) -> str | None:
+    if not write:
+        if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
+            return f"cannot read the renders root {root}"
+        return None
     try:
-        os.makedirs(exports, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=exports, prefix=".cluster-check-"):
+        os.makedirs(root, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".cluster-check-"):
             pass
     except OSError as error:
-        return f"cannot write the exports root {exports} ({error.strerror or error})"
+        return f"cannot write the exports root {root} ({error.strerror or error})"
+    return None
+
+
+def bucket_problem(url: str, write: bool) -> str | None:
+    """A listing of the prefix, and for the exports a probe object put and deleted."""
+    try:
+        ask("probe", url, "write" if write else "read")
+    except ObjectStoreError as error:
+        return f"cannot {'write the exports' if write else 'read the renders'} in {url} ({error})"
     return None
 
 
 def check_cluster(address: str, renders: str, exports: str) -> str:
-    """At start: every worker must see the renders and write the exports. Returns the line
-    that names the cluster and its dashboard; ClusterError naming a worker that cannot."""
+    """At start: every worker must read the renders and write the exports (paths on a
+    shared mount, or buckets). Returns the line that names the cluster and its dashboard;
+    ClusterError naming a worker that cannot."""
     client = client_for(address)
     try:
         problems = client.run(storage_problem, str(renders), str(exports))
@@ -190,8 +215,10 @@ def check_cluster(address: str, renders: str, exports: str) -> str:
         raise ClusterError(f"cluster: the scheduler at {address} has no workers")
     for worker, problem in sorted(problems.items()):
         if problem:
-            raise ClusterError(f"cluster: worker {worker} {problem}; every worker must see "
-                               "the same renders and exports paths (a shared mount)")
+            need = ("the buckets (the AWS_* settings on every worker)" if "s3://" in problem
+                    else "the same renders and exports paths (a shared mount)")
+            raise ClusterError(f"cluster: worker {worker} {problem}; every worker must "
+                               f"reach {need}")
     return (f"cluster: {address}, {len(problems)} worker{'s' * (len(problems) > 1)}, "
             f"dashboard {client.dashboard_link}")
 

@@ -120,12 +120,25 @@ def make_sibling_covers(job: ExportJob, origin: str, input_args: list[str]) -> N
                     cache.store(key, temp, {"made_by": job.task_name}, ".jpg")
 
 
-def make_cover(job: ExportJob, inputs: Record, sidecar: Record) -> Record:
-    """The platform's cover: the render's thumbnail.jpg when present, else a source frame."""
+def cover_origin(job: ExportJob, inputs: Record) -> tuple[Path | None, str, str]:
+    """The cover's thumbnail.jpg (None: it is a source frame), its origin's sha256 and
+    its key."""
     thumbnail = job.title.thumbnail if job.title.thumbnail.exists() else None
     origin = (sha256_file(thumbnail) if thumbnail else inputs["source_sha256"])
+    return thumbnail, origin, cover_key(origin, job.spec.cover, job.ffmpeg)
+
+
+def cover_reads_source(job: ExportJob, inputs: Record, sidecar: Record | None) -> bool:
+    """True when the cover must be made (again) from a frame of the render."""
+    thumbnail, _, key = cover_origin(job, inputs)
+    return thumbnail is None and not image_is_current(image(sidecar, "cover"), key,
+                                                      job.path("cover"))
+
+
+def make_cover(job: ExportJob, inputs: Record, sidecar: Record) -> Record:
+    """The platform's cover: the render's thumbnail.jpg when present, else a source frame."""
+    thumbnail, origin, key = cover_origin(job, inputs)
     cover = job.spec.cover
-    key = cover_key(origin, cover, job.ffmpeg)
     if image_is_current(image(sidecar, "cover"), key, job.path("cover")):
         return image(sidecar, "cover")
     source = source_probe(sidecar)

@@ -46,7 +46,6 @@ from exporter.model.records import (
     recorded_inputs,
     recorded_quality,
     remake_causes,
-    video_inputs_match,
     with_outputs,
 )
 from exporter.model.requests import build_request
@@ -60,21 +59,16 @@ from exporter.pipeline.job import (
     ffmpeg_version,
     sha256_or_none,
 )
+from exporter.pipeline.outputs import video_is_current
 from exporter.pipeline.remote_exports import PUBLISHED_VALUE, publish_export
 from exporter.pipeline.remote_renders import replaced_in_bucket, with_fetched_render
+from exporter.pipeline.remote_work import (
+    export_through_worker,
+    listed_inputs,
+    on_worker_with_buckets,
+)
 
 LOG = logging.getLogger(__name__)
-
-
-def video_is_current(job: ExportJob, inputs: Record, sidecar: Record | None) -> bool:
-    """True when the video exists, is intact, and was encoded from exactly these inputs.
-
-    doit forgets tasks finished in a run that was SIGKILLed (its DB is written at the
-    end), so the action itself must recognise finished work instead of encoding again.
-    """
-    if not video_inputs_match(sidecar, inputs) or not job.path("video").exists():
-        return False
-    return sha256_file(job.path("video")) == output_sha256(sidecar)
 
 
 def build_error_record(job: ExportJob, error: Exception, inputs: Record, attempts: int,
@@ -210,13 +204,13 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
     started_at = now_utc()
     job.out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        if job.renders_in_bucket:
+        if job.renders_in_bucket and not job.cluster:   # on a cluster, the worker fetches it
             job = with_fetched_render(job)
     except (SourceChanged, ObjectStoreError) as error:
         # not the render's fault: no error record; the next run sees the bucket as it is
         return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
     states = input_states(job.title)
-    inputs = current_inputs(job)
+    inputs = inputs_of(job)
     earlier = failed_before(job, inputs)
     if earlier:
         return TaskFailed(f"{job.task_name} ({job.title.key}): {earlier['cause']} "
@@ -231,13 +225,10 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
     attempt = 1
     while True:
         try:
-            video = (run_on_cluster(job.cluster, f"export-{job.task_name}", export, job, inputs,
-                                    attempt, states)
-                     if job.cluster else export(job, inputs, attempt, states))
+            video, published = make_export(job, inputs, attempt, states)
             record_made(job, causes, video, attempt)
-            if job.exports_url:     # the bucket's copy: what doit's DB remembers of it
-                return {PUBLISHED_VALUE: publish_export(job.exports_url, job)}
-            return True
+            # exports in a bucket: what doit's DB remembers of the bucket's copy
+            return True if published is None else {PUBLISHED_VALUE: published}
         except (ClusterError, ObjectStoreError) as error:
             # not the render's fault: no error record, no event; the next run makes it
             return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
@@ -247,7 +238,7 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
             # at once, from the files as they are now (a render in a bucket: as listed by
             # the next run, so this one cannot do better)
             if attempt < job.retry.attempts and not job.title.remote:
-                states, inputs = input_states(job.title), current_inputs(job)
+                states, inputs = input_states(job.title), inputs_of(job)
                 attempt += 1
                 continue
             # no error record: nothing is wrong with the files, the next run makes it
@@ -266,6 +257,26 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
             record_failed(job, describe(error), error, attempt)
             tries = f" after {attempt} attempts" if attempt > 1 else ""
             return TaskFailed(f"{job.task_name} ({job.title.key}): {describe(error)}{tries}")
+
+
+def inputs_of(job: ExportJob) -> Record:
+    """current_inputs; on a cluster with renders in a bucket, the render's sha256 as the
+    listing tells (the worker fetches the render, not this machine)."""
+    inputs = current_inputs(job)
+    return listed_inputs(job, inputs) if job.cluster and job.renders_in_bucket else inputs
+
+
+def make_export(job: ExportJob, inputs: Record, attempt: int,
+                states: tuple | None) -> tuple[str, dict[str, list] | None]:
+    """The export made here, on a worker sharing the storage, or on one that asks the
+    buckets itself (remote_work); "made" or "kept", and what publishing it to the exports
+    bucket returned (None: exports on disk)."""
+    if on_worker_with_buckets(job):
+        return export_through_worker(export, job, inputs, attempt, states)
+    video = (run_on_cluster(job.cluster, f"export-{job.task_name}", export, job, inputs,
+                            attempt, states)
+             if job.cluster else export(job, inputs, attempt, states))
+    return video, publish_export(job.exports_url, job) if job.exports_url else None
 
 
 def render_gone(job: ExportJob) -> TaskFailed | None:

@@ -12,7 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from exporter.model.files import file_state, sha256_file
-from exporter.model.records import TARGET_KINDS, read_record, recorded_sha256
+from exporter.model.records import (
+    TARGET_KINDS,
+    Record,
+    output_sha256,
+    read_record,
+    recorded_sha256,
+    video_inputs_match,
+)
 from exporter.pipeline.job import ExportJob
 
 # The DB value name: {"states": [state of each target], "sidecar_sha256": ...}
@@ -54,3 +61,14 @@ def outputs_intact(job: ExportJob, saved: dict[str, Any] | None) -> bool:
         if expected is None or sha256_file(job.path(kind)) != expected:
             return False
     return True
+
+
+def video_is_current(job: ExportJob, inputs: Record, sidecar: Record | None) -> bool:
+    """True when the video exists, is intact, and was encoded from exactly these inputs.
+
+    doit forgets tasks finished in a run that was SIGKILLed (its DB is written at the
+    end), so the action itself must recognise finished work instead of encoding again.
+    """
+    if not video_inputs_match(sidecar, inputs) or not job.path("video").exists():
+        return False
+    return sha256_file(job.path("video")) == output_sha256(sidecar)

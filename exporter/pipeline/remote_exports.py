@@ -73,14 +73,17 @@ def file_names(job: ExportJob) -> list[str]:
     return sorted((path.name for path in job.targets), key=lambda name: name == sidecar)
 
 
-def publish_export(url: str, job: ExportJob) -> dict[str, list]:
-    """Upload the export's files, its sidecar last; what each upload returned (for doit's
-    DB). ObjectStoreError (one line) when one cannot be uploaded: the export is then not
-    recorded as published, and the next run uploads it again."""
-    names = file_names(job)
+def publish_export(url: str, job: ExportJob,
+                   unchanged: dict[str, list] | None = None) -> dict[str, list]:
+    """Upload the export's files, its sidecar last, but those `unchanged` (file name ->
+    [size, etag] of the bytes the bucket already holds); what each upload returned (for
+    doit's DB). ObjectStoreError (one line) when one cannot be uploaded: the export is then
+    not recorded as published, and the next run uploads it again."""
+    unchanged = unchanged or {}
+    names = [name for name in file_names(job) if name not in unchanged]
     items = [[str(job.out_dir / name), f"{job.title.key}/{name}", None] for name in names]
-    return {name: [answer["size"], answer["etag"]]
-            for name, answer in zip(names, done("put", url, items), strict=True)}
+    return {**unchanged, **{name: [answer["size"], answer["etag"]] for name, answer
+                            in zip(names, done("put", url, items), strict=True)}}
 
 
 def publish_root_files(url: str, exports: Path) -> None:

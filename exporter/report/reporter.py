@@ -66,7 +66,8 @@ class ExportReporter(ConsoleReporter):
         settings = load_build().settings
         if settings.cluster and load_build().proven_up_to_date is None:
             try:
-                LOG.info(check_cluster(settings.cluster, settings.renders, settings.exports))
+                LOG.info(check_cluster(settings.cluster, settings.renders_url or settings.renders,
+                                       settings.exports_url or settings.exports))
             except ClusterError as error:
                 LOG.error(f"reelexport: refused: {error}")
                 raise SystemExit(3) from None
