@@ -5,6 +5,7 @@ own access log, not from the tool."""
 import hashlib
 import json
 import re
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -334,6 +335,33 @@ def test_an_upload_cut_off_mid_way_leaves_no_sidecar_and_the_next_run_finishes_i
     published = objects(moto, to_bucket.prefix)
     for path in to_bucket.local.glob("*/*/*/*"):
         assert published[str(path.relative_to(to_bucket.local))] == path.read_bytes()
+
+
+def test_a_local_tree_made_anew_resumes_from_the_bucket_without_encoding(moto, to_bucket):
+    """Another machine, or a lost state directory: the exports the bucket holds are
+    fetched and kept (their sidecars say they were made from these inputs), not encoded
+    or uploaded again; the history comes back from the bucket."""
+    run_doit(*to_bucket.args, env=to_bucket.env, check=0)
+    before = objects(moto, to_bucket.prefix)
+    shutil.rmtree(to_bucket.local)
+    mark = log_mark(moto)
+    again = run_doit(*to_bucket.args, env=to_bucket.env, check=0)
+    assert len(executed_tasks(again.stdout)) == 4
+    requests = requests_since(moto, mark)
+    assert not [r for r in requests if r.startswith("PUT ")
+                and r.rsplit(".", 1)[-1] in ("mp4", "jpg")], requests
+    events = [json.loads(line) for line in
+              (to_bucket.local / "history.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events].count("made") == 8      # 4 restored, 4 of this run
+    assert [e["video"] for e in events[-4:]] == ["kept"] * 4
+    after = objects(moto, to_bucket.prefix)
+    for path in to_bucket.local.glob("*/*/*/*"):
+        relative = str(path.relative_to(to_bucket.local))
+        assert after[relative] == path.read_bytes()
+        if path.suffix in (".mp4", ".jpg"):
+            assert after[relative] == before[relative]
+    noop = run_doit(*to_bucket.args, env=to_bucket.env, check=0)
+    assert "4 exports up to date: nothing changed since the run of" in noop.stdout
 
 
 def test_a_second_coordinator_is_refused_in_one_line(moto, to_bucket, tmp_path):

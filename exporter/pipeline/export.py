@@ -64,8 +64,12 @@ from exporter.pipeline.remote_exports import PUBLISHED_VALUE, publish_export
 from exporter.pipeline.remote_renders import replaced_in_bucket, with_fetched_render
 from exporter.pipeline.remote_work import (
     export_through_worker,
+    fetch_files,
+    kept_in_bucket,
     listed_inputs,
     on_worker_with_buckets,
+    restore_sidecar,
+    unchanged_files,
 )
 
 LOG = logging.getLogger(__name__)
@@ -204,6 +208,8 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
     started_at = now_utc()
     job.out_dir.mkdir(parents=True, exist_ok=True)
     try:
+        if job.exports_url:
+            restore_sidecar(job)
         if job.renders_in_bucket and not job.cluster:   # on a cluster, the worker fetches it
             job = with_fetched_render(job)
     except (SourceChanged, ObjectStoreError) as error:
@@ -273,10 +279,14 @@ def make_export(job: ExportJob, inputs: Record, attempt: int,
     bucket returned (None: exports on disk)."""
     if on_worker_with_buckets(job):
         return export_through_worker(export, job, inputs, attempt, states)
-    video = (run_on_cluster(job.cluster, f"export-{job.task_name}", export, job, inputs,
-                            attempt, states)
-             if job.cluster else export(job, inputs, attempt, states))
-    return video, publish_export(job.exports_url, job) if job.exports_url else None
+    if job.cluster:
+        return run_on_cluster(job.cluster, f"export-{job.task_name}", export, job, inputs,
+                              attempt, states), None
+    if not job.exports_url:
+        return export(job, inputs, attempt, states), None
+    fetched = fetch_files(job, kept_in_bucket(job, inputs, missing_only=True))
+    video = export(job, inputs, attempt, states)
+    return video, publish_export(job.exports_url, job, unchanged_files(job, fetched))
 
 
 def render_gone(job: ExportJob) -> TaskFailed | None:

@@ -1,12 +1,18 @@
-"""An export made on a cluster worker when the renders or the exports are in a bucket: what is
-in a bucket, the worker reads and writes there itself; no filesystem is shared for it.
+"""Exports in a bucket made where no local tree holds them: on a cluster worker, and on a
+coordinator whose local tree is new.
 
-The coordinator sends the job with a WorkOrder. The worker fetches the render (the version
-listed, a conditional GET) and, with exports in a bucket, makes the export in a tree of its
-own, then publishes it (sidecar last) as a local run does. The coordinator keeps its local
-tree (doit's targets, the registry's facts) by downloading each file the worker published
-that it does not hold, checked against the sha256 the worker verified: what it records is
-what the bucket holds. A run that changes nothing sends no work and downloads nothing.
+On a cluster, what is in a bucket the worker reads and writes itself; no filesystem is
+shared for it. The coordinator sends the job with a WorkOrder; the worker fetches the render
+(the version listed, a conditional GET) and, with exports in a bucket, makes the export in
+a tree of its own and publishes it (sidecar last) as a local run does. The coordinator keeps
+its local tree (doit's targets, the registry's facts) by downloading each file the worker
+published that it does not hold, checked against the sha256 the worker verified: what it
+records is what the bucket holds. A run that changes nothing sends no work and downloads
+nothing.
+
+A local tree made anew (another machine, a lost state directory) takes each export's
+sidecar from the bucket, and the video and images it records as made from the same inputs:
+fetched and kept, not encoded and uploaded again.
 """
 
 from __future__ import annotations
@@ -62,15 +68,51 @@ def work_order(job: ExportJob, inputs: Record) -> WorkOrder:
     if job.renders_in_bucket and job.exports_url:
         title_files = {name: (job.title.directory / name).read_bytes() for name in INPUT_NAMES
                        if (job.title.directory / name).is_file()}
-    if not job.exports_url:
-        return WorkOrder(title_files)
-    sidecar = read_record(job.path("sidecar"))
-    if not video_inputs_match(sidecar, inputs):
-        return WorkOrder(title_files)     # to be encoded: nothing of the old one helps
+    start_from = kept_in_bucket(job, inputs, missing_only=False) if job.exports_url else {}
+    return WorkOrder(title_files, job.path("sidecar").read_bytes() if start_from else None,
+                     start_from)
+
+
+def kept_in_bucket(job: ExportJob, inputs: Record, missing_only: bool) -> dict[str, str]:
+    """The export's video and images in the bucket (file name -> ETag listed), when its
+    sidecar says they were made from these inputs: fetched, not made again (each is then
+    checked as on disk: one changed in the bucket is made again). `missing_only`: those
+    the local tree lacks."""
+    if not video_inputs_match(read_record(job.path("sidecar")), inputs):
+        return {}
     listed = LISTED.get(job.exports_url) or {}
-    start_from = {name: listed[key][1] for name in (job.file_names[k] for k in KEPT_KINDS)
-                  if (key := f"{job.title.key}/{name}") in listed}
-    return WorkOrder(title_files, job.path("sidecar").read_bytes(), start_from)
+    return {name: listed[key][1] for name in (job.file_names[k] for k in KEPT_KINDS)
+            if (key := f"{job.title.key}/{name}") in listed
+            and not (missing_only and (job.out_dir / name).exists())}
+
+
+def restore_sidecar(job: ExportJob) -> None:
+    """A local tree made anew (another machine, a lost state directory): the export's
+    sidecar as the bucket holds it, so the export is judged by what it records, and what
+    it records as made from these inputs is fetched (kept_in_bucket), not encoded again."""
+    name = job.file_names["sidecar"]
+    listed = (LISTED.get(job.exports_url) or {}).get(f"{job.title.key}/{name}")
+    if listed is not None and not job.path("sidecar").exists():
+        # not there, or replaced since the listing: the export is then made anew
+        ask("get", job.exports_url, [[f"{job.title.key}/{name}", str(job.path("sidecar")),
+                                      listed[1]]])
+
+
+def fetch_files(job: ExportJob, etags: dict[str, str]) -> dict[str, tuple[int, str, str]]:
+    """Each file (name -> ETag listed) into the job's tree; name -> (size, etag, sha256) of
+    those fetched (one that changed since the listing is not)."""
+    names = list(etags)
+    answers = ask("get", job.exports_url, [[f"{job.title.key}/{name}", str(job.out_dir / name),
+                                            etags[name]] for name in names]) if names else []
+    return {name: ((job.out_dir / name).stat().st_size, answer["etag"], answer["sha256"])
+            for name, answer in zip(names, answers, strict=True) if "error" not in answer}
+
+
+def unchanged_files(job: ExportJob, fetched: dict[str, tuple[int, str, str]]
+                    ) -> dict[str, list]:
+    """The fetched files the export kept as they were: not uploaded again."""
+    return {name: [size, etag] for name, (size, etag, digest) in fetched.items()
+            if sha256_or_none(job.out_dir / name) == digest}
 
 
 def export_through_worker(make: Callable[..., str], job: ExportJob, inputs: Record,
@@ -90,7 +132,7 @@ def export_on_worker(make: Callable[..., str], job: ExportJob, inputs: Record, a
     (its shared cache too: encodes are not shared with other workers' exports) and
     published from it."""
     with tempfile.TemporaryDirectory(prefix="reelexport-work-") as scratch:
-        started = {}
+        fetched = {}
         if job.exports_url:
             job = replace(job, exports_root=Path(scratch, "exports"), siblings=(), cluster=None)
             job.out_dir.mkdir(parents=True)
@@ -100,7 +142,9 @@ def export_on_worker(make: Callable[..., str], job: ExportJob, inputs: Record, a
                 for name, data in order.title_files.items():
                     (directory / name).write_bytes(data)
                 job = replace(job, title=replace(job.title, directory=directory))
-            started = start_from(job, order)
+            if order.sidecar is not None:
+                job.path("sidecar").write_bytes(order.sidecar)
+            fetched = fetch_files(job, order.start_from)
         if job.renders_in_bucket:
             states = None       # the mirror is not rewritten during a run; the end of the
             #                     export asks the bucket whether the render was replaced
@@ -110,11 +154,10 @@ def export_on_worker(make: Callable[..., str], job: ExportJob, inputs: Record, a
         video = make(job, inputs, attempt, states)
         if not job.exports_url:
             return {"video": video}
-        sha256 = {name: sha256_file(job.out_dir / name) for name in file_names(job)}
-        unchanged = {name: [size, etag] for name, (size, etag, digest) in started.items()
-                     if sha256[name] == digest}
-        return {"video": video, "sha256": sha256,
-                "published": publish_export(job.exports_url, job, unchanged)}
+        return {"video": video,
+                "sha256": {name: sha256_file(job.out_dir / name) for name in file_names(job)},
+                "published": publish_export(job.exports_url, job,
+                                            unchanged_files(job, fetched))}
 
 
 def reads_render(job: ExportJob, inputs: Record) -> bool:
@@ -123,21 +166,6 @@ def reads_render(job: ExportJob, inputs: Record) -> bool:
     sidecar = read_record(job.path("sidecar"))
     return not video_is_current(job, inputs, sidecar) or cover_reads_source(job, inputs,
                                                                             sidecar)
-
-
-def start_from(job: ExportJob, order: WorkOrder) -> dict[str, tuple[int, str, str]]:
-    """The export made from these inputs, fetched into the worker's tree so `make` keeps
-    it (each file is checked as on disk: one changed in the bucket is made again). File
-    name -> (size, etag, sha256) of what was fetched."""
-    if order.sidecar is None:
-        return {}
-    job.path("sidecar").write_bytes(order.sidecar)
-    names = list(order.start_from)
-    answers = ask("get", job.exports_url, [[f"{job.title.key}/{name}", str(job.out_dir / name),
-                                            order.start_from[name]] for name in names]
-                  ) if names else []
-    return {name: ((job.out_dir / name).stat().st_size, answer["etag"], answer["sha256"])
-            for name, answer in zip(names, answers, strict=True) if "error" not in answer}
 
 
 def take_home(job: ExportJob, published: dict[str, list], sha256: dict[str, str]) -> None:
