@@ -37,7 +37,7 @@ from exporter.pipeline.remote_renders import listed_source_sha256, with_fetched_
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# The files an export made from the same inputs keeps: fetched by the worker, not made again.
+# The files an export made from the same inputs keeps: fetched from the bucket, not made again.
 KEPT_KINDS = ("video", "cover", "poster")
 
 
@@ -60,7 +60,8 @@ def on_worker_with_buckets(job: ExportJob) -> bool:
 def listed_inputs(job: ExportJob, inputs: Record) -> Record:
     """The coordinator's inputs when a worker fetches the render: its sha256 as recorded
     with the ETag listed, else `etag:ETAG` (the worker hashes what it fetches)."""
-    return {**inputs, "source_sha256": listed_source_sha256(job, read_record(job.path("sidecar")))}
+    sidecar = read_record(job.path("sidecar"))
+    return {**inputs, "source_sha256": listed_source_sha256(job, sidecar)}
 
 
 def work_order(job: ExportJob, inputs: Record) -> WorkOrder:
@@ -131,7 +132,8 @@ def export_on_worker(make: Callable[..., str], job: ExportJob, inputs: Record, a
     """Runs on the worker. With exports in a bucket the export is made in a temporary tree
     (its shared cache too: encodes are not shared with other workers' exports) and
     published from it."""
-    with tempfile.TemporaryDirectory(prefix="reelexport-work-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="reelexport-work-", dir=worker_directory()
+                                     ) as scratch:
         fetched = {}
         if job.exports_url:
             job = replace(job, exports_root=Path(scratch, "exports"), siblings=(), cluster=None)
@@ -158,6 +160,17 @@ def export_on_worker(make: Callable[..., str], job: ExportJob, inputs: Record, a
                 "sha256": {name: sha256_file(job.out_dir / name) for name in file_names(job)},
                 "published": publish_export(job.exports_url, job,
                                             unchanged_files(job, fetched))}
+
+
+def worker_directory() -> str | None:
+    """The Dask worker's own directory (`dask worker --local-directory`, where its machine
+    has room; Dask removes a killed worker's when the next one starts), else the system's
+    temporary directory."""
+    try:
+        from distributed import get_worker  # noqa: PLC0415  loaded on a worker already
+        return get_worker().local_directory
+    except (ImportError, ValueError):
+        return None
 
 
 def reads_render(job: ExportJob, inputs: Record) -> bool:
