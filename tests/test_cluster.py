@@ -427,5 +427,23 @@ def test_renders_and_exports_in_buckets_are_exported_by_workers_sharing_no_files
             assert_conforms(exports / f"women/18-23/{title}/youtube.mp4",
                             load_yaml(platforms / "youtube.yaml"), 1.0)
         assert leftovers(exports) == [] and not (exports / ".fetched").exists()
+
+        # a bad render: one line naming the title and the cause, the rest up to date; the
+        # next run fails it at once, as locally (its render unchanged in the bucket)
+        bad = tmp_path / "bad.mp4"
+        bad.write_bytes(b"not a video" * 100)
+        put(moto, f"{prefix}/renders", "women/18-23/gamma/final.mp4", bad)
+        put(moto, f"{prefix}/renders", "women/18-23/gamma/metadata.json",
+            tmp_path / "beta.json")
+        for rerun in range(2):
+            failed = run_doit("-n", "2", *args, env=env, check=2)
+            assert sorted(executed_tasks(failed.stdout)) == ["tiktok:gamma", "youtube:gamma"]
+            lines = [line for line in failed.stderr.splitlines() if line.startswith("FAILED")]
+            assert len(lines) == 2 and all(
+                "(women/18-23/gamma): final.mp4 is not a readable video" in line
+                for line in lines), failed.stderr
+            assert all("unchanged since" in line for line in lines) == (rerun == 1), lines
+        assert not (local / "women/18-23/gamma/youtube.mp4").exists()
+        assert not [key for key in objects(moto, f"{prefix}/exports") if "gamma" in key]
     finally:
         cluster.stop()

@@ -243,7 +243,7 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
                 return gone
             # at once, from the files as they are now (a render in a bucket: as listed by
             # the next run, so this one cannot do better)
-            if attempt < job.retry.attempts and not job.title.remote:
+            if attempt < job.retry.attempts and not job.renders_in_bucket:
                 states, inputs = input_states(job.title), inputs_of(job)
                 attempt += 1
                 continue
