@@ -165,7 +165,7 @@ REPLACING_FFMPEG = """#!{python}
 import os, sys, boto3
 if any(arg == "libx264" for arg in sys.argv):
     boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1"
-                 ).put_object(Bucket={bucket!r}, Key={key!r}, Body=b"a newer render")
+                 ).put_object(Bucket={bucket!r}, Key={key!r}, Body={body!r})
 os.execv({real!r}, [{real!r}, *sys.argv[1:]])
 """
 
@@ -175,7 +175,7 @@ def test_a_render_replaced_during_its_export_is_not_recorded_as_exported(moto, i
     import sys
     wrapper = tmp_path / "ffmpeg-replacing"
     wrapper.write_text(REPLACING_FFMPEG.format(
-        python=sys.executable, bucket=S3_BUCKET, real=TEST_FFMPEG,
+        python=sys.executable, bucket=S3_BUCKET, real=TEST_FFMPEG, body=b"a newer render",
         key=f"{in_bucket.prefix}/women/18-23/beta/final.mp4"))
     wrapper.chmod(0o755)
     env = {**in_bucket.env, "REELEXPORT_FFMPEG": str(wrapper)}
@@ -373,10 +373,43 @@ def test_a_second_coordinator_is_refused_in_one_line(moto, to_bucket, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"reelexport: refused: {to_bucket.url}: another run is exporting into it (host "
         f"render-02, pid 4242, for 0 min; its lease {to_bucket.url}/.reelexport/lease.json is "
-        "taken over after 24 h)"]
+        "taken over once not renewed for 60 min)"]
     assert not [k for k in objects(moto, to_bucket.prefix) if k.endswith(".mp4")]
     # a lease left by a run of this machine that was killed is taken over
     lease.write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 17,
                                  "taken_at": time.time()}))
     put(moto, to_bucket.prefix, ".reelexport/lease.json", lease)
     run_doit(*to_bucket.args, env=to_bucket.env, check=0)
+
+
+def test_a_run_renews_its_lease_and_stops_when_another_run_took_it_over(moto, to_bucket,
+                                                                         tmp_path):
+    """A run silent past the lease's staleness (a laptop asleep) may find its lease taken
+    over: it stops writing at once, and leaves the other run's lease alone."""
+    import sys
+    lease_key = f"{to_bucket.prefix}/.reelexport/lease.json"
+    wrapper = tmp_path / "ffmpeg-taking-over"
+    wrapper.write_text(REPLACING_FFMPEG.format(
+        python=sys.executable, bucket=S3_BUCKET, real=TEST_FFMPEG, key=lease_key,
+        body=b'{"host": "render-02", "pid": 4242}'))
+    wrapper.chmod(0o755)
+    renewing = {**to_bucket.env, "REELEXPORT_LEASE_RENEW_S": "0"}
+    stopped = run_doit(*to_bucket.args, env={**renewing, "REELEXPORT_FFMPEG": str(wrapper)})
+    assert stopped.returncode != 0
+    assert (f"reelexport: stopped: {to_bucket.url}: another run took over this run's lease "
+            f"({to_bucket.url}/.reelexport/lease.json), so this run stops; the exports it "
+            "finished are kept") in stopped.stderr, stopped.stderr
+    assert len(executed_tasks(stopped.stdout)) < 4
+    left = objects(moto, to_bucket.prefix)
+    assert left[".reelexport/lease.json"] == b'{"host": "render-02", "pid": 4242}', \
+        "the other run's lease is left alone"
+    assert "registry.json" not in left, "nor is the prefix's root written once it is lost"
+
+    bucket(moto).delete_object(Bucket=S3_BUCKET, Key=lease_key)     # that run ended
+    mark = log_mark(moto)
+    finished = run_doit(*to_bucket.args, env=renewing, check=0)
+    assert executed_tasks(finished.stdout)
+    leases = [r for r in requests_since(moto, mark)
+              if r.startswith("PUT ") and r.endswith("/.reelexport/lease.json")]
+    assert len(leases) > 2, "taken, then renewed as its exports started and finished"
+    assert ".reelexport/lease.json" not in objects(moto, to_bucket.prefix)

@@ -23,9 +23,9 @@ from exporter.pipeline.library import load_build
 from exporter.pipeline.lock import acquire_or_exit
 from exporter.pipeline.remote_exports import (
     PUBLISHED_VALUE,
-    drop_lease,
+    Lease,
+    LeaseLost,
     publish_root_files,
-    take_lease,
 )
 from exporter.pipeline.remote_renders import FetchedRenders
 from exporter.pipeline.stamp import targets_in_place, write_stamp
@@ -44,7 +44,8 @@ class ExportReporter(ConsoleReporter):
     lock_fd = None
     progress = None     # report/progress.ProgressDisplay, from initialize to complete_run
     fetched = None      # renders=s3://...: pipeline/remote_renders.FetchedRenders
-    lease = None        # exports=s3://...: the ETag of this run's lease on the prefix
+    lease = None        # exports=s3://...: this run's remote_exports.Lease on the prefix
+    lease_lost = False  # another run took it over: this one writes nothing more there
 
     def __init__(self, outstream, options):
         super().__init__(outstream, options)
@@ -89,7 +90,7 @@ class ExportReporter(ConsoleReporter):
         # the bucket's prefix: one coordinator at a time (a proven no-op writes nothing there)
         if settings.exports_url and not writes_nothing:
             try:
-                self.lease = take_lease(settings.exports_url, settings.exports)
+                self.lease = Lease(settings.exports_url, settings.exports)
             except ExportError as error:    # LeaseHeld, or the bucket cannot be written
                 LOG.error(f"reelexport: refused: {error}")
                 raise SystemExit(3) from None
@@ -131,12 +132,28 @@ class ExportReporter(ConsoleReporter):
 
     def execute_task(self, task):
         super().execute_task(task)
+        self.keep_lease()
         if self.progress:
             self.progress.batch.started(task.name)
 
     def task_over(self, task):
+        self.keep_lease()
         if self.fetched:
             self.fetched.finished(task.name)
+
+    def keep_lease(self):
+        """A long run keeps its lease on the bucket's prefix; one another run took over
+        (this one silent past its staleness) stops this run as Ctrl-C would."""
+        if self.lease is None:
+            return
+        try:
+            self.lease.keep()
+        except LeaseLost as error:
+            self.lease, self.lease_lost = None, True
+            LOG.error(f"reelexport: stopped: {error}")
+            os.kill(os.getpid(), signal.SIGTERM)
+        except ExportError as error:    # the bucket unreachable a moment: tried again next
+            LOG.warning(f"WARNING the lease was not renewed: {error}")
 
     def add_success(self, task):
         if task.actions:    # groups (export:x, youtube, registry) run nothing
@@ -172,7 +189,7 @@ class ExportReporter(ConsoleReporter):
         finally:
             if self.lease:
                 try:
-                    drop_lease(load_build().settings.exports_url)
+                    self.lease.drop()
                 except ExportError as error:
                     LOG.error(f"ERROR the lease was not released: {error}")
 
@@ -254,7 +271,7 @@ class ExportReporter(ConsoleReporter):
 
     def publish_root(self, build):
         """exports=s3://...: the registry, history and gallery, to the prefix's root."""
-        if build.settings.exports_url:
+        if build.settings.exports_url and not self.lease_lost:
             self.bookkeeping("the bucket's root files", publish_root_files,
                              build.settings.exports_url, build.settings.exports)
 
