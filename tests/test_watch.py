@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     REPO,
+    S3_BUCKET,
     assert_conforms,
     doit_env,
     leftovers,
@@ -23,7 +24,13 @@ from conftest import (
 from exporter.model import layout
 from exporter.model.history import read_events
 from exporter.model.settings import resolve_settings
-from exporter.pipeline.watch import Settler, Watcher, title_key_of
+from exporter.pipeline.watch import (
+    Settler,
+    Watcher,
+    listed_titles,
+    settled_in_bucket,
+    title_key_of,
+)
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once
@@ -377,3 +384,55 @@ def test_a_title_deleted_or_renamed_mid_export_fails_alone_in_one_line_with_no_r
     if how == "renamed":
         assert {r["status"] for r in rows(library.exports, "b-renamed").values()} == \
             {"exported"}
+
+
+def test_a_bucket_title_is_taken_once_two_listings_show_it_complete_and_unchanged():
+    listing = {"w/18-23/a/final.mp4": [10, "e1"], "w/18-23/a/metadata.json": [2, "m1"],
+               "w/18-23/b/final.mp4": [10, "e2"], "w/18-23/a/notes/x.txt": [1, "n"],
+               "registry.json": [5, "r"]}
+    titles = listed_titles(listing)
+    assert titles == {"w/18-23/a": (("final.mp4", "e1"), ("metadata.json", "m1")),
+                      "w/18-23/b": (("final.mp4", "e2"),)}
+    # changed in the listing before, not since: a complete title is taken, b waits for its
+    # metadata.json, c was removed
+    assert settled_in_bucket({"w/18-23/a", "w/18-23/b", "w/18-23/c"}, set(), titles) == (
+        ["w/18-23/a"], ["w/18-23/c"])
+    # still changing: not yet
+    assert settled_in_bucket({"w/18-23/a"}, {"w/18-23/a"}, titles) == ([], [])
+
+
+def test_watch_lists_a_renders_bucket_and_exports_a_title_once_it_has_landed(
+        moto, tmp_path, clip_cache):
+    from test_storage import put
+    prefix = f"{tmp_path.name}/renders"
+    clip = clip_cache("vertical", width=360, height=640, seconds=1, fps=30, audio=True)
+    metadata = tmp_path / "metadata.json"
+    metadata.write_text('{"title": "Landed", "hashtags": ["test"]}')
+    put(moto, prefix, "women/18-23/alpha/final.mp4", clip)
+    put(moto, prefix, "women/18-23/alpha/metadata.json", metadata)
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    exports, log = tmp_path / "exports", tmp_path / "watch.log"
+    env = doit_env(**{k: v for k, v in moto.items() if k.startswith("AWS_")})
+    with open(log, "w") as log_file:
+        watch = subprocess.Popen(
+            [str(Path(sys.executable).parent / "doit"), "watch",
+             f"renders=s3://{S3_BUCKET}/{prefix}", f"exports={exports}",
+             f"platforms_dir={platforms}", "poll=1"],
+            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True)
+    try:
+        done = exports / "women/18-23/alpha/youtube.mp4"
+        wait_for(done.exists, 90, "the catching-up batch", log)
+        # a render landing file by file: taken once both files are there and held still
+        put(moto, prefix, "women/18-23/beta/final.mp4", clip)
+        time.sleep(3)
+        assert not (exports / "women/18-23/beta").exists(), log.read_text()
+        put(moto, prefix, "women/18-23/beta/metadata.json", metadata)
+        beta = exports / "women/18-23/beta/youtube.mp4"
+        wait_for(beta.exists, 90, "the landed title's batch", log)
+        assert_conforms(beta, load_yaml(platforms / "youtube.yaml"), 1.0)
+        wait_for(lambda: "(1 title: women/18-23/beta) done" in log.read_text(), 60,
+                 "the batch's line", log)
+    finally:
+        code = stop_watch(watch)
+    assert code == 130, log.read_text()
+    assert "Traceback" not in log.read_text(), log.read_text()

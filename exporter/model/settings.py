@@ -26,8 +26,8 @@ DEFAULTS = {
 VAR_NAMES = ("renders", "exports", "platforms_dir", "segment", "age", "platforms", "preset",
              "ffmpeg", "attempts", "backoff", "retry", "cluster", "tls_ca", "tls_cert",
              "tls_key", "cluster_insecure")
-# doit vars read elsewhere: `doit watch settle=SECONDS` (pipeline/watch.py).
-OTHER_VAR_NAMES = ("settle",)
+# doit vars read elsewhere: `doit watch settle=SECONDS poll=SECONDS` (pipeline/watch.py).
+OTHER_VAR_NAMES = ("settle", "poll")
 # What doit takes for a variable: NAME=VALUE with NAME a word. An argument such as a URL
 # (`--url https://host/watch?v=1`) is not a variable the user meant: never refused here.
 VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -170,7 +170,8 @@ def renew_lease(url: str, exports: Path, etag: str, taken_at: float) -> str:
 
 
 def lease_note(exports: Path, taken_at: float) -> Path:
-    """The lease's document, in a local file to upload: who holds it, since and until when."""
+    """The lease's document, in a local file to upload: who holds it, since when, and when
+    it was last renewed."""
     note = {"host": socket.gethostname(), "pid": os.getpid(), "taken_at": taken_at,
             "renewed_at": time.time(), "local_tree": str(exports)}
     path = exports / ".lease.json"

@@ -24,8 +24,10 @@ from doit import get_var
 from doit.cmdparse import CmdParseError
 from watchfiles import watch
 
+from exporter.media.objects import ask
 from exporter.model import layout
 from exporter.model.files import file_state, read_json
+from exporter.model.locations import ObjectStoreError
 from exporter.model.settings import VAR_NAMES, Settings, resolve_settings
 from exporter.pipeline.command import ExportCommand, value
 from exporter.pipeline.lock import LockHeld, acquire, release
@@ -33,6 +35,7 @@ from exporter.pipeline.lock import LockHeld, acquire, release
 LOG = logging.getLogger(__name__)
 
 SETTLE_S = 5.0          # default settle time: longer than a pause in a network copy
+POLL_S = 60.0           # renders in a bucket: listed this often (one LIST a minute)
 TICK_MS = 500           # how often settle timers are looked at when nothing happens
 UNAVAILABLE_RETRY_S = 2.0
 # A batch refused because another run holds the exports tree (`doit` exits 4: lock.py) is
@@ -316,14 +319,80 @@ class Watcher:
         return 128 + signum
 
 
+def listed_titles(listing: dict[str, list]) -> dict[str, tuple]:
+    """A renders prefix's listing (key -> [size, etag]) as title key -> the (name, etag) of
+    its files. Pure."""
+    titles: dict[str, list] = {}
+    for key, (_, etag) in listing.items():
+        parts = key.split("/")
+        if len(parts) == TITLE_DEPTH + 1:
+            titles.setdefault("/".join(parts[:TITLE_DEPTH]), []).append((parts[-1], etag))
+    return {key: tuple(sorted(files)) for key, files in titles.items()}
+
+
+def settled_in_bucket(changed_before: set[str], changed_now: set[str],
+                      titles: dict[str, tuple]) -> tuple[list[str], list[str]]:
+    """(complete titles, removed titles): those that changed in the listing before this one
+    and held still since; a title missing final.mp4 or metadata.json waits. Pure."""
+    still = changed_before - changed_now
+    complete = [key for key in still if key in titles
+                and set(REQUIRED_FILES) <= {name for name, _ in titles[key]}]
+    return sorted(complete), sorted(key for key in still if key not in titles)
+
+
+class BucketWatcher(Watcher):
+    """renders=s3://...: a bucket sends no file events, so the prefix is listed every
+    poll= seconds; a title is taken once two listings in a row show its final.mp4 and
+    metadata.json unchanged (each object lands whole, but a title's files one by one)."""
+
+    def __init__(self, settings: Settings, poll_s: float, processes: int):
+        super().__init__(settings, poll_s, processes)
+        self.poll_s = poll_s
+
+    def platforms_state(self) -> tuple:
+        return tuple(sorted((path.name, file_state(path))
+                            for path in self.platforms.glob("*.yaml")))
+
+    def watch_once(self) -> None:
+        LOG.info(f"watch: listing {self.settings.renders_url} every {self.poll_s:g} s and "
+                 f"watching {self.settings.platforms_dir}; Ctrl-C ends")
+        self.run_batch(batch_tasks([], True), "catching up")
+        titles, platforms = listed_titles(ask("list", self.settings.renders_url)), \
+            self.platforms_state()
+        changed: set[str] = set()
+        while True:
+            time.sleep(self.poll_s)
+            try:
+                now = listed_titles(ask("list", self.settings.renders_url))
+            except ObjectStoreError as error:
+                LOG.warning(f"WARNING watch: {error}; listed again in {self.poll_s:g} s")
+                continue
+            changed_now = {key for key in titles.keys() | now.keys()
+                           if titles.get(key) != now.get(key)}
+            complete, removed = settled_in_bucket(changed, changed_now, now)
+            titles, changed = now, changed_now
+            complete = [key for key in complete if selected(key, self.settings)]
+            if removed or self.platforms_state() != platforms:
+                platforms = self.platforms_state()
+                self.run_batch(batch_tasks([], True), "the whole selection")
+            elif complete:
+                self.run_batch(batch_tasks(complete, False),
+                               f"{len(complete)} title{'s' if len(complete) > 1 else ''}: "
+                               + ", ".join(complete))
+
+    def wait_for_renders(self) -> None:
+        return      # the bucket is listed: one that cannot be is a warning each poll
+
+
 class Watch(ExportCommand):
     """doit command plugin: `watch = "exporter.pipeline.watch:Watch"` in pyproject.toml."""
 
     name = "watch"
     doc_purpose = "export renders as they land in the renders root (and after spec edits)"
-    doc_usage = "[-n N] [settle=SECONDS] [segment=...] [age=...] [platforms=...] [renders=...] [exports=...]"
+    doc_usage = "[-n N] [settle=SECONDS] [poll=SECONDS] [segment=...] [age=...] [platforms=...] [renders=...] [exports=...]"
     doc_description = ("Runs `doit` for each batch of titles whose final.mp4 and "
-                       "metadata.json have not changed for settle= seconds (default 5).")
+                       "metadata.json have not changed for settle= seconds (default 5); "
+                       "with renders in a bucket, listed every poll= seconds (default 60).")
     cmd_options = (value("num_process", "exports at a time in each batch", long="process",
                          default=1, type=int, short="n"),)
 
@@ -334,10 +403,12 @@ class Watch(ExportCommand):
         except ValueError:
             raise CmdParseError(f"settle={get_var('settle')} is not a number of seconds")
         settings = resolve_settings(get_var)
-        if settings.renders_url:
-            # a bucket sends no file events: its changes are seen by listing it
-            raise CmdParseError(f"renders={settings.renders_url}: doit watch follows a renders "
-                                "directory; with renders in a bucket, run `doit` on a "
-                                "schedule (docs/storage.md)")
+        processes = max(1, params["num_process"])
         stop_on_signals()
-        return Watcher(settings, max(0.0, settle_s), max(1, params["num_process"])).run()
+        if settings.renders_url:
+            try:
+                poll_s = float(get_var("poll", str(POLL_S)))
+            except ValueError:
+                raise CmdParseError(f"poll={get_var('poll')} is not a number of seconds")
+            return BucketWatcher(settings, max(1.0, poll_s), processes).run()
+        return Watcher(settings, max(0.0, settle_s), processes).run()
