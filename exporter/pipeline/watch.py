@@ -125,6 +125,11 @@ def batch_tasks(complete: list[str], full: bool) -> list[str]:
     return [] if full else [f"export:{key.rsplit('/', 1)[1]}" for key in complete]
 
 
+def titles_text(keys: list[str]) -> str:
+    """How a batch of titles is named: '2 titles: women/18-23/a, women/18-23/b'."""
+    return f"{len(keys)} title{'s' if len(keys) > 1 else ''}: " + ", ".join(keys)
+
+
 def registry_summary(settings: Settings) -> str:
     totals = ((read_json(settings.registry_file) or {}).get("totals") or {}).get("all")
     if not totals:
@@ -249,9 +254,7 @@ class Watcher:
             what, self.full = self.full[1], None
             self.run_batch(batch_tasks(complete, True), what)
         elif complete:
-            self.run_batch(batch_tasks(complete, False),
-                           f"{len(complete)} title{'s' if len(complete) > 1 else ''}: "
-                           + ", ".join(complete))
+            self.run_batch(batch_tasks(complete, False), titles_text(complete))
 
     def catch_up(self, now: float) -> None:
         """What changed while nobody watched: one batch over the selection, once the
@@ -357,28 +360,32 @@ class BucketWatcher(Watcher):
         LOG.info(f"watch: listing {self.settings.renders_url} every {self.poll_s:g} s and "
                  f"watching {self.settings.platforms_dir}; Ctrl-C ends")
         self.run_batch(batch_tasks([], True), "catching up")
-        titles, platforms = listed_titles(ask("list", self.settings.renders_url)), \
-            self.platforms_state()
-        changed: set[str] = set()
+        titles, platforms, changed = None, self.platforms_state(), set()
         while True:
-            time.sleep(self.poll_s)
             try:
                 now = listed_titles(ask("list", self.settings.renders_url))
             except ObjectStoreError as error:
                 LOG.warning(f"WARNING watch: {error}; listed again in {self.poll_s:g} s")
+                time.sleep(self.poll_s)
                 continue
-            changed_now = {key for key in titles.keys() | now.keys()
-                           if titles.get(key) != now.get(key)}
-            complete, removed = settled_in_bucket(changed, changed_now, now)
-            titles, changed = now, changed_now
-            complete = [key for key in complete if selected(key, self.settings)]
-            if removed or self.platforms_state() != platforms:
+            if titles is not None:
+                changed_now = {key for key in titles.keys() | now.keys()
+                               if titles.get(key) != now.get(key)}
+                complete, removed = settled_in_bucket(changed, changed_now, now)
+                changed = changed_now
+                self.run_settled([key for key in complete if selected(key, self.settings)],
+                                 removed, platforms)
                 platforms = self.platforms_state()
-                self.run_batch(batch_tasks([], True), "the whole selection")
-            elif complete:
-                self.run_batch(batch_tasks(complete, False),
-                               f"{len(complete)} title{'s' if len(complete) > 1 else ''}: "
-                               + ", ".join(complete))
+            titles = now
+            time.sleep(self.poll_s)
+
+    def run_settled(self, complete: list[str], removed: list[str], platforms: tuple) -> None:
+        """One batch: the whole selection after a removal or a platform edit, else the
+        titles that landed."""
+        if removed or self.platforms_state() != platforms:
+            self.run_batch(batch_tasks([], True), "the whole selection")
+        elif complete:
+            self.run_batch(batch_tasks(complete, False), titles_text(complete))
 
     def wait_for_renders(self) -> None:
         return      # the bucket is listed: one that cannot be is a warning each poll
