@@ -268,6 +268,11 @@ def free_port():
         return probe.getsockname()[1]
 
 
+
+def aws_env(moto):
+    """The AWS_* variables of the `moto` fixture: what a process needs to reach its server."""
+    return {k: v for k, v in moto.items() if k.startswith("AWS_")}
+
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory):
     """moto's server checking credentials from its fourth request on: the first three (not

@@ -16,6 +16,7 @@ from conftest import (
     REPO,
     S3_BUCKET,
     assert_conforms,
+    aws_env,
     doit_env,
     executed_tasks,
     exported_videos,
@@ -352,7 +353,7 @@ def test_renders_and_exports_in_buckets_are_exported_by_workers_sharing_no_files
         meta.write_text(f'{{"title": "Title {title}", "hashtags": ["test"]}}')
         put(moto, f"{prefix}/renders", f"women/18-23/{title}/metadata.json", meta)
     platforms = small_platforms(tmp_path / "platforms")
-    aws = {k: v for k, v in moto.items() if k.startswith("AWS_")}
+    aws = aws_env(moto)
     cluster = Cluster(tmp_path / "cluster", env=doit_env(**aws))
     try:
         cluster.start_scheduler()

@@ -15,6 +15,7 @@ from conftest import (
     S3_BUCKET,
     TEST_FFMPEG,
     assert_conforms,
+    aws_env,
     doit_env,
     executed_tasks,
     leftovers,
@@ -81,7 +82,7 @@ def in_bucket(moto, tmp_path, clip_cache, request):
         url = f"s3://{S3_BUCKET}/{prefix}"
         args = [f"renders=s3://{S3_BUCKET}/{prefix}", f"exports={exports}",
                 f"platforms_dir={platforms}"]
-        env = doit_env(**{k: v for k, v in moto.items() if k.startswith("AWS_")})
+        env = doit_env(**aws_env(moto))
     Setup.prefix, Setup.exports, Setup.platforms, Setup.clip = prefix, exports, platforms, clip
     return Setup
 
@@ -204,7 +205,7 @@ def test_bad_credentials_are_one_line_and_nothing_runs(moto, in_bucket, change, 
 
 def test_a_missing_bucket_is_one_line(moto, tmp_path):
     result = run_doit("renders=s3://no-such-bucket/renders", f"exports={tmp_path / 'e'}",
-                      env=doit_env(**{k: v for k, v in moto.items() if k.startswith("AWS_")}))
+                      env=doit_env(**aws_env(moto)))
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "ERROR: s3://no-such-bucket/renders: the bucket does not exist"]
@@ -247,7 +248,7 @@ def to_bucket(moto, library, tmp_path, request):
         args = [f"renders={library.root}", f"exports=s3://{S3_BUCKET}/{prefix}",
                 f"platforms_dir={platforms}"]
         env = doit_env(REELEXPORT_STATE_DIR=str(state),
-                       **{k: v for k, v in moto.items() if k.startswith("AWS_")})
+                       **aws_env(moto))
         local = state / S3_BUCKET / prefix
     Setup.prefix = prefix
     return Setup

@@ -13,6 +13,7 @@ from conftest import (
     REPO,
     S3_BUCKET,
     assert_conforms,
+    aws_env,
     doit_env,
     leftovers,
     load_yaml,
@@ -412,7 +413,7 @@ def test_watch_lists_a_renders_bucket_and_exports_a_title_once_it_has_landed(
     put(moto, prefix, "women/18-23/alpha/metadata.json", metadata)
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     exports, log = tmp_path / "exports", tmp_path / "watch.log"
-    env = doit_env(**{k: v for k, v in moto.items() if k.startswith("AWS_")})
+    env = doit_env(**aws_env(moto))
     with open(log, "w") as log_file:
         watch = subprocess.Popen(
             [str(Path(sys.executable).parent / "doit"), "watch",

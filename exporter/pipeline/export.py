@@ -61,12 +61,15 @@ from exporter.pipeline.job import (
 )
 from exporter.pipeline.outputs import video_is_current
 from exporter.pipeline.remote_exports import PUBLISHED_VALUE, publish_export
-from exporter.pipeline.remote_renders import replaced_in_bucket, with_fetched_render
+from exporter.pipeline.remote_renders import (
+    listed_source_sha256,
+    replaced_in_bucket,
+    with_fetched_render,
+)
 from exporter.pipeline.remote_work import (
     export_through_worker,
     fetch_files,
     kept_in_bucket,
-    listed_inputs,
     on_worker_with_buckets,
     restore_sidecar,
     unchanged_files,
@@ -269,7 +272,9 @@ def inputs_of(job: ExportJob) -> Record:
     """current_inputs; on a cluster with renders in a bucket, the render's sha256 as the
     listing tells (the worker fetches the render, not this machine)."""
     inputs = current_inputs(job)
-    return listed_inputs(job, inputs) if job.cluster and job.renders_in_bucket else inputs
+    if job.cluster and job.renders_in_bucket:
+        inputs["source_sha256"] = listed_source_sha256(job, read_record(job.path("sidecar")))
+    return inputs
 
 
 def make_export(job: ExportJob, inputs: Record, attempt: int,

@@ -32,7 +32,7 @@ from exporter.pipeline.covers import cover_reads_source
 from exporter.pipeline.job import ExportJob, sha256_or_none
 from exporter.pipeline.outputs import video_is_current
 from exporter.pipeline.remote_exports import LISTED, done, file_names, publish_export
-from exporter.pipeline.remote_renders import listed_source_sha256, with_fetched_render
+from exporter.pipeline.remote_renders import with_fetched_render
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,13 +55,6 @@ class WorkOrder:
 
 def on_worker_with_buckets(job: ExportJob) -> bool:
     return job.cluster is not None and (job.renders_in_bucket or job.exports_url is not None)
-
-
-def listed_inputs(job: ExportJob, inputs: Record) -> Record:
-    """The coordinator's inputs when a worker fetches the render: its sha256 as recorded
-    with the ETag listed, else `etag:ETAG` (the worker hashes what it fetches)."""
-    sidecar = read_record(job.path("sidecar"))
-    return {**inputs, "source_sha256": listed_source_sha256(job, sidecar)}
 
 
 def work_order(job: ExportJob, inputs: Record) -> WorkOrder:
