@@ -42,6 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from exporter.media import quality
+from exporter.media.colour import source_colour
+from exporter.media.colour_check import check_colour
 from exporter.media.ffmpeg import QUIET, run_ffmpeg
 from exporter.media.ffmpeg_binary import bundled_ffmpeg, check_ffmpeg
 from exporter.media.plan import (
@@ -76,6 +78,15 @@ def measured(action):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall, result = timed(action)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), result
+
+
+def self_measured(action):
+    """(wall seconds, CPU seconds of this process, result) of `action` (the colour check
+    runs in-process: PyAV decoding, NumPy)."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    wall, result = timed(action)
+    after = resource.getrusage(resource.RUSAGE_SELF)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), result
 
 
@@ -218,8 +229,9 @@ def main():
           f"{metric.upper()}, {os.cpu_count()} cores")
     print(f"{'content':<9} {'platform':<8} {'encode s':>8} {'+samples':>8} {'check s':>8} "
           f"{'share':>6} {'CPU':>6}  {f'score 1/{SAMPLE_EVERY} (mean/p5/worst)':<26} "
-          f"{'every frame, vs source':<24} {'check s':>8}")
-    worst_share = 0.0
+          f"{'every frame, vs source':<24} {'check s':>8} {'colour s':>8} {'CPU':>6} "
+          f"{'ΔE mean/worst':>13} {'both CPU':>8}")
+    worst_share = worst_both = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for content in contents:
             source = make_clip(Path(tmp) / f"{content}.mp4", width=size[0], height=size[1],
@@ -236,17 +248,27 @@ def main():
                 check_s, check_cpu, record = measured(
                     lambda: quality.score_output(ffmpeg, output, source, spec, plan))
                 full_s, full = scored(ffmpeg, output, source, spec, plan, every=1)
+                colour_s, colour_cpu, colour = self_measured(lambda: check_colour(
+                    output, source, source_colour(source_probe), source_probe, spec.fit,
+                    spec.video["fps"]))
                 share = (kept_s + check_s) / (encode_s - kept_s)
-                worst_share = max(worst_share, share)
+                both = (check_cpu + colour_cpu) / encode_cpu
+                worst_share, worst_both = max(worst_share, share), max(worst_both, both)
                 print(f"{content:<9} {name:<8} {encode_s:>8.2f} {kept_s:>+8.2f} "
                       f"{check_s:>8.2f} {share:>6.1%} {check_cpu / encode_cpu:>6.1%}  "
                       f"{triple(record):<26} "
-                      f"{triple(full):<24} {full_s:>8.2f}")
+                      f"{triple(full):<24} {full_s:>8.2f} {colour_s:>8.2f} "
+                      f"{colour_cpu / encode_cpu:>6.1%} "
+                      f"{colour['mean']:>6g}/{colour['worst']:<6g} {both:>8.1%}")
     print("share: (samples kept + check) / encode, wall; CPU: check / encode (with its "
           "samples), CPU seconds of the ffmpeg processes")
     print(f"check cost (samples kept + check): at most {worst_share:.1%} of the encode "
           f"(target <= {TARGET_SHARE:.0%}); every frame decoded and counted, "
           f"1 in {SAMPLE_EVERY} scored")
+    print("colour: the colour check (every frame of the export against the render, "
+          "in-process), its CPU over the encode's; both CPU: the score's and the colour "
+          f"check's CPU over the encode's: at most {worst_both:.1%} (budget "
+          f"{TARGET_SHARE:.0%} of a veryfast encode's CPU)")
     if options.tiny:        # every part of the bench, at a size a test can run
         with tempfile.TemporaryDirectory() as tmp:
             preset_sweep(options, specs, tmp)

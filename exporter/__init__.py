@@ -4,5 +4,5 @@ __version__ = "0.1.0"
 
 # Bump when a code change alters the bytes an encode produces: it is part of every
 # export's up-to-date check, so bumping it redoes every export exactly once.
-ENCODER_VERSION = 3   # 3: no edit lists, keyframes on a fixed grid, loudness of the downmix
+ENCODER_VERSION = 4   # 4: SDR BT.709 tagged, HDR tone-mapped; 3: no edit lists, keyframes on a fixed grid, loudness of the downmix
                       # 2: the VBV buffer is sized to the clip (plan.clip_bufsize)

@@ -8,6 +8,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from exporter.media.colour import (
+    REMUX_TAGS_BSF,
+    colour_problems,
+    output_tag_args,
+    source_colour,
+    tag_bt709,
+    to_bt709,
+)
 from exporter.media.ffmpeg import QUIET
 from exporter.media.loudness import second_pass_filter, target_of
 from exporter.media.probe import DEMUXER_WHITELIST, Probe, check_dimensions
@@ -60,6 +68,9 @@ class EncodePlan:
     # Where the encode wrote its reference frames (SAMPLE_EVERY of its own picture chain,
     # before x264): the check scores the export against these, decoding only the export.
     samples: str | None = None
+    # The filters making the source's pictures SDR BT.709 (media/colour.py; '' when they
+    # are), after the frame rate: the check's reference goes through them too.
+    colour_filter: str = ""
 
 
 def fit_filter(fit: str, width: int, height: int, source: str = "[0:v:0]",
@@ -92,7 +103,7 @@ def picture(spec: Spec, pad_s: float = 0.0) -> tuple[str, int, int, float, str, 
 
 
 def video_graph(specs: Sequence[Spec], pads: Sequence[float] = (),
-                source: str = "[0:v:0]", keep: str = "") -> str:
+                source: str = "[0:v:0]", keep: str = "", convert: str = "") -> str:
     """One filter graph feeding outputs [v0], [v1], ... (one per spec, in order).
 
     The source is decoded once; each distinct picture (fit, size, fps, pix_fmt, padding)
@@ -100,7 +111,9 @@ def video_graph(specs: Sequence[Spec], pads: Sequence[float] = (),
     last frame held at the end of each output (a short source padded to the minimum).
     `source`: the input's label (the quality check feeds the source as its second input);
     `keep`: filters choosing the frames that go through the fit (the quality check's
-    trim and sampling), after the frame rate and padding.
+    trim and sampling), after the frame rate and padding; `convert`: the filters making
+    the source SDR BT.709 (media/colour.to_bt709), before the fit, so padding is BT.709
+    black. Every output is tagged SDR BT.709 limited range.
     """
     chains = {}
     for index, spec in enumerate(specs):
@@ -115,12 +128,13 @@ def video_graph(specs: Sequence[Spec], pads: Sequence[float] = (),
         # The frame rate first: ffmpeg 5.1's fps filter after the blur's overlay drops
         # the only frame of a one-frame clip (and fewer frames go through the fit).
         hold = f",tpad=stop_mode=clone:stop_duration={pad_s:.3f}" if pad_s else ""
-        parts.append(f"{chain_in}fps={fps}{hold}{keep}[rate{c}]")
+        colour = f",{convert}" if convert else ""
+        parts.append(f"{chain_in}fps={fps}{hold}{keep}{colour}[rate{c}]")
         parts.append(fit_filter(fit, width, height, f"[rate{c}]", f"[fit{c}]", tag=str(c)))
         if len(outputs) == 1:
-            parts.append(f"[fit{c}]format={pix_fmt}[v{outputs[0]}]")
+            parts.append(f"[fit{c}]format={pix_fmt},{tag_bt709()}[v{outputs[0]}]")
         else:
-            parts.append(f"[fit{c}]format={pix_fmt},split={len(outputs)}"
+            parts.append(f"[fit{c}]format={pix_fmt},{tag_bt709()},split={len(outputs)}"
                          + "".join(f"[v{i}]" for i in outputs))
     return ";".join(parts)
 
@@ -162,6 +176,14 @@ def output_duration(probe: Probe, spec: Spec) -> tuple[float, bool]:
         raise SourceError(f"duration {probe.duration_s:.2f} s exceeds the {spec.name} "
                           f"limit of {limit} s (limits.on_overlong: reject)")
     return float(limit), True
+
+
+def check_colour(probe: Probe, spec: Spec) -> None:
+    """SourceError when the platform refuses this render's colour (an HDR render where
+    `colour.hdr` is reject)."""
+    problems = colour_problems(source_colour(probe), spec.hdr_policy)
+    if problems:
+        raise SourceError(problems[0])
 
 
 def check_source(probe: Probe) -> None:
@@ -212,6 +234,7 @@ def video_args(spec: Spec, preset: str, duration_s: float) -> list[str]:
         "-bufsize", str(bufsize),
         "-g", str(video["gop"]), "-keyint_min", str(video["gop"]),
         "-fps_mode", "cfr", "-r", str(video["fps"]),
+        *output_tag_args(),
     ]
     if video["maxrate"] == video["bitrate"]:
         # Constant bitrate with filler: the average meets the spec on any content (a flat
@@ -280,9 +303,13 @@ def remux_problems(probe: Probe, spec: Spec) -> list[str]:
     The source must already be what the conformance check asks of an export; only the
     container is rewritten (to MP4 with faststart, metadata stripped).
     """
-    # the MP4 muxer writes no edit list and starts both tracks at 0
+    # the MP4 muxer writes no edit list and starts both tracks at 0; the parameter sets
+    # are tagged BT.709 (REMUX_TAGS_BSF) when the render is SDR BT.709 by its tags or the
+    # rule, and a render of any other colour keeps its own tags, so is encoded
+    tags = ({"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709",
+             "color_range": "tv"} if source_colour(probe).is_output else {})
     as_remuxed = replace(probe, format_name=MP4_FORMAT, edit_lists=(), video_start_s=0.0,
-                         audio_start_s=0.0 if probe.has_audio else None)
+                         audio_start_s=0.0 if probe.has_audio else None, **tags)
     return conformance_problems(as_remuxed, spec, probe.duration_s, faststart=True,
                                 encoded=False)
 
@@ -294,6 +321,7 @@ def build_remux(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec,
     check_source(probe)
     audio = (["-c:v", "copy", *audio_filters(spec, loudness, None, primed(probe)),
               *audio_args(spec)] if loudness else ["-c", "copy"])
+    audio += ["-bsf:v", REMUX_TAGS_BSF, *output_tag_args()]
     return EncodePlan(
         argv=[ffmpeg, *QUIET, *untrusted_input(source),
               "-map", "0:v:0", "-map", "0:a:0", *audio, *STRIP_METADATA,
@@ -306,6 +334,7 @@ def build_plan(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec, output
     """Remux when the source already conforms to `spec`, else encode. `loudness`: the
     first-pass measurement of the source for the spec's target, when it is normalised."""
     _, trimmed = output_duration(probe, spec)       # refuses what the spec rejects
+    check_colour(probe, spec)
     if not trimmed and pad_from(probe, spec) is None and not remux_problems(probe, spec):
         return build_remux(ffmpeg, source, probe, spec, output, loudness)
     return build_encode(ffmpeg, source, probe, spec, output, preset, loudness)
@@ -334,6 +363,9 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     """
     check_source(probe)
     specs = [spec for spec, _ in targets]
+    for spec in specs:
+        check_colour(probe, spec)
+    convert = to_bt709(source_colour(probe))
     timing = [output_duration(probe, spec) for spec in specs]
     argv = [ffmpeg, *QUIET, *untrusted_input(source)]
     silent = [spec for spec in specs if not probe.has_audio and spec.audio_required]
@@ -342,7 +374,8 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     pads = [pad_from(probe, spec) for spec in specs]
     graph = video_graph(
         specs, [duration - padded + 1 / spec.video["fps"] if padded is not None else 0.0
-                for spec, (duration, _), padded in zip(specs, timing, pads)])
+                for spec, (duration, _), padded in zip(specs, timing, pads)],
+        convert=convert)
     pictures = [f"[v{index}]" for index in range(len(targets))]
     if samples:
         graph, pictures = keeping_samples(graph, len(targets))
@@ -371,7 +404,8 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed,
                        loudness=(loudness or {}).get(spec.name) if probe.has_audio else None,
                        padded_from_s=padded, reads_source_audio=probe.has_audio,
-                       samples=str(samples[index]) if samples else None)
+                       samples=str(samples[index]) if samples else None,
+                       colour_filter=convert)
             for index, (spec, (duration, trimmed), padded)
             in enumerate(zip(specs, timing, pads))]
 
@@ -391,10 +425,28 @@ def cover_inputs(image: Path | None, video: Path | str, seek_s: float) -> list[l
             [*untrusted_input(video), "-ss", f"{seek_s:.3f}"]]
 
 
+# A JPEG's samples are BT.601 full range (JFIF) whatever the picture was: a video frame,
+# made SDR BT.709 limited first (`convert`), is converted to them; a thumbnail.jpg already is.
+JPEG_FROM_BT709 = ("scale=in_color_matrix=bt709:in_range=tv:out_color_matrix=bt601"
+                   ":out_range=pc,format=yuvj420p")
+
+
+def still_input(convert: str | None) -> tuple[str, str]:
+    """(the graph's head, its label) and the JPEG tail for a still: `convert` None for an
+    image (thumbnail.jpg), else the filters making a video frame SDR BT.709 ('' when it is)."""
+    if convert is None:
+        return "", "format=yuvj420p"
+    head = f"[0:v:0]{convert}[conv];" if convert else ""
+    return head, JPEG_FROM_BT709
+
+
 def build_still(ffmpeg: str, input_args: list[str], fit: str, width: int, height: int,
-                output: Path | str, quality: int) -> list[str]:
-    """argv writing one JPEG of exactly width x height from the first frame of the input."""
-    graph = fit_filter(fit, width, height) + ";[fit]format=yuvj420p[v]"
+                output: Path | str, quality: int, convert: str | None = None) -> list[str]:
+    """argv writing one JPEG of exactly width x height from the first frame of the input
+    (`convert`: still_input)."""
+    head, tail = still_input(convert)
+    source = "[conv]" if head else "[0:v:0]"
+    graph = head + fit_filter(fit, width, height, source) + f";[fit]{tail}[v]"
     return [ffmpeg, *QUIET, *input_args,
             "-filter_complex", graph, "-map", "[v]", "-frames:v", "1",
             "-map_metadata", "-1", "-c:v", "mjpeg", "-q:v", str(quality),
@@ -402,15 +454,18 @@ def build_still(ffmpeg: str, input_args: list[str], fit: str, width: int, height
 
 
 def build_stills(ffmpeg: str, input_args: list[str],
-                 outputs: list[tuple[str, int, int, Path | str]], quality: int) -> list[str]:
+                 outputs: list[tuple[str, int, int, Path | str]], quality: int,
+                 convert: str | None = None) -> list[str]:
     """argv writing several JPEGs (fit, width, height, path) from the same first frame of the
-    input: one decode for the covers of every platform of a title."""
+    input: one decode for the covers of every platform of a title (`convert`: still_input)."""
     count = len(outputs)
-    graph = [f"[0:v:0]split={count}" + "".join(f"[in{i}]" for i in range(count))]
+    head, tail = still_input(convert)
+    source = "[conv]" if head else "[0:v:0]"
+    graph = [f"{head}{source}split={count}" + "".join(f"[in{i}]" for i in range(count))]
     maps = []
     for i, (fit, width, height, path) in enumerate(outputs):
         graph.append(fit_filter(fit, width, height, f"[in{i}]", f"[fit{i}]", tag=str(i))
-                     + f";[fit{i}]format=yuvj420p[v{i}]")
+                     + f";[fit{i}]{tail}[v{i}]")
         maps += ["-map", f"[v{i}]", "-frames:v", "1", "-map_metadata", "-1", "-c:v", "mjpeg",
                  "-q:v", str(quality), "-f", "image2", "-update", "1", str(path)]
     return [ffmpeg, *QUIET, *input_args, "-filter_complex", ";".join(graph), *maps]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
@@ -62,6 +62,12 @@ class Probe:
     audio_start_s: float | None = None            # and of the first audio sample
     audio_profile: str | None = None              # 'LC' for AAC-LC
     audio_packet_bitrate: int | None = None       # the audio's packets over its duration
+    # The colour the stream says it has, in ffmpeg's names (None: untagged); media/colour.py
+    # reads an untagged render by one rule.
+    color_primaries: str | None = None
+    color_trc: str | None = None
+    colorspace: str | None = None
+    color_range: str | None = None                # 'tv' (limited) or 'pc' (full)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -72,6 +78,12 @@ class Probe:
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> Probe:
+        """The probe a sidecar recorded (fields it lacks take their defaults)."""
+        known = {field.name for field in fields(cls)}
+        return cls(**{name: value for name, value in summary.items() if name in known})
 
 
 def check_dimensions(width: int, height: int) -> None:
@@ -161,6 +173,7 @@ def probe_file(path: Path) -> Probe:
             fps=round(fps, 3),
             video_bitrate=video.bit_rate or None,
             has_audio=audio is not None,
+            **colour_tags(codec),
         )
         if audio is not None:
             facts.update(
@@ -174,6 +187,29 @@ def probe_file(path: Path) -> Probe:
     facts.update(packet_facts(path, fps))
     facts["edit_lists"] = edit_lists(path) if facts["format_name"] == ALLOWED_FORMATS[0] else ()
     return Probe(**facts)
+
+
+# libavutil's numbers for the colour tags (pixfmt.h), by ffmpeg's option names; 2 and 0 are
+# "unspecified", left out.
+PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
+             9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
+TRANSFERS = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+             8: "linear", 9: "log100", 10: "log316", 11: "iec61966-2-4", 12: "bt1361e",
+             13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084",
+             17: "smpte428", 18: "arib-std-b67"}
+MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+            8: "ycgco", 9: "bt2020nc", 10: "bt2020c", 14: "ictcp"}
+RANGES = {1: "tv", 2: "pc"}
+
+
+def colour_tags(codec: Any) -> dict[str, str | None]:
+    """The stream's colour tags by name (None where untagged or unknown)."""
+    def named(table: dict[int, str], value: Any) -> str | None:
+        return table.get(int(value)) if value is not None else None
+    return {"color_primaries": named(PRIMARIES, getattr(codec, "color_primaries", None)),
+            "color_trc": named(TRANSFERS, getattr(codec, "color_trc", None)),
+            "colorspace": named(MATRICES, getattr(codec, "colorspace", None)),
+            "color_range": named(RANGES, getattr(codec, "color_range", None))}
 
 
 H264_IDR = 5

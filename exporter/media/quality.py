@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from exporter.media.colour import source_colour
+from exporter.media.colour_check import COLOUR, check_colour
 from exporter.media.ffmpeg import QUIET, run_ffmpeg
 from exporter.media.plan import (
     SAMPLE_EVERY,
@@ -41,6 +43,7 @@ from exporter.model.errors import DamagedOutput
 
 if TYPE_CHECKING:
     from exporter.media.plan import EncodePlan
+    from exporter.media.probe import Probe
     from exporter.model.spec import Spec
 
 VMAF, SSIM, PACKETS = "vmaf", "ssim", "packets"
@@ -113,7 +116,8 @@ def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
     pad_s = (plan.duration_s - plan.padded_from_s + 1 / fps
              if plan.padded_from_s is not None else 0.0)
     reference = video_graph([spec], [pad_s], source="[1:v:0]",
-                            keep=f",trim=end_frame={frames},{sample_frames(every)}")
+                            keep=f",trim=end_frame={frames},{sample_frames(every)}",
+                            convert=plan.colour_filter)
     return [ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
             "-t", f"{plan.duration_s + 1:.3f}", *untrusted_input(source),
             *compared(f"{reference};[v0]{by_sample(fps)}[ref]", fps, metric, log_path, every),
@@ -191,6 +195,17 @@ def score_output(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def content_score(ffmpeg: str, output: Path | str, source: Path | str, source_probe: Probe,
+                  spec: Spec, plan: EncodePlan) -> dict[str, Any]:
+    """The quality record of an encode: the score against the frames x264 was given
+    (score_output), with the colour check against the render itself beside it
+    (colour_check.py), which does not trust the chain that made those frames."""
+    record = score_output(ffmpeg, output, source, spec, plan)
+    record[COLOUR] = check_colour(output, source, source_colour(source_probe), source_probe,
+                                  spec.fit, spec.video["fps"])
+    return record
+
+
 # ---- a remux: the source's packets, proven by checksum ---------------------------------
 
 # SPS, PPS and access unit delimiters: moved to the MP4's header (or dropped) by the muxer.
@@ -251,6 +266,10 @@ def remux_proof(output: Path | str, source: Path | str) -> dict[str, Any]:
 
 GATE_FIELDS = ("mean", "p5", "worst")
 GATE_NAMES = {"mean": "mean", "p5": "5th percentile", "worst": "worst frame"}
+# Under these, the mean or the median frame is not a hard clip but a broken encode: against
+# the encode's own frames, a correct encode of full-frame noise at 1080x1920 scores VMAF
+# 24 to 32 and SSIM 0.78 (docs/quality.md); negated or replaced pictures score 0.
+BROKEN = {VMAF: 10.0, SSIM: 0.3}
 
 
 def gate_problems(record: dict[str, Any] | None, floors: dict[str, Any]) -> list[str]:
@@ -259,6 +278,13 @@ def gate_problems(record: dict[str, Any] | None, floors: dict[str, Any]) -> list
     if not record or record.get("metric") not in (VMAF, SSIM):
         return []
     metric = record["metric"]
+    problems = colour_problems(record.get(COLOUR), floors.get(COLOUR) or {})
+    broken = [f"{name} {record[name]:g}" for name in ("mean", "median")
+              if record.get(name) is not None and record[name] < BROKEN[metric]]
+    if broken:
+        problems.append(f"{metric.upper()} {' and '.join(broken)} against the frames x264 "
+                        f"was given is under {BROKEN[metric]:g}: a broken encode, not a hard "
+                        "clip (try another ffmpeg, ffmpeg=PATH)")
     limits = floors.get(metric) or {}
     under = [f"{GATE_NAMES[name]} {record[name]:g} < {limits[name]:g}"
              for name in GATE_FIELDS if name in limits and record.get(name) is not None
@@ -267,11 +293,29 @@ def gate_problems(record: dict[str, Any] | None, floors: dict[str, Any]) -> list
     if "max_drop" in limits and drop > limits["max_drop"]:
         under.append(f"worst frame {drop:.{4 if metric == SSIM else 2}g} under the median "
                      f"{record['median']:g}, more than {limits['max_drop']:g}: a broken frame")
-    if not under:
+    if under:
+        problems.append(f"{metric.upper()} {describe(record)} is under the platform's floor "
+                        f"({', '.join(under)}; quality.{metric}): raise video.bitrate, use a "
+                        "slower preset, or check the render for damage")
+    return problems
+
+
+COLOUR_NAMES = {"mean": "mean", "worst": "worst frame"}
+
+
+def colour_problems(record: dict[str, Any] | None, ceilings: dict[str, Any]) -> list[str]:
+    """Why the colour check's ΔE is over the platform's `quality.colour` (empty: it is not,
+    or the export has no colour record, as one made before the check)."""
+    if not record or not record.get("frames"):
         return []
-    return [(f"{metric.upper()} {describe(record)} is under the platform's floor "
-             f"({', '.join(under)}; quality.{metric}): raise video.bitrate, use a slower "
-             "preset, or check the render for damage")]
+    over = [f"{COLOUR_NAMES[name]} {record[name]:g} > {ceilings[name]:g}"
+            for name in ("mean", "worst") if name in ceilings and record[name] > ceilings[name]]
+    if not over:
+        return []
+    return [f"the picture is not the render's: ΔE {record['mean']:g} mean, {record['worst']:g} "
+            f"worst (frame {record['worst_frame']}) against the render as its tags "
+            f"({record['source']}) say it looks ({', '.join(over)}; quality.colour): "
+            "check the colour tags of the render, or try another ffmpeg (ffmpeg=PATH)"]
 
 
 def describe(record: dict[str, Any] | None) -> str:
@@ -283,13 +327,22 @@ def describe(record: dict[str, Any] | None) -> str:
     return f"mean {record['mean']:g}, p5 {record['p5']:g}, worst {record['worst']:g}"
 
 
+def colour_label(record: dict[str, Any] | None) -> str:
+    """'ΔE 1.2/3.4' (the colour check's mean/worst), or '' without one."""
+    colour = (record or {}).get(COLOUR) or {}
+    if not colour.get("frames"):
+        return ""
+    return f"ΔE {colour['mean']:g}/{colour['worst']:g}"
+
+
 def label(record: dict[str, Any] | None) -> str:
     """'VMAF 93.1/88.0/85.2' (mean/p5/worst), 'remux: packets identical', or ''."""
     if not record:
         return ""
     if record.get("metric") == PACKETS:
         return "remux: packets identical"
-    return f"{record['metric'].upper()} {record['mean']:g}/{record['p5']:g}/{record['worst']:g}"
+    text = f"{record['metric'].upper()} {record['mean']:g}/{record['p5']:g}/{record['worst']:g}"
+    return f"{text}, {colour_label(record)}" if colour_label(record) else text
 
 
 def unaddressed(line: str) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from exporter.media.colour import output_tag_problems
+
 if TYPE_CHECKING:
     from exporter.media.probe import Probe
     from exporter.model.spec import Spec
@@ -47,6 +49,8 @@ def conformance_problems(probe: Probe, spec: Spec, expected_duration_s: float, f
     expect("pix_fmt", probe.pix_fmt, video["pix_fmt"])
     expect("size", f"{probe.width}x{probe.height}", f"{video['width']}x{video['height']}")
     expect("rotation", probe.rotation, 0)
+    problems += [f"colour: {problem} (every export is SDR BT.709, limited range; "
+                 f"{ENCODER_FAULT})" for problem in output_tag_problems(probe)]
     if abs(probe.fps - video["fps"]) > 0.01:
         problems.append(f"frame rate is {probe.fps} fps, expected {video['fps']} "
                         f"({ENCODER_FAULT})")

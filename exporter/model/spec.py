@@ -69,6 +69,12 @@ class Spec:
     path: Path
     upload: dict = field(default_factory=dict)   # request defaults (docs/uploads.md)
     quality: dict = field(default_factory=dict)  # score floors per metric (docs/quality.md)
+    colour: dict = field(default_factory=dict)   # {hdr: tonemap | reject} (docs/quality.md)
+
+    @property
+    def hdr_policy(self) -> str:
+        """What an HDR render becomes: 'tonemap' (an SDR export, the default) or 'reject'."""
+        return self.colour.get("hdr", "tonemap")
 
     @property
     def audio_required(self) -> bool:
@@ -102,6 +108,7 @@ class Spec:
             "limits": self.limits,
             "fit": self.fit,
             "container": self.container,
+            "colour": {"hdr": self.hdr_policy},
             "encoder_version": ENCODER_VERSION,
         }
 
@@ -184,6 +191,7 @@ def load_spec(path: Path | str, checked: bool = False) -> Spec:
         path=path,
         upload=doc.get("upload", {}),
         quality=doc.get("quality", {}),
+        colour=doc.get("colour", {}),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
+from exporter.media.colour import source_colour, to_bt709
 from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.plan import (
     COVER_QUALITIES,
@@ -17,7 +18,7 @@ from exporter.media.plan import (
     cover_inputs,
     poster_size,
 )
-from exporter.media.probe import image_size
+from exporter.media.probe import Probe, image_size
 from exporter.model.errors import ConformanceError, EncodeError, SourceError
 from exporter.model.files import publish, remove_stale_temps, sha256_file, temporary
 from exporter.model.records import (
@@ -33,7 +34,7 @@ from exporter.pipeline.job import ExportJob, ffmpeg_version
 # Covers and posters show the frame at this fraction of the duration (past fade-ins).
 FRAME_AT = 0.25
 # Bump when a code change alters the cover or poster images.
-IMAGES_VERSION = 1
+IMAGES_VERSION = 2   # 2: frames of any colour shown as SDR BT.709, JPEG samples BT.601
 
 
 def image_is_current(record: Record | None, key: str, path: Path) -> bool:
@@ -43,8 +44,10 @@ def image_is_current(record: Record | None, key: str, path: Path) -> bool:
 
 
 def make_still(job: ExportJob, input_choices: list[list[str]], fit: str, size: tuple[int, int],
-               max_bytes: int | None, path: Path, key: str, origin: str) -> Record:
-    """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record."""
+               max_bytes: int | None, path: Path, key: str, origin: str,
+               convert: str | None) -> Record:
+    """One JPEG of exactly `size`, at the best quality that fits `max_bytes`; its record.
+    `convert`: None for an image, else the filters making the video's frame SDR BT.709."""
     cache = job.shared_cache
     with temporary(path) as linked:
         with cache.locked([key]):
@@ -53,7 +56,7 @@ def make_still(job: ExportJob, input_choices: list[list[str]], fit: str, size: t
                 with temporary(cache.path(key, ".jpg")) as temp:
                     for input_args in input_choices:
                         run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp,
-                                               COVER_QUALITIES[0]))
+                                               COVER_QUALITIES[0], convert))
                         if temp.exists():
                             break
                     else:
@@ -62,7 +65,7 @@ def make_still(job: ExportJob, input_choices: list[list[str]], fit: str, size: t
                     for quality in COVER_QUALITIES:
                         if quality != COVER_QUALITIES[0]:
                             run_ffmpeg(build_still(job.ffmpeg, input_args, fit, *size, temp,
-                                                   quality))
+                                                   quality, convert))
                         if max_bytes is None or temp.stat().st_size <= max_bytes:
                             break
                     else:
@@ -91,7 +94,8 @@ def cover_key(origin: str, cover: dict, ffmpeg: str) -> str:
                    "version": IMAGES_VERSION})
 
 
-def make_sibling_covers(job: ExportJob, origin: str, input_args: list[str]) -> None:
+def make_sibling_covers(job: ExportJob, origin: str, input_args: list[str],
+                        convert: str | None) -> None:
     """The covers of this title's selected platforms (this one's and its siblings') missing
     from the shared cache, made from one decoded frame (or thumbnail) in one ffmpeg run;
     each platform's task then copies its own. Best effort: a cover this run cannot make
@@ -112,7 +116,7 @@ def make_sibling_covers(job: ExportJob, origin: str, input_args: list[str]) -> N
             run_ffmpeg(build_stills(
                 job.ffmpeg, input_args,
                 [(cover["fit"], cover["width"], cover["height"], temps[key])
-                 for key, cover in missing.items()], COVER_QUALITIES[0]))
+                 for key, cover in missing.items()], COVER_QUALITIES[0], convert))
             for key, cover in missing.items():
                 temp = temps[key]
                 if (temp.exists() and temp.stat().st_size <= cover["max_bytes"]
@@ -144,8 +148,9 @@ def make_cover(job: ExportJob, inputs: Record, sidecar: Record) -> Record:
     source = source_probe(sidecar)
     seek = frame_time(source["duration_s"], source["fps"])
     choices = cover_inputs(thumbnail, job.title.source, seek)
+    convert = None if thumbnail else to_bt709(source_colour(Probe.from_summary(source)))
     try:
-        make_sibling_covers(job, origin, choices[0])
+        make_sibling_covers(job, origin, choices[0], convert)
     except EncodeError as error:
         if error.transient:
             raise
@@ -153,7 +158,8 @@ def make_cover(job: ExportJob, inputs: Record, sidecar: Record) -> Record:
     try:
         record = make_still(job, choices,
                             cover["fit"], (cover["width"], cover["height"]),
-                            cover["max_bytes"], job.path("cover"), key, origin_text)
+                            cover["max_bytes"], job.path("cover"), key, origin_text,
+                            convert)
     except EncodeError as error:
         if thumbnail is None or error.transient:
             raise
@@ -171,5 +177,5 @@ def make_poster(job: ExportJob, sidecar: Record) -> Record:
     seek = frame_time(output_duration_s(sidecar), job.spec.video["fps"])
     video = job.path("video")
     record = make_still(job, cover_inputs(None, video, seek), "crop", size, None,
-                        job.path("poster"), key, f"{video.name} at {seek:.2f} s")
+                        job.path("poster"), key, f"{video.name} at {seek:.2f} s", "")
     return {**record, "key": key}

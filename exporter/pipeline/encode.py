@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from exporter import __version__
+from exporter.media.colour import conversion_record, source_colour
 from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.loudness import (
     is_silent,
@@ -27,7 +28,7 @@ from exporter.media.plan import (
     pad_from,
 )
 from exporter.media.probe import Probe, moov_before_mdat, probe
-from exporter.media.quality import gate_problems, remux_proof, score_output
+from exporter.media.quality import content_score, gate_problems, remux_proof
 from exporter.media.shared import SharedCache, share_key
 from exporter.media.verify import conformance_problems, rate_over
 from exporter.model.errors import (
@@ -95,6 +96,7 @@ def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_pr
                 "ffmpeg": job.ffmpeg,
                 "ffmpeg_version": ffmpeg_version(job.ffmpeg), "argv": cache_record["argv"],
                 "tool_version": __version__, "loudness": loudness, "quality": quality,
+                "colour": conversion_record(source_colour(source_probe), plan.mode),
                 "worker": current_worker()},
         inputs=inputs, started_at=started_at, finished_at=now_utc(), attempts=attempt)
 
@@ -200,7 +202,8 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
                         continue
                     made_by, achieved = corrected_encode(job, source_probe, temp, plan, over)
                 # decoded whole and scored once, here: every export of this key reuses it
-                quality = score_output(job.ffmpeg, temp, job.title.source, spec, plan)
+                quality = content_score(job.ffmpeg, temp, job.title.source, source_probe,
+                                        spec, plan)
             except (ConformanceError, DamagedOutput):
                 if index == 0:
                     raise
@@ -330,7 +333,8 @@ def content_check(job: ExportJob, path: Path, plan: EncodePlan) -> Record:
     its packets against the source's for a remux, else decoded and scored."""
     if plan.mode == "remux":
         return remux_proof(path, job.title.source)
-    return score_output(job.ffmpeg, path, job.title.source, job.spec, plan)
+    return content_score(job.ffmpeg, path, job.title.source, probe(job.title.source),
+                         job.spec, plan)
 
 
 def check_gate(spec: Spec, quality: Record | None) -> None:

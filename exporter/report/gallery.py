@@ -126,8 +126,13 @@ def quality_fact(quality):
         return ()
     if quality.get("metric") == "packets":
         return (("quality", "remux: packets identical"),)
-    return ((quality["metric"].upper(),
-             f"{quality['mean']:g} mean, {quality['p5']:g} p5, {quality['worst']:g} worst"),)
+    facts = ((quality["metric"].upper(),
+              f"{quality['mean']:g} mean, {quality['p5']:g} p5, {quality['worst']:g} worst"),)
+    colour = quality.get("colour") or {}
+    if colour.get("frames"):
+        facts += (("colour ΔE", f"{colour['mean']:g} mean, {colour['worst']:g} worst "
+                                f"(from {colour.get('source', '?')})"),)
+    return facts
 
 
 def picture_html(row, sidecar):

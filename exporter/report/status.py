@@ -76,6 +76,7 @@ def status_report(document, segments=(), ages=(), platforms=()):
         "failures": failures,
         "made_with": made_with(rows),
         "lowest_quality": lowest_quality(rows),
+        "highest_colour": highest_colour(rows),
     }
 
 
@@ -96,6 +97,28 @@ def lowest_quality(rows):
                  **{key: quality.get(key) for key in ("mean", "p5", "worst")}})
     return {metric: sorted(found, key=lambda item: (item["mean"], item["task"]))[:LOWEST_SHOWN]
             for metric, found in sorted(scored.items())}
+
+
+def highest_colour(rows):
+    """The LOWEST_SHOWN exports whose picture is furthest from the render's colour (the
+    colour check's mean ΔE), over the rows whose video exists."""
+    found = []
+    for row in rows:
+        colour = (row.get("quality") or {}).get("colour") or {}
+        if row["status"] in MADE and colour.get("frames"):
+            found.append({"task": task_name(row["platform"], row["title_id"]),
+                          "title": f"{row['segment']}/{row['age']}/{row['title_id']}",
+                          "mean": colour["mean"], "worst": colour["worst"]})
+    return sorted(found, key=lambda item: (-item["mean"], item["task"]))[:LOWEST_SHOWN]
+
+
+def colour_lines(highest):
+    """'highest colour ΔE (mean/worst): tiktok:a (women/18-23/a) 1.2/3.4, ...'."""
+    if not highest:
+        return []
+    return ["highest colour ΔE (mean/worst): " + ", ".join(
+        f"{item['task']} ({item['title']}) {item['mean']:g}/{item['worst']:g}"
+        for item in highest)]
 
 
 def lowest_lines(lowest):
@@ -149,6 +172,7 @@ def format_report(report):
     text += [f"made with {ffmpeg_release(version)}: {count} exports"
              for version, count in report.get("made_with", {}).items()]
     text += lowest_lines(report.get("lowest_quality", {}))
+    text += colour_lines(report.get("highest_colour", []))
     text += [f"FAILED {f['task']} ({f['title']}): {f['cause']}" for f in report["failures"]]
     text += needs_lines(report.get("needs", []))
     text += [f"UPLOAD OUTDATED {o['task']} ({o['title']}): uploaded {o['uploaded_at']} as "

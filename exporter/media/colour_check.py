@@ -1,0 +1,275 @@
+"""The colour check: the export as an SDR BT.709 screen shows it, against the render as
+its own tags say it looks, on every frame, at low resolution.
+
+The content score (quality.py) compares the export with the frames x264 was given, so a
+mistake in the picture chain before x264 (a wrong matrix, HDR left as it is, a negated or
+level-shifted picture) scores as perfect. This check trusts nothing of that chain: both
+files are decoded here, in-process (PyAV), each read by its own colour (the render's by
+media/colour.source_colour, the export's as BT.709), and turned into light by arithmetic
+written here (NumPy), not by ffmpeg's filters:
+
+- YUV to non-linear RGB by the picture's matrix and range;
+- SDR to light by the BT.1886 display curve (gamma 2.4, what an SDR screen does); PQ by
+  SMPTE ST 2084's EOTF and HLG by BT.2100's inverse OETF and OOTF (a 1,000 cd/m² display,
+  on each of R, G, B as zimg does),
+  both with SDR white at 203 cd/m² (BT.2408); what an SDR screen cannot show (above white,
+  outside BT.709's gamut) is clipped on the render's side, so tone-mapped highlights
+  differ from it only by how much they were compressed;
+- to CIE XYZ by the picture's primaries (D65), to CIELAB, and compared by CIE76 ΔE
+  (Euclidean distance in L*a*b*: about 2.3 is a just-noticeable difference).
+
+Each frame is averaged over a grid of GRID cells of the part of the picture the render
+fills (the whole export for `crop`; the letterboxed picture for `pad` and `blur`), so the
+check sees colour, levels and layout, not detail: noise and fine texture average out.
+Export frame i (at i/fps) is compared with the render frame shown at that moment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from exporter.media.colour import (
+    BT601_525,
+    BT601_625,
+    BT709,
+    BT2020,
+    FULL,
+    HDR_PEAK_NITS,
+    HLG,
+    PQ,
+    REFERENCE_WHITE_NITS,
+    Colour,
+)
+from exporter.media.probe import OPEN_OPTIONS, pyav
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from exporter.media.probe import Probe
+
+COLOUR = "colour"
+DELTA_E = "CIE76"
+GRID = (16, 28)             # cells across and down the compared region
+
+# Chromaticities (x, y) of each family's red, green and blue; white is D65 for all.
+CHROMATICITIES = {
+    BT709: ((0.640, 0.330), (0.300, 0.600), (0.150, 0.060)),
+    BT601_525: ((0.630, 0.340), (0.310, 0.595), (0.155, 0.070)),
+    BT601_625: ((0.640, 0.330), (0.290, 0.600), (0.150, 0.060)),
+    BT2020: ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046)),
+}
+D65 = (0.3127, 0.3290)
+# (Kr, Kb) of each YUV matrix.
+LUMA_WEIGHTS = {BT709: (0.2126, 0.0722), BT601_525: (0.299, 0.114),
+                BT601_625: (0.299, 0.114), BT2020: (0.2627, 0.0593)}
+OUTPUT_COLOUR = Colour(primaries=BT709, matrix=BT709, transfer="sdr", range="limited",
+                       bits=8, tagged=True)
+
+
+def numpy():
+    """NumPy, imported at first use (a run with nothing to export never needs it)."""
+    import numpy
+    return numpy
+
+
+# ---- arithmetic: samples to CIELAB -----------------------------------------------------
+
+def rgb_to_xyz(primaries: str) -> np.ndarray:
+    """The 3x3 matrix from linear RGB of `primaries` to CIE XYZ (Y of white = 1)."""
+    np = numpy()
+    xy = np.array(CHROMATICITIES[primaries])
+    columns = np.stack([xy[:, 0] / xy[:, 1], np.ones(3), (1 - xy[:, 0] - xy[:, 1]) / xy[:, 1]])
+    white = np.array([D65[0] / D65[1], 1.0, (1 - D65[0] - D65[1]) / D65[1]])
+    return columns * np.linalg.solve(columns, white)
+
+
+def yuv_to_rgb(yuv: np.ndarray, colour: Colour) -> np.ndarray:
+    """Non-linear R'G'B' (0..1, unclipped) from 16-bit YUV samples read as `colour`."""
+    np = numpy()
+    if colour.range == FULL:
+        y = yuv[..., 0] / 65535.0
+        u, v = (yuv[..., 1] - 32768.0) / 65535.0, (yuv[..., 2] - 32768.0) / 65535.0
+    else:           # limited: 16-235 and 16-240 at 8 bits, the same codes shifted at more
+        y = (yuv[..., 0] / 256.0 - 16.0) / 219.0
+        u, v = (yuv[..., 1] / 256.0 - 128.0) / 224.0, (yuv[..., 2] / 256.0 - 128.0) / 224.0
+    kr, kb = LUMA_WEIGHTS[colour.matrix]
+    kg = 1.0 - kr - kb
+    r = y + 2 * (1 - kr) * v
+    b = y + 2 * (1 - kb) * u
+    g = (y - kr * r - kb * b) / kg
+    return np.stack([r, g, b], axis=-1)
+
+
+def pq_to_nits(signal: np.ndarray) -> np.ndarray:
+    """SMPTE ST 2084's EOTF: PQ signal (0..1) to cd/m²."""
+    np = numpy()
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    power = np.clip(signal, 0, 1) ** (1 / m2)
+    return 10000 * (np.maximum(power - c1, 0) / (c2 - c3 * power)) ** (1 / m1)
+
+
+def hlg_to_nits(signal: np.ndarray) -> np.ndarray:
+    """HLG to cd/m²: BT.2100's inverse OETF, then the OOTF of a 1,000 cd/m² display (gamma
+    1.2) on each of R, G and B, as zimg applies it (BT.2100 applies it to luminance; the
+    two differ in saturation only, and the tags do not say which the render was made for)."""
+    np = numpy()
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    signal = np.clip(signal, 0, 1)
+    scene = np.where(signal <= 0.5, signal ** 2 / 3,
+                     (np.exp((signal - c) / a) + b) / 12)
+    return HDR_PEAK_NITS * scene ** 1.2
+
+
+def to_light(rgb: np.ndarray, colour: Colour) -> np.ndarray:
+    """Linear light of an SDR screen (1.0 = SDR white) from R'G'B' of `colour`."""
+    np = numpy()
+    if colour.transfer == PQ:
+        return pq_to_nits(rgb) / REFERENCE_WHITE_NITS
+    if colour.transfer == HLG:
+        return hlg_to_nits(rgb) / REFERENCE_WHITE_NITS
+    return np.clip(rgb, 0, 1) ** 2.4          # BT.1886
+
+
+def lab(rgb: np.ndarray, colour: Colour) -> np.ndarray:
+    """CIELAB (D65) of R'G'B' of `colour` as an SDR BT.709 screen shows it."""
+    np = numpy()
+    light = to_light(rgb, colour)
+    if colour.primaries != BT709:       # what the screen can show of it: BT.709's gamut
+        to_709 = np.linalg.solve(rgb_to_xyz(BT709), rgb_to_xyz(colour.primaries))
+        light = light @ to_709.T
+    xyz = np.clip(light, 0, 1) @ rgb_to_xyz(BT709).T
+    white = rgb_to_xyz(BT709).sum(axis=1)
+    ratio = xyz / white
+    f = np.where(ratio > (6 / 29) ** 3, np.cbrt(ratio), ratio / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
+                     200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+# ---- geometry: which part of each picture is compared --------------------------------
+
+def region(fit: str, source_size: tuple[int, int],
+           output_size: tuple[int, int]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """((x, y, w, h) in the source, (x, y, w, h) in the output) of the same picture, as
+    fractions of each frame: `crop` shows the source's middle over the whole output; `pad`
+    and `blur` show the whole source in the output's middle."""
+    (sw, sh), (ow, oh) = source_size, output_size
+    if fit == "crop":
+        scale = max(ow / sw, oh / sh)
+        w, h = ow / scale / sw, oh / scale / sh
+        return ((1 - w) / 2, (1 - h) / 2, w, h), (0.0, 0.0, 1.0, 1.0)
+    scale = min(ow / sw, oh / sh)
+    w, h = sw * scale / ow, sh * scale / oh
+    return (0.0, 0.0, 1.0, 1.0), ((1 - w) / 2, (1 - h) / 2, w, h)
+
+
+def cell_weights(length: int, start: float, size: float, cells: int) -> np.ndarray:
+    """(cells x length) weights averaging `length` pixels into `cells` equal cells over
+    the fraction [start, start + size) of the axis (partly covered pixels in part)."""
+    np = numpy()
+    edges = (start + size * np.arange(cells + 1) / cells) * length
+    pixels = np.arange(length)
+    overlap = np.clip(np.minimum(edges[1:, None], pixels + 1)
+                      - np.maximum(edges[:-1, None], pixels), 0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+class Grid:
+    """The GRID cell means over one area of pictures of one size (weights made once)."""
+
+    def __init__(self, shape: tuple[int, ...], area: tuple[float, ...]):
+        height, width = shape[:2]
+        x, y, w, h = area
+        self.down = cell_weights(height, y, h, GRID[1])
+        self.across = cell_weights(width, x, w, GRID[0])
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """(rows x columns x 3) means of `samples` (height x width x 3)."""
+        np = numpy()
+        return np.stack([self.down @ samples[..., k] @ self.across.T for k in range(3)],
+                        axis=-1)
+
+
+# ---- decoding ----------------------------------------------------------------------------
+
+def decoded(path: Path | str) -> Iterator[tuple[float, Any]]:
+    """(seconds from the first frame, the frame) of every frame of the first video stream."""
+    with pyav().open(str(path), options=OPEN_OPTIONS) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start = None
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            start = frame.time if start is None else start
+            yield frame.time - start, frame
+
+
+def small(frame: Any, width: int, reformatter: Any) -> np.ndarray:
+    """The frame as shown (turned by its display matrix) at about `width` across, as
+    16-bit YUV 4:4:4 samples (height x width x 3, float): swscale averages the area, with
+    no colour conversion (`reformatter` keeps its context from frame to frame: a tenth of
+    the cost of a new one)."""
+    np = numpy()
+    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    across = frame.width if turns % 2 == 0 else frame.height
+    scale = min(1.0, width / across)
+    samples = reformatter.reformat(frame, format="yuv444p16le", interpolation="AREA",
+                             width=max(2, round(frame.width * scale)),
+                             height=max(2, round(frame.height * scale))).to_ndarray()
+    return (np.rot90(samples, k=turns) if turns else samples).astype("float32")
+
+
+def shown_at(render: Iterator[tuple[float, Any]], moments: Iterator[float]
+             ) -> Iterator[Any]:
+    """For each moment (the middle of an export frame), the render frame a frame-rate
+    conversion to the nearest frame shows then: the last to start before it; the last
+    frame holds past the render's end (a short render padded)."""
+    current = next(render)
+    upcoming = next(render, None)
+    for moment in moments:
+        while upcoming is not None and upcoming[0] < moment - 1e-6:
+            current, upcoming = upcoming, next(render, None)
+        yield current[1]
+
+
+OUTPUT_WIDTH = 72           # the export is read this wide (1080 / 15) before the grid
+RENDER_WIDTH = 72           # and the part of the render compared with it, about as wide
+
+
+def check_colour(output: Path | str, source: Path | str, source_colour: Colour,
+                 source_probe: Probe, fit: str, fps: float) -> dict[str, Any]:
+    """Compare every frame of `output` with the render frame shown at the same moment;
+    the colour record: CIE76 ΔE per frame, summarised (mean, worst and which)."""
+    np = numpy()
+    started = time.monotonic()
+    from av.video.reformatter import VideoReformatter
+    to_output, to_render = VideoReformatter(), VideoReformatter()
+    outputs = (small(frame, OUTPUT_WIDTH, to_output) for _, frame in decoded(output))
+    first = next(outputs, None)
+    if first is None:
+        return {"metric": COLOUR, "frames": 0}
+    source_size = source_probe.display_size
+    source_area, output_area = region(fit, source_size, (first.shape[1], first.shape[0]))
+    render_width = min(source_size[0], round(RENDER_WIDTH / source_area[2]))
+    moments = ((index + 0.5) / fps for index in itertools.count())
+    output_grid = render_grid = None
+    deltas = []
+    for samples, frame in zip(itertools.chain([first], outputs),
+                              shown_at(decoded(source), moments)):
+        reference = small(frame, render_width, to_render)
+        if output_grid is None:
+            output_grid = Grid(samples.shape, output_area)
+            render_grid = Grid(reference.shape, source_area)
+        seen = lab(yuv_to_rgb(output_grid(samples), OUTPUT_COLOUR), OUTPUT_COLOUR)
+        meant = lab(yuv_to_rgb(render_grid(reference), source_colour), source_colour)
+        deltas.append(float(np.sqrt(((seen - meant) ** 2).sum(axis=-1)).mean()))
+    worst = int(np.argmax(deltas))
+    return {"metric": COLOUR, "delta_e": DELTA_E, "mean": round(float(np.mean(deltas)), 2),
+            "worst": round(deltas[worst], 2), "worst_frame": worst, "frames": len(deltas),
+            "grid": f"{GRID[0]}x{GRID[1]}", "source": source_colour.label(),
+            "seconds": round(time.monotonic() - started, 3)}
