@@ -79,7 +79,9 @@ def media_facts(path):
                      height=v.height, frame_rate_mode=v.frame_rate_mode,
                      fps=float(v.frame_rate), video_bitrate=v.bit_rate,
                      chroma=v.chroma_subsampling, bit_depth=v.bit_depth,
-                     duration_s=v.duration / 1000, rotation=float(v.rotation or 0))
+                     duration_s=v.duration / 1000, rotation=float(v.rotation or 0),
+                     colour=(v.color_primaries, v.transfer_characteristics,
+                             v.matrix_coefficients, v.color_range))
     if audio:
         a = audio[0]
         facts.update(audio_format=a.format, channels=a.channel_s, sample_rate=a.sampling_rate)
@@ -103,6 +105,8 @@ def assert_conforms(path, spec_document, expected_duration_s):
     assert facts["frame_rate_mode"] == "CFR" and facts["fps"] == video["fps"]
     assert facts["chroma"] == "4:2:0" and facts["bit_depth"] == 8
     assert facts["rotation"] == 0
+    # SDR BT.709, limited range, every tag written (docs/quality.md#colour)
+    assert facts["colour"] == ("BT.709", "BT.709", "BT.709", "Limited"), facts["colour"]
     # never more than 5 % over; a constant-rate spec lands at its rate (filler included)
     assert facts["video_bitrate"] <= 1.05 * video["bitrate"], facts
     if video["maxrate"] == video["bitrate"]:
@@ -163,7 +167,8 @@ def probe_of(**changes):
                  video_codec="h264", profile="High", pix_fmt="yuv420p", width=1080,
                  height=1920, rotation=0, fps=30.0, video_bitrate=8_000_000, has_audio=True,
                  audio_codec="aac", audio_channels=2, audio_sample_rate=48000,
-                 audio_bitrate=128_000)
+                 audio_bitrate=128_000, color_primaries="bt709", color_trc="bt709",
+                 colorspace="bt709", color_range="tv")
     facts.update(changes)
     return Probe(**facts)
 

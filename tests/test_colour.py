@@ -58,40 +58,46 @@ PLATFORMS = ("youtube", "tiktok")
 # a just-noticeable difference). Measured on both ffmpegs: 0.1 to 1.1 (docs/quality.md).
 PATCH_TOLERANCE = 3.0
 SIZES = {"untagged-hd": (360, 640)}     # the rule reads an untagged 320x240 as BT.601
+UNTAGGED = dict(color_primaries=None, color_trc=None, colorspace=None, color_range=None)
+
+
+def untagged(**changes):
+    """A probe of a render without colour tags, with `changes`."""
+    return probe_of(**{**UNTAGGED, **changes})
 
 
 # ---- the rule for what a render is (pure) ----------------------------------------------
 
 def test_an_untagged_render_is_read_as_players_read_it():
-    assert source_colour(probe_of(width=1920, height=1080)).primaries == BT709
-    assert source_colour(probe_of(width=360, height=640)).matrix == BT709
-    assert source_colour(probe_of(width=640, height=480)).primaries == BT601_525
-    assert source_colour(probe_of(width=720, height=576)).primaries == BT601_625
-    assert source_colour(probe_of(pix_fmt="yuvj420p")).range == FULL
-    assert source_colour(probe_of()).range == LIMITED
-    untagged = source_colour(probe_of())
-    assert untagged.transfer == "sdr" and not untagged.tagged and untagged.is_output
+    assert source_colour(untagged(width=1920, height=1080)).primaries == BT709
+    assert source_colour(untagged(width=360, height=640)).matrix == BT709
+    assert source_colour(untagged(width=640, height=480)).primaries == BT601_525
+    assert source_colour(untagged(width=720, height=576)).primaries == BT601_625
+    assert source_colour(untagged(pix_fmt="yuvj420p")).range == FULL
+    assert source_colour(untagged()).range == LIMITED
+    plain = source_colour(untagged())
+    assert plain.transfer == "sdr" and not plain.tagged and plain.is_output
 
 
 def test_a_render_is_read_by_its_tags_and_a_missing_one_by_the_others():
-    pq = source_colour(probe_of(color_trc="smpte2084", pix_fmt="yuv420p10le"))
+    pq = source_colour(untagged(color_trc="smpte2084", pix_fmt="yuv420p10le"))
     assert (pq.primaries, pq.transfer, pq.bits) == (BT2020, PQ, 10), "HDR is BT.2020"
-    hlg = source_colour(probe_of(color_trc="arib-std-b67", colorspace="bt2020nc"))
+    hlg = source_colour(untagged(color_trc="arib-std-b67", colorspace="bt2020nc"))
     assert (hlg.primaries, hlg.matrix, hlg.transfer) == (BT2020, BT2020, HLG)
-    sd = source_colour(probe_of(width=1920, height=1080, colorspace="smpte170m"))
+    sd = source_colour(untagged(width=1920, height=1080, colorspace="smpte170m"))
     assert (sd.primaries, sd.matrix) == (BT601_525, BT601_525), "the tag beats the size"
-    full = source_colour(probe_of(color_range="pc", color_primaries="bt709",
+    full = source_colour(untagged(color_range="pc", color_primaries="bt709",
                                   color_trc="bt709", colorspace="bt709"))
     assert full.range == FULL and full.tagged and not full.is_output
     with pytest.raises(SourceError, match="transfer characteristic is linear"):
-        source_colour(probe_of(color_trc="linear"))
+        source_colour(untagged(color_trc="linear"))
 
 
 def test_only_sdr_bt709_is_left_alone_and_hdr_is_tone_mapped():
-    assert to_bt709(source_colour(probe_of())) == ""
-    bt601 = to_bt709(source_colour(probe_of(width=640, height=480)))
+    assert to_bt709(source_colour(untagged())) == ""
+    bt601 = to_bt709(source_colour(untagged(width=640, height=480)))
     assert "zscale=pin=170m:min=170m" in bt601 and ":p=709:m=709:t=709:r=limited" in bt601
-    hdr = to_bt709(source_colour(probe_of(color_trc="smpte2084")))
+    hdr = to_bt709(source_colour(untagged(color_trc="smpte2084")))
     assert "tonemap=mobius" in hdr and "npl=203" in hdr and "tin=smpte2084" in hdr
 
 
@@ -123,7 +129,7 @@ def test_a_conforming_render_is_remuxed_only_when_it_is_sdr_bt709():
 def test_colour_hdr_reject_refuses_an_hdr_render_in_one_line():
     spec = replace(shipped("youtube"), colour={"hdr": "reject"})
     with pytest.raises(SourceError, match=r"the render is HDR \(bt2020/pq"):
-        build_plan("ffmpeg", "in.mp4", probe_of(color_trc="smpte2084"), spec, "out.mp4")
+        build_plan("ffmpeg", "in.mp4", untagged(color_trc="smpte2084"), spec, "out.mp4")
 
 
 def test_the_compared_region_is_where_the_render_is_shown():
@@ -226,9 +232,11 @@ def test_hdr_highlights_are_compressed_not_clipped(tmp_path):
                 plane = frame.reformat(format="yuv444p16le").to_ndarray()[..., 0] / 256
                 lumas.append(float(plane[200:280, 100:170].mean()))
     assert len(lumas) == 4, lumas
-    assert all(later > earlier + 1 for earlier, later in zip(lumas, lumas[1:])), lumas
+    # measured 226.0, 233.0, 234.5, 235.0 on both ffmpegs: white at 90 % of SDR light (the
+    # knee), everything up to 1,000 cd/m² in the 10 % above it, each level still its own
+    assert all(later > earlier + 0.25 for earlier, later in zip(lumas, lumas[1:])), lumas
     assert lumas[-1] <= 235.5, "within SDR levels"
-    assert lumas[0] > 16 + 0.8 * 219, "SDR white stays near white"
+    assert lumas[0] > 16 + 0.9 * 219, "SDR white stays near white"
 
 
 @pytest.mark.slow

@@ -61,11 +61,22 @@ CASES = [
     ("webm-vp9", 2, "testsrc2", (360, 640), 0, "yuv420p", "50", "stereo-48k", "webm"),
     ("mpegts-noise", 3, NOISE, (360, 640), 0, "yuv420p", "25", "stereo-48k", "ts"),
     ("variable-frame-rate", 3.5, "testsrc2", (360, 640), 0, "yuv420p", "vfr", "mono-22k", "mp4"),
+    # colour (docs/quality.md#colour): a 10-bit HDR render (PQ), tone-mapped; a BT.601 one
+    ("hdr-pq-10bit", 2, "testsrc2", (640, 360), 0, "yuv420p10le", "25", "stereo-48k", "mp4"),
+    ("bt601-sd", 3, "testsrc2", (640, 480), 0, "yuv420p", "30000/1001", "stereo-48k", "mov"),
 ]
+# Colour tags written into a matrix source (its samples are the pattern's either way).
+COLOUR_TAGS = {
+    "hdr-pq-10bit": ["-color_primaries", "bt2020", "-color_trc", "smpte2084",
+                     "-colorspace", "bt2020nc", "-color_range", "tv"],
+    "bt601-sd": ["-color_primaries", "smpte170m", "-color_trc", "smpte170m",
+                 "-colorspace", "smpte170m", "-color_range", "tv"],
+}
 
 
-def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container):
-    """argv of one matrix source, made by the bundled ffmpeg (the same bytes in both CI runs)."""
+def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container, tags=()):
+    """argv of one matrix source, made by the bundled ffmpeg (the same bytes in both CI runs);
+    `tags`: colour tags to write (COLOUR_TAGS)."""
     width, height = size
     rate = "30" if fps == "vfr" else fps
     source, video_filter = content, []
@@ -84,7 +95,8 @@ def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container):
         argv += ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8",
                  "-b:v", "1M", "-pix_fmt", pix_fmt, "-c:a", "libopus"]
     else:
-        argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", pix_fmt]
+        argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", pix_fmt,
+                 *tags]
         argv += ["-c:a", "mp2" if container == "ts" else "aac"] if AUDIO[audio] else []
     if fps == "vfr":
         argv += ["-fps_mode", "vfr"]
@@ -94,7 +106,8 @@ def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container):
 def make_source(directory, seconds, content, size, rotation, pix_fmt, fps, audio, container):
     directory.mkdir(parents=True)
     made = directory / f"made.{container}"
-    subprocess.run(source_argv(made, seconds, content, size, pix_fmt, fps, audio, container),
+    subprocess.run(source_argv(made, seconds, content, size, pix_fmt, fps, audio, container,
+                               COLOUR_TAGS.get(directory.name, ())),
                    check=True)
     final = directory / "final.mp4"        # any container ffmpeg reads, under the usual name
     if rotation:

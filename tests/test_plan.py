@@ -51,7 +51,13 @@ def test_argv_is_a_list_with_the_spec_settings():
     assert option(argv, "-t") == "12.000" and plan.duration_s == 12.0 and not plan.trimmed
     assert option(argv, "-preset") == "veryfast"      # the shipped spec's
     graph = option(argv, "-filter_complex")
-    assert graph.startswith("[0:v:0]fps=30[rate0];") and "format=yuv420p[v0]" in graph
+    assert graph.startswith("[0:v:0]fps=30[rate0];")
+    # an SDR BT.709 source: no conversion; every output tagged SDR BT.709 limited range
+    assert "zscale" not in graph
+    assert graph.endswith("format=yuv420p,setparams=range=tv:color_primaries=bt709"
+                          ":color_trc=bt709:colorspace=bt709[v0]")
+    assert [option(argv, name) for name in ("-colorspace", "-color_primaries", "-color_trc",
+                                            "-color_range")] == ["bt709"] * 3 + ["tv"]
     assert option(argv, "-map") == "[v0]"
 
 

@@ -191,8 +191,13 @@ def test_the_gate_reads_each_floor_and_a_broken_frame_among_good_ones():
     (line,) = gate_problems(record, {"vmaf": {"max_drop": 50}})
     assert "worst frame 65 under the median 95, more than 50: a broken frame" in line
     assert gate_problems(record, {"vmaf": {"max_drop": 65}}) == []
-    noise = {"metric": "vmaf", "mean": 1.2, "median": 1.1, "p5": 0.0, "worst": 0.0}
+    noise = {"metric": "vmaf", "mean": 27.3, "median": 27.0, "p5": 19.9, "worst": 19.9}
     assert gate_problems(noise, {"vmaf": {"max_drop": 50}}) == [], "uniformly low: not broken"
+    # against the encode's own frames, near zero is not content but a broken encode
+    negated = {"metric": "vmaf", "mean": 1.2, "median": 1.1, "p5": 0.0, "worst": 0.0}
+    (line,) = gate_problems(negated, {"vmaf": {"max_drop": 50}})
+    assert "VMAF mean 1.2 and median 1.1 against the frames x264 was given is under 10: " \
+           "a broken encode" in line
     assert gate_problems({"metric": "packets", "identical": True, "frames": 3},
                          {"vmaf": {"mean": 99}}) == []
 

@@ -26,7 +26,6 @@ Export frame i (at i/fps) is compared with the render frame shown at that moment
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,52 +223,90 @@ def small(frame: Any, width: int, reformatter: Any) -> np.ndarray:
     return (np.rot90(samples, k=turns) if turns else samples).astype("float32")
 
 
-def shown_at(render: Iterator[tuple[float, Any]], moments: Iterator[float]
-             ) -> Iterator[Any]:
-    """For each moment (the middle of an export frame), the render frame a frame-rate
-    conversion to the nearest frame shows then: the last to start before it; the last
-    frame holds past the render's end (a short render padded)."""
-    current = next(render)
-    upcoming = next(render, None)
-    for moment in moments:
-        while upcoming is not None and upcoming[0] < moment - 1e-6:
-            current, upcoming = upcoming, next(render, None)
-        yield current[1]
+def with_next_start(render: Iterator[tuple[float, Any]]) -> Iterator[tuple[Any, float | None]]:
+    """(frame, when the next frame starts; None for the last) of each render frame."""
+    current = next(render, None)
+    for upcoming in render:
+        yield current[1], upcoming[0]
+        current = upcoming
+    if current is not None:
+        yield current[1], None
 
 
 OUTPUT_WIDTH = 72           # the export is read this wide (1080 / 15) before the grid
 RENDER_WIDTH = 72           # and the part of the render compared with it, about as wide
 
 
+class Comparison:
+    """One export against the render: its frames in order, each compared with the render
+    frame shown at its middle (a frame-rate conversion's nearest frame: the last render
+    frame to start before it; the last one held past the render's end, as when padded)."""
+
+    def __init__(self, output: Path | str, fit: str, fps: float, source_probe: Probe,
+                 source_colour: Colour):
+        from av.video.reformatter import VideoReformatter
+        self.fit, self.fps, self.source_colour = fit, fps, source_colour
+        self.source_size = source_probe.display_size
+        self.to_output, self.to_render = VideoReformatter(), VideoReformatter()
+        self.frames = (small(frame, OUTPUT_WIDTH, self.to_output)
+                       for _, frame in decoded(output))
+        self.upcoming = next(self.frames, None)
+        self.deltas: list[float] = []
+        self.grids = None
+        if self.upcoming is not None:
+            height, width = self.upcoming.shape[:2]
+            self.source_area, self.output_area = region(fit, self.source_size, (width, height))
+            self.render_width = min(self.source_size[0],
+                                    round(RENDER_WIDTH / self.source_area[2]))
+
+    def due(self, next_start: float | None) -> bool:
+        """True when the next export frame is shown over the current render frame."""
+        moment = (len(self.deltas) + 0.5) / self.fps
+        return self.upcoming is not None and (next_start is None
+                                              or next_start >= moment - 1e-6)
+
+    def compare(self, frame: Any) -> None:
+        """ΔE of the next export frame against the render's `frame`."""
+        np = numpy()
+        reference = small(frame, self.render_width, self.to_render)
+        if self.grids is None:
+            self.grids = (Grid(self.upcoming.shape, self.output_area),
+                          Grid(reference.shape, self.source_area))
+        seen = lab(yuv_to_rgb(self.grids[0](self.upcoming), OUTPUT_COLOUR), OUTPUT_COLOUR)
+        meant = lab(yuv_to_rgb(self.grids[1](reference), self.source_colour),
+                    self.source_colour)
+        self.deltas.append(float(np.sqrt(((seen - meant) ** 2).sum(axis=-1)).mean()))
+        self.upcoming = next(self.frames, None)
+
+    def record(self, seconds: float) -> dict[str, Any]:
+        np = numpy()
+        if not self.deltas:
+            return {"metric": COLOUR, "frames": 0}
+        worst = int(np.argmax(self.deltas))
+        return {"metric": COLOUR, "delta_e": DELTA_E,
+                "mean": round(float(np.mean(self.deltas)), 2),
+                "worst": round(self.deltas[worst], 2), "worst_frame": worst,
+                "frames": len(self.deltas), "grid": f"{GRID[0]}x{GRID[1]}",
+                "source": self.source_colour.label(), "seconds": round(seconds, 3)}
+
+
+def check_colours(outputs: list[tuple[Path | str, str, float]], source: Path | str,
+                  source_colour: Colour, source_probe: Probe) -> list[dict[str, Any]]:
+    """The colour record of each (output, fit, fps) made from `source`: every frame compared
+    with the render frame shown at the same moment, CIE76 ΔE summarised (mean, worst and
+    which). The render is decoded once for all of them (the exports one encode made)."""
+    started = time.monotonic()
+    comparisons = [Comparison(output, fit, fps, source_probe, source_colour)
+                   for output, fit, fps in outputs]
+    for frame, next_start in with_next_start(decoded(source)):
+        for comparison in comparisons:
+            while comparison.due(next_start):
+                comparison.compare(frame)
+    seconds = time.monotonic() - started
+    return [comparison.record(seconds) for comparison in comparisons]
+
+
 def check_colour(output: Path | str, source: Path | str, source_colour: Colour,
                  source_probe: Probe, fit: str, fps: float) -> dict[str, Any]:
-    """Compare every frame of `output` with the render frame shown at the same moment;
-    the colour record: CIE76 ΔE per frame, summarised (mean, worst and which)."""
-    np = numpy()
-    started = time.monotonic()
-    from av.video.reformatter import VideoReformatter
-    to_output, to_render = VideoReformatter(), VideoReformatter()
-    outputs = (small(frame, OUTPUT_WIDTH, to_output) for _, frame in decoded(output))
-    first = next(outputs, None)
-    if first is None:
-        return {"metric": COLOUR, "frames": 0}
-    source_size = source_probe.display_size
-    source_area, output_area = region(fit, source_size, (first.shape[1], first.shape[0]))
-    render_width = min(source_size[0], round(RENDER_WIDTH / source_area[2]))
-    moments = ((index + 0.5) / fps for index in itertools.count())
-    output_grid = render_grid = None
-    deltas = []
-    for samples, frame in zip(itertools.chain([first], outputs),
-                              shown_at(decoded(source), moments)):
-        reference = small(frame, render_width, to_render)
-        if output_grid is None:
-            output_grid = Grid(samples.shape, output_area)
-            render_grid = Grid(reference.shape, source_area)
-        seen = lab(yuv_to_rgb(output_grid(samples), OUTPUT_COLOUR), OUTPUT_COLOUR)
-        meant = lab(yuv_to_rgb(render_grid(reference), source_colour), source_colour)
-        deltas.append(float(np.sqrt(((seen - meant) ** 2).sum(axis=-1)).mean()))
-    worst = int(np.argmax(deltas))
-    return {"metric": COLOUR, "delta_e": DELTA_E, "mean": round(float(np.mean(deltas)), 2),
-            "worst": round(deltas[worst], 2), "worst_frame": worst, "frames": len(deltas),
-            "grid": f"{GRID[0]}x{GRID[1]}", "source": source_colour.label(),
-            "seconds": round(time.monotonic() - started, 3)}
+    """The colour record of one export (check_colours)."""
+    return check_colours([(output, fit, fps)], source, source_colour, source_probe)[0]

@@ -28,7 +28,8 @@ from exporter.media.plan import (
     pad_from,
 )
 from exporter.media.probe import Probe, moov_before_mdat, probe
-from exporter.media.quality import content_score, gate_problems, remux_proof
+from exporter.media.colour_check import COLOUR, check_colours
+from exporter.media.quality import content_score, gate_problems, remux_proof, score_output
 from exporter.media.shared import SharedCache, share_key
 from exporter.media.verify import conformance_problems, rate_over
 from exporter.model.errors import (
@@ -186,7 +187,7 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
         plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
                               [(spec, temp) for (spec, _), temp in zip(targets, temps)],
                               job.preset, loudness, samples)
-        argv = plans[0].argv
+        argv, checked = plans[0].argv, []
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plans[0].duration_s,
                           job.spec.video["fps"]) as progress:
             run_ffmpeg(argv, progress=progress)
@@ -202,13 +203,19 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
                         continue
                     made_by, achieved = corrected_encode(job, source_probe, temp, plan, over)
                 # decoded whole and scored once, here: every export of this key reuses it
-                quality = content_score(job.ffmpeg, temp, job.title.source, source_probe,
-                                        spec, plan)
+                quality = score_output(job.ffmpeg, temp, job.title.source, spec, plan)
             except (ConformanceError, DamagedOutput):
                 if index == 0:
                     raise
                 continue
-            cache.store(key, temp, {"argv": made_by, "mode": "encode", "quality": quality,
+            checked.append((spec, key, temp, made_by, quality, achieved))
+        # the colour check of every output of this encode, the render decoded once for all
+        colours = check_colours([(temp, spec.fit, spec.video["fps"])
+                                 for spec, _, temp, *_ in checked], job.title.source,
+                                source_colour(source_probe), source_probe)
+        for (spec, key, temp, made_by, quality, achieved), colour in zip(checked, colours):
+            cache.store(key, temp, {"argv": made_by, "mode": "encode",
+                                    "quality": {**quality, COLOUR: colour},
                                     "loudness_achieved": achieved,
                                     "made_by": job.task_name,
                                     # kept by prune until these exports have it
