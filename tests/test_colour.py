@@ -309,3 +309,19 @@ def test_the_shipped_platforms_gate_colour():
         assert document["quality"]["colour"]["mean"] > 0, name
         assert document.get("colour", {}).get("hdr", "tonemap") == "tonemap"
         assert np.isfinite(document["quality"]["colour"]["worst"])
+
+
+def test_status_and_the_gallery_show_the_colour_check_beside_the_score():
+    from exporter.report.gallery import quality_fact
+    from exporter.report.status import colour_lines, highest_colour
+    facts = dict(quality_fact(SCORE))
+    assert facts["VMAF"] == "95 mean, 92 p5, 90 worst"
+    assert facts["colour ΔE"] == "0.8 mean, 2.1 worst (from bt709/sdr)"
+    rows = [{"status": "exported", "platform": "youtube", "title_id": title, "segment": "s",
+             "age": "a", "quality": {**SCORE, "colour": {**SCORE["colour"], "mean": mean}}}
+            for title, mean in (("a", 0.5), ("b", 2.5), ("c", 1.5), ("d", 0.1))]
+    rows.append({"status": "failed", "platform": "youtube", "title_id": "e", "segment": "s",
+                 "age": "a", "quality": {**SCORE, "colour": {**SCORE["colour"], "mean": 9}}})
+    (line,) = colour_lines(highest_colour(rows))
+    assert line == ("highest colour ΔE (mean/worst): youtube:b (s/a/b) 2.5/2.1, "
+                    "youtube:c (s/a/c) 1.5/2.1, youtube:a (s/a/a) 0.5/2.1")
