@@ -324,3 +324,9 @@ def test_a_schedule_that_has_passed_holds_the_export_when_the_queue_is_read():
     assert schedule_needs({"upload": {"publish_at": "2026-12-01T08:00:00Z"}}, now) == []
     assert schedule_needs({"upload": {"publish_at": None}}, now) == []
     assert schedule_needs({"upload": {}}, now) == [] and schedule_needs({}, now) == []
+
+
+def test_a_publish_at_out_of_range_in_utc_is_one_line_not_a_traceback():
+    with pytest.raises(SourceError, match=r"publish_at: '9999-12-31T23:59:59-14:00' is out "
+                                          r"of range once in UTC \(years 1 to 9999\)"):
+        request_of("youtube", privacy="public", publish_at="9999-12-31T23:59:59-14:00")

@@ -120,7 +120,11 @@ def parse_time(moment: str) -> datetime:
         raise SourceError(f"publish_at: {moment!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         raise SourceError(f"publish_at: {moment!r} has no UTC offset (add Z or +02:00)")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:       # in UTC it falls outside years 1 to 9999
+        raise SourceError(f"publish_at: {moment!r} is out of range once in UTC "
+                          "(years 1 to 9999)") from None
 
 
 def need(field: str, why: str) -> dict[str, str]:
