@@ -325,3 +325,33 @@ def test_status_and_the_gallery_show_the_colour_check_beside_the_score():
     (line,) = colour_lines(highest_colour(rows))
     assert line == ("highest colour ΔE (mean/worst): youtube:b (s/a/b) 2.5/2.1, "
                     "youtube:c (s/a/c) 1.5/2.1, youtube:a (s/a/a) 0.5/2.1")
+
+
+# ---- the colour check's arithmetic (pure), against published values ---------------------
+
+def test_the_check_reads_light_as_the_standards_write_it():
+    from colour_support import pq_signal
+
+    from exporter.media.colour_check import (
+        OUTPUT_COLOUR,
+        hlg_to_nits,
+        lab,
+        pq_to_nits,
+        rgb_to_xyz,
+        yuv_to_rgb,
+    )
+    # BT.709's white is D65 (X 0.9505, Z 1.089); its luminance row is the matrix's Kr Kg Kb
+    assert rgb_to_xyz(BT709).sum(axis=1) == pytest.approx([0.9505, 1.0, 1.089], abs=1e-3)
+    assert rgb_to_xyz(BT709)[1] == pytest.approx([0.2126, 0.7152, 0.0722], abs=1e-4)
+    # PQ: 0.5 is 92 cd/m², 1.0 is 10,000 (ST 2084); the tests' encoder is its inverse
+    assert pq_to_nits(np.array(0.5)) == pytest.approx(92.25, abs=0.1)
+    assert pq_to_nits(np.array(1.0)) == pytest.approx(10000)
+    assert pq_to_nits(pq_signal(np.array(203.0))) == pytest.approx(203, rel=1e-6)
+    # HLG: 75 % is reference white, 203 cd/m² on a 1,000 cd/m² display (BT.2408)
+    assert hlg_to_nits(np.array([0.75] * 3)) == pytest.approx([203] * 3, rel=0.01)
+    # limited-range BT.709 codes: black, white, and a 75 % red bar
+    black, white = yuv_to_rgb(np.array([[16.0, 128, 128], [235, 128, 128]]), OUTPUT_COLOUR)
+    assert black == pytest.approx([0, 0, 0]) and white == pytest.approx([1, 1, 1])
+    red = yuv_to_rgb(np.array([51.0, 109, 212]), OUTPUT_COLOUR)   # BT.709 75 % red
+    assert red == pytest.approx([0.75, 0, 0], abs=0.01)
+    assert lab(np.array([1.0, 1, 1]), OUTPUT_COLOUR) == pytest.approx([100, 0, 0], abs=1e-3)
