@@ -19,6 +19,7 @@ from conftest import (
     doit_env,
     exported_videos,
     leftovers,
+    media_facts,
     read_json,
     run_doit,
     small_platforms,
@@ -111,6 +112,24 @@ def test_a_remux_is_proven_by_its_packets_and_shared_encodes_are_scored_once(
     assert remux["mode"] in ("remux", "shared")
     assert remux["quality"]["metric"] == "packets" and remux["quality"]["identical"]
     assert remux["quality"]["frames"] == decoded_frames(made)
+    # the remux is tagged SDR BT.709 like every export, by the independent probe
+    remuxed = library.exports / "women/18-23/conforming/youtube.mp4"
+    assert media_facts(remuxed)["colour"] == ("BT.709", "BT.709", "BT.709", "Limited")
+    assert remux["colour"]["converted"].startswith("none")
+
+    # the same render with its colour tags removed: an untagged 270x480 picture is read as
+    # BT.601 (docs/quality.md#colour), so it is converted, never remuxed
+    untagged = library.add("women", "18-23", "untagged")
+    run_ffmpeg([TEST_FFMPEG, *QUIET, "-i", str(made), "-c", "copy", "-bsf:v",
+                "h264_metadata=colour_primaries=2:transfer_characteristics=2"
+                ":matrix_coefficients=2", "-color_primaries", "unknown", "-color_trc",
+                "unknown", "-colorspace", "unknown", "-color_range", "unknown",
+                str(untagged / "final.mp4")])
+    run_doit(*library.args(f"platforms_dir={platforms}"), check=0)
+    encode = sidecar(library, "untagged", "youtube")["encode"]
+    assert encode["mode"] in ("encode", "shared"), encode["mode"]   # instagram's, maybe
+    assert encode["quality"]["metric"] == METRIC, "encoded and scored, not remuxed"
+    assert encode["colour"]["source"] == "bt601-525/sdr (untagged)"
     encoded = [sidecar(library, "first", name)["encode"] for name in ("youtube", "instagram")]
     assert encoded[0]["shared_key"] == encoded[1]["shared_key"]
     assert encoded[0]["quality"] == encoded[1]["quality"], "one encode, scored once"
