@@ -96,7 +96,12 @@ def test_a_render_is_read_by_its_tags_and_a_missing_one_by_the_others():
 def test_only_sdr_bt709_is_left_alone_and_hdr_is_tone_mapped():
     assert to_bt709(source_colour(untagged())) == ""
     bt601 = to_bt709(source_colour(untagged(width=640, height=480)))
-    assert "zscale=pin=170m:min=170m" in bt601 and ":p=709:m=709:t=709:r=limited" in bt601
+    # to BT.709 RGB, clipped there (as a screen clips), then to limited-range YUV
+    assert bt601.startswith("zscale=pin=170m:min=170m:tin=709:rin=limited:p=709:t=709,"
+                            "format=gbrp16le,zscale=m=709:r=limited,format=yuv420p"), bt601
+    full = to_bt709(source_colour(untagged(pix_fmt="yuvj420p", width=1920, height=1080)))
+    assert full == ("zscale=pin=709:min=709:tin=709:rin=full:p=709:m=709:t=709:r=limited,"
+                    "format=yuv420p"), "one gamut: no RGB step"
     hdr = to_bt709(source_colour(untagged(color_trc="smpte2084")))
     assert "tonemap=mobius" in hdr and "npl=203" in hdr and "tin=smpte2084" in hdr
 

@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 import yaml
+from colour_support import KINDS, PATCHES, make_patch_render
 from conftest import (
     assert_conforms,
     exported_videos,
@@ -62,21 +63,22 @@ CASES = [
     ("mpegts-noise", 3, NOISE, (360, 640), 0, "yuv420p", "25", "stereo-48k", "ts"),
     ("variable-frame-rate", 3.5, "testsrc2", (360, 640), 0, "yuv420p", "vfr", "mono-22k", "mp4"),
     # colour (docs/quality.md#colour): a 10-bit HDR render (PQ), tone-mapped; a BT.601 one
-    ("hdr-pq-10bit", 2, "testsrc2", (640, 360), 0, "yuv420p10le", "25", "stereo-48k", "mp4"),
+    ("hdr-pq-10bit", 2, "patches", (640, 360), 0, "yuv420p10le", "25", "none", "mp4"),
     ("bt601-sd", 3, "testsrc2", (640, 480), 0, "yuv420p", "30000/1001", "stereo-48k", "mov"),
 ]
-# Colour tags written into a matrix source (its samples are the pattern's either way).
+# Colour tags written into a matrix source, on its frames (ffmpeg 7 and newer write the
+# frames' tags, not the options'). The HDR case is tests/colour_support.py's PQ render of
+# colour patches at SDR levels (its samples computed, not converted by ffmpeg).
 COLOUR_TAGS = {
-    "hdr-pq-10bit": ["-color_primaries", "bt2020", "-color_trc", "smpte2084",
-                     "-colorspace", "bt2020nc", "-color_range", "tv"],
-    "bt601-sd": ["-color_primaries", "smpte170m", "-color_trc", "smpte170m",
-                 "-colorspace", "smpte170m", "-color_range", "tv"],
+    "bt601-sd": "setparams=color_primaries=smpte170m:color_trc=smpte170m"
+                ":colorspace=smpte170m:range=tv",
 }
+PATCH_RENDERS = {"hdr-pq-10bit": "pq-10bit"}
 
 
-def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container, tags=()):
+def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container, colour=None):
     """argv of one matrix source, made by the bundled ffmpeg (the same bytes in both CI runs);
-    `tags`: colour tags to write (COLOUR_TAGS)."""
+    `colour`: the filters making and tagging its colour (COLOUR_TAGS)."""
     width, height = size
     rate = "30" if fps == "vfr" else fps
     source, video_filter = content, []
@@ -88,6 +90,8 @@ def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container, ta
             *AUDIO[audio]]
     if fps == "vfr":       # drop two frames of every three after the first second
         video_filter.append("select='lt(t\\,1)+not(mod(n\\,3))'")
+    if colour:
+        video_filter.append(colour)
     if video_filter:
         argv += ["-vf", ",".join(video_filter)]
     argv += ["-map", "0:v"] + (["-map", "1:a"] if AUDIO[audio] else [])
@@ -95,8 +99,7 @@ def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container, ta
         argv += ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8",
                  "-b:v", "1M", "-pix_fmt", pix_fmt, "-c:a", "libopus"]
     else:
-        argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", pix_fmt,
-                 *tags]
+        argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", pix_fmt]
         argv += ["-c:a", "mp2" if container == "ts" else "aac"] if AUDIO[audio] else []
     if fps == "vfr":
         argv += ["-fps_mode", "vfr"]
@@ -105,9 +108,15 @@ def source_argv(path, seconds, content, size, pix_fmt, fps, audio, container, ta
 
 def make_source(directory, seconds, content, size, rotation, pix_fmt, fps, audio, container):
     directory.mkdir(parents=True)
+    if directory.name in PATCH_RENDERS:
+        final = make_patch_render(directory / "final.mp4", KINDS[PATCH_RENDERS[directory.name]],
+                                  size=size, fps=int(fps),
+                                  seconds_each=seconds / len(PATCHES))
+        (directory / "metadata.json").write_text('{"title": "matrix", "hashtags": ["test"]}')
+        return final
     made = directory / f"made.{container}"
     subprocess.run(source_argv(made, seconds, content, size, pix_fmt, fps, audio, container,
-                               COLOUR_TAGS.get(directory.name, ())),
+                               COLOUR_TAGS.get(directory.name)),
                    check=True)
     final = directory / "final.mp4"        # any container ffmpeg reads, under the usual name
     if rotation:

@@ -135,19 +135,37 @@ def to_light(rgb: np.ndarray, colour: Colour) -> np.ndarray:
     return np.clip(rgb, 0, 1) ** 2.4          # BT.1886
 
 
-def lab(rgb: np.ndarray, colour: Colour) -> np.ndarray:
-    """CIELAB (D65) of R'G'B' of `colour` as an SDR BT.709 screen shows it."""
+def screen_light(rgb: np.ndarray, colour: Colour) -> np.ndarray:
+    """Linear BT.709 light (0..1) an SDR BT.709 screen shows for R'G'B' of `colour`: what
+    it cannot show (above white, outside its gamut) clipped, each component."""
     np = numpy()
     light = to_light(rgb, colour)
-    if colour.primaries != BT709:       # what the screen can show of it: BT.709's gamut
+    if colour.primaries != BT709:
         to_709 = np.linalg.solve(rgb_to_xyz(BT709), rgb_to_xyz(colour.primaries))
         light = light @ to_709.T
-    xyz = np.clip(light, 0, 1) @ rgb_to_xyz(BT709).T
-    white = rgb_to_xyz(BT709).sum(axis=1)
-    ratio = xyz / white
+    return np.clip(light, 0, 1)
+
+
+def lab_of_light(light: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of linear BT.709 light."""
+    np = numpy()
+    xyz = light @ rgb_to_xyz(BT709).T
+    ratio = xyz / rgb_to_xyz(BT709).sum(axis=1)
     f = np.where(ratio > (6 / 29) ** 3, np.cbrt(ratio), ratio / (3 * (6 / 29) ** 2) + 4 / 29)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
                      200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def lab(rgb: np.ndarray, colour: Colour) -> np.ndarray:
+    """CIELAB (D65) of R'G'B' of `colour` as an SDR BT.709 screen shows it."""
+    return lab_of_light(screen_light(rgb, colour))
+
+
+def cells_lab(samples: np.ndarray, colour: Colour, grid: Grid) -> np.ndarray:
+    """CIELAB of each grid cell of `samples` (YUV of `colour`): each sample made light first
+    and the light averaged, so a colour the screen clips is clipped before it is averaged
+    with its neighbours (as the eye sees the cell), not after."""
+    return lab_of_light(grid(screen_light(yuv_to_rgb(samples, colour), colour)))
 
 
 # ---- geometry: which part of each picture is compared --------------------------------
@@ -280,9 +298,8 @@ class Comparison:
         if self.grids is None:
             self.grids = (Grid(self.upcoming.shape, self.output_area),
                           Grid(reference.shape, self.source_area))
-        seen = lab(yuv_to_rgb(self.grids[0](self.upcoming), OUTPUT_COLOUR), OUTPUT_COLOUR)
-        meant = lab(yuv_to_rgb(self.grids[1](reference), self.source_colour),
-                    self.source_colour)
+        seen = cells_lab(self.upcoming, OUTPUT_COLOUR, self.grids[0])
+        meant = cells_lab(reference, self.source_colour, self.grids[1])
         self.deltas.append(float(np.sqrt(((seen - meant) ** 2).sum(axis=-1)).mean()))
         self.upcoming = next(self.frames, None)
 
