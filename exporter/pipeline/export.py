@@ -218,8 +218,13 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
     except (SourceChanged, ObjectStoreError) as error:
         # not the render's fault: no error record; the next run sees the bucket as it is
         return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
-    states = input_states(job.title)
-    inputs = inputs_of(job)
+    try:
+        states = input_states(job.title)
+        inputs = inputs_of(job)
+    except (ExportError, OSError):
+        if gone := render_gone(job):    # taken away as the export started
+            return gone
+        raise
     earlier = failed_before(job, inputs)
     if earlier:
         return TaskFailed(f"{job.task_name} ({job.title.key}): {earlier['cause']} "
