@@ -4,6 +4,7 @@ shipped platform specs and schemas."""
 
 import dataclasses
 import json
+import re
 
 import pytest
 import yaml
@@ -330,3 +331,24 @@ def test_a_publish_at_out_of_range_in_utc_is_one_line_not_a_traceback():
     with pytest.raises(SourceError, match=r"publish_at: '9999-12-31T23:59:59-14:00' is out "
                                           r"of range once in UTC \(years 1 to 9999\)"):
         request_of("youtube", privacy="public", publish_at="9999-12-31T23:59:59-14:00")
+
+
+@pytest.mark.parametrize("schema, document", [
+    ("source-metadata", {"title": "t", "category": "22\n"}),
+    ("source-metadata", {"title": "t", "language": "en\n"}),
+    ("source-metadata", {"title": "t", "platforms": {"instagram": {
+        "cover_url": "https://example.com/c.jpg\n"}}}),
+])
+def test_a_pattern_matches_the_whole_value_not_up_to_a_final_newline(schema, document):
+    """Python's `$` also matches before a final newline: every schema pattern ends in \\Z,
+    so '22\\n' is not a category id (issue 35)."""
+    problem = first_schema_error(document, load_schema(schema))
+    assert problem is not None and "does not match" in problem, problem
+    clean = json.loads(json.dumps(document).replace("\\n", ""))
+    assert first_schema_error(clean, load_schema(schema)) is None
+
+
+def test_every_schema_pattern_is_anchored_at_the_very_end():
+    for path in sorted((SHIPPED_PLATFORMS.parent / "schemas").glob("*.json")):
+        for pattern in re.findall(r'"pattern": "((?:[^"\\]|\\.)*)"', path.read_text()):
+            assert pattern.endswith("\\\\Z"), (path.name, pattern)
