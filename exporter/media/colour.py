@@ -191,8 +191,7 @@ def tag_bt709() -> str:
 
 def output_tag_args() -> list[str]:
     """Encoder options writing the four tags (the H.264 VUI and the MP4 `colr` box)."""
-    return ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-            "-color_range", "tv"]
+    return [arg for name, value in OUTPUT_TAGS.items() for arg in (f"-{name}", value)]
 
 
 # A remux rewrites the tags in the H.264 parameter sets without touching a picture.

@@ -26,6 +26,7 @@ Export frame i (at i/fps) is compared with the render frame shown at that moment
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,8 +78,10 @@ def numpy():
 
 # ---- arithmetic: samples to CIELAB -----------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def rgb_to_xyz(primaries: str) -> np.ndarray:
-    """The 3x3 matrix from linear RGB of `primaries` to CIE XYZ (Y of white = 1)."""
+    """The 3x3 matrix from linear RGB of `primaries` to CIE XYZ (Y of white = 1); made once
+    per family, not per frame (callers never write into it)."""
     np = numpy()
     xy = np.array(CHROMATICITIES[primaries])
     columns = np.stack([xy[:, 0] / xy[:, 1], np.ones(3), (1 - xy[:, 0] - xy[:, 1]) / xy[:, 1]])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporter.media.colour import (
+    OUTPUT_TAGS,
     REMUX_TAGS_BSF,
     colour_problems,
     output_tag_args,
@@ -178,7 +179,7 @@ def output_duration(probe: Probe, spec: Spec) -> tuple[float, bool]:
     return float(limit), True
 
 
-def check_colour(probe: Probe, spec: Spec) -> None:
+def check_hdr_policy(probe: Probe, spec: Spec) -> None:
     """SourceError when the platform refuses this render's colour (an HDR render where
     `colour.hdr` is reject)."""
     problems = colour_problems(source_colour(probe), spec.hdr_policy)
@@ -306,8 +307,7 @@ def remux_problems(probe: Probe, spec: Spec) -> list[str]:
     # the MP4 muxer writes no edit list and starts both tracks at 0; the parameter sets
     # are tagged BT.709 (REMUX_TAGS_BSF) when the render is SDR BT.709 by its tags or the
     # rule, and a render of any other colour keeps its own tags, so is encoded
-    tags = ({"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709",
-             "color_range": "tv"} if source_colour(probe).is_output else {})
+    tags = OUTPUT_TAGS if source_colour(probe).is_output else {}
     as_remuxed = replace(probe, format_name=MP4_FORMAT, edit_lists=(), video_start_s=0.0,
                          audio_start_s=0.0 if probe.has_audio else None, **tags)
     return conformance_problems(as_remuxed, spec, probe.duration_s, faststart=True,
@@ -334,7 +334,7 @@ def build_plan(ffmpeg: str, source: Path | str, probe: Probe, spec: Spec, output
     """Remux when the source already conforms to `spec`, else encode. `loudness`: the
     first-pass measurement of the source for the spec's target, when it is normalised."""
     _, trimmed = output_duration(probe, spec)       # refuses what the spec rejects
-    check_colour(probe, spec)
+    check_hdr_policy(probe, spec)
     if not trimmed and pad_from(probe, spec) is None and not remux_problems(probe, spec):
         return build_remux(ffmpeg, source, probe, spec, output, loudness)
     return build_encode(ffmpeg, source, probe, spec, output, preset, loudness)
@@ -364,7 +364,7 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     check_source(probe)
     specs = [spec for spec, _ in targets]
     for spec in specs:
-        check_colour(probe, spec)
+        check_hdr_policy(probe, spec)
     convert = to_bt709(source_colour(probe))
     timing = [output_duration(probe, spec) for spec in specs]
     argv = [ffmpeg, *QUIET, *untrusted_input(source)]
