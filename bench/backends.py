@@ -23,7 +23,7 @@ BACKENDS = {
     "dbm": "doit.dependency:DbmDB",
     "json": "doit.dependency:JsonDB",
     "sqlite3": "doit.dependency:SqliteDB",
-    "sqlite3-lean": "exporter.pipeline.backend:LeanSqliteDB",
+    "sqlite3-lean": "exporter.pipeline.plumbing.backend:LeanSqliteDB",
 }
 
 READER = """

@@ -14,7 +14,7 @@ How the up-to-date state is built cheaply, without encoding 40,000 exports:
 The first run then finds every export up to date but has no registry rows, gallery or
 library stamp: doit checks every task, the run writes them (reading every sidecar once).
 The no-op measured is the next run, the state after any complete run: the stamp holds, so
-doit checks no task (exporter/pipeline/stamp.py). Then:
+doit checks no task (exporter/pipeline/export/stamp.py). Then:
 - one title changed: one source is rewritten with the same bytes (a new file). `doit` checks
   that title's tasks alone (the stamp proves the others) and re-stamps;
 - one title added: a new title whose exports are already in place but unknown to doit's DB,
@@ -159,9 +159,9 @@ def add_title(renders, exports, index):
 
 # exports=s3://...: what each export's upload returned, as the bucket lists it (bench/storage.py)
 PUBLISHED_VALUES = (
-    "    from exporter.pipeline.remote_exports import PUBLISHED_VALUE, file_names\n"
+    "    from exporter.storage.exports import PUBLISHED_VALUE\n"
     "    task.values[PUBLISHED_VALUE] = {name: list(build.published[job.title.key + '/' + name])\n"
-    "                                   for name in file_names(job)}\n")
+    "                                   for name in job.file_order}\n")
 
 
 def fill_dep_db(renders, exports, env, extra=(), published=False):
@@ -170,11 +170,11 @@ def fill_dep_db(renders, exports, env, extra=(), published=False):
     code = (
         "import sys\n"
         "from doit.dependency import Dependency, SqliteDB\n"
-        "from exporter.pipeline.checker import MD5Checker   # the run's checker and its states\n"
+        "from exporter.pipeline.plumbing.checker import MD5Checker   # the run's checker and its states\n"
         "from exporter.report.ledger import task_from_dict\n"
         "from exporter.model.settings import resolve_settings\n"
-        "from exporter.pipeline.library import Build\n"
-        "from exporter.pipeline.tasks import export_task\n"
+        "from exporter.pipeline.export.library import Build\n"
+        "from exporter.pipeline.plumbing.tasks import export_task\n"
         "values = dict(arg.split('=', 1) for arg in sys.argv[1:])\n"
         "build = Build(resolve_settings(lambda name, default=None: values.get(name, default)))\n"
         "dependency = Dependency(SqliteDB, str(build.settings.dep_file), checker_cls=MD5Checker)\n"

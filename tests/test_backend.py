@@ -2,7 +2,7 @@
 
 from doit.dependency import JSONCodec, SqliteDB
 
-from exporter.pipeline.backend import LeanSqliteDB
+from exporter.pipeline.plumbing.backend import LeanSqliteDB
 
 
 def filled_db(path, entries):

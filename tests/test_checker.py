@@ -4,8 +4,8 @@ import os
 
 from doit import dependency
 
-from exporter.pipeline import checker
-from exporter.pipeline.checker import MD5Checker
+from exporter.pipeline.plumbing import checker
+from exporter.pipeline.plumbing.checker import MD5Checker
 
 
 def counting_md5(monkeypatch):

@@ -30,7 +30,9 @@ from test_cluster_security import make_certificates
 from test_storage import fetches, log_mark, objects, put, requests_since
 
 from exporter.media.samples import NOISE
-from exporter.pipeline.cluster import storage_problem
+from exporter.pipeline.placement.cluster import storage_problem
+from exporter.storage.exports import exports_store
+from exporter.storage.renders import renders_store
 
 pytest.importorskip("distributed")
 # Process handling on a real cluster, not ffmpeg: run once, with the bundled ffmpeg.
@@ -179,13 +181,24 @@ def test_a_tls_cluster_exports_and_a_client_without_its_certificate_is_refused(
         cluster.stop()
 
 
+def problem_of(renders, exports):
+    """storage_problem on the stores renders= and exports= name (a path or an s3:// URL):
+    the problem's line, or None."""
+    def store(make, text):
+        return make(text, Path("/unused")) if text.startswith("s3://") else make(None, Path(text))
+    found = storage_problem(store(renders_store, renders), store(exports_store, exports))
+    return found and found[0]
+
+
 def test_a_worker_that_cannot_see_the_storage_is_named(tmp_path):
-    assert storage_problem(str(tmp_path), str(tmp_path / "exports")) is None
-    assert "cannot read the renders root" in storage_problem(str(tmp_path / "absent"),
-                                                             str(tmp_path / "exports"))
+    assert problem_of(str(tmp_path), str(tmp_path / "exports")) is None
+    problem, need = storage_problem(renders_store(None, tmp_path / "absent"),
+                                    exports_store(None, tmp_path / "exports"))
+    assert "cannot read the renders root" in problem
+    assert need == "the same renders and exports paths (a shared mount)"
     (tmp_path / "file").write_text("")
-    assert "cannot write the exports root" in storage_problem(str(tmp_path),
-                                                              str(tmp_path / "file" / "x"))
+    assert "cannot write the exports root" in problem_of(str(tmp_path),
+                                                         str(tmp_path / "file" / "x"))
 
 
 def test_the_library_exports_through_two_workers_and_survives_losing_one(
@@ -328,15 +341,15 @@ def test_a_worker_that_cannot_reach_a_bucket_is_named(moto, tmp_path, monkeypatc
     for name, value in moto.items():
         monkeypatch.setenv(name, value)
     url = f"s3://{S3_BUCKET}/{tmp_path.name}"
-    assert storage_problem(f"{url}/renders", f"{url}/exports") is None
+    assert problem_of(f"{url}/renders", f"{url}/exports") is None
     assert not objects(moto, f"{tmp_path.name}/exports"), "the probe object is deleted"
-    assert storage_problem(str(tmp_path), f"{url}/exports") is None     # any mix
+    assert problem_of(str(tmp_path), f"{url}/exports") is None     # any mix
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    problem = storage_problem(f"{url}/renders", str(tmp_path))
+    problem = problem_of(f"{url}/renders", str(tmp_path))
     assert problem.startswith(f"cannot read the renders in {url}/renders (") and \
         "SignatureDoesNotMatch" in problem, problem
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto["AWS_SECRET_ACCESS_KEY"])
-    assert storage_problem(str(tmp_path), "s3://no-such-bucket/x") == (
+    assert problem_of(str(tmp_path), "s3://no-such-bucket/x") == (
         "cannot write the exports in s3://no-such-bucket/x (s3://no-such-bucket/x: the "
         "bucket does not exist)")
 

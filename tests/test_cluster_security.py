@@ -1,5 +1,5 @@
 """A cluster only your machines can join, without a cluster: which addresses the client
-refuses and why (exporter.pipeline.cluster.refusal), the TLS handshake failures it names,
+refuses and why (exporter.pipeline.placement.cluster.refusal), the TLS handshake failures it names,
 and the certificate variables the settings check (exporter.model.settings). The real TLS
 cluster is in tests/test_cluster.py."""
 
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from exporter.model.settings import ClusterAddress, SettingsError, resolve_settings
-from exporter.pipeline.cluster import is_loopback, refusal, split_address, tls_failure
+from exporter.pipeline.placement.cluster import is_loopback, refusal, split_address, tls_failure
 
 # Bookkeeping, not ffmpeg: the first pass only (README: Test).
 pytestmark = pytest.mark.once

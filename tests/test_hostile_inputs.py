@@ -22,7 +22,7 @@ from conftest import (
 )
 from test_reliability import batch, finished, start_doit, temporaries, wait_for  # noqa: F401
 
-from exporter.pipeline.runner import POLL_S, OrphanAwareQueue
+from exporter.pipeline.plumbing.runner import POLL_S, OrphanAwareQueue
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from conftest import (
 )
 
 from exporter.model.settings import resolve_settings
-from exporter.pipeline.library import Build
-from exporter.pipeline.stamp import STAMP_NAME, check_stamp
+from exporter.pipeline.export.library import Build
+from exporter.pipeline.export.stamp import STAMP_NAME, check_stamp
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once
@@ -271,7 +271,7 @@ def test_status_with_a_partly_proven_library_says_what_a_full_check_says(stamped
 def test_a_task_added_to_dodo_is_not_skipped(stamped, tmp_path):
     dodo = tmp_path / "my_dodo.py"
     dodo.write_text(
-        "from exporter.pipeline.tasks import doit_config, task_exports  # noqa: F401\n"
+        "from exporter.pipeline.plumbing.tasks import doit_config, task_exports  # noqa: F401\n"
         "from exporter.report.reporter import ExportReporter\n"
         "DOIT_CONFIG = doit_config(ExportReporter)\n"
         "DOIT_CONFIG['default_tasks'].append('hello')\n"

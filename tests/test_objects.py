@@ -1,4 +1,4 @@
-"""exporter.media.objects against a real S3 API on localhost: moto's server, with its
+"""exporter.storage.objects against a real S3 API on localhost: moto's server, with its
 authentication on, so wrong credentials are refused as a real bucket refuses them."""
 
 import hashlib
@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import S3_BUCKET, free_port
 
-from exporter.media.objects import (
+from exporter.storage.objects import (
     ObjectChanged,
     ObjectLocation,
     ObjectStoreError,
@@ -84,7 +84,7 @@ def test_key_joins_prefix_and_refuses_to_leave_it():
 
 
 def test_obstore_is_imported_only_when_used():
-    code = ("import sys, exporter.media.objects as o; o.parse_location('s3://media/x'); "
+    code = ("import sys, exporter.storage.objects as o; o.parse_location('s3://media/x'); "
             "assert 'obstore' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -224,7 +224,7 @@ def test_a_profile_of_the_shared_files_gives_the_keys_region_and_endpoint(moto, 
     (aws / "config").write_text(f"[profile studio]\nregion = us-east-1\n"
                                 f"endpoint_url = {moto['AWS_ENDPOINT_URL']}\n")
     environ = {"HOME": str(tmp_path), "AWS_PROFILE": "studio"}
-    from exporter.media.objects import profile_settings
+    from exporter.storage.objects import profile_settings
     assert profile_settings(environ) == {
         "AWS_ACCESS_KEY_ID": moto["AWS_ACCESS_KEY_ID"],
         "AWS_SECRET_ACCESS_KEY": moto["AWS_SECRET_ACCESS_KEY"],

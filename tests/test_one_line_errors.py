@@ -21,7 +21,7 @@ from conftest import (
 from test_hostile_inputs import args_for, statuses
 
 from exporter.model.settings import SettingsError, resolve_settings
-from exporter.pipeline.db import set_aside_unreadable_db
+from exporter.pipeline.plumbing.db import set_aside_unreadable_db
 
 # bookkeeping files, variables and the disk, not ffmpeg: the first pass only
 pytestmark = pytest.mark.once

@@ -17,7 +17,7 @@ from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.ffmpeg_progress import ProgressUpdate, parse_clock, progress_updates
 from exporter.media.samples import make_clip
 from exporter.model.errors import EncodeError
-from exporter.pipeline.progress_files import (
+from exporter.pipeline.export.progress_files import (
     ProgressFile,
     progress_dir,
     read_states,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, read_json, run_doit, small_platforms
 
-from exporter.pipeline.lock import acquire
+from exporter.pipeline.plumbing.lock import acquire
 from exporter.report.formatting import ffmpeg_release, format_duration, format_size
 from exporter.report.registry import build_registry, registry_row, with_distribution
 from exporter.report.status import format_report, lock_holder, status_report
@@ -188,7 +188,7 @@ def test_status_without_any_run_creates_nothing(library, tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from exporter.pipeline.lock import acquire
+from exporter.pipeline.plumbing.lock import acquire
 acquire(sys.argv[1])
 print("locked", flush=True)
 time.sleep(60)

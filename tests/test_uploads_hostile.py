@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import doit_env, read_json, run_doit, small_platforms
 
-from exporter.pipeline.lock import acquire, release
+from exporter.pipeline.plumbing.lock import acquire, release
 from exporter.report.history import UPLOADED_HOLDER
 
 pytestmark = pytest.mark.once

@@ -25,7 +25,7 @@ from conftest import (
 from exporter.model import layout
 from exporter.model.history import read_events
 from exporter.model.settings import resolve_settings
-from exporter.pipeline.watch import (
+from exporter.pipeline.plumbing.watch import (
     Settler,
     Watcher,
     listed_titles,
@@ -291,7 +291,7 @@ def test_sigterm_and_sigint_stop_an_idle_watch_each_named_with_its_exit_status(t
 
 
 HOLD_THE_LOCK = """import sys
-from exporter.pipeline.lock import acquire
+from exporter.pipeline.plumbing.lock import acquire
 acquire(sys.argv[1])
 print("held", flush=True)
 sys.stdin.read()

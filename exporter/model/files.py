@@ -70,6 +70,12 @@ def sha256_file(path: Path | str) -> str:
     return _sha256_of(str(path), file_identity(path))
 
 
+def sha256_or_none(path: Path) -> str | None:
+    """sha256 of a regular file; None when it is absent or anything else (a FIFO, a device:
+    reading one would never end), which the export then refuses with its cause."""
+    return sha256_file(path) if path.is_file() else None
+
+
 def temp_path_for(target: Path | str) -> Path:
     """A hidden temporary name beside `target`, unique per process: '.youtube.mp4.1234.tmp'."""
     target = Path(target)

@@ -1,5 +1,5 @@
 """`s3://BUCKET/PREFIX`: where a renders or exports tree lives when it is in a bucket. Pure:
-parsing and joining keys; exporter/media/objects.py talks to the bucket."""
+parsing and joining keys; exporter/storage/objects.py talks to the bucket."""
 
 from __future__ import annotations
 

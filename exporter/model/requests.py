@@ -22,7 +22,7 @@ from exporter.model.errors import SourceError
 from exporter.model.spec import Spec, first_schema_error, load_schema
 
 # Bump when a code change alters the requests built from the same input and defaults: it
-# is part of the metadata files' up-to-date check (pipeline/job.metadata_rules_key).
+# is part of the metadata files' up-to-date check (pipeline/export/job.metadata_rules_key).
 REQUEST_VERSION = 1
 
 APIS = ("youtube", "tiktok", "instagram", "facebook")

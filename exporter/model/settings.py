@@ -26,7 +26,7 @@ DEFAULTS = {
 VAR_NAMES = ("renders", "exports", "platforms_dir", "segment", "age", "platforms", "preset",
              "ffmpeg", "attempts", "backoff", "retry", "cluster", "tls_ca", "tls_cert",
              "tls_key", "cluster_insecure")
-# doit vars read elsewhere: `doit watch settle=SECONDS poll=SECONDS` (pipeline/watch.py).
+# doit vars read elsewhere: `doit watch settle=SECONDS poll=SECONDS` (pipeline/plumbing/watch.py).
 OTHER_VAR_NAMES = ("settle", "poll")
 # What doit takes for a variable: NAME=VALUE with NAME a word. An argument such as a URL
 # (`--url https://host/watch?v=1`) is not a variable the user meant: never refused here.
@@ -86,10 +86,10 @@ class Settings:
     # cluster=tls://HOST:8786 (and its certificates): the media work runs on Dask workers
     cluster: ClusterAddress | None = None
     # renders=s3://BUCKET/PREFIX: `renders` is then its local mirror in the exports root
-    # (pipeline/remote_renders.py), where each final.mp4 is a note of the object's ETag
+    # (storage/renders.py), where each final.mp4 is a note of the object's ETag
     renders_url: str | None = None
     # exports=s3://BUCKET/PREFIX: `exports` is then the local tree each export is made in
-    # before it is published there (pipeline/remote_exports.py)
+    # before it is published there (storage/exports.py)
     exports_url: str | None = None
 
     @property

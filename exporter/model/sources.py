@@ -28,7 +28,7 @@ class Title:
     title_id: str
     directory: Path
     # renders=s3://...: the render downloaded for an export, and the object it is
-    # (pipeline/remote_renders.py); the directory's final.mp4 is then a note naming it
+    # (storage/renders.py); the directory's final.mp4 is then a note naming it
     fetched: Path | None = field(default=None, compare=False)
     remote: str | None = field(default=None, compare=False)
     remote_etag: str | None = field(default=None, compare=False)

@@ -1,2 +1,3 @@
-"""The doit pipeline: task dicts, the export action, the loader and no-op stamp, the DB
-checker and backend, the lock."""
+"""The doit pipeline, by concern: `plumbing` (how doit loads, checks, runs and records the
+tasks), `export` (one export, from its job to its sidecar) and `placement` (where the work
+runs: here, or on a Dask worker). Where the bytes live is exporter/storage."""

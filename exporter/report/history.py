@@ -23,12 +23,11 @@ from exporter.model.history import (
 from exporter.model.records import read_record, remake_causes
 from exporter.model.settings import resolve_settings
 from exporter.model.uploads import UploadRefused, record_upload
-from exporter.pipeline.command import ExportCommand, flag, value
-from exporter.pipeline.job import current_inputs, ffmpeg_version, sha256_or_none
-from exporter.pipeline.library import load_build
-from exporter.pipeline.lock import LockHeld, acquire, release
-from exporter.pipeline.remote_renders import listed_source_sha256
-from exporter.pipeline.stamp import check_stamp, write_stamp
+from exporter.pipeline.plumbing.command import ExportCommand, flag, value
+from exporter.pipeline.export.job import current_inputs, ffmpeg_version, sha256_or_none
+from exporter.pipeline.export.library import load_build
+from exporter.pipeline.plumbing.lock import LockHeld, acquire, release
+from exporter.pipeline.export.stamp import check_stamp, write_stamp
 from exporter.report.gallery import write_gallery
 from exporter.report.ledger import refresh_distribution
 
@@ -120,7 +119,7 @@ def refresh_registry(build, check):
     return document
 
 
-# Who holds the tree's lock while an upload refreshes the registry (pipeline/lock.py writes
+# Who holds the tree's lock while an upload refreshes the registry (pipeline/plumbing/lock.py writes
 # it beside its pid): another `doit uploaded` waits for it, a run (anything else) does not.
 UPLOADED_HOLDER = "doit uploaded"
 # Each holds the lock for one refresh (a second or so): a waiter gives up after this long.
@@ -169,9 +168,7 @@ def stale_causes(build, export):
     if job is None:
         return ["its title or platform left the library"]
     sidecar = read_record(job.path("sidecar"))
-    inputs = current_inputs(job)
-    if job.renders_in_bucket:       # the render itself is not downloaded to tell
-        inputs["source_sha256"] = listed_source_sha256(job, sidecar)
+    inputs = current_inputs(job, sidecar)   # a render in a bucket is not downloaded to tell
     causes = remake_causes(sidecar, inputs,
                            spec_sha256=sha256_or_none(job.spec.path),
                            ffmpeg_version=ffmpeg_version(job.ffmpeg), tool_version=__version__,

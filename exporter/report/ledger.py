@@ -9,8 +9,8 @@ from exporter.model.files import read_json, write_text_atomic
 from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
 from exporter.model.records import export_file_names, identity, read_record
-from exporter.pipeline.checker import MD5Checker
-from exporter.pipeline.tasks import export_task
+from exporter.pipeline.plumbing.checker import MD5Checker
+from exporter.pipeline.plumbing.tasks import export_task
 from exporter.report.registry import (
     RegistryBefore,
     build_registry,

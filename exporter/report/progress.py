@@ -14,7 +14,7 @@ import threading
 import time
 
 from exporter.media.ffmpeg_progress import parse_number
-from exporter.pipeline.progress_files import progress_dir, read_states
+from exporter.pipeline.export.progress_files import progress_dir, read_states
 from exporter.report.batch import (
     format_duration,
     format_percent,

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from exporter.model.files import read_json
 from exporter.model.layout import task_name
 from exporter.model.requests import POSTING
-from exporter.pipeline.command import ExportCommand, flag
-from exporter.pipeline.library import load_build
+from exporter.pipeline.plumbing.command import ExportCommand, flag
+from exporter.pipeline.export.library import load_build
 from exporter.report.history import stale_causes
 from exporter.report.status import current_registry, select_rows
 

@@ -15,20 +15,15 @@ from exporter.model import layout
 from exporter.model.errors import ExportError
 from exporter.model.files import remove_stale_temps
 from exporter.model.spec import remember_validated
-from exporter.pipeline import db
-from exporter.pipeline.cluster import ClusterError, check_cluster, close_clients
-from exporter.pipeline.export import still_wanted
-from exporter.pipeline.interrupts import reap_workers, stop_on_interrupt_once
-from exporter.pipeline.library import load_build
-from exporter.pipeline.lock import acquire_or_exit
-from exporter.pipeline.remote_exports import (
-    PUBLISHED_VALUE,
-    Lease,
-    LeaseLost,
-    publish_root_files,
-)
-from exporter.pipeline.remote_renders import FetchedRenders
-from exporter.pipeline.stamp import targets_in_place, write_stamp
+from exporter.pipeline.plumbing import db
+from exporter.pipeline.placement.cluster import ClusterError
+from exporter.pipeline.export.action import still_wanted
+from exporter.pipeline.plumbing.interrupts import reap_workers, stop_on_interrupt_once
+from exporter.pipeline.export.library import load_build
+from exporter.pipeline.plumbing.lock import acquire_or_exit
+from exporter.storage.exports import PUBLISHED_VALUE
+from exporter.storage.lease import LeaseLost
+from exporter.pipeline.export.stamp import targets_in_place, write_stamp
 from exporter.report.batch import Batch, exports_in_run
 from exporter.report.gallery import PAGE, write_gallery
 from exporter.report.history import refresh_registry
@@ -43,8 +38,8 @@ class ExportReporter(ConsoleReporter):
 
     lock_fd = None
     progress = None     # report/progress.ProgressDisplay, from initialize to complete_run
-    fetched = None      # renders=s3://...: pipeline/remote_renders.FetchedRenders
-    lease = None        # exports=s3://...: this run's remote_exports.Lease on the prefix
+    fetched = None      # the renders store's downloads (storage/renders.py)
+    lease = None        # the exports store's lease (storage/lease.py)
     lease_lost = False  # another run took it over: this one writes nothing more there
 
     def __init__(self, outstream, options):
@@ -57,23 +52,25 @@ class ExportReporter(ConsoleReporter):
         # the files of the root this run could not write (a full disk, a directory in
         # place of one): each said in one line; the run then exits 2, its exports kept
         self.unwritten = []
-        # doit's DB failing to save is said by the backend (pipeline/db.py); the run exits
+        # doit's DB failing to save is said by the backend (pipeline/plumbing/db.py); the run exits
         # 2 here, after the registry, rather than there, before it
         db.REPORTER_EXITS_ON_SAVE_FAILURE[0] = True
 
     def initialize(self, tasks, selected_tasks):
         """Take the exports tree's lock before any task runs; refuse at once if it is held.
         In cluster mode, first check the cluster (every worker sees the storage)."""
-        settings = load_build().settings
-        if settings.cluster and load_build().proven_up_to_date is None:
+        build = load_build()
+        settings = build.settings
+        if build.proven_up_to_date is None:
             try:
-                LOG.info(check_cluster(settings.cluster, settings.renders_url or settings.renders,
-                                       settings.exports_url or settings.exports))
+                where = build.place.check(build.renders, build.exports)
+                if where:
+                    LOG.info(where)
             except ClusterError as error:
                 LOG.error(f"reelexport: refused: {error}")
                 raise SystemExit(3) from None
             finally:
-                close_clients()     # `doit -n` workers fork next: each connects by itself
+                build.place.close()     # `doit -n` workers fork next: each connects itself
         try:
             self.lock_fd = acquire_or_exit(settings.exports)
             # what a killed run was writing in the root (a registry, a gallery page): the
@@ -84,23 +81,22 @@ class ExportReporter(ConsoleReporter):
             LOG.error(f"reelexport: refused: the exports root cannot be written: "
                       f"{error.filename}: {error.strerror}")
             raise SystemExit(3) from None
-        build = load_build()
         writes_nothing = (build.proven_up_to_date is not None
                           and not build.stamp_check.history_changed)
-        # the bucket's prefix: one coordinator at a time (a proven no-op writes nothing there)
-        if settings.exports_url and not writes_nothing:
+        # a bucket's prefix: one coordinator at a time (a proven no-op writes nothing there)
+        if not writes_nothing:
             try:
-                self.lease = Lease(settings.exports_url, settings.exports)
+                self.lease = build.exports.lease()
             except ExportError as error:    # LeaseHeld, or the bucket cannot be written
                 LOG.error(f"reelexport: refused: {error}")
                 raise SystemExit(3) from None
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.
         stop_on_interrupt_once()
         sys.excepthook = self.interrupt_hook(sys.excepthook)
-        if settings.renders_url:    # each title's downloaded render, until it is done
-            self.fetched = FetchedRenders(settings.exports, load_build().jobs)
+        # renders in a bucket: each title's downloaded render, until it is done
+        self.fetched = build.renders.downloads(settings.exports, lambda: build.jobs)
         gc.freeze()     # the loaded tasks live to the end: keep them out of collections
-        gc.enable()     # (disabled while loading them: pipeline/tasks.doit_config)
+        gc.enable()     # (disabled while loading them: pipeline/plumbing/tasks.doit_config)
         if load_build().proven_up_to_date is None:
             self.start_progress(tasks, selected_tasks)
 
@@ -270,10 +266,9 @@ class ExportReporter(ConsoleReporter):
         self.exit_if_unwritten()
 
     def publish_root(self, build):
-        """exports=s3://...: the registry, history and gallery, to the prefix's root."""
-        if build.settings.exports_url and not self.lease_lost:
-            self.bookkeeping("the bucket's root files", publish_root_files,
-                             build.settings.exports_url, build.settings.exports)
+        """Exports in a bucket: the registry, history and gallery, to the prefix's root."""
+        if not self.lease_lost:
+            self.bookkeeping("the bucket's root files", build.exports.publish_root_files)
 
     def bookkeeping(self, name, write, *args, **kwargs):
         """One of the run's own writes after the exports (registry, gallery, stamp). A file

@@ -21,9 +21,9 @@ from exporter.model.files import read_json
 from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
 from exporter.model.settings import Settings
-from exporter.pipeline.command import ExportCommand, flag
-from exporter.pipeline.library import load_build
-from exporter.pipeline.stamp import check_stamp
+from exporter.pipeline.plumbing.command import ExportCommand, flag
+from exporter.pipeline.export.library import load_build
+from exporter.pipeline.export.stamp import check_stamp
 from exporter.report.formatting import (
     MADE,
     ffmpeg_release,
@@ -228,7 +228,7 @@ def current_registry(build):
     check = check_stamp(build)
     if check is not None and check.everything:
         # nothing changed since the run that wrote registry.json left every export up to
-        # date (pipeline/stamp.py): computing it again would give the same rows, but for
+        # date (pipeline/export/stamp.py): computing it again would give the same rows, but for
         # uploads recorded since
         document = read_json(build.settings.registry_file)
         if isinstance(document, dict) and "exports" in document:

@@ -1,6 +1,6 @@
 """One (title, platform) export: the doit action behind `{platform}:{title_id}`.
 
-Recognise a video already made from these inputs, or make it (pipeline/encode.py); then the
+Recognise a video already made from these inputs, or make it (pipeline/export/encode.py); then the
 cover, the metadata and the sidecar, written only when the inputs did not change meanwhile.
 Any ExportError becomes an error record and a one-line failure; nothing half-made is left
 under a target's name. Transient failures (ffmpeg killed by a signal, I/O errors) are
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from doit.exceptions import TaskFailed
@@ -26,7 +27,6 @@ from exporter.model.errors import (
     SourceError,
 )
 from exporter.model.files import (
-    file_state,
     json_text,
     remove_stale_temps,
     sha256_file,
@@ -49,31 +49,26 @@ from exporter.model.records import (
     with_outputs,
 )
 from exporter.model.requests import build_request
-from exporter.model.sources import INPUT_NAMES, Title
-from exporter.pipeline.cluster import ClusterError, run_on_cluster
-from exporter.pipeline.covers import make_cover, make_poster
-from exporter.pipeline.encode import check_gate, encode_video
-from exporter.pipeline.job import (
+from exporter.pipeline.export.covers import make_cover, make_poster
+from exporter.pipeline.export.encode import check_gate, encode_video
+from exporter.pipeline.export.handoff import (
+    WorkOrder,
+    bring_home,
+    reads_render,
+    unchanged_files,
+    what_comes_home,
+    work_order,
+    workspace,
+)
+from exporter.pipeline.export.job import (
     ExportJob,
     current_inputs,
     ffmpeg_version,
     sha256_or_none,
 )
-from exporter.pipeline.outputs import video_is_current
-from exporter.pipeline.remote_exports import PUBLISHED_VALUE, publish_export
-from exporter.pipeline.remote_renders import (
-    listed_source_sha256,
-    replaced_in_bucket,
-    with_fetched_render,
-)
-from exporter.pipeline.remote_work import (
-    export_through_worker,
-    fetch_files,
-    kept_in_bucket,
-    on_worker_with_buckets,
-    restore_sidecar,
-    unchanged_files,
-)
+from exporter.pipeline.export.outputs import video_is_current
+from exporter.pipeline.placement.cluster import ClusterError
+from exporter.storage.exports import PUBLISHED_VALUE
 
 LOG = logging.getLogger(__name__)
 
@@ -98,19 +93,13 @@ def is_transient(error: Exception) -> bool:
     return isinstance(error, OSError)
 
 
-def input_states(title: Title) -> tuple:
-    """The state of each input file (None: absent), taken before the inputs are hashed
-    and compared when the export is done."""
-    return tuple(file_state(title.directory / name) for name in INPUT_NAMES)
-
-
 def export(job: ExportJob, inputs: Record, attempt: int = 1,
            states: tuple | None = None) -> str:
     """Make (or recognise as made) one export. Raises ExportError with a one-line cause.
     Returns "made" when the video was made now, "kept" when the one in place was current.
 
-    `states` (input_states, taken before `inputs` were hashed): if an input file is not the
-    same file at the end, the export is not recorded as made from `inputs` (SourceChanged).
+    `states` (the render store's, taken before `inputs` were hashed): if an input is not
+    the same at the end, the export is not recorded as made from `inputs` (SourceChanged).
     """
     started_at = now_utc()
     problems = job.title.input_problems()
@@ -141,15 +130,13 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
         for target in job.targets:
             target.unlink(missing_ok=True)
         raise
-    changed = (f"{job.title.source.name}, metadata.json or thumbnail.jpg changed while the "
-               "export was made" if states is not None and input_states(job.title) != states
-               else replaced_in_bucket(job))
+    changed = job.renders.changed(job.title, states)
     if changed:
         for target in job.targets:      # may be of the old bytes: never kept as current
             target.unlink(missing_ok=True)
         raise SourceChanged(changed)
     metadata_text = json_text(metadata_document)
-    if job.title.remote_etag:   # the render's version in the bucket (remote_renders)
+    if job.title.remote_etag:   # the render's version in the bucket (storage/renders.py)
         sidecar = {**sidecar, "source": {**sidecar["source"], "path": job.title.origin,
                                          "etag": job.title.remote_etag}}
     write_json_atomic(job.path("sidecar"), with_outputs(
@@ -204,23 +191,21 @@ def waits_for(job: ExportJob | None, record: Record) -> bool:
 def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
     """doit python-action: True on success, TaskFailed with one line naming title and cause.
 
-    An export that already failed on the same inputs fails again at once, without a new
-    attempt: a bad source stays bad until it changes (or the user says retry=failed).
-    Each attempt's outcome is appended to the distribution history (model/history).
+    The same for every place the work runs and every store the bytes live in: those were
+    chosen at load (job.place, job.renders, job.exports). An export that already failed on
+    the same inputs fails again at once, without a new attempt: a bad source stays bad until
+    it changes (or the user says retry=failed). Each attempt's outcome is appended to the
+    distribution history (model/history).
     """
     started_at = now_utc()
     job.out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        if job.exports_url:
-            restore_sidecar(job)
-        if job.renders_in_bucket and not job.cluster:   # on a cluster, the worker fetches it
-            job = with_fetched_render(job)
-    except (SourceChanged, ObjectStoreError) as error:
+        job.exports.restore_sidecar(job.title.key, job.path("sidecar"))
+    except ObjectStoreError as error:
         # not the render's fault: no error record; the next run sees the bucket as it is
         return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
     try:
-        states = input_states(job.title)
-        inputs = inputs_of(job)
+        states, inputs = job.renders.states(job.title), inputs_of(job)
     except (ExportError, OSError):
         if gone := render_gone(job):    # taken away as the export started
             return gone
@@ -251,8 +236,8 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
                 return gone
             # at once, from the files as they are now (a render in a bucket: as listed by
             # the next run, so this one cannot do better)
-            if attempt < job.retry.attempts and not job.renders_in_bucket:
-                states, inputs = input_states(job.title), inputs_of(job)
+            if attempt < job.retry.attempts and job.renders.rereads_at_once:
+                states, inputs = job.renders.states(job.title), inputs_of(job)
                 attempt += 1
                 continue
             # no error record: nothing is wrong with the files, the next run makes it
@@ -274,29 +259,37 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
 
 
 def inputs_of(job: ExportJob) -> Record:
-    """current_inputs; on a cluster with renders in a bucket, the render's sha256 as the
-    listing tells (the worker fetches the render, not this machine)."""
-    inputs = current_inputs(job)
-    if job.cluster and job.renders_in_bucket:
-        inputs["source_sha256"] = listed_source_sha256(job, read_record(job.path("sidecar")))
-    return inputs
+    """What the export is made from, by content; a render in a bucket as its listing tells
+    (it is downloaded only where the work runs, and only when the export reads it)."""
+    return current_inputs(job, read_record(job.path("sidecar")))
 
 
 def make_export(job: ExportJob, inputs: Record, attempt: int,
                 states: tuple | None) -> tuple[str, dict[str, list] | None]:
-    """The export made here, on a worker sharing the storage, or on one that asks the
-    buckets itself (remote_work); "made" or "kept", and what publishing it to the exports
-    bucket returned (None: exports on disk)."""
-    if on_worker_with_buckets(job):
-        return export_through_worker(export, job, inputs, attempt, states)
-    if job.cluster:
-        return run_on_cluster(job.cluster, f"export-{job.task_name}", export, job, inputs,
-                              attempt, states), None
-    if not job.exports_url:
-        return export(job, inputs, attempt, states), None
-    fetched = fetch_files(job, kept_in_bucket(job, inputs, missing_only=True))
-    video = export(job, inputs, attempt, states)
-    return video, publish_export(job.exports_url, job, unchanged_files(job, fetched))
+    """The export made where its work runs (job.place); "made" or "kept", and what
+    publishing it returned (None: the exports tree is the store)."""
+    order = work_order(job, inputs)
+    answer = job.place.run(f"export-{job.task_name}", work, job, inputs, attempt, states,
+                           order)
+    bring_home(job, answer)
+    return answer["video"], answer["published"]
+
+
+def work(job: ExportJob, inputs: Record, attempt: int, states: tuple | None,
+         order: WorkOrder) -> dict[str, Any]:
+    """The work, where it runs: in its tree, from the files the store keeps, the render
+    read from its store when the export needs it; the export made, then published."""
+    with workspace(job, order) as job:
+        fetched = job.exports.fetch(job.title.key, job.out_dir, order.start_from)
+        title = job.renders.open(job.title, job.exports_root,
+                                 needed=lambda: reads_render(job, inputs))
+        if title is not job.title:      # downloaded: made from the file as it is
+            job = replace(job, title=title)
+            inputs = {**inputs, "source_sha256": sha256_or_none(title.source)}
+        video = export(job, inputs, attempt, states)
+        published = job.exports.publish(job.title.key, job.out_dir, job.file_order,
+                                        unchanged_files(job, fetched))
+        return {"video": video, "published": published, **what_comes_home(job, order)}
 
 
 def render_gone(job: ExportJob) -> TaskFailed | None:

@@ -12,13 +12,18 @@ from typing import Any
 from exporter.media.ffmpeg_binary import check_ffmpeg
 from exporter.media.shared import SharedCache
 from exporter.metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
-from exporter.model.files import sha256_file
+from exporter.model.files import sha256_or_none
 from exporter.model.layout import task_name
 from exporter.model.records import TARGET_KINDS, export_file_names, identity
 from exporter.model.requests import REQUEST_VERSION
-from exporter.model.settings import ClusterAddress
 from exporter.model.sources import Title
 from exporter.model.spec import Spec, digest
+from exporter.pipeline.placement.places import HERE, Here, OnDask
+from exporter.storage.exports import ExportsBucket, ExportsDirectory
+from exporter.storage.renders import RendersBucket, RendersDirectory
+
+__all__ = ["ExportJob", "RetryPolicy", "current_inputs", "ffmpeg_version", "sha256_or_none",
+           "up_to_date_key"]
 
 
 @dataclass(frozen=True)
@@ -34,18 +39,24 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ExportJob:
-    """Everything one export needs; picklable, so `doit -n N` workers can run it."""
+    """Everything one export needs; picklable, so `doit -n N` and Dask workers can run it.
+    Where its bytes live (`renders`, `exports`: exporter/storage) and where its work runs
+    (`place`: pipeline/placement) were chosen once, at load."""
 
     title: Title
     spec: Spec
-    exports_root: Path
+    renders: RendersDirectory | RendersBucket
+    exports: ExportsDirectory | ExportsBucket
     ffmpeg: str
     preset: str | None = None
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
     siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
-    cluster: ClusterAddress | None = None   # the Dask scheduler running the media work, if any
-    renders_in_bucket: bool = False  # renders=s3://...: final.mp4 is a note (remote_renders)
-    exports_url: str | None = None   # exports=s3://...: published there once made
+    place: Here | OnDask = HERE
+
+    @property
+    def exports_root(self) -> Path:
+        """The local exports tree the export is made in (the store's own, or its staging)."""
+        return self.exports.root
 
     @cached_property
     def task_name(self) -> str:
@@ -75,6 +86,13 @@ class ExportJob:
         return [Path(name) for name in self.target_names]
 
     @property
+    def file_order(self) -> list[str]:
+        """The names of its targets, the sidecar last: the order they are published in (a
+        sidecar in a bucket says its export is whole there)."""
+        sidecar = self.file_names["sidecar"]
+        return sorted((path.name for path in self.targets), key=lambda name: name == sidecar)
+
+    @property
     def identity(self) -> dict[str, str]:
         title = self.title
         return identity(title.title_id, title.segment, title.age, self.spec.name)
@@ -82,7 +100,7 @@ class ExportJob:
     @property
     def shared_cache(self) -> SharedCache:
         """The exports tree's shared encodes and images, locked cluster-wide on a cluster."""
-        return SharedCache(self.exports_root, cluster_locks=self.cluster is not None)
+        return SharedCache(self.exports_root, cluster_locks=self.place.locks_across_machines)
 
     def encode_settings(self, spec: Spec | None = None) -> dict[str, Any]:
         """What the encoded bytes depend on (besides the source): doit's config_changed value."""
@@ -121,16 +139,13 @@ def metadata_rules_key(spec: Spec) -> str:
                    "upload": spec.upload, "request_version": REQUEST_VERSION})
 
 
-def sha256_or_none(path: Path) -> str | None:
-    """sha256 of a regular file; None when it is absent or anything else (a FIFO, a device:
-    reading one would never end), which the export then refuses with its cause."""
-    return sha256_file(path) if path.is_file() else None
-
-
-def current_inputs(job: ExportJob) -> dict[str, str | None]:
-    """Content fingerprint of everything the targets are made from (None: file missing)."""
+def current_inputs(job: ExportJob, sidecar: dict[str, Any] | None = None
+                   ) -> dict[str, str | None]:
+    """Content fingerprint of everything the targets are made from (None: file missing).
+    The render's as its store tells: a render in a bucket is not downloaded to tell, its
+    sha256 is the one `sidecar` recorded while the object is the version recorded."""
     return {
-        "source_sha256": sha256_or_none(job.title.source),
+        "source_sha256": job.renders.source_sha256(job.title, sidecar),
         "metadata_sha256": sha256_or_none(job.title.metadata),
         # the cover's input: a failure on a bad thumbnail clears when it is fixed or removed
         "thumbnail_sha256": sha256_or_none(job.title.thumbnail),

@@ -1,4 +1,5 @@
-"""renders=s3://BUCKET/PREFIX: a bucket's titles, read by the pipeline as a renders tree.
+"""Where the renders live: a directory (`RendersDirectory`), or a bucket
+(`RendersBucket`, renders=s3://BUCKET/PREFIX) read through a local mirror.
 
 The mirror (exports/.renders/BUCKET/PREFIX) holds each title's metadata.json and
 thumbnail.jpg, downloaded when their ETag changes, and in place of final.mp4 a note naming
@@ -13,21 +14,147 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from exporter.media.objects import ask
 from exporter.model import layout
 from exporter.model.errors import SourceChanged
-from exporter.model.files import read_json, write_json_atomic, write_text_atomic
-from exporter.model.sources import INPUT_NAMES, NAME_PATTERN, SOURCE_NAME
+from exporter.model.files import (
+    file_state,
+    read_json,
+    sha256_or_none,
+    write_json_atomic,
+    write_text_atomic,
+)
+from exporter.model.locations import ObjectStoreError
+from exporter.model.sources import INPUT_NAMES, NAME_PATTERN, SOURCE_NAME, Title
+from exporter.storage.objects import ask
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
-    from exporter.pipeline.job import ExportJob
+SHARED_MOUNT = "the same renders and exports paths (a shared mount)"
+BUCKET_ACCESS = "the buckets (the AWS_* settings on every worker)"
+
+
+@dataclass(frozen=True)
+class RendersDirectory:
+    """The renders in a directory tree: read where they are."""
+
+    root: Path
+    # a render changed during its export is read again at once, in the same run
+    rereads_at_once: ClassVar[bool] = True
+    reach: ClassVar[str] = SHARED_MOUNT        # what every cluster worker must reach
+    sends_file_events: ClassVar[bool] = True   # `doit watch` is told of changes (inotify)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def refresh(self) -> list[str]:
+        """Bring `root` up to date with the store; the objects refused, one line each."""
+        return []
+
+    def source_sha256(self, title: Title, sidecar: dict[str, Any] | None) -> str | None:
+        """The sha256 of the render an export of `title` is made from (None: none)."""
+        return sha256_or_none(title.source)
+
+    def open(self, title: Title, exports_root: Path, needed: Callable[[], bool]) -> Title:
+        """`title` with its render readable on this machine, when `needed()` says the
+        export reads it."""
+        return title
+
+    def states(self, title: Title) -> tuple | None:
+        """The title's files as they are before the export reads them."""
+        return tuple(file_state(title.directory / name) for name in INPUT_NAMES)
+
+    def changed(self, title: Title, states: tuple | None) -> str | None:
+        """Why the inputs the export read are not the ones there now (None: they are)."""
+        if states is not None and self.states(title) != states:
+            return (f"{title.source.name}, metadata.json or thumbnail.jpg changed while the "
+                    "export was made")
+        return None
+
+    def downloads(self, exports_root: Path, jobs: Callable[[], Iterable[Any]]) -> Downloads:
+        """What keeps this run's downloaded renders, and removes them when done."""
+        return Downloads()
+
+    def access_problem(self) -> str | None:
+        """Run on a cluster worker: why it cannot read the renders (None: it can)."""
+        root = str(self.root)
+        if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
+            return f"cannot read the renders root {root}"
+        return None
+
+
+@dataclass(frozen=True)
+class RendersBucket:
+    """renders=s3://...: the bucket's titles, mirrored in `root` with each final.mp4 a note;
+    a render is downloaded by the export that reads it."""
+
+    url: str
+    root: Path                      # the mirror
+    # a render replaced during its export is seen as listed by the next run
+    rereads_at_once: ClassVar[bool] = False
+    reach: ClassVar[str] = BUCKET_ACCESS
+    sends_file_events: ClassVar[bool] = False  # `doit watch` lists it every poll= seconds
+
+    def __str__(self) -> str:
+        return self.url
+
+    def refresh(self) -> list[str]:
+        return refresh_mirror(self.url, self.root)
+
+    def source_sha256(self, title: Title, sidecar: dict[str, Any] | None) -> str | None:
+        """As far as the listing tells, without downloading it (listed_source_sha256); the
+        file's own once downloaded."""
+        if title.fetched is not None:
+            return sha256_or_none(title.fetched)
+        return listed_source_sha256(title, sidecar)
+
+    def open(self, title: Title, exports_root: Path, needed: Callable[[], bool]) -> Title:
+        """Downloaded (SourceChanged when the bucket no longer holds the version listed)."""
+        return with_fetched_render(title, exports_root) if needed() else title
+
+    def states(self, title: Title) -> tuple | None:
+        return None         # the mirror is not rewritten during a run
+
+    def changed(self, title: Title, states: tuple | None) -> str | None:
+        return replaced_in_bucket(title)
+
+    def downloads(self, exports_root: Path, jobs: Callable[[], Iterable[Any]]
+                  ) -> FetchedRenders:
+        return FetchedRenders(exports_root, jobs())
+
+    def access_problem(self) -> str | None:
+        try:
+            ask("probe", self.url, "read")
+        except ObjectStoreError as error:
+            return f"cannot read the renders in {self.url} ({error})"
+        return None
+
+    def titles_listed(self) -> dict[str, list]:
+        """The prefix's objects now (key -> [size, etag]), for `doit watch`."""
+        return ask("list", self.url)
+
+
+def renders_store(url: str | None, root: Path) -> RendersDirectory | RendersBucket:
+    """The renders' store: a bucket when renders= is an s3:// URL (`root` is then its
+    mirror), else the directory `root`."""
+    return RendersBucket(url, root) if url else RendersDirectory(root)
+
+
+class Downloads:
+    """A directory's renders: nothing downloaded, nothing to remove."""
+
+    def finished(self, task_name: str) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
 
 NOTE_FORMAT = "reelexport-render-in-bucket/1"
 
@@ -120,14 +247,14 @@ def fetched_dir(exports_root: Path, title_key: str) -> Path:
     return Path(exports_root, layout.FETCHED_RENDERS, title_key)
 
 
-def with_fetched_render(job: ExportJob) -> ExportJob:
-    """The job reading the render its note names, downloaded once per title and version
+def with_fetched_render(title: Title, exports_root: Path) -> Title:
+    """The title reading the render its note names, downloaded once per title and version
     (the title's other platforms take the same file). SourceChanged when the bucket no
     longer holds the version listed; ObjectStoreError when the bucket cannot be read."""
-    note = read_note(job.title.directory / SOURCE_NAME)
+    note = read_note(title.directory / SOURCE_NAME)
     if note is None:            # no final.mp4: the export says it is missing
-        return job
-    target = fetched_dir(job.exports_root, job.title.key) / note["etag"] / SOURCE_NAME
+        return title
+    target = fetched_dir(exports_root, title.key) / note["etag"] / SOURCE_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)        # a sibling platform may be downloading it
@@ -137,26 +264,25 @@ def with_fetched_render(job: ExportJob) -> ExportJob:
                 raise SourceChanged(f"{SOURCE_NAME} cannot be read from the bucket as listed "
                                     f"({answer['error']})")
     remote = f"{note['location']}/{note['key']}"
-    return replace(job, title=replace(job.title, fetched=target, remote=remote,
-                                      remote_etag=note["etag"]))
+    return replace(title, fetched=target, remote=remote, remote_etag=note["etag"])
 
 
-def listed_source_sha256(job: ExportJob, sidecar: dict[str, Any] | None) -> str | None:
+def listed_source_sha256(title: Title, sidecar: dict[str, Any] | None) -> str | None:
     """The render's sha256 as far as the bucket's listing tells, without downloading it:
     the one its export recorded while the object keeps the ETag recorded with it; else a
     value no sha256 equals (the render changed), or None (there is none)."""
-    note = read_note(job.title.directory / SOURCE_NAME)
+    note = read_note(title.directory / SOURCE_NAME)
     if note is None:
         return None
     source = (sidecar or {}).get("source") or {}
     return source.get("sha256") if source.get("etag") == note["etag"] else f"etag:{note['etag']}"
 
 
-def replaced_in_bucket(job: ExportJob) -> str | None:
+def replaced_in_bucket(title: Title) -> str | None:
     """Why the bucket no longer holds the render version this export read (None: it does)."""
-    if job.title.remote is None:        # a render on disk, or none read from a bucket
+    if title.remote is None:        # none read from the bucket
         return None
-    note = read_note(job.title.directory / SOURCE_NAME)
+    note = read_note(title.directory / SOURCE_NAME)
     if note is None:
         return None
     now = ask("head", note["location"], [note["key"]])[note["key"]]
@@ -171,7 +297,7 @@ class FetchedRenders:
     """The downloaded renders of a run, each removed once every selected platform of its
     title is done (a run over the whole library never holds it all), the rest at the end."""
 
-    def __init__(self, exports_root: Path, jobs: Iterable[ExportJob]) -> None:
+    def __init__(self, exports_root: Path, jobs: Iterable[Any]) -> None:
         self.root = Path(exports_root, layout.FETCHED_RENDERS)
         self.title_of = {job.task_name: job.title.key for job in jobs}
         self.left: dict[str, int] = {}

@@ -7,7 +7,7 @@ it. obstore is imported at first use: a run that names no bucket never pays for 
 obstore is not fork-safe: once a process has made a request, a child forked from it hangs
 on its next one (its Rust runtime's threads are not copied), and doit forks its workers. So
 reelexport's own processes make no request: they ask the storage helper (`ask`: this module
-run as `python -m exporter.media.objects`, a fresh process per question).
+run as `python -m exporter.storage.objects`, a fresh process per question).
 """
 
 from __future__ import annotations
@@ -269,13 +269,13 @@ def bare(etag: str | None) -> str:
 
 # ---- the storage helper: the one process that talks to a bucket -----------------------------
 
-HELPER = [sys.executable, "-m", "exporter.media.objects"]
+HELPER = [sys.executable, "-m", "exporter.storage.objects"]
 HELPER_FAILED = 3       # its exit status for a one-line ObjectStoreError on stderr
 
 
 def ask(command: str, url: str, items: Any = None, environ: Mapping[str, str] | None = None,
         timeout_s: float = 3600) -> Any:
-    """Run the storage helper (`python -m exporter.media.objects COMMAND URL`) with `items`
+    """Run the storage helper (`python -m exporter.storage.objects COMMAND URL`) with `items`
     as JSON on its stdin; its JSON answer. reelexport's own processes never talk to a
     bucket: doit forks its workers, and obstore's runtime does not survive a fork made after
     a request (a child hangs), so every request is made by a helper process started fresh.

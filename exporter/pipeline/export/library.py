@@ -20,10 +20,11 @@ from exporter.model.locations import ObjectStoreError
 from exporter.model.settings import Settings, resolve_settings
 from exporter.model.sources import Title, describe_library, discover, select
 from exporter.model.spec import Spec, load_specs, select_specs
-from exporter.pipeline.job import ExportJob, RetryPolicy
-from exporter.pipeline.remote_exports import list_exports, restore_history
-from exporter.pipeline.remote_renders import refresh_mirror
-from exporter.pipeline.stamp import inputs_fingerprint, title_inputs, with_published
+from exporter.pipeline.export.job import ExportJob, RetryPolicy
+from exporter.pipeline.export.stamp import inputs_fingerprint, title_inputs, with_published
+from exporter.pipeline.placement.places import place_of
+from exporter.storage.exports import exports_store
+from exporter.storage.renders import renders_store
 
 
 class Build:
@@ -36,11 +37,14 @@ class Build:
                                exports=settings.exports.resolve(),
                                platforms_dir=settings.platforms_dir.resolve())
         self.settings = settings
+        # where the bytes live and where the work runs: chosen here, once
+        self.renders = renders_store(settings.renders_url, settings.renders)
+        self.exports = exports_store(settings.exports_url, settings.exports)
+        self.place = place_of(settings.cluster)
         self.all_specs = load_specs(settings.platforms_dir, settings.platforms_checked_file)
         self.selected_specs = select_specs(self.all_specs, settings.platforms)
-        # renders=s3://...: the bucket's titles as they are now, in the local mirror
-        in_bucket = (refresh_mirror(settings.renders_url, settings.renders)
-                     if settings.renders_url else [])
+        # a bucket's titles as they are now, in the local mirror
+        in_bucket = self.renders.refresh()
         # a segment directory named like a file of the exports root would collide with it
         library = discover(settings.renders,
                            reserved_segments=layout.VISIBLE_FILES)
@@ -55,18 +59,15 @@ class Build:
                          for name in self.all_specs}
         self._jobs_made: dict[tuple[str, str], ExportJob] = {}
         # Taken now, before any task runs: a source changed during the run must not be
-        # stamped as up to date at its end (exporter.pipeline.stamp).
+        # stamped as up to date at its end (exporter.pipeline.export.stamp).
         self.base_fingerprint = inputs_fingerprint(self)
-        # exports=s3://...: the bucket's exports as listed now (remote_exports), part of what
-        # the stamp proves: an object deleted or overwritten there is published again
-        self.published = None
-        if settings.exports_url:
-            restore_history(settings.exports_url, settings.exports)
-            self.published = list_exports(settings.exports_url)
+        # exports in a bucket: its exports as listed now, part of what the stamp proves: an
+        # object deleted or overwritten there is published again
+        self.published = self.exports.load()
         self.inputs_fingerprint = with_published(self.base_fingerprint, self.published)
         self.title_inputs = title_inputs(self.all_titles)
         # What the library stamp proves, when the loader found it holding at least for the
-        # whole library's settings (exporter.pipeline.stamp.StampCheck); None: all is checked.
+        # whole library's settings (exporter.pipeline.export.stamp.StampCheck); None: all is checked.
         self.stamp_check = None
         # The stamp, when it proves every export: this run skips doit's per-task checks.
         self.proven_up_to_date = None
@@ -90,10 +91,8 @@ class Build:
         if made is None:
             settings = self.settings
             made = self._jobs_made[(title.key, spec.name)] = ExportJob(
-                title, spec, settings.exports, self.ffmpeg, settings.preset, self.retry,
-                siblings=self.siblings[spec.name], cluster=settings.cluster,
-                renders_in_bucket=settings.renders_url is not None,
-                exports_url=settings.exports_url)
+                title, spec, self.renders, self.exports, self.ffmpeg, settings.preset,
+                self.retry, siblings=self.siblings[spec.name], place=self.place)
         return made
 
     def jobs_of(self, titles: Iterable[Title]) -> list[ExportJob]:

@@ -4,7 +4,7 @@ the registry, the history and the gallery.
 
 The workers read the renders and write the exports at the same paths (a shared mount), and
 publish by atomic rename as a local run does; or, with renders or exports in a bucket, ask
-the bucket themselves (pipeline/remote_work.py). `distributed`
+the bucket themselves (pipeline/export/handoff.py). `distributed`
 is imported only in cluster mode (it costs about a second at start).
 
 Whoever can submit work to the scheduler runs code on every worker, so the client speaks
@@ -18,13 +18,10 @@ import ipaddress
 import os
 import re
 import sys
-import tempfile
 import uuid
 from typing import Any, Callable
 
-from exporter.media.objects import ask
 from exporter.model.errors import ExportError
-from exporter.model.locations import ObjectStoreError, is_bucket_url
 from exporter.model.settings import ClusterAddress
 
 # Dask resubmits the work of a worker that died this many times before giving up on it.
@@ -168,57 +165,31 @@ def close_clients() -> None:
         del _CLIENTS[key]
 
 
-def storage_problem(renders: str, exports: str) -> str | None:
-    """Run on each worker: why it cannot read the renders or write the exports (None: it
-    can). Each is a path (a shared mount) or an s3:// URL (the worker asks the bucket)."""
-    for root, write in ((renders, False), (exports, True)):
-        problem = (bucket_problem(root, write) if is_bucket_url(root)
-                   else path_problem(root, write))
+def storage_problem(renders: Any, exports: Any) -> tuple[str, str] | None:
+    """Run on each worker: why it cannot read the renders or write the exports, and what
+    every worker must reach (None: it can). Each is a store (exporter/storage)."""
+    for store in (renders, exports):
+        problem = store.access_problem()
         if problem:
-            return problem
+            return problem, store.reach
     return None
 
 
-def path_problem(root: str, write: bool) -> str | None:
-    if not write:
-        if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
-            return f"cannot read the renders root {root}"
-        return None
-    try:
-        os.makedirs(root, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".cluster-check-"):
-            pass
-    except OSError as error:
-        return f"cannot write the exports root {root} ({error.strerror or error})"
-    return None
-
-
-def bucket_problem(url: str, write: bool) -> str | None:
-    """A listing of the prefix, and for the exports a probe object put and deleted."""
-    try:
-        ask("probe", url, "write" if write else "read")
-    except ObjectStoreError as error:
-        return f"cannot {'write the exports' if write else 'read the renders'} in {url} ({error})"
-    return None
-
-
-def check_cluster(address: str, renders: str, exports: str) -> str:
+def check_cluster(address: ClusterAddress, renders: Any, exports: Any) -> str:
     """At start: every worker must read the renders and write the exports (paths on a
     shared mount, or buckets). Returns the line that names the cluster and its dashboard;
     ClusterError naming a worker that cannot."""
     client = client_for(address)
     try:
-        problems = client.run(storage_problem, str(renders), str(exports))
+        problems = client.run(storage_problem, renders, exports)
     except (OSError, TimeoutError) as error:
         raise ClusterError(f"cluster: the scheduler at {address} was lost ({error})") from None
     if not problems:
         raise ClusterError(f"cluster: the scheduler at {address} has no workers")
     for worker, problem in sorted(problems.items()):
         if problem:
-            need = ("the buckets (the AWS_* settings on every worker)" if "s3://" in problem
-                    else "the same renders and exports paths (a shared mount)")
-            raise ClusterError(f"cluster: worker {worker} {problem}; every worker must "
-                               f"reach {need}")
+            raise ClusterError(f"cluster: worker {worker} {problem[0]}; every worker must "
+                               f"reach {problem[1]}")
     return (f"cluster: {address}, {len(problems)} worker{'s' * (len(problems) > 1)}, "
             f"dashboard {client.dashboard_link}")
 

@@ -1,14 +1,8 @@
-"""exports=s3://BUCKET/PREFIX: each export made in a local tree, then published to the bucket.
+"""The lease on an exports prefix in a bucket: one coordinator at a time.
 
-The pipeline makes and verifies every export in a local exports tree (the state directory:
-REELEXPORT_STATE_DIR/BUCKET/PREFIX) exactly as without a bucket; once an export is kept,
-its files are uploaded under PREFIX/{segment}/{age}/{title_id}/, the sidecar last, so a
-sidecar in the bucket means its export is whole there (a PUT is atomic: no partial object is
-ever visible under a key). The ETag and size each upload returned are kept in doit's DB as
-the export's values; an export is up to date only when the bucket's listing still shows
-exactly those, so an object deleted or overwritten in the bucket is published again (from
-the local files, not encoded again). The run's root files (registry, history, gallery)
-follow at its end. A lease object keeps a second coordinator out of the prefix.
+A lease object (LEASE_KEY) is written only if none is there (S3's If-None-Match), renewed
+conditionally on its ETag as the run goes, dropped at its end; one not renewed for
+LEASE_STALE_S, or whose holder this machine shows dead, is taken over.
 """
 
 from __future__ import annotations
@@ -18,23 +12,17 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from exporter.media.objects import ask
-from exporter.model import layout
 from exporter.model.errors import ExportError
 from exporter.model.files import read_json, write_text_atomic
 from exporter.model.locations import ObjectStoreError
+from exporter.storage.objects import ask
 
-if TYPE_CHECKING:
-    from exporter.pipeline.job import ExportJob
-
-PUBLISHED_VALUE = "_published"      # doit value: file name -> [size, etag] as uploaded
 LEASE_KEY = ".reelexport/lease.json"
 LEASE_STALE_S = 3600                # a lease not renewed this long: its coordinator died
 LEASE_RENEW_S = 300                 # a run renews its lease this often (as exports start
 #                                     and finish; REELEXPORT_LEASE_RENEW_S overrides it)
-ROOT_FILES = (layout.REGISTRY, layout.HISTORY, layout.GALLERY_PAGE)
 
 
 class LeaseHeld(ExportError):
@@ -45,80 +33,6 @@ class LeaseLost(ExportError):
     """Another coordinator took this run's lease over: this run must stop writing."""
 
 
-def export_keys(listing: dict[str, Any]) -> dict[str, tuple[int, str]]:
-    """The objects of a listing that are files of exports (SEGMENT/AGE/TITLE/NAME)."""
-    return {key: (size, etag) for key, (size, etag) in listing.items()
-            if key.count("/") == 3 and not key.startswith(".")}
-
-
-# The last listing of each exports prefix made by this process (url -> listing): what the
-# up-to-date checks compare with, listed once per run (Build) and again at its end.
-LISTED: dict[str, dict[str, tuple[int, str]]] = {}
-
-
-def list_exports(url: str) -> dict[str, tuple[int, str]]:
-    """The exports' files in the bucket now: relative key -> (size, etag)."""
-    LISTED[url] = export_keys(ask("list", url))
-    return LISTED[url]
-
-
-def published_intact(job: ExportJob, recorded: dict[str, Any] | None) -> bool:
-    """True when every file of the export is in the bucket as this tool uploaded it (as the
-    prefix was listed by this process; listed now if it was not)."""
-    if not recorded:
-        return False
-    listing = LISTED.get(job.exports_url) or list_exports(job.exports_url)
-    return all(recorded.get(name) is not None
-               and listing.get(f"{job.title.key}/{name}") == tuple(recorded[name])
-               for name in file_names(job))
-
-
-def file_names(job: ExportJob) -> list[str]:
-    """The export's files (its targets), the sidecar last: the order they are published."""
-    sidecar = job.file_names["sidecar"]
-    return sorted((path.name for path in job.targets), key=lambda name: name == sidecar)
-
-
-def publish_export(url: str, job: ExportJob,
-                   unchanged: dict[str, list] | None = None) -> dict[str, list]:
-    """Upload the export's files, its sidecar last, but those `unchanged` (file name ->
-    [size, etag] of the bytes the bucket already holds); what each upload returned (for
-    doit's DB). ObjectStoreError (one line) when one cannot be uploaded: the export is then
-    not recorded as published, and the next run uploads it again."""
-    unchanged = unchanged or {}
-    names = [name for name in file_names(job) if name not in unchanged]
-    items = [[str(job.out_dir / name), f"{job.title.key}/{name}", None] for name in names]
-    return {**unchanged, **{name: [answer["size"], answer["etag"]] for name, answer
-                            in zip(names, done("put", url, items), strict=True)}}
-
-
-def publish_root_files(url: str, exports: Path) -> None:
-    """The run's registry, history and gallery page, to the prefix's root."""
-    items = [[str(exports / name), name, None] for name in ROOT_FILES
-             if (exports / name).is_file()]
-    if items:
-        done("put", url, items)
-
-
-def done(command: str, url: str, items: list[list[Any]]) -> list[dict[str, Any]]:
-    """The helper's answers to a `put` or `get` of several objects, each of which must have
-    succeeded: the first one that did not is raised as its one line."""
-    answers = ask(command, url, items)
-    for answer in answers:
-        if "error" in answer:
-            raise ObjectStoreError(answer["error"])
-    return answers
-
-
-def restore_history(url: str, exports: Path) -> None:
-    """A local tree made anew (another machine, a lost state directory) starts from the
-    bucket's history: the one file of the prefix that cannot be made again."""
-    history = exports / layout.HISTORY
-    if history.exists():
-        return
-    if ask("head", url, [layout.HISTORY]).get(layout.HISTORY) is not None:
-        exports.mkdir(parents=True, exist_ok=True)
-        done("get", url, [[layout.HISTORY, str(history), None]])
 
 
 def take_lease(url: str, exports: Path) -> tuple[str, float]:
@@ -219,3 +133,13 @@ def drop_lease(url: str, etag: str) -> None:
     now = ask("head", url, [LEASE_KEY]).get(LEASE_KEY)
     if now is not None and now[1] == etag:
         ask("delete", url, [LEASE_KEY])
+
+
+class NoLease:
+    """An exports directory's: its lock (pipeline/plumbing/lock.py) keeps other runs out."""
+
+    def keep(self) -> None:
+        pass
+
+    def drop(self) -> None:
+        pass

@@ -20,7 +20,7 @@ from exporter.model.records import (
     recorded_sha256,
     video_inputs_match,
 )
-from exporter.pipeline.job import ExportJob
+from exporter.pipeline.export.job import ExportJob
 
 # The DB value name: {"states": [state of each target], "sidecar_sha256": ...}
 OUTPUTS_VALUE = "outputs"

@@ -57,12 +57,12 @@ from exporter.model.records import (
     sidecar_document,
 )
 from exporter.model.spec import Spec
-from exporter.pipeline.cluster import current_worker
-from exporter.pipeline.job import (
+from exporter.pipeline.placement.cluster import current_worker
+from exporter.pipeline.export.job import (
     ExportJob,
     ffmpeg_version,
 )
-from exporter.pipeline.progress_files import ProgressFile
+from exporter.pipeline.export.progress_files import ProgressFile
 
 # Stands for the output file in a plan's argv until the cache decides where it goes.
 PLAN_OUTPUT = "{output}"

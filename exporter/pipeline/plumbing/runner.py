@@ -7,7 +7,7 @@ that worker was running as failed (the next run makes it; nothing of it was publ
 targets only ever appear by rename), so the rest of the batch finishes.
 
 The other way round, a worker must not outlive its run: it dies with it by PR_SET_PDEATHSIG
-(exporter.pipeline.lock), but a worker whose one interrupt was spent (a second SIGTERM is
+(exporter.pipeline.plumbing.lock), but a worker whose one interrupt was spent (a second SIGTERM is
 ignored, so that it cannot cut a cleanup short) would wait for its next job forever, holding
 the run's output pipes open. So a worker waiting for a job checks every second that the
 process that forked it is still its parent, and ends when it is not.

@@ -1,7 +1,7 @@
 """doit task loader: dodo.py's tasks, or far fewer when the library stamp proves a no-op.
 
 Registered in pyproject.toml (`[tool.doit] loader`). For `doit` and `doit list` without task
-names, when exporter.pipeline.stamp shows that nothing doit would check has changed since a run that
+names, when exporter.pipeline.export.stamp shows that nothing doit would check has changed since a run that
 left every export up to date:
 
 - `doit` gets only the group tasks it was asked for, already up to date: no export task is
@@ -24,12 +24,12 @@ from typing import Any
 from doit.cmd_base import DodoTaskLoader, DoitCmdBase
 from doit.task import Task
 
-from exporter.pipeline.arguments import install as install_argument_reading
-from exporter.pipeline.checker import MD5Checker
-from exporter.pipeline.library import Build, load_build
-from exporter.pipeline.lock import acquire_or_exit
-from exporter.pipeline.stamp import check_stamp
-from exporter.pipeline.tasks import (
+from exporter.pipeline.plumbing.arguments import install as install_argument_reading
+from exporter.pipeline.plumbing.checker import MD5Checker
+from exporter.pipeline.export.library import Build, load_build
+from exporter.pipeline.plumbing.lock import acquire_or_exit
+from exporter.pipeline.export.stamp import check_stamp
+from exporter.pipeline.plumbing.tasks import (
     DOIT_CONFIG_BACKEND,
     EXPORT_GROUP_DOC,
     REGISTRY_DOC,
@@ -46,7 +46,7 @@ FAST_COMMANDS = ("run", "list")
 WRITING_COMMANDS = ("clean", "forget", "ignore", "reset-dep")
 
 # doit reads the command line after importing this module: `--url VALUE` keeps its value,
-# an empty argument is one line (pipeline/arguments.py).
+# an empty argument is one line (pipeline/plumbing/arguments.py).
 install_argument_reading()
 
 

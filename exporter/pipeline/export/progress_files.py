@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.model import layout
-from exporter.pipeline.cluster import current_worker
+from exporter.pipeline.placement.cluster import current_worker
 
 PROGRESS_DIR = layout.PROGRESS_DIR
 WRITE_INTERVAL_S = 0.5           # a worker rewrites its state file at most twice a second

@@ -3,7 +3,7 @@
 A no-op of a large library spends its time in doit's per-task machinery: a Task object and
 a dependency check for every export. When nothing doit would look at has changed since a
 run that found or made a title's exports up to date, that work can only conclude "up to
-date" again; the stamp lets `doit` skip it (exporter.pipeline.loader), for the whole library
+date" again; the stamp lets `doit` skip it (exporter.pipeline.plumbing.loader), for the whole library
 (the no-op) or for every title but the few that changed (a partial run).
 
 The stamp holds digests of file states (inode, size, mtime, ctime; ctime cannot be set back
@@ -20,8 +20,8 @@ by hand, so a `touch -d` or a restored mtime still counts):
   write in place changes its ctime), and the platforms whose exports were up to date.
 
 A global part differing means the normal path: doit checks every task by content (a file
-whose state differs from the one saved is hashed: pipeline/checker.py for the inputs,
-pipeline/outputs.py for the exports' own files). A title differing, new, not in the stamp, or
+whose state differs from the one saved is hashed: pipeline/plumbing/checker.py for the inputs,
+pipeline/export/outputs.py for the exports' own files). A title differing, new, not in the stamp, or
 whose entry lacks a selected platform (it failed, or was not selected) is checked; the
 others are not. The stamp is conservative by construction: it can send a title down the
 slow path needlessly, never skip a change doit would have seen.
@@ -42,12 +42,12 @@ from exporter import __version__
 from exporter.model import layout, records
 from exporter.model.files import file_state, read_json, write_json_atomic
 from exporter.model.sources import INPUT_NAMES, Title
-from exporter.pipeline.job import up_to_date_key
+from exporter.pipeline.export.job import up_to_date_key
 
 if TYPE_CHECKING:
     from exporter.model.settings import Settings
     from exporter.model.spec import Spec
-    from exporter.pipeline.job import ExportJob
+    from exporter.pipeline.export.job import ExportJob
 
 STAMP_NAME = layout.STAMP
 STAMP_VERSION = 4
@@ -57,7 +57,7 @@ CODE_DIR = Path(__file__).resolve().parents[1]     # the exporter package, every
 
 
 class Build(Protocol):
-    """What the stamp reads of a loaded library (exporter.pipeline.library.Build), named
+    """What the stamp reads of a loaded library (exporter.pipeline.export.library.Build), named
     here so that the stamp needs nothing of the module that uses it."""
 
     settings: Settings

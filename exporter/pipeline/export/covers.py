@@ -29,7 +29,7 @@ from exporter.model.records import (
     source_probe,
 )
 from exporter.model.spec import digest
-from exporter.pipeline.job import ExportJob, ffmpeg_version
+from exporter.pipeline.export.job import ExportJob, ffmpeg_version
 
 # Covers and posters show the frame at this fraction of the duration (past fade-ins).
 FRAME_AT = 0.25

@@ -24,13 +24,13 @@ from doit import get_var
 from doit.cmdparse import CmdParseError
 from watchfiles import watch
 
-from exporter.media.objects import ask
 from exporter.model import layout
 from exporter.model.files import file_state, read_json
 from exporter.model.locations import ObjectStoreError
 from exporter.model.settings import VAR_NAMES, Settings, resolve_settings
-from exporter.pipeline.command import ExportCommand, value
-from exporter.pipeline.lock import LockHeld, acquire, release
+from exporter.pipeline.plumbing.command import ExportCommand, value
+from exporter.pipeline.plumbing.lock import LockHeld, acquire, release
+from exporter.storage.renders import renders_store
 
 LOG = logging.getLogger(__name__)
 
@@ -351,19 +351,20 @@ class BucketWatcher(Watcher):
     def __init__(self, settings: Settings, poll_s: float, processes: int):
         super().__init__(settings, poll_s, processes)
         self.poll_s = poll_s
+        self.store = renders_store(settings.renders_url, settings.renders)
 
     def platforms_state(self) -> tuple:
         return tuple(sorted((path.name, file_state(path))
                             for path in self.platforms.glob("*.yaml")))
 
     def watch_once(self) -> None:
-        LOG.info(f"watch: listing {self.settings.renders_url} every {self.poll_s:g} s and "
+        LOG.info(f"watch: listing {self.store} every {self.poll_s:g} s and "
                  f"watching {self.settings.platforms_dir}; Ctrl-C ends")
         self.run_batch(batch_tasks([], True), "catching up")
         titles, platforms, changed = None, self.platforms_state(), set()
         while True:
             try:
-                now = listed_titles(ask("list", self.settings.renders_url))
+                now = listed_titles(self.store.titles_listed())
             except ObjectStoreError as error:
                 LOG.warning(f"WARNING watch: {error}; listed again in {self.poll_s:g} s")
                 time.sleep(self.poll_s)
@@ -392,7 +393,7 @@ class BucketWatcher(Watcher):
 
 
 class Watch(ExportCommand):
-    """doit command plugin: `watch = "exporter.pipeline.watch:Watch"` in pyproject.toml."""
+    """doit command plugin: `watch = "exporter.pipeline.plumbing.watch:Watch"` in pyproject.toml."""
 
     name = "watch"
     doc_purpose = "export renders as they land in the renders root (and after spec edits)"
@@ -412,7 +413,7 @@ class Watch(ExportCommand):
         settings = resolve_settings(get_var)
         processes = max(1, params["num_process"])
         stop_on_signals()
-        if settings.renders_url:
+        if not renders_store(settings.renders_url, settings.renders).sends_file_events:
             try:
                 poll_s = float(get_var("poll", str(POLL_S)))
             except ValueError:

@@ -13,7 +13,7 @@ from typing import Any
 
 from doit.dependency import SqliteDB
 
-from exporter.pipeline.db import SavesOrSaysWhy
+from exporter.pipeline.plumbing.db import SavesOrSaysWhy
 
 
 class LeanSqliteDB(SavesOrSaysWhy, SqliteDB):

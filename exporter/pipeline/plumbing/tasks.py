@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
-from exporter.media.objects import ask
 from exporter.media.shared import SharedCache
 from exporter.model import layout
 from exporter.model.history import append_events, event
@@ -22,19 +21,15 @@ from exporter.model.logs import quiet_on_closed_pipe
 from exporter.model.settings import Settings
 from exporter.model.sources import INPUT_NAMES, Title
 from exporter.model.spec import Spec
-from exporter.pipeline.checker import MD5Checker
-from exporter.pipeline.db import set_aside_unreadable_db
-from exporter.pipeline.export import export_action
-from exporter.pipeline.job import ExportJob
-from exporter.pipeline.library import Build, load_build
-from exporter.pipeline.outputs import OUTPUTS_VALUE, outputs_intact, outputs_record
-from exporter.pipeline.remote_exports import (
-    PUBLISHED_VALUE,
-    file_names,
-    published_intact,
-)
-from exporter.pipeline.runner import install as install_watchful_runner
-from exporter.pipeline.stamp import remove_stamp
+from exporter.pipeline.plumbing.checker import MD5Checker
+from exporter.pipeline.plumbing.db import set_aside_unreadable_db
+from exporter.pipeline.export.action import export_action
+from exporter.pipeline.export.job import ExportJob
+from exporter.pipeline.export.library import Build, load_build
+from exporter.pipeline.export.outputs import OUTPUTS_VALUE, outputs_intact, outputs_record
+from exporter.storage.exports import PUBLISHED_VALUE
+from exporter.pipeline.plumbing.runner import install as install_watchful_runner
+from exporter.pipeline.export.stamp import remove_stamp
 
 if TYPE_CHECKING:
     from doit.task import Task
@@ -74,7 +69,7 @@ def doit_config(reporter: type) -> dict[str, Any]:
         "default_tasks": default_task_names(build),
         "dep_file": str(settings.dep_file),
         # gdbm is absent from many Python builds; sqlite survives kill -9. Ours is doit's
-        # sqlite3 backend without its read cache (exporter/pipeline/backend.py).
+        # sqlite3 backend without its read cache (exporter/pipeline/plumbing/backend.py).
         "backend": DOIT_CONFIG_BACKEND,
         "check_file_uptodate": MD5Checker,     # content, hashed once per file per run
         "continue": True,
@@ -133,15 +128,15 @@ SETTINGS_VALUE = "_config_changed"
 
 def export_unchanged(task: Task, values: dict[str, Any], key: str, job: ExportJob) -> bool:
     """doit uptodate: the export's settings key is the one saved at its last success, and
-    its files are still the ones it made (pipeline/outputs.py).
+    its files are still the ones it made (pipeline/export/outputs.py).
 
     What `doit.tools.config_changed(key)` does, as a plain function (doit inspects the
     signature of every uptodate callable on every check, and an object's costs more:
     docs/performance.md), plus the outputs, saved after each success.
     """
     task.value_savers.append(lambda: {SETTINGS_VALUE: key, OUTPUTS_VALUE: outputs_record(job)})
-    if job.exports_url and not published_intact(job, values.get(PUBLISHED_VALUE)):
-        return False        # not in the bucket as uploaded: published again (remote_exports)
+    if not job.exports.intact(job.title.key, job.file_order, values.get(PUBLISHED_VALUE)):
+        return False        # not in the store as published: published again
     return values.get(SETTINGS_VALUE) == key and outputs_intact(job, values.get(OUTPUTS_VALUE))
 
 
@@ -151,9 +146,7 @@ def clean_export(job: ExportJob) -> None:
     removed = [path.name for path in (*job.targets, job.path("error")) if path.exists()]
     for path in (*job.targets, job.path("error")):
         path.unlink(missing_ok=True)
-    if job.exports_url:     # and the bucket's copy, the sidecar first (it says "whole")
-        ask("delete", job.exports_url,
-            [f"{job.title.key}/{name}" for name in reversed(file_names(job))])
+    job.exports.remove(job.title.key, job.file_order)      # a bucket's copy too
     if removed:
         append_events(job.exports_root, [event("cleaned", job.task_name, title=job.title.key,
                                                files=removed)])
