@@ -31,8 +31,8 @@ from test_storage import fetches, log_mark, objects, put, requests_since
 
 from exporter.media.samples import NOISE
 from exporter.pipeline.placement.cluster import storage_problem
-from exporter.storage.exports import exports_store
-from exporter.storage.renders import renders_store
+from exporter.storage.exports import ExportsBucket, ExportsDirectory
+from exporter.storage.renders import RendersBucket, RendersDirectory
 
 pytest.importorskip("distributed")
 # Process handling on a real cluster, not ffmpeg: run once, with the bundled ffmpeg.
@@ -184,16 +184,18 @@ def test_a_tls_cluster_exports_and_a_client_without_its_certificate_is_refused(
 def problem_of(renders, exports):
     """storage_problem on the stores renders= and exports= name (a path or an s3:// URL):
     the problem's line, or None."""
-    def store(make, text):
-        return make(text, Path("/unused")) if text.startswith("s3://") else make(None, Path(text))
-    found = storage_problem(store(renders_store, renders), store(exports_store, exports))
+    found = storage_problem(
+        RendersBucket(renders, Path("/unused")) if renders.startswith("s3://")
+        else RendersDirectory(Path(renders)),
+        ExportsBucket(exports, Path("/unused")) if exports.startswith("s3://")
+        else ExportsDirectory(Path(exports)))
     return found and found[0]
 
 
 def test_a_worker_that_cannot_see_the_storage_is_named(tmp_path):
     assert problem_of(str(tmp_path), str(tmp_path / "exports")) is None
-    problem, need = storage_problem(renders_store(None, tmp_path / "absent"),
-                                    exports_store(None, tmp_path / "exports"))
+    problem, need = storage_problem(RendersDirectory(tmp_path / "absent"),
+                                    ExportsDirectory(tmp_path / "exports"))
     assert "cannot read the renders root" in problem
     assert need == "the same renders and exports paths (a shared mount)"
     (tmp_path / "file").write_text("")

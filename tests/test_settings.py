@@ -1,5 +1,8 @@
 from pathlib import Path
 
+import pytest
+
+from exporter.model.errors import LibraryError
 from exporter.model.settings import resolve_settings, split_list
 
 
@@ -30,3 +33,33 @@ def test_vars_beat_environment_beat_defaults():
 def test_split_list():
     assert split_list(None) == () and split_list(" , ") == ()
     assert split_list("a,b ,, c") == ("a", "b", "c")
+
+
+@pytest.mark.parametrize("renders, exports, says", [
+    ("data/renders", "data/renders", "renders=data/renders is exports=data/renders"),
+    ("data/renders", "data/renders/out", "overlaps"),
+    ("data", "data/renders", "overlaps"),
+    ("s3://media/renders", "s3://media/renders/", "is exports="),
+    ("s3://media/renders", "s3://media/renders/exports", "overlaps"),
+    ("s3://media", "s3://media/exports", "overlaps"),
+])
+def test_renders_and_exports_that_meet_are_refused_in_one_line(renders, exports, says):
+    with pytest.raises(LibraryError) as caught:
+        resolve_settings(getter({"renders": renders, "exports": exports}), {})
+    assert says in str(caught.value)
+    assert str(caught.value).endswith("the renders and the exports must be apart, neither "
+                                      "inside the other")
+
+
+@pytest.mark.parametrize("renders, exports", [
+    ("data/renders", "data/exports"), ("data/renders", "data/renders-out"),
+    ("s3://media/renders", "s3://media/exports"), ("s3://media/renders", "s3://other/renders"),
+    ("s3://media/renders", "data/exports")])
+def test_renders_and_exports_apart_are_taken(renders, exports):
+    resolve_settings(getter({"renders": renders, "exports": exports}), {})
+
+
+def test_an_in_process_cluster_address_is_refused_at_once():
+    with pytest.raises(LibraryError, match="cluster=inproc://x: inproc:// is a scheduler "
+                                           "inside one process"):
+        resolve_settings(getter({"cluster": "inproc://x"}), {})

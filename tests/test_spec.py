@@ -180,3 +180,12 @@ def test_a_users_own_minimum_and_pad_load(tmp_path):
         "limits.min_duration": 5, "limits.on_short": "pad",
         "limits.keyframes": {"closed_gop": True, "min_interval_s": 1, "max_interval_s": 4}}))
     assert spec.min_duration == 5.0 and spec.on_short == "pad"
+
+
+@pytest.mark.parametrize("name", ["final", "metadata", "thumbnail"])
+def test_a_platform_named_like_a_renders_file_is_refused_by_the_schema(tmp_path, name):
+    """Its exports would be final.mp4, metadata.json...: `doit clean` of it deleted a
+    render where the renders and the exports met."""
+    with pytest.raises(SpecError, match=f"{name}.yaml: name: '{name}' does not match"):
+        load_spec(write_spec(tmp_path, name))
+    load_spec(write_spec(tmp_path, f"{name}s"))         # a name beginning so is fine

@@ -6,7 +6,6 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -367,18 +366,24 @@ def test_a_local_tree_made_anew_resumes_from_the_bucket_without_encoding(moto, t
 
 def test_a_second_coordinator_is_refused_in_one_line(moto, to_bucket, tmp_path):
     lease = tmp_path / "lease.json"
-    lease.write_text(json.dumps({"host": "render-02", "pid": 4242, "taken_at": time.time()}))
+    lease.write_text(json.dumps({"run_id": "0123456789abcdef", "host": "render-02",
+                                 "pid": 4242, "taken_at": time.time(),
+                                 "renewed_at": time.time()}))
     put(moto, to_bucket.prefix, ".reelexport/lease.json", lease)
     result = run_doit(*to_bucket.args, env=to_bucket.env)
-    assert result.returncode == 3
-    assert result.stderr.strip().splitlines() == [
-        f"reelexport: refused: {to_bucket.url}: another run is exporting into it (host "
-        f"render-02, pid 4242, for 0 min; its lease {to_bucket.url}/.reelexport/lease.json is "
-        "taken over once not renewed for 60 min)"]
+    assert result.returncode == 4, "refused as when another run holds the tree's lock"
+    [line] = result.stderr.strip().splitlines()
+    assert re.fullmatch(re.escape(
+        f"reelexport: refused: {to_bucket.url}: another run is exporting into it (run "
+        f"0123456789ab, host render-02, pid 4242, for 0 min, renewed ") + r"\d s ago" +
+        re.escape(f"; its lease {to_bucket.url}/.reelexport/lease.json is taken over once not "
+                  "renewed for 60 min, or at once from the same machine when its process is "
+                  "gone)"), line), line
     assert not [k for k in objects(moto, to_bucket.prefix) if k.endswith(".mp4")]
-    # a lease left by a run of this machine that was killed is taken over
-    lease.write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 17,
-                                 "taken_at": time.time()}))
+    # a lease left by a run of this machine that was killed (its process gone) is taken over
+    from exporter.storage.lease import this_process
+    lease.write_text(json.dumps({**this_process(), "run_id": "killed", "pid": 2**22 + 17,
+                                 "taken_at": time.time(), "renewed_at": time.time()}))
     put(moto, to_bucket.prefix, ".reelexport/lease.json", lease)
     run_doit(*to_bucket.args, env=to_bucket.env, check=0)
 

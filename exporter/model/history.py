@@ -7,6 +7,10 @@ a crash mid-append leaves at most that one line cut short, which readers skip an
 next append starts after. Nothing ever rewrites the file, so earlier events cannot be
 damaged, and no command deletes it: `doit clean`, `doit forget` and the loss of doit's DB
 leave it as it is. It needs no server and reads with `grep` and `jq`.
+
+Across machines (exports in a bucket) the history is a union, never a copy: every event has
+a unique `event_id`, and histories are merged by it (`append_missing`, `merged_text`): an
+event recorded anywhere is kept everywhere, once.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -46,7 +51,21 @@ def event(kind: str, export: str, **fields: Any) -> Event:
     """One event: its kind, the export's task name (`youtube:my-story`), when, and what."""
     if kind not in KINDS:
         raise ValueError(f"unknown history event kind {kind!r}")
-    return {"v": EVENT_VERSION, "at": now_utc(), "event": kind, "export": export, **fields}
+    return {"v": EVENT_VERSION, "at": now_utc(), "event": kind, "export": export,
+            "event_id": uuid.uuid4().hex, **fields}
+
+
+def event_key(item: Event) -> str:
+    """What tells one event from every other: its event_id; for an event written before
+    events had one, the sha256 of its canonical JSON (the same line on every machine)."""
+    if isinstance(item.get("event_id"), str):
+        return item["event_id"]
+    return hashlib.sha256(json.dumps(item, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def event_line(item: Event) -> str:
+    return json.dumps(item, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def append_events(exports_root: Path, events: Iterable[Event]) -> None:
@@ -55,9 +74,44 @@ def append_events(exports_root: Path, events: Iterable[Event]) -> None:
     A line cut short by an earlier crash is ended first, so it stays one bad line rather
     than swallowing the first of these.
     """
-    text = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in events)
-    if not text:
-        return
+    text = "".join(event_line(e) for e in events)
+    if text:
+        append_text(exports_root, lambda data: text)
+
+
+def append_missing(exports_root: Path, events: Iterable[Event]) -> int:
+    """Append those of `events` the history does not hold (by event_key), in their order,
+    under the same lock as its reading: the union of the two histories. How many."""
+    events = list(events)
+    added = []
+
+    def missing(data: bytes) -> str:
+        held = {event_key(item) for item in parse_events(data, history_path(exports_root))}
+        for item in events:
+            if event_key(item) not in held:
+                held.add(event_key(item))
+                added.append(item)
+        return "".join(event_line(item) for item in added)
+
+    append_text(exports_root, missing, read=True)
+    return len(added)
+
+
+def merged_text(ours: bytes, theirs: bytes, path: Path) -> bytes | None:
+    """`theirs` (another copy of the history) with the events of `ours` it lacks appended,
+    in their order; None when it lacks none."""
+    held = {event_key(item) for item in parse_events(theirs, path)}
+    more = [item for item in parse_events(ours, path) if event_key(item) not in held]
+    if not more:
+        return None
+    if theirs and not theirs.endswith(b"\n"):
+        theirs += b"\n"
+    return theirs + "".join(event_line(item) for item in more).encode()
+
+
+def append_text(exports_root: Path, text_for: Any, read: bool = False) -> None:
+    """Append `text_for(data)` under an exclusive lock (`data`: the history's bytes when
+    `read`, else b""), then fsync."""
     path = history_path(exports_root)
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -67,6 +121,9 @@ def append_events(exports_root: Path, events: Iterable[Event]) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
+        text = text_for(os.pread(fd, size, 0) if read and size else b"")
+        if not text:
+            return
         if size and os.pread(fd, 1, size - 1) != b"\n":
             text = "\n" + text
         data = text.encode()
@@ -81,7 +138,7 @@ def append_events(exports_root: Path, events: Iterable[Event]) -> None:
         os.close(fd)        # closing releases the lock
 
 
-OPTIONAL_TEXT = ("title", "id", "url", "sha256", "cause", "mode", "video", "error_type")
+OPTIONAL_TEXT = ("event_id", "title", "id", "url", "sha256", "cause", "mode", "video", "error_type")
 OPTIONAL_LISTS = ("causes", "files", "stale")
 
 
@@ -231,6 +288,14 @@ def compact(index: dict[str, list[Event]], item: Event) -> None:
         entry[-1]["stale"] = item["stale"]
 
 
+def tail_of(file: Any, offset: int) -> str:
+    """sha256 of the 64 bytes before `offset`: the index's offset is trusted only while the
+    events before it are the ones read (a history rewritten in place is read again)."""
+    start = max(0, offset - 64)
+    file.seek(start)
+    return hashlib.sha256(file.read(offset - start)).hexdigest()
+
+
 def distribution_index(exports_root: Path, save: bool = True
                        ) -> tuple[dict[str, list[Event]], tuple | None]:
     """Per export, what the registry shows of its history; and the history file's state
@@ -257,7 +322,8 @@ def distribution_index(exports_root: Path, save: bool = True
             if (saved and saved.get("inode") == stat.st_ino and saved.get("head") == head
                     and 0 <= saved["offset"] <= stat.st_size
                     and isinstance(saved.get("lines"), int)
-                    and isinstance(saved.get("events"), int)):
+                    and isinstance(saved.get("events"), int)
+                    and saved.get("tail") == tail_of(file, saved["offset"])):
                 index, offset = saved["index"], saved["offset"]
                 lines, count = saved["lines"], saved["events"]
             else:
@@ -275,8 +341,11 @@ def distribution_index(exports_root: Path, save: bool = True
         compact(index, item)
     if save and whole:
         try:
+            with open(path, "rb") as file:
+                tail = tail_of(file, offset + len(whole))
             write_json_atomic(saved_path, {
                 "version": EVENT_VERSION, "inode": stat.st_ino, "head": head,
+                "tail": tail,
                 "offset": offset + len(whole), "lines": lines + whole.count(b"\n"),
                 "events": count + len(events), "index": index}, compact=True)
         except OSError as error:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from exporter.model import layout
 from exporter.model.errors import LibraryError
@@ -137,6 +138,31 @@ def x264_presets() -> tuple[str, ...]:
     return tuple(load_schema("platform")["properties"]["video"]["properties"]["preset"]["enum"])
 
 
+def overlap_problem(renders: str, exports: str, renders_at: Any, exports_at: Any
+                    ) -> str | None:
+    """Why renders= and exports= cannot be used together (None: they can): the same tree,
+    or one inside the other (a run would read its own exports as renders, and `doit clean`
+    of a platform named like a render's file would delete the render). Pure: paths are
+    compared as written and resolved, buckets by bucket and prefix."""
+    def inside(a: str, b: str) -> bool:
+        return a == b or a.startswith(b.rstrip("/") + "/") or not b.strip("/")
+    if renders_at is not None and exports_at is not None:
+        if renders_at.bucket != exports_at.bucket:
+            return None
+        overlap = (inside(renders_at.prefix, exports_at.prefix)
+                   or inside(exports_at.prefix, renders_at.prefix))
+    elif renders_at is None and exports_at is None:
+        a, b = Path(renders).resolve(), Path(exports).resolve()
+        overlap = a == b or a.is_relative_to(b) or b.is_relative_to(a)
+    else:
+        return None
+    if not overlap:
+        return None
+    how = "is" if str(renders).rstrip("/") == str(exports).rstrip("/") else "overlaps"
+    return (f"renders={renders} {how} exports={exports}: the renders and the exports must "
+            "be apart, neither inside the other")
+
+
 def resolve_settings(get_var: Callable[[str, str | None], str | None],
                      environ: Mapping[str, str] | None = None,
                      variables: Mapping[str, str] | None = None) -> Settings:
@@ -195,6 +221,13 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
             locations[name] = parse_location(pick(name))
         except ObjectStoreError as error:
             raise SettingsError(f"{name}={error}") from None
+    problem = overlap_problem(pick("renders"), pick("exports"), locations["renders"],
+                              locations["exports"])
+    if problem:
+        raise SettingsError(problem)
+    if cluster is not None and cluster.address.lower().startswith("inproc://"):
+        raise SettingsError(f"{said('cluster')}: inproc:// is a scheduler inside one process; "
+                            "a run reaches a cluster at tls://HOST:PORT (docs/cluster.md)")
     exports, exports_url = Path(pick("exports")), None
     if locations["exports"] is not None:
         # the exports tree is made here, then published to the bucket (docs/storage.md)

@@ -23,7 +23,10 @@ SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 # a platform's group task of the same name would shadow on the command line.
 RESERVED_NAMES = {"export", "registry", "list", "run", "clean", "forget", "info", "status",
                   "help", "ignore", "reset-dep", "strace", "dumpdb", "tabcompletion",
-                  "history", "uploaded", "uploads", "watch"}
+                  "history", "uploaded", "uploads", "watch",
+                  # a render's files: a platform of that name would write final.mp4 (and
+                  # `doit clean` delete it) wherever renders and exports meet
+                  "final", "metadata", "thumbnail"}
 # Container overhead allowance when proving that the size cap cannot be exceeded.
 MUX_OVERHEAD = 1.02
 # The x264 preset of a spec that names none, and of the shipped ones: the best VMAF per CPU

@@ -20,6 +20,8 @@ from exporter.model.history import (
     event,
     read_events,
 )
+from exporter.model.errors import ExportError
+from exporter.model.locations import ObjectStoreError
 from exporter.model.records import read_record, remake_causes
 from exporter.model.settings import resolve_settings
 from exporter.model.uploads import UploadRefused, record_upload
@@ -30,6 +32,7 @@ from exporter.pipeline.plumbing.lock import LockHeld, acquire, release
 from exporter.pipeline.export.stamp import check_stamp, write_stamp
 from exporter.report.gallery import write_gallery
 from exporter.report.ledger import refresh_distribution
+from exporter.storage.exports import exports_store
 
 # ---- doit history ---------------------------------------------------------------------------
 
@@ -201,6 +204,13 @@ class Uploaded(ExportCommand):
             raise CmdParseError("doit uploaded needs the post's --id")
         export = args[0]
         settings = resolve_settings(get_var)
+        store = exports_store(settings)
+        try:        # with a bucket: what other machines recorded, first
+            store.sync_history()
+        except (ObjectStoreError, HistoryError) as error:
+            sys.stderr.write(f"reelexport: upload not recorded: the exports' history cannot "
+                             f"be read: {error}\n")
+            return 3
         try:
             stale = stale_causes(load_build(), export) if ":" in export else []
             unchecked = None
@@ -212,30 +222,48 @@ class Uploaded(ExportCommand):
         except UploadRefused as error:
             sys.stderr.write(f"reelexport: upload not recorded: {error}\n")
             return 1
-        if stale:
+        try:        # with a bucket: recorded there too, or this is not a success
+            store.sync_history()
+        except (ObjectStoreError, HistoryError) as error:
+            sys.stderr.write(f"reelexport: {export}: recorded here, not yet in {store}: "
+                             f"{error}; `doit uploaded` again publishes it (recorded once)\n")
+            return 3
+        recorded = "already recorded" if item.get("already") else "recorded"
+        if stale and not item.get("already"):
             sys.stderr.write(f"reelexport: warning: {export} was uploaded stale "
                              f"({', '.join(stale)} since it was made); recorded as an "
                              f"outdated upload: `doit {export}` makes it again\n")
         if unchecked:
             sys.stderr.write(f"reelexport: warning: {export}: could not check that it is "
                              f"up to date ({unchecked})\n")
-        try:
-            lock_fd = acquire_after_uploads(settings.exports / layout.LOCK)
-        except LockHeld:
-            sys.stdout.write(f"recorded: {export} uploaded as {item['id']}; a run holds "
-                             "the tree, registry.json shows it after the run\n")
-            return 0
-        try:
-            build = load_build()
-            refreshed = refresh_registry(build, check_stamp(build)) is not None
-        except InvalidDodoFile as error:
-            refreshed = False
-            sys.stderr.write(f"reelexport: registry not refreshed ({error})\n")
-        finally:
-            release(lock_fd)
-        where = "registry.json updated" if refreshed else "the next run writes registry.json"
-        sys.stdout.write(f"recorded: {export} uploaded as {item['id']}; {where}\n")
+        where = refresh_after_upload(settings)
+        sys.stdout.write(f"{recorded}: {export} uploaded as {item['id']}; {where}\n")
         return 0
+
+
+def refresh_after_upload(settings):
+    """registry.json refreshed after an upload, unless a run holds the tree; what was done,
+    as the end of the line `doit uploaded` prints. Nothing here can undo the upload's record:
+    a registry or gallery that cannot be written is a warning, never a failed command."""
+    try:
+        lock_fd = acquire_after_uploads(settings.exports / layout.LOCK)
+    except LockHeld:
+        return "a run holds the tree, registry.json shows it after the run"
+    except OSError as error:        # a directory named .lock, a read-only root
+        sys.stderr.write(f"reelexport: warning: registry not refreshed: the tree's lock "
+                         f"cannot be taken ({error.filename}: {error.strerror})\n")
+        return "the next run writes registry.json"
+    try:
+        build = load_build()
+        refreshed = refresh_registry(build, check_stamp(build)) is not None
+    except (InvalidDodoFile, OSError, ExportError) as error:
+        refreshed = False
+        cause = (f"{error.filename}: {error.strerror}" if isinstance(error, OSError)
+                 and error.filename else str(error))
+        sys.stderr.write(f"reelexport: warning: registry not refreshed ({cause})\n")
+    finally:
+        release(lock_fd)
+    return "registry.json updated" if refreshed else "the next run writes registry.json"
 
 
 # ---- doit forget ----------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from exporter.pipeline.placement.cluster import ClusterError
 from exporter.pipeline.export.action import still_wanted
 from exporter.pipeline.plumbing.interrupts import reap_workers, stop_on_interrupt_once
 from exporter.pipeline.export.library import load_build
-from exporter.pipeline.plumbing.lock import acquire_or_exit
+from exporter.pipeline.plumbing.lock import HELD, acquire_or_exit
 from exporter.storage.exports import PUBLISHED_VALUE
-from exporter.storage.lease import LeaseLost
+from exporter.storage.lease import LeaseHeld, LeaseLost
 from exporter.pipeline.export.stamp import targets_in_place, write_stamp
 from exporter.report.batch import Batch, exports_in_run
 from exporter.report.gallery import PAGE, write_gallery
@@ -87,7 +87,10 @@ class ExportReporter(ConsoleReporter):
         if not writes_nothing:
             try:
                 self.lease = build.exports.lease()
-            except ExportError as error:    # LeaseHeld, or the bucket cannot be written
+            except LeaseHeld as error:      # another coordinator: as with the tree's lock
+                LOG.error(f"reelexport: refused: {error}")
+                raise SystemExit(HELD) from None
+            except ExportError as error:    # the bucket cannot be written
                 LOG.error(f"reelexport: refused: {error}")
                 raise SystemExit(3) from None
         # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: doit saves what finished.

@@ -18,19 +18,33 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from exporter.model import layout
+from exporter.model.files import read_json, write_json_atomic
+from exporter.model.history import append_missing, merged_text, parse_events
 from exporter.model.locations import ObjectStoreError
-from exporter.storage.lease import Lease, NoLease
+from exporter.model.settings import Settings
+from exporter.storage.lease import LEASE_KEY, Lease, NoLease, current_run_id
 from exporter.storage.objects import ask
 from exporter.storage.renders import BUCKET_ACCESS, SHARED_MOUNT
 
 PUBLISHED_VALUE = "_published"      # doit value: file name -> [size, etag] as uploaded
-ROOT_FILES = (layout.REGISTRY, layout.HISTORY, layout.GALLERY_PAGE)
+ROOT_FILES = (layout.REGISTRY, layout.GALLERY_PAGE)   # views: the history is merged
+HISTORY_ATTEMPTS = 8        # conditional writes of the history, each after another writer's
+# The bucket's history.jsonl as this tree last merged it: its ETag (a run whose listing
+# shows the same one has nothing to take from it).
+SYNCED = ".history-synced.json"
 
 # What a fetch returns of each file it brought: (size, etag, sha256).
 Fetched = dict[str, tuple[int, str, str]]
+
+
+class PublishedExport(Protocol):
+    """What a store asks of an export (pipeline/export/job.ExportJob is one)."""
+
+    title: Any              # .key: "segment/age/title_id"
+    file_order: list[str]   # its files, the sidecar last
 
 
 @dataclass(frozen=True)
@@ -50,8 +64,9 @@ class ExportsDirectory:
         store, and the library stamp sees its files)."""
         return None
 
-    def intact(self, key: str, names: list[str], recorded: dict[str, Any] | None) -> bool:
-        """True when the store holds the export's files as this tool published them."""
+    def intact(self, export: PublishedExport, recorded: dict[str, Any] | None) -> bool:
+        """True when the store holds the export's files as this tool published them (asked
+        of 40,000 exports on a full check: a tree answers without looking)."""
         return True
 
     def restore_sidecar(self, key: str, path: Path) -> None:
@@ -77,7 +92,16 @@ class ExportsDirectory:
         """`doit clean`: the store's copy of the export, beyond the tree's files."""
 
     def publish_root_files(self) -> None:
-        """The run's registry, history and gallery page, to the store's root."""
+        """The run's history (merged), registry and gallery page, to the store's root."""
+
+    def sync_history(self) -> int:
+        """The store's history and the tree's made one union, both ways (a tree's is the
+        store's own: nothing to do). How many events the tree took from the store."""
+        return 0
+
+    def fenced_by(self, run_id: str | None) -> ExportsDirectory:
+        """The store, publishing only while the lease of `run_id` holds."""
+        return self
 
     def lease(self) -> Lease | NoLease:
         """This run's hold on the store (the exports tree's own lock is lock.py)."""
@@ -104,6 +128,7 @@ class ExportsBucket:
 
     url: str
     root: Path                      # the local tree the exports are made in
+    run_id: str | None = None       # the lease whose holder alone may publish (None: any)
     # the local tree is this machine's: a cluster worker makes an export in its own
     tree_travels: ClassVar[bool] = False
     reach: ClassVar[str] = BUCKET_ACCESS
@@ -112,17 +137,23 @@ class ExportsBucket:
         return self.url
 
     def load(self) -> dict[str, tuple[int, str]]:
-        restore_history(self.url, self.root)
-        return list_exports(self.url)
+        """The history as the bucket holds it merged into the tree's (a new tree starts
+        from it; uploads recorded on another machine show here), then the exports listed."""
+        listing = list_exports(self.url)
+        listed = HISTORY_LISTED.get(self.url)
+        if listed is not None and listed != synced_etag(self.root):
+            pull_history(self.url, self.root, listed)
+        return listing
 
-    def intact(self, key: str, names: list[str], recorded: dict[str, Any] | None) -> bool:
+    def intact(self, export: PublishedExport, recorded: dict[str, Any] | None) -> bool:
         """As the prefix was listed by this process (listed now if it was not)."""
         if not recorded:
             return False
         listing = LISTED.get(self.url) or list_exports(self.url)
+        key = export.title.key
         return all(recorded.get(name) is not None
                    and listing.get(f"{key}/{name}") == tuple(recorded[name])
-                   for name in names)
+                   for name in export.file_order)
 
     def restore_sidecar(self, key: str, path: Path) -> None:
         """Then the export is judged by what its sidecar records, and what it records as
@@ -155,17 +186,36 @@ class ExportsBucket:
         names = [name for name in names if name not in unchanged]
         items = [[str(directory / name), f"{key}/{name}", None] for name in names]
         return {**unchanged, **{name: [answer["size"], answer["etag"]] for name, answer
-                                in zip(names, done("put", self.url, items), strict=True)}}
+                                in zip(names, self.put(items), strict=True)}}
+
+    def put(self, items: list[list[Any]]) -> list[dict[str, Any]]:
+        """PUTs that must all succeed, fenced by the run's lease when it holds one."""
+        run_id = self.run_id or current_run_id()
+        if run_id is None:
+            return done("put", self.url, items)
+        return done("fenced-put", self.url, {"lease": LEASE_KEY, "run_id": run_id,
+                                             "items": items})
 
     def remove(self, key: str, names: list[str]) -> None:
         """The sidecar first (it says "whole")."""
         ask("delete", self.url, [f"{key}/{name}" for name in reversed(names)])
 
     def publish_root_files(self) -> None:
+        self.sync_history()
         items = [[str(self.root / name), name, None] for name in ROOT_FILES
                  if (self.root / name).is_file()]
         if items:
-            done("put", self.url, items)
+            self.put(items)
+
+    def sync_history(self) -> int:
+        """The bucket's events this tree lacks appended here; this tree's events the
+        bucket lacks appended there, by a write conditional on the version read (If-Match,
+        or If-None-Match when there is none), read and merged again when another writer
+        came between. Never a copy over the other: no event recorded anywhere is lost."""
+        return sync_history(self.url, self.root)
+
+    def fenced_by(self, run_id: str | None) -> ExportsBucket:
+        return replace(self, run_id=run_id) if run_id else self
 
     def lease(self) -> Lease:
         return Lease(self.url, self.root)
@@ -183,10 +233,12 @@ class ExportsBucket:
         return None
 
 
-def exports_store(url: str | None, root: Path) -> ExportsDirectory | ExportsBucket:
-    """The exports' store: a bucket when exports= is an s3:// URL (`root` is then the local
-    tree they are made in), else the directory `root`."""
-    return ExportsBucket(url, root) if url else ExportsDirectory(root)
+def exports_store(settings: Settings) -> ExportsDirectory | ExportsBucket:
+    """The exports' store: a bucket when exports= is an s3:// URL (settings.exports is then
+    the local tree they are made in), else the directory settings.exports."""
+    if settings.exports_url:
+        return ExportsBucket(settings.exports_url, settings.exports)
+    return ExportsDirectory(settings.exports)
 
 
 def export_keys(listing: dict[str, Any]) -> dict[str, tuple[int, str]]:
@@ -198,11 +250,14 @@ def export_keys(listing: dict[str, Any]) -> dict[str, tuple[int, str]]:
 # The last listing of each exports prefix made by this process (url -> listing): what the
 # up-to-date checks compare with, listed once per run (Build) and again at its end.
 LISTED: dict[str, dict[str, tuple[int, str]]] = {}
+HISTORY_LISTED: dict[str, str | None] = {}     # url -> the history's ETag in that listing
 
 
 def list_exports(url: str) -> dict[str, tuple[int, str]]:
     """The exports' files in the bucket now: relative key -> (size, etag)."""
-    LISTED[url] = export_keys(ask("list", url))
+    listing = ask("list", url)
+    HISTORY_LISTED[url] = (listing.get(layout.HISTORY) or (None, None))[1]
+    LISTED[url] = export_keys(listing)
     return LISTED[url]
 
 
@@ -216,14 +271,63 @@ def done(command: str, url: str, items: list[list[Any]]) -> list[dict[str, Any]]
     return answers
 
 
-def restore_history(url: str, exports: Path) -> None:
-    """A local tree made anew (another machine, a lost state directory) starts from the
-    bucket's history: the one file of the prefix that cannot be made again."""
-    history = exports / layout.HISTORY
-    if history.exists():
-        return
-    if ask("head", url, [layout.HISTORY]).get(layout.HISTORY) is not None:
-        exports.mkdir(parents=True, exist_ok=True)
-        done("get", url, [[layout.HISTORY, str(history), None]])
+def synced_etag(root: Path) -> str | None:
+    saved = read_json(root / SYNCED)
+    return saved.get("etag") if isinstance(saved, dict) else None
 
 
+def remember_synced(root: Path, etag: str) -> None:
+    write_json_atomic(root / SYNCED, {"etag": etag})
+
+
+def pull_history(url: str, root: Path, etag: str) -> None:
+    """The bucket's history (the version `etag`) merged into the tree's."""
+    root.mkdir(parents=True, exist_ok=True)
+    copy = root / f".{layout.HISTORY}.bucket"
+    try:
+        got = ask("get", url, [[layout.HISTORY, str(copy), etag]])[0]
+        if "error" in got:      # replaced since the listing: merged by the run's end
+            return
+        append_missing(root, parse_events(copy.read_bytes(), copy))
+    finally:
+        copy.unlink(missing_ok=True)
+    remember_synced(root, got["etag"])
+
+
+def sync_history(url: str, root: Path) -> int:
+    """ExportsBucket.sync_history; how many events this tree took from the bucket."""
+    root.mkdir(parents=True, exist_ok=True)
+    local, copy = root / layout.HISTORY, root / f".{layout.HISTORY}.bucket"
+    merged_file = root / f".{layout.HISTORY}.merged"
+    taken = 0
+    try:
+        for _ in range(HISTORY_ATTEMPTS):
+            now = ask("head", url, [layout.HISTORY]).get(layout.HISTORY)
+            theirs = b""
+            if now is not None:
+                got = ask("get", url, [[layout.HISTORY, str(copy), now[1]]])[0]
+                if "error" in got:
+                    continue        # replaced between the HEAD and the GET: again
+                theirs = copy.read_bytes()
+                taken += append_missing(root, parse_events(theirs, copy))
+            ours = local.read_bytes() if local.is_file() else b""
+            merged = merged_text(ours, theirs, local)
+            if merged is None:
+                if now is not None:
+                    remember_synced(root, now[1])
+                return taken
+            merged_file.write_bytes(merged)
+            condition = {"e_tag": now[1]} if now is not None else "create"
+            answer = ask("put", url, [[str(merged_file), layout.HISTORY, condition]])[0]
+            if "changed" in answer:
+                continue            # another writer came between: read and merge again
+            if "error" in answer:
+                raise ObjectStoreError(answer["error"])
+            remember_synced(root, answer["etag"])
+            return taken
+    finally:
+        copy.unlink(missing_ok=True)
+        merged_file.unlink(missing_ok=True)
+    raise ObjectStoreError(f"{url}/{layout.HISTORY}: written by others {HISTORY_ATTEMPTS} "
+                           "times while this machine merged it; nothing is lost, the next "
+                           "run or `doit uploaded` merges it again")

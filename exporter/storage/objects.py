@@ -67,6 +67,12 @@ def open_store(location: ObjectLocation, environ: Mapping[str, str] = os.environ
         "region": first("AWS_REGION", "AWS_DEFAULT_REGION"),
     }.items() if value}
     endpoint = first("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+    if endpoint and not endpoint_is_url(endpoint):
+        name = "AWS_ENDPOINT_URL_S3" if environ.get("AWS_ENDPOINT_URL_S3") else "AWS_ENDPOINT_URL"
+        raise ObjectStoreError(f"{location}: {name}={endpoint!r} is not an http:// or "
+                               "https:// URL")
+    if not config.get("access_key_id") and not any(environ.get(name) for name in OTHER_CREDENTIALS):
+        NO_CREDENTIALS[0] = True
     if endpoint:            # both keys: the process's AWS_ENDPOINT_URL_S3 would win over one
         config.update(endpoint=endpoint, aws_endpoint_url_s3=endpoint)
     allow_http = bool(endpoint) and endpoint.lower().startswith("http://")
@@ -78,6 +84,22 @@ PROFILE_KEYS = {"aws_access_key_id": "AWS_ACCESS_KEY_ID",
                 "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
                 "aws_session_token": "AWS_SESSION_TOKEN", "region": "AWS_REGION",
                 "endpoint_url": "AWS_ENDPOINT_URL"}
+
+
+# Where obstore finds credentials besides keys: a web identity, a container's role.
+OTHER_CREDENTIALS = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                     "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+NO_CREDENTIALS = [False]    # set by open_store: a refusal then says what is missing
+
+
+def endpoint_is_url(endpoint: str) -> bool:
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(endpoint)
+        parts.port         # noqa: B018  raises on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def profile_settings(environ: Mapping[str, str]) -> dict[str, str]:
@@ -242,6 +264,11 @@ def one_line(error: BaseException, what: str) -> ObjectStoreError:
         return ObjectStoreError(f"{what}: cannot reach the endpoint {endpoint} ({cause})")
     if code == "NoSuchBucket":
         cause = "the bucket does not exist"
+    elif NO_CREDENTIALS[0] and (status.startswith(("401", "403")) or code in (
+            "AccessDenied", *CREDENTIAL_CODES) or isinstance(
+            error, (failed.PermissionDeniedError, failed.UnauthenticatedError))):
+        cause = (f"access was refused ({said or 'no answer'}): no credentials were found "
+                 "(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
     elif code in CREDENTIAL_CODES or isinstance(error, failed.UnauthenticatedError):
         cause = f"the credentials were refused ({said})"
     elif code == "AccessDenied" or isinstance(error, failed.PermissionDeniedError):
@@ -299,7 +326,9 @@ def serve(command: str, url: str, items: Any) -> Any:
     list -> {key: [size, etag]}; head [keys] -> {key: [size, etag] | None};
     get [[key, path, etag | None], ...] -> [{"etag", "sha256"} | {"error": line}, ...];
     put [[path, key, None | "create" | {"e_tag": etag}], ...] (in order) ->
-    [{"etag", "size"} | {"error": line, "changed"?: true}, ...]; delete [keys] -> None;
+    [{"etag", "size"} | {"error": line, "changed"?: true}, ...]; fenced-put {"lease": key,
+    "run_id": id, "items": [as put]} -> as put, once the lease object is read and still
+    names run_id (a run that lost its lease publishes nothing); delete [keys] -> None;
     probe "read" | "write" -> None (raises when this machine cannot)."""
     location = parse_location(url)
     if location is None:
@@ -318,6 +347,9 @@ def serve(command: str, url: str, items: Any) -> Any:
             except (ObjectStoreError, OSError) as error:
                 answers.append({"error": str(error)})
         return answers
+    if command == "fenced-put":
+        check_fence(store, location, items["lease"], items["run_id"])
+        command, items = "put", items["items"]
     if command == "put":
         answers = []
         for path, key, condition in items:
@@ -339,6 +371,25 @@ def serve(command: str, url: str, items: Any) -> Any:
             delete(store, location.key(key))
         return None
     raise ObjectStoreError(f"{url}: unknown storage command {command!r}")
+
+
+def check_fence(store: S3Store, location: ObjectLocation, lease_key: str, run_id: str) -> None:
+    """ObjectStoreError unless the lease object still names `run_id` as its holder."""
+    import obstore
+    what = url(store, location.key(lease_key))
+    try:
+        with failures(what):
+            document = json.loads(bytes(obstore.get(store, location.key(lease_key)).bytes()))
+    except ObjectStoreError:
+        document = None
+    except ValueError:
+        document = None
+    holder = document.get("run_id") if isinstance(document, dict) else None
+    if holder != run_id:
+        now = ("is gone" if document is None else
+               f"names run {str(holder)[:12]}" if holder else "names another run")
+        raise ObjectStoreError(f"{location}: this run no longer holds the lease ({what} "
+                               f"{now}): nothing more is published by it")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from exporter.model.files import (
     write_text_atomic,
 )
 from exporter.model.locations import ObjectStoreError
+from exporter.model.settings import Settings
 from exporter.model.sources import INPUT_NAMES, NAME_PATTERN, SOURCE_NAME, Title
 from exporter.storage.objects import ask
 
@@ -140,10 +141,12 @@ class RendersBucket:
         return ask("list", self.url)
 
 
-def renders_store(url: str | None, root: Path) -> RendersDirectory | RendersBucket:
-    """The renders' store: a bucket when renders= is an s3:// URL (`root` is then its
-    mirror), else the directory `root`."""
-    return RendersBucket(url, root) if url else RendersDirectory(root)
+def renders_store(settings: Settings) -> RendersDirectory | RendersBucket:
+    """The renders' store: a bucket when renders= is an s3:// URL (settings.renders is then
+    its mirror), else the directory settings.renders."""
+    if settings.renders_url:
+        return RendersBucket(settings.renders_url, settings.renders)
+    return RendersDirectory(settings.renders)
 
 
 class Downloads:

@@ -33,7 +33,7 @@ from exporter.model.files import (
     write_json_atomic,
     write_text_atomic,
 )
-from exporter.model.history import append_events, event
+from exporter.model.history import HistoryError, append_events, event
 from exporter.model.locations import ObjectStoreError
 from exporter.model.records import (
     FILE_NAMES,
@@ -231,6 +231,11 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
         except (ClusterError, ObjectStoreError) as error:
             # not the render's fault: no error record, no event; the next run makes it
             return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
+        except HistoryError as error:
+            # the export is whole, but not recorded as made: the next run records it (as
+            # kept), so no error record would outlive the fault
+            return TaskFailed(f"{job.task_name} ({job.title.key}): made, but not recorded: "
+                              f"{error}; the next run records it")
         except SourceChanged as error:
             if gone := render_gone(job):
                 return gone
@@ -315,9 +320,16 @@ def record_made(job: ExportJob, causes: list[str], video: str, attempts: int) ->
 
 
 def record_failed(job: ExportJob, cause: str, error: Exception, attempts: int) -> None:
-    append_events(job.exports_root, [event(
-        "failed", job.task_name, title=job.title.key, cause=cause,
-        error_type=type(error).__name__, transient=is_transient(error), attempts=attempts)])
+    """A `failed` event; a history that cannot take it is a warning (the failure itself is
+    said, and its error record written, all the same)."""
+    try:
+        append_events(job.exports_root, [event(
+            "failed", job.task_name, title=job.title.key, cause=cause,
+            error_type=type(error).__name__, transient=is_transient(error),
+            attempts=attempts)])
+    except HistoryError as history_error:
+        LOG.warning(f"WARNING {job.task_name} ({job.title.key}): the failure is not in the "
+                    f"history: {history_error}")
 
 
 def describe(error: Exception) -> str:

@@ -23,6 +23,7 @@ from exporter.pipeline.export.covers import cover_reads_source
 from exporter.pipeline.export.job import ExportJob
 from exporter.pipeline.export.outputs import video_is_current
 from exporter.pipeline.placement.places import HERE, scratch_directory
+from exporter.storage.lease import current_run_id
 
 # The files an export made from the same inputs keeps: fetched from the store, not made again.
 KEPT_KINDS = ("video", "cover", "poster")
@@ -39,19 +40,21 @@ class WorkOrder:
     title_files: dict[str, bytes] = field(default_factory=dict)
     sidecar: bytes | None = None
     start_from: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None       # the lease fencing what the work publishes
 
 
 def work_order(job: ExportJob, inputs: Record) -> WorkOrder:
     own_tree = job.place.away and not job.exports.tree_travels
     start_from = kept_in_store(job, inputs, missing_only=not own_tree)
     if not own_tree:
-        return WorkOrder(start_from=start_from)
+        return WorkOrder(start_from=start_from, run_id=current_run_id())
     title_files = {}
     if job.title.directory.is_relative_to(job.exports_root):    # in this machine's tree
         title_files = {name: (job.title.directory / name).read_bytes() for name in INPUT_NAMES
                        if (job.title.directory / name).is_file()}
     return WorkOrder(True, title_files,
-                     job.path("sidecar").read_bytes() if start_from else None, start_from)
+                     job.path("sidecar").read_bytes() if start_from else None, start_from,
+                     current_run_id())
 
 
 def kept_in_store(job: ExportJob, inputs: Record, missing_only: bool) -> dict[str, str]:
@@ -69,7 +72,9 @@ def kept_in_store(job: ExportJob, inputs: Record, missing_only: bool) -> dict[st
 @contextmanager
 def workspace(job: ExportJob, order: WorkOrder) -> Iterator[ExportJob]:
     """The job as the work makes it: in the tree it was given, or in one of its own (its
-    shared cache too: encodes are not shared with other workers' exports)."""
+    shared cache too: encodes are not shared with other workers' exports); what it
+    publishes fenced by the run's lease."""
+    job = replace(job, exports=job.exports.fenced_by(order.run_id))
     if not order.own_tree:
         yield job
         return

@@ -38,8 +38,8 @@ class Build:
                                platforms_dir=settings.platforms_dir.resolve())
         self.settings = settings
         # where the bytes live and where the work runs: chosen here, once
-        self.renders = renders_store(settings.renders_url, settings.renders)
-        self.exports = exports_store(settings.exports_url, settings.exports)
+        self.renders = renders_store(settings)
+        self.exports = exports_store(settings)
         self.place = place_of(settings.cluster)
         self.all_specs = load_specs(settings.platforms_dir, settings.platforms_checked_file)
         self.selected_specs = select_specs(self.all_specs, settings.platforms)

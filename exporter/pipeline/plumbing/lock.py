@@ -91,13 +91,18 @@ def note_forking_process() -> None:
 os.register_at_fork(before=note_forking_process, after_in_child=release_in_child)
 
 
+# The exit status of a run refused because another holds the exports (the tree's lock, or
+# a bucket prefix's lease): `doit watch` waits and tries again on it.
+HELD = 4
+
+
 def acquire_or_exit(exports: Path | str) -> int:
     """The exports tree's lock, or exit 4 at once saying who holds it."""
     try:
         return acquire(Path(exports) / layout.LOCK)
     except LockHeld as held:
         LOG.error(f"reelexport: refused: {held}")
-        raise SystemExit(4) from None
+        raise SystemExit(HELD) from None
     except OSError as error:        # a read-only root, a directory named .lock
         LOG.error(f"reelexport: refused: the exports root cannot be written: "
                   f"{error.filename or exports}: {error.strerror or error}")

@@ -135,7 +135,7 @@ def export_unchanged(task: Task, values: dict[str, Any], key: str, job: ExportJo
     docs/performance.md), plus the outputs, saved after each success.
     """
     task.value_savers.append(lambda: {SETTINGS_VALUE: key, OUTPUTS_VALUE: outputs_record(job)})
-    if not job.exports.intact(job.title.key, job.file_order, values.get(PUBLISHED_VALUE)):
+    if not job.exports.intact(job, values.get(PUBLISHED_VALUE)):
         return False        # not in the store as published: published again
     return values.get(SETTINGS_VALUE) == key and outputs_intact(job, values.get(OUTPUTS_VALUE))
 

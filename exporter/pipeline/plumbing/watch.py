@@ -351,7 +351,7 @@ class BucketWatcher(Watcher):
     def __init__(self, settings: Settings, poll_s: float, processes: int):
         super().__init__(settings, poll_s, processes)
         self.poll_s = poll_s
-        self.store = renders_store(settings.renders_url, settings.renders)
+        self.store = renders_store(settings)
 
     def platforms_state(self) -> tuple:
         return tuple(sorted((path.name, file_state(path))
@@ -413,7 +413,7 @@ class Watch(ExportCommand):
         settings = resolve_settings(get_var)
         processes = max(1, params["num_process"])
         stop_on_signals()
-        if not renders_store(settings.renders_url, settings.renders).sends_file_events:
+        if not renders_store(settings).sends_file_events:
             try:
                 poll_s = float(get_var("poll", str(POLL_S)))
             except ValueError:
