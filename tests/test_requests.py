@@ -352,3 +352,44 @@ def test_every_schema_pattern_is_anchored_at_the_very_end():
     for path in sorted((SHIPPED_PLATFORMS.parent / "schemas").glob("*.json")):
         for pattern in re.findall(r'"pattern": "((?:[^"\\]|\\.)*)"', path.read_text()):
             assert pattern.endswith("\\\\Z"), (path.name, pattern)
+
+
+# ---- what no API takes as text or as a number --------------------------------------------
+
+
+def test_control_and_bidi_override_characters_are_removed_with_a_warning_naming_the_field():
+    request, _, warnings = request_of(
+        "instagram", privacy="public",
+        platforms={"instagram": {"audio_name": "Original\x00 audio\x1b"}})
+    assert request["audio_name"] == "Original audio"
+    assert "audio_name: removed U+0000, U+001B (a control or bidi-override character" in \
+        " ".join(warnings)
+    request, _, warnings = request_of("youtube", title="Price \u202e0001$",
+                                      description="line one\nline\ttwo", **DECLARED,
+                                      privacy="public")
+    assert request["snippet"]["title"].startswith("Price 0001$")
+    assert "\n" in request["snippet"]["description"]      # line feeds and tabs are text
+    assert [w.split(":")[0] for w in warnings] == ["snippet.title"]
+
+
+@pytest.mark.parametrize("platform, block", [
+    ("instagram", {"thumb_offset": 1e300}),
+    ("instagram", {"thumb_offset": 2000.0}),
+    ("tiktok", {"video_cover_timestamp_ms": 1.0, "privacy_level": "SELF_ONLY"}),
+])
+def test_an_offset_must_be_a_whole_number_of_milliseconds(platform, block):
+    name = next(iter(block))
+    with pytest.raises(SourceError, match=f"{name}: .* is not a whole number of milliseconds"):
+        request_of(platform, privacy="public", ai_generated=False,
+                   platforms={platform: block})
+
+
+def test_an_offset_past_the_end_of_the_video_is_refused():
+    from exporter.model.requests import offset_problem
+    tiktok = {"post_info": {"video_cover_timestamp_ms": 3500}}
+    assert offset_problem(tiktok, "tiktok", 3.5) == (
+        "video_cover_timestamp_ms: 3500 ms is past the end of the video (3.500 s): the cover "
+        "frame must be one of the video's")
+    assert offset_problem(tiktok, "tiktok", 3.501) is None
+    assert offset_problem({"thumb_offset": 9000}, "instagram", 8.0).startswith("thumb_offset")
+    assert offset_problem({"title": "t"}, "youtube", 1.0) is None

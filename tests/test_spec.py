@@ -189,3 +189,28 @@ def test_a_platform_named_like_a_renders_file_is_refused_by_the_schema(tmp_path,
     with pytest.raises(SpecError, match=f"{name}.yaml: name: '{name}' does not match"):
         load_spec(write_spec(tmp_path, name))
     load_spec(write_spec(tmp_path, f"{name}s"))         # a name beginning so is fine
+
+
+@pytest.mark.parametrize("field, value, shown", [
+    ("limits.min_duration", float("nan"), ".nan"),
+    ("limits.max_duration_s", float("inf"), ".inf"),
+    ("quality.vmaf.max_drop", float("-inf"), "-.inf"),
+])
+def test_nan_and_infinity_are_refused_in_one_line(tmp_path, field, value, shown):
+    """YAML's .nan passed the schema and failed every title; .inf was a traceback."""
+    path = write_spec(tmp_path, "custom", **{field: value})
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert str(caught.value) == f"{path}: {field}: {shown} is not a number a platform file can take"
+
+
+def test_a_preset_that_cannot_make_the_profile_is_refused_at_load(tmp_path):
+    path = write_spec(tmp_path, "custom", **{"video.preset": "ultrafast"})
+    with pytest.raises(SpecError, match="video.preset: preset ultrafast cannot make profile "
+                                        "high"):
+        load_spec(path)
+    load_spec(write_spec(tmp_path, "fine", **{"video.preset": "superfast"}))
+    baseline = write_spec(tmp_path, "base", **{"video.preset": "ultrafast",
+                                               "video.profile": "baseline"})
+    assert load_spec(baseline).preset == "ultrafast"

@@ -15,6 +15,7 @@ needs it. docs/uploads.md has every field, its source and its API reference.
 from __future__ import annotations
 
 import difflib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from exporter.model.spec import Spec, first_schema_error, load_schema
 
 # Bump when a code change alters the requests built from the same input and defaults: it
 # is part of the metadata files' up-to-date check (pipeline/export/job.metadata_rules_key).
-REQUEST_VERSION = 1
+REQUEST_VERSION = 2     # 2: control and bidi-override characters removed
 
 APIS = ("youtube", "tiktok", "instagram", "facebook")
 # What a render's metadata.json may say for every platform (top level, or per platform in
@@ -230,6 +231,65 @@ PRIVACY_FIELD = {"youtube": ("status", "privacyStatus"), "tiktok": ("post_info",
                  "facebook": (None, "video_state")}
 
 
+# Removed from every text of a request: control characters but line feed and tab, and the
+# bidi embeddings and overrides (U+202A to U+202E), which reverse what a reader sees.
+HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]")
+
+
+def without_hidden_characters(value: Any, field: str = "") -> tuple[Any, list[tuple[str, str]]]:
+    """`value` with HIDDEN characters removed from each of its strings, and for each string
+    changed (its field, e.g. post_info.title; what was removed, e.g. 'U+202E'). Pure."""
+    if isinstance(value, str):
+        found = HIDDEN.findall(value)
+        if not found:
+            return value, []
+        names = ", ".join(sorted({f"U+{ord(char):04X}" for char in found}))
+        return HIDDEN.sub("", value), [(field, names)]
+    if isinstance(value, dict):
+        removed, cleaned = [], {}
+        for key, item in value.items():
+            cleaned[key], more = without_hidden_characters(item, f"{field}.{key}" if field
+                                                           else key)
+            removed += more
+        return cleaned, removed
+    if isinstance(value, list):
+        removed, cleaned = [], []
+        for index, item in enumerate(value):
+            item, more = without_hidden_characters(item, f"{field}[{index}]")
+            cleaned.append(item)
+            removed += more
+        return cleaned, removed
+    return value, []
+
+
+# A frame of the video, in milliseconds from its start: a whole number within the video.
+OFFSET_FIELDS = {"tiktok": ("post_info", "video_cover_timestamp_ms"),
+                 "instagram": (None, "thumb_offset")}
+
+
+def whole_number_problem(fields: dict[str, Any]) -> str | None:
+    """Why an offset field is not a whole number of milliseconds (1.0 and 1e300 are floats
+    in JSON: an API that takes an integer refuses them). Pure."""
+    for _, name in OFFSET_FIELDS.values():
+        value = fields.get(name)
+        if isinstance(value, float):
+            return f"{name}: {value!r} is not a whole number of milliseconds"
+    return None
+
+
+def offset_problem(request: dict[str, Any] | None, api: str | None,
+                   duration_s: float) -> str | None:
+    """Why the request's cover frame is not within the video (`duration_s`), or None. Pure."""
+    if request is None or api not in OFFSET_FIELDS:
+        return None
+    where, name = OFFSET_FIELDS[api]
+    value = (request.get(where) or {} if where else request).get(name)
+    if isinstance(value, int) and value >= round(duration_s * 1000):
+        return (f"{name}: {value} ms is past the end of the video ({duration_s:.3f} s): "
+                "the cover frame must be one of the video's")
+    return None
+
+
 def build_request(source: dict[str, Any], document: dict[str, Any], spec: Spec
                   ) -> tuple[dict | None, dict[str, Any], list[str]]:
     """(request, upload, warnings) for one export. `request` is None when the platform's
@@ -238,6 +298,9 @@ def build_request(source: dict[str, Any], document: dict[str, Any], spec: Spec
     warnings = unknown_key_warnings(source, spec)
     api = api_of(spec)
     fields = upload_fields(source, spec)
+    problem = whole_number_problem(fields)
+    if problem:
+        raise SourceError(problem)
     upload: dict[str, Any] = {
         "api": api, "privacy": fields.get("privacy"),
         "publish_at": utc_text(fields["publish_at"]) if fields.get("publish_at") else None,
@@ -249,7 +312,9 @@ def build_request(source: dict[str, Any], document: dict[str, Any], spec: Spec
         return None, upload, warnings
     needs = declaration_needs(api, fields, spec.name)
     declared = len(needs)
-    request = BUILDERS[api](document, fields, needs)
+    request, removed = without_hidden_characters(BUILDERS[api](document, fields, needs))
+    warnings += [f"{field}: removed {what} (a control or bidi-override character the "
+                 f"{api} API would take as text, or refuse)" for field, what in removed]
     where, key = PRIVACY_FIELD.get(api, (None, None))
     if key and key not in (request.get(where) if where else request) and len(needs) == declared:
         # the builder said nothing of it: nothing set privacy at all

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,9 +130,40 @@ def worst_case_size(video: dict[str, Any], audio: dict[str, Any],
     return int((video["maxrate"] + audio["bitrate"]) / 8 * seconds * MUX_OVERHEAD)
 
 
+def non_finite_field(value: Any, where: str = "") -> str | None:
+    """The first field holding NaN or an infinity (YAML's .nan, .inf), as 'a.b: .nan ...':
+    JSON Schema's number takes them, and every comparison with one is false."""
+    if isinstance(value, float) and not math.isfinite(value):
+        shown = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+        return f"{where}: {shown} is not a number a platform file can take"
+    if isinstance(value, dict):
+        found = (non_finite_field(item, f"{where}.{key}" if where else str(key))
+                 for key, item in value.items())
+        return next((problem for problem in found if problem), None)
+    if isinstance(value, list):
+        found = (non_finite_field(item, f"{where}[{index}]") for index, item in enumerate(value))
+        return next((problem for problem in found if problem), None)
+    return None
+
+
+# x264's ultrafast turns off CABAC and B-frames: its streams are Constrained Baseline.
+BASELINE_ONLY_PRESETS = ("ultrafast",)
+
+
+def preset_problem(preset: str, profile: str) -> str | None:
+    """Why x264's `preset` cannot make `profile` (None: it can)."""
+    if preset in BASELINE_ONLY_PRESETS and profile != "baseline":
+        return (f"preset {preset} cannot make profile {profile} (it turns off CABAC and "
+                "B-frames: x264 writes Constrained Baseline); use superfast or slower")
+    return None
+
+
 def check_consistency(doc: dict[str, Any], stem: str) -> str | None:
     """Rules a JSON schema cannot say. Returns one 'field: cause' line or None."""
     video, audio, limits = doc["video"], doc["audio"], doc["limits"]
+    problem = preset_problem(video.get("preset", DEFAULT_PRESET), video["profile"])
+    if problem:
+        return f"video.preset: {problem}"
     if doc["name"] != stem:
         return f"name: '{doc['name']}' must equal the file name '{stem}'"
     if doc["name"] in RESERVED_NAMES:
@@ -177,7 +209,8 @@ def load_spec(path: Path | str, checked: bool = False) -> Spec:
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SpecError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
-    problem = None if checked else (first_schema_error(doc, load_schema("platform"))
+    problem = None if checked else (non_finite_field(doc)   # before the schema: it takes them
+                                    or first_schema_error(doc, load_schema("platform"))
                                     or check_consistency(doc, path.stem))
     if problem is not None:
         raise SpecError(f"{path}: {problem}")

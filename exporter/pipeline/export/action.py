@@ -41,6 +41,7 @@ from exporter.model.records import (
     error_document,
     export_facts,
     now_utc,
+    output_duration_s,
     output_sha256,
     read_record,
     recorded_inputs,
@@ -48,7 +49,7 @@ from exporter.model.records import (
     remake_causes,
     with_outputs,
 )
-from exporter.model.requests import build_request
+from exporter.model.requests import build_request, offset_problem
 from exporter.pipeline.export.covers import make_cover, make_poster
 from exporter.pipeline.export.encode import check_gate, encode_video
 from exporter.pipeline.export.handoff import (
@@ -122,6 +123,12 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
             for target in job.targets:
                 target.unlink(missing_ok=True)
             raise
+    problem = offset_problem(metadata_document["request"], metadata_document["upload"]["api"],
+                             output_duration_s(sidecar))
+    if problem:     # metadata.json asks for a frame the video does not have
+        for target in job.targets:
+            target.unlink(missing_ok=True)
+        raise SourceError(f"{job.title.metadata.name}: {problem}")
     try:
         images = {"cover": make_cover(job, inputs, sidecar),
                   "poster": make_poster(job, sidecar)}

@@ -19,7 +19,7 @@ from exporter.model.errors import EncodeError, LibraryError, SpecError
 from exporter.model.locations import ObjectStoreError
 from exporter.model.settings import Settings, resolve_settings
 from exporter.model.sources import Title, describe_library, discover, select
-from exporter.model.spec import Spec, load_specs, select_specs
+from exporter.model.spec import Spec, load_specs, preset_problem, select_specs
 from exporter.pipeline.export.job import ExportJob, RetryPolicy
 from exporter.pipeline.export.stamp import inputs_fingerprint, title_inputs, with_published
 from exporter.pipeline.placement.places import place_of
@@ -43,6 +43,10 @@ class Build:
         self.place = place_of(settings.cluster)
         self.all_specs = load_specs(settings.platforms_dir, settings.platforms_checked_file)
         self.selected_specs = select_specs(self.all_specs, settings.platforms)
+        for spec in self.selected_specs.values() if settings.preset else ():
+            problem = preset_problem(settings.preset, spec.video["profile"])
+            if problem:
+                raise LibraryError(f"preset={settings.preset}: {problem} ({spec.name})")
         # a bucket's titles as they are now, in the local mirror
         in_bucket = self.renders.refresh()
         # a segment directory named like a file of the exports root would collide with it
