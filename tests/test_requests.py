@@ -130,19 +130,53 @@ def test_tiktok_privacy_maps_to_privacy_level(privacy, level):
     assert request["post_info"]["privacy_level"] == level
 
 
+NOT_BRANDED = {"tiktok": {"brand_content_toggle": False}}
+
+
 def test_tiktok_has_no_unlisted_post_so_it_is_a_need_unless_privacy_level_says():
-    _, upload, _ = request_of("tiktok", privacy="unlisted", ai_generated=False)
+    _, upload, _ = request_of("tiktok", privacy="unlisted", ai_generated=False,
+                              platforms=NOT_BRANDED)
     assert needs_of(upload) == ["privacy_level"]
     request, upload, _ = request_of(
         "tiktok", privacy="unlisted", ai_generated=False,
-        platforms={"tiktok": {"privacy_level": "FOLLOWER_OF_CREATOR"}})
+        platforms={"tiktok": {"privacy_level": "FOLLOWER_OF_CREATOR",
+                              "brand_content_toggle": False}})
     assert request["post_info"]["privacy_level"] == "FOLLOWER_OF_CREATOR"
     assert upload["needs"] == []
 
 
 def test_tiktok_needs_the_ai_declaration_not_made_for_kids():
-    request, upload, _ = request_of("tiktok", privacy="public")
+    request, upload, _ = request_of("tiktok", privacy="public", platforms=NOT_BRANDED)
     assert "is_aigc" not in request["post_info"] and needs_of(upload) == ["ai_generated"]
+
+
+def test_tiktok_commercial_content_and_privacy_are_the_creators_to_say():
+    """brand_content_toggle is Required in the Direct Post reference, and TikTok asks the
+    creator to choose who sees a post: neither is guessed, nor a shipped default."""
+    request, upload, _ = request_of("tiktok", ai_generated=False)
+    assert needs_of(upload) == ["brand_content_toggle", "privacy"]
+    assert "brand_content_toggle" not in request["post_info"]
+    request, upload, _ = request_of("tiktok", ai_generated=False, privacy="private",
+                                    platforms=NOT_BRANDED)
+    assert upload["needs"] == [] and request["post_info"]["brand_content_toggle"] is False
+    # a team's own default in its platform file applies, as a choice made for its renders
+    request, upload, _ = build_request(
+        {"title": "t", "ai_generated": False},
+        format_metadata({"title": "t"}, SPECS["tiktok"])[0],
+        with_upload("tiktok", privacy="private", brand_content_toggle=False))
+    assert upload["needs"] == [] and request["post_info"]["privacy_level"] == "SELF_ONLY"
+
+
+def test_a_default_privacy_does_not_stand_for_the_render_when_it_schedules_a_post():
+    """youtube.yaml's privacy: private held every render with publish_at on YouTube and
+    Facebook as if the render had said private."""
+    for platform in ("youtube", "facebook"):
+        request, upload, _ = request_of(platform, publish_at="2031-01-01T09:00:00Z",
+                                        **DECLARED)
+        assert upload["needs"] == [], (platform, upload["needs"])
+    request, upload, _ = request_of("youtube", privacy="private",
+                                    publish_at="2031-01-01T09:00:00Z", **DECLARED)
+    assert needs_of(upload) == ["privacy"]      # the render's own choice still counts
 
 
 def test_tiktok_branded_content_cannot_be_private():

@@ -10,7 +10,8 @@ from conftest import read_json, run_doit, small_platforms
 # the queue and its request files, not ffmpeg: the first pass only
 pytestmark = pytest.mark.once
 
-DECLARED = {"made_for_kids": False, "ai_generated": False}
+DECLARED = {"made_for_kids": False, "ai_generated": False,
+            "platforms": {"tiktok": {"brand_content_toggle": False}}}
 
 
 @pytest.fixture
@@ -36,14 +37,16 @@ def test_the_queue_lists_ready_exports_and_holds_the_rest_with_the_reason(queued
     item = first["ready"][1]
     assert item["video"].endswith("women/18-23/ready/youtube.mp4")
     assert item["cover"].endswith("youtube.cover.jpg")
-    assert item["privacy"] == "public" and item["declarations"] == DECLARED
+    assert item["privacy"] == "public"
+    assert item["declarations"] == {"made_for_kids": False, "ai_generated": False}
     request = read_json(item["request_file"])["request"]
     assert request["status"] == {"privacyStatus": "public", "selfDeclaredMadeForKids": False,
                                  "containsSyntheticMedia": False}
     held = {h["export"]: h for h in first["held"]}
     assert held["youtube:silent"]["held"] == "needs"
     assert held["youtube:silent"]["needs"] == ["made_for_kids", "ai_generated"]
-    assert held["tiktok:silent"]["needs"] == ["ai_generated"]
+    assert held["tiktok:silent"]["needs"] == ["ai_generated", "brand_content_toggle",
+                                              "privacy"]
     assert held["youtube:bad"]["held"] == "failed"
     assert "privacy: 'secret' is not one of" in held["youtube:bad"]["reason"]
     assert first["totals"] == {"ready": 2, "uploaded": 0, "needs": 2, "stale": 0,
@@ -87,7 +90,8 @@ def test_the_queue_lists_ready_exports_and_holds_the_rest_with_the_reason(queued
     stale = {h["export"]: h for h in queue(args)["held"]}
     assert stale["youtube:ready"]["reason"].startswith("stale: source changed")
     (library.root / "women/18-23/silent/metadata.json").write_text(
-        json.dumps({"title": "Undeclared", **DECLARED, "categry": "10"}), encoding="utf-8")
+        json.dumps({"title": "Undeclared", **DECLARED, "privacy": "private", "categry": "10"}),
+        encoding="utf-8")
     result = run_doit(*args, check=2)
     assert ("WARNING youtube:silent (women/18-23/silent): metadata.json: unknown key "
             "'categry' ignored (did you mean 'category'?)") in result.stderr

@@ -42,7 +42,11 @@ API_FIELDS = {
     "facebook": ("video_state",),
 }
 # The declarations each API takes: without them, its export is not posted.
-DECLARATIONS = {"youtube": ("made_for_kids", "ai_generated"), "tiktok": ("ai_generated",),
+# TikTok's Direct Post reference marks post_info.brand_content_toggle Required: whether the
+# post is a paid partnership is the creator's to say (platforms.tiktok in metadata.json, or
+# a team's own default in its platforms/tiktok.yaml upload:).
+DECLARATIONS = {"youtube": ("made_for_kids", "ai_generated"),
+                "tiktok": ("ai_generated", "brand_content_toggle"),
                 "instagram": (), "facebook": ()}
 # What the upload stage adds when it posts (not known when the export is made).
 POSTING = {
@@ -107,6 +111,13 @@ def upload_fields(source: dict[str, Any], spec: Spec) -> dict[str, Any]:
     top = {k: v for k, v in source.items() if k in COMMON_FIELDS}
     merged = {**defaults, **top, **block}
     return {k: v for k, v in merged.items() if k in known_fields(api_of(spec))}
+
+
+def chosen_by_render(source: dict[str, Any], spec: Spec) -> set[str]:
+    """The upload fields the render's metadata.json sets itself (not the platform's
+    defaults)."""
+    block = (source.get("platforms") or {}).get(spec.name) or {}
+    return {k for k in source if k in COMMON_FIELDS} | set(block)
 
 
 def utc_text(moment: str) -> str:
@@ -298,6 +309,10 @@ def build_request(source: dict[str, Any], document: dict[str, Any], spec: Spec
     warnings = unknown_key_warnings(source, spec)
     api = api_of(spec)
     fields = upload_fields(source, spec)
+    if fields.get("publish_at") and "privacy" not in chosen_by_render(source, spec):
+        # a platform file's default privacy is not the render's choice: a render that
+        # schedules a post means it to be public then
+        fields.pop("privacy", None)
     problem = whole_number_problem(fields)
     if problem:
         raise SourceError(problem)
