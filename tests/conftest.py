@@ -122,7 +122,8 @@ def assert_conforms(path, spec_document, expected_duration_s):
 # Files of the exports root that are not exports: doit's DB, the one-writer lock, the
 # shared-encode cache and the gallery's cache; with renders=s3://..., the bucket's mirror.
 BOOKKEEPING = (".doit.db", ".lock", ".shared", ".gallery-cache.json", ".up-to-date.json",
-               ".history-index.json", ".platforms-checked.json", ".renders")
+               ".history-index.json", ".platforms-checked.json", ".renders",
+               ".history-synced.json")
 
 
 def exported_videos(exports):

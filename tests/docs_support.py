@@ -89,6 +89,10 @@ NORMALISE = [
     # perceptual scores: the same bytes score the same, but libvmaf's last digit may follow
     # the CPU's vector unit
     (re.compile(r"\b\d+(?:\.\d+)?/\d+(?:\.\d+)?/\d+(?:\.\d+)?\b"), "<scores>"),
+    # which exports lead the colour check: several sit within a rounding of one another (the
+    # four platforms of one render), and the third decimal decides which three are named
+    (re.compile(r"highest colour ΔE \(mean/worst\): .*"),
+     "highest colour ΔE (mean/worst): <exports>"),
     (re.compile(r'"(mean|median|p5|worst)": \d+(?:\.\d+)?'), r'"\1": <score>'),
     (re.compile(r"[ \t]+"), " "),
 ]

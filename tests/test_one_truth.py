@@ -21,7 +21,7 @@ from conftest import (
     run_doit,
     small_platforms,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_storage import bucket, objects, put
 
@@ -123,16 +123,18 @@ def test_a_history_that_cannot_be_appended_to_leaves_no_error_record(moto, machi
     (machines.library.root / "women/18-23/alpha/metadata.json").write_text(
         json.dumps({"title": "Alpha, again"}), encoding="utf-8")
     history = machines.a_local / "history.jsonl"
-    history.chmod(0o444)
+    # immutable: not even root appends to it (a read-only mode does not stop root)
+    if subprocess.run(["chattr", "+i", str(history)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this filesystem")
     try:
         failed = run_doit(*machines.args, env=machines.a)
     finally:
-        history.chmod(0o644)
-    if failed.returncode == 0:
-        pytest.skip("root reads past a read-only mode here: the history stays writable")
+        subprocess.run(["chattr", "-i", str(history)], check=True)
+    assert failed.returncode != 0
     assert "made, but not recorded" in failed.stderr, failed.stderr
     assert not (machines.a_local / "women/18-23/alpha/youtube.error.json").exists()
-    run_doit(*machines.args, env=machines.a, check=0)
+    again = run_doit(*machines.args, env=machines.a, check=0)
+    assert executed_tasks(again.stdout) == ["youtube:alpha"]
 
 
 # ---- the history's merge, tried over interleavings ------------------------------------
@@ -155,44 +157,63 @@ STEPS = st.lists(st.one_of(
     st.tuples(st.just("record"), st.integers(0, 2)),
     st.tuples(st.just("sync together"), st.sets(st.integers(0, 2), min_size=1)),
     st.tuples(st.just("killed syncing"), st.integers(0, 2), st.floats(0.0, 0.4))),
-    min_size=1, max_size=6)
+    min_size=1, max_size=8)
 
 
-@settings(max_examples=6, deadline=None,
+def local_keys(tree):
+    path = tree / "history.jsonl"
+    return [event_key(e) for e in parse_events(path.read_bytes() if path.exists() else b"",
+                                               path)]
+
+
+@settings(max_examples=10, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=STEPS)
+@example(steps=[("record", 0), ("record", 1), ("record", 2), ("sync together", {0, 1, 2}),
+                ("record", 0), ("record", 1), ("sync together", {0, 1})])
 def test_no_interleaving_of_records_merges_and_kills_loses_an_event(moto, tmp_path_factory,
-                                                                   steps):
+                                                                   monkeypatch, steps):
+    """The bucket's history only grows: after machines merge side by side (real processes
+    racing), it holds every event each of them held before; a merge killed mid-way loses
+    nothing either. At the end every machine and the bucket hold every event, once."""
+    for name, value in aws_env(moto).items():      # the helper this process starts
+        monkeypatch.setenv(name, value)
     root = tmp_path_factory.mktemp("truth")
     url = f"s3://{S3_BUCKET}/{root.name}"
     env = doit_env(**aws_env(moto))
     trees = machine_trees(root, 3)
     for tree in trees:
         tree.mkdir()
-    recorded = []
+    recorded, in_bucket = [], set()
     for step in steps:
         if step[0] == "record":
             item = event("uploaded", "youtube:alpha", id=f"post-{len(recorded)}")
             append_events(trees[step[1]], [item])
             recorded.append(item["event_id"])
-        elif step[0] == "sync together":    # real races: each a process of its own
+            continue
+        if step[0] == "sync together":
+            held = set().union(*(local_keys(trees[n]) for n in step[1]))
             for child in [sync_in_a_child(url, trees[n], env) for n in sorted(step[1])]:
-                child.wait(timeout=60)
+                assert child.wait(timeout=60) == 0
         else:
+            held = set()
             child = sync_in_a_child(url, trees[step[1]], env)
             time.sleep(step[2])
             child.kill()
             child.wait(timeout=60)
-    for tree in trees:          # every machine merges once more, one after the other
+        now = {event_key(e) for e in bucket_events(moto, root.name)}
+        assert in_bucket | held <= now, "an event the bucket held, or was given, is gone"
+        in_bucket = now
+    # every machine merges once more, one after the other: the bucket then holds the union;
+    # a second round brings it to the machines that merged before the last one did
+    for tree in trees + trees:
         sync_history(url, tree)
-    in_bucket = [event_key(e) for e in bucket_events(moto, root.name)]
-    assert sorted(in_bucket) == sorted(set(in_bucket)), "no event twice"
-    assert set(recorded) <= set(in_bucket), "every recorded event is in the bucket"
+    final = [event_key(e) for e in bucket_events(moto, root.name)]
+    assert sorted(final) == sorted(set(final)), "no event twice"
+    assert set(recorded) <= set(final), "every recorded event is in the bucket"
     for tree in trees:
-        local = [event_key(e) for e in parse_events(
-            (tree / "history.jsonl").read_bytes() if (tree / "history.jsonl").exists()
-            else b"", tree)]
-        assert sorted(local) == sorted(set(local)) and set(local) == set(in_bucket)
+        local = local_keys(tree)
+        assert sorted(local) == sorted(set(local)) and set(local) == set(final)
 
 
 # ---- one coordinator ------------------------------------------------------------------
@@ -254,14 +275,18 @@ def test_a_lease_of_a_process_gone_from_this_machine_is_taken_at_once(moto, mach
                                  "pid": 999999, "taken_at": time.time(),
                                  "renewed_at": time.time()}))
     put(moto, machines.prefix, ".reelexport/lease.json", lease)
+    (machines.library.root / "women/18-23/alpha/metadata.json").write_text(
+        json.dumps({"title": "Alpha, edited"}), encoding="utf-8")   # not a no-op: it writes
     refused = run_doit(*machines.args, env=machines.a)
     assert refused.returncode == 4, refused.stderr
     assert "(run r-elsewhere, host " in refused.stderr
     bucket(moto).delete_object(Bucket=S3_BUCKET, Key=f"{machines.prefix}/.reelexport/lease.json")
 
 
-def test_a_run_that_lost_its_lease_publishes_nothing(moto, machines, tmp_path):
+def test_a_run_that_lost_its_lease_publishes_nothing(moto, machines, tmp_path, monkeypatch):
     """Fenced: every object a run puts is conditional on its lease still naming it."""
+    for name, value in aws_env(moto).items():      # the helper this process starts
+        monkeypatch.setenv(name, value)
     from exporter.storage.exports import ExportsBucket
     from exporter.storage.lease import LEASE_KEY
     lease = tmp_path / "lease.json"
@@ -270,7 +295,8 @@ def test_a_run_that_lost_its_lease_publishes_nothing(moto, machines, tmp_path):
     store = ExportsBucket(f"s3://{S3_BUCKET}/{machines.prefix}", tmp_path, run_id="mine")
     (tmp_path / "a.txt").write_text("bytes")
     from exporter.model.locations import ObjectStoreError
-    with pytest.raises(ObjectStoreError, match="this run no longer holds the lease"):
+    with pytest.raises(ObjectStoreError, match="this run no longer holds the lease .*names "
+                                               "run someone-else"):
         store.publish("women/18-23/alpha", tmp_path, ["a.txt"])
     assert "women/18-23/alpha/a.txt" not in objects(moto, machines.prefix)
     lease.write_text(json.dumps({"run_id": "mine"}))

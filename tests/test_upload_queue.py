@@ -70,8 +70,8 @@ def test_the_queue_lists_ready_exports_and_holds_the_rest_with_the_reason(queued
             "made_for_kids, ai_generated") in page
     assert "public · for kids: no · AI: no · queue: ready" in page
     status = run_doit("status", *args, check=0).stdout
-    assert ("NEEDS 2 exported not ready to upload, lacking ai_generated 2, made_for_kids 1: "
-            "`doit uploads` lists them") in status
+    assert ("NEEDS 2 exported not ready to upload, lacking ai_generated 2, brand_content_toggle "
+            "1, made_for_kids 1, privacy 1: `doit uploads` lists them") in status
 
     only_tiktok = queue(args, "platforms=tiktok")
     assert [i["export"] for i in only_tiktok["ready"]] == ["tiktok:ready"]

@@ -4,6 +4,7 @@ DB, caches), so no two modules can disagree and a segment may not take one of th
 REGISTRY = "registry.json"
 HISTORY = "history.jsonl"     # append-only: never removed by clean or forget
 HISTORY_INDEX = ".history-index.json"   # what the registry needs of it, read up to an offset
+HISTORY_SYNCED = ".history-synced.json"  # exports=s3://...: the bucket's history merged last
 GALLERY_PAGE = "index.html"
 GALLERY_CACHE = ".gallery-cache.json"   # written by earlier versions: removed when found
 LOCK = ".lock"

@@ -88,7 +88,7 @@ def record_upload(exports_root: Path, export: str, post_id: str, url: str | None
     current export's, or with `earlier_version` one this export had before. An export
     whose last attempt failed is refused. `stale`: why the export is out of date (its
     inputs changed since it was made), as the caller found; the event keeps it, and the
-    registry shows the upload as outdated. The same post (export, id, file) told again is
+    registry shows the upload as outdated. The same post (export, id, file, URL) told again is
     recorded once: the event recorded first is returned, with "already": True.
     """
     check_upload_fields(export, post_id, url)
@@ -113,7 +113,8 @@ def record_upload(exports_root: Path, export: str, post_id: str, url: str | None
     title = sidecar_path.parent.relative_to(Path(exports_root)).as_posix()
     for earlier in read_events(exports_root)[0]:
         if (earlier["event"] == "uploaded" and earlier["export"] == export
-                and earlier.get("id") == post_id and earlier.get("sha256") == uploaded):
+                and earlier.get("id") == post_id and earlier.get("sha256") == uploaded
+                and earlier.get("url") == url):
             return {**earlier, "already": True}    # the same post, told again: once
     extra = {"stale": list(stale)} if stale else {}
     item = event("uploaded", export, title=title, id=post_id, url=url, sha256=uploaded,

@@ -34,7 +34,7 @@ ROOT_FILES = (layout.REGISTRY, layout.GALLERY_PAGE)   # views: the history is me
 HISTORY_ATTEMPTS = 8        # conditional writes of the history, each after another writer's
 # The bucket's history.jsonl as this tree last merged it: its ETag (a run whose listing
 # shows the same one has nothing to take from it).
-SYNCED = ".history-synced.json"
+SYNCED = layout.HISTORY_SYNCED
 
 # What a fetch returns of each file it brought: (size, etag, sha256).
 Fetched = dict[str, tuple[int, str, str]]
