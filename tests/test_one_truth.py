@@ -233,7 +233,7 @@ def test_a_coordinator_in_another_pid_namespace_is_never_taken_over(moto, machin
                       capture_output=True).returncode != 0:
         pytest.skip("unshare --pid is not allowed here")
     slow = tmp_path / "ffmpeg-slow"
-    slow.write_text(SLOW_FFMPEG.format(seconds=6, real=TEST_FFMPEG))
+    slow.write_text(SLOW_FFMPEG.format(seconds=15, real=TEST_FFMPEG))   # outlasts a busy start
     slow.chmod(0o755)
     doit = Path(sys.executable).parent / "doit"
     first = subprocess.Popen(
