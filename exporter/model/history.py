@@ -330,19 +330,18 @@ def distribution_index(exports_root: Path, save: bool = True
                 index, offset, lines, count = {}, 0, 0, 0
             file.seek(offset)
             data = file.read()
+            whole = data[:data.rfind(b"\n") + 1]
+            tail = tail_of(file, offset + len(whole))
     except FileNotFoundError:
         check_kept(exports_root, saved, None, None)
         return {}, state
     except OSError as error:
         raise HistoryError(f"{path} cannot be read ({error.strerror})") from None
-    whole = data[:data.rfind(b"\n") + 1]
     events = parse_events(whole, path, first_line=lines + 1)
     for item in events:
         compact(index, item)
     if save and whole:
         try:
-            with open(path, "rb") as file:
-                tail = tail_of(file, offset + len(whole))
             write_json_atomic(saved_path, {
                 "version": EVENT_VERSION, "inode": stat.st_ino, "head": head,
                 "tail": tail,

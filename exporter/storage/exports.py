@@ -27,7 +27,7 @@ from exporter.model.locations import ObjectStoreError
 from exporter.model.settings import Settings
 from exporter.storage.lease import LEASE_KEY, Lease, NoLease, current_run_id
 from exporter.storage.objects import ask
-from exporter.storage.renders import BUCKET_ACCESS, SHARED_MOUNT
+from exporter.storage.renders import BUCKET_ACCESS, SHARED_MOUNT, bucket_problem
 
 PUBLISHED_VALUE = "_published"      # doit value: file name -> [size, etag] as uploaded
 ROOT_FILES = (layout.REGISTRY, layout.GALLERY_PAGE)   # views: the history is merged
@@ -226,11 +226,7 @@ class ExportsBucket:
 
     def access_problem(self) -> str | None:
         """A listing of the prefix, and a probe object put and deleted."""
-        try:
-            ask("probe", self.url, "write")
-        except ObjectStoreError as error:
-            return f"cannot write the exports in {self.url} ({error})"
-        return None
+        return bucket_problem(self.url, "write", "the exports")
 
 
 def exports_store(settings: Settings) -> ExportsDirectory | ExportsBucket:
@@ -280,36 +276,42 @@ def remember_synced(root: Path, etag: str) -> None:
     write_json_atomic(root / SYNCED, {"etag": etag})
 
 
-def pull_history(url: str, root: Path, etag: str) -> None:
-    """The bucket's history (the version `etag`) merged into the tree's."""
-    root.mkdir(parents=True, exist_ok=True)
+def take_bucket_history(url: str, root: Path, etag: str) -> tuple[bytes, int] | None:
+    """The bucket's history as the version `etag` (a conditional GET), its events this tree
+    lacks appended here: (its bytes, how many were taken); None when it was replaced since."""
     copy = root / f".{layout.HISTORY}.bucket"
     try:
         got = ask("get", url, [[layout.HISTORY, str(copy), etag]])[0]
-        if "error" in got:      # replaced since the listing: merged by the run's end
-            return
-        append_missing(root, parse_events(copy.read_bytes(), copy))
+        if "error" in got:
+            return None
+        theirs = copy.read_bytes()
     finally:
         copy.unlink(missing_ok=True)
-    remember_synced(root, got["etag"])
+    return theirs, append_missing(root, parse_events(theirs, copy))
+
+
+def pull_history(url: str, root: Path, etag: str) -> None:
+    """The bucket's history (the version `etag`) merged into the tree's."""
+    root.mkdir(parents=True, exist_ok=True)
+    if take_bucket_history(url, root, etag) is not None:    # else replaced since the
+        remember_synced(root, etag)                          # listing: merged at the end
 
 
 def sync_history(url: str, root: Path) -> int:
     """ExportsBucket.sync_history; how many events this tree took from the bucket."""
     root.mkdir(parents=True, exist_ok=True)
-    local, copy = root / layout.HISTORY, root / f".{layout.HISTORY}.bucket"
-    merged_file = root / f".{layout.HISTORY}.merged"
+    local, merged_file = root / layout.HISTORY, root / f".{layout.HISTORY}.merged"
     taken = 0
     try:
         for _ in range(HISTORY_ATTEMPTS):
             now = ask("head", url, [layout.HISTORY]).get(layout.HISTORY)
             theirs = b""
             if now is not None:
-                got = ask("get", url, [[layout.HISTORY, str(copy), now[1]]])[0]
-                if "error" in got:
+                found = take_bucket_history(url, root, now[1])
+                if found is None:
                     continue        # replaced between the HEAD and the GET: again
-                theirs = copy.read_bytes()
-                taken += append_missing(root, parse_events(theirs, copy))
+                theirs, count = found
+                taken += count
             ours = local.read_bytes() if local.is_file() else b""
             merged = merged_text(ours, theirs, local)
             if merged is None:
@@ -326,7 +328,6 @@ def sync_history(url: str, root: Path) -> int:
             remember_synced(root, answer["etag"])
             return taken
     finally:
-        copy.unlink(missing_ok=True)
         merged_file.unlink(missing_ok=True)
     raise ObjectStoreError(f"{url}/{layout.HISTORY}: written by others {HISTORY_ATTEMPTS} "
                            "times while this machine merged it; nothing is lost, the next "

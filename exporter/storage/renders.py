@@ -130,15 +130,21 @@ class RendersBucket:
         return FetchedRenders(exports_root, jobs())
 
     def access_problem(self) -> str | None:
-        try:
-            ask("probe", self.url, "read")
-        except ObjectStoreError as error:
-            return f"cannot read the renders in {self.url} ({error})"
-        return None
+        return bucket_problem(self.url, "read", "the renders")
 
     def titles_listed(self) -> dict[str, list]:
         """The prefix's objects now (key -> [size, etag]), for `doit watch`."""
         return ask("list", self.url)
+
+
+def bucket_problem(url: str, access: str, what: str) -> str | None:
+    """Run on a cluster worker: why it cannot `access` ("read" or "write") `what` in the
+    bucket at `url` (the storage helper's probe), or None."""
+    try:
+        ask("probe", url, access)
+    except ObjectStoreError as error:
+        return f"cannot {access} {what} in {url} ({error})"
+    return None
 
 
 def renders_store(settings: Settings) -> RendersDirectory | RendersBucket:

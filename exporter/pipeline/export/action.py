@@ -211,8 +211,9 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
     except ObjectStoreError as error:
         # not the render's fault: no error record; the next run sees the bucket as it is
         return TaskFailed(f"{job.task_name} ({job.title.key}): {error}")
+    previous = read_record(job.path("sidecar"))
     try:
-        states, inputs = job.renders.states(job.title), inputs_of(job)
+        states, inputs = job.renders.states(job.title), current_inputs(job, previous)
     except (ExportError, OSError):
         if gone := render_gone(job):    # taken away as the export started
             return gone
@@ -221,7 +222,6 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
     if earlier:
         return TaskFailed(f"{job.task_name} ({job.title.key}): {earlier['cause']} "
                           f"(unchanged since {earlier['failed_at']}; retry=failed tries again)")
-    previous = read_record(job.path("sidecar"))
     previous_error = read_record(job.path("error"))
     causes = remake_causes(
         previous, inputs, spec_sha256=sha256_or_none(job.spec.path),
@@ -249,7 +249,8 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
             # at once, from the files as they are now (a render in a bucket: as listed by
             # the next run, so this one cannot do better)
             if attempt < job.retry.attempts and job.renders.rereads_at_once:
-                states, inputs = job.renders.states(job.title), inputs_of(job)
+                states = job.renders.states(job.title)
+                inputs = current_inputs(job, read_record(job.path("sidecar")))
                 attempt += 1
                 continue
             # no error record: nothing is wrong with the files, the next run makes it
@@ -268,12 +269,6 @@ def export_action(job: ExportJob) -> bool | dict[str, Any] | TaskFailed:
             record_failed(job, describe(error), error, attempt)
             tries = f" after {attempt} attempts" if attempt > 1 else ""
             return TaskFailed(f"{job.task_name} ({job.title.key}): {describe(error)}{tries}")
-
-
-def inputs_of(job: ExportJob) -> Record:
-    """What the export is made from, by content; a render in a bucket as its listing tells
-    (it is downloaded only where the work runs, and only when the export reads it)."""
-    return current_inputs(job, read_record(job.path("sidecar")))
 
 
 def make_export(job: ExportJob, inputs: Record, attempt: int,

@@ -62,11 +62,12 @@ def kept_in_store(job: ExportJob, inputs: Record, missing_only: bool) -> dict[st
     listed), when its sidecar says they were made from these inputs: fetched, not made
     again (each is then checked as on disk: one changed in the store is made again).
     `missing_only`: those the local tree lacks."""
-    if not video_inputs_match(read_record(job.path("sidecar")), inputs):
-        return {}
     names = [job.file_names[kind] for kind in KEPT_KINDS
              if not (missing_only and job.path(kind).exists())]
-    return job.exports.listed(job.title.key, names)
+    listed = job.exports.listed(job.title.key, names)     # a directory store: none, at once
+    if not listed or not video_inputs_match(read_record(job.path("sidecar")), inputs):
+        return {}
+    return listed
 
 
 @contextmanager
