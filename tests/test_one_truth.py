@@ -91,6 +91,31 @@ def test_an_upload_recorded_on_one_machine_survives_the_other_machines_runs(moto
             if e["event"] == "uploaded"] == ["U1"]
 
 
+def test_an_upload_of_a_copy_made_stale_on_another_machine_is_not_current(moto, machines):
+    """U uploads its copy after A made a newer one: the merged history says so, and the
+    event, the warning and A's queue (its build merges the bucket's history) agree that the
+    upload is outdated."""
+    (machines.library.root / "women/18-23/alpha/metadata.json").write_text(json.dumps(
+        {"title": "Alpha", "made_for_kids": False, "ai_generated": False}), encoding="utf-8")
+    run_doit(*machines.args, env=machines.a, check=0)
+    run_doit(*machines.args, env=machines.u, check=0)
+    # A makes a new version after a spec edit; U uploads the copy it had
+    platforms = Path(machines.args[2].split("=", 1)[1])
+    spec = platforms / "youtube.yaml"
+    before = spec.read_text()
+    spec.write_text(before.replace("bitrate: 128000", "bitrate: 96000"), encoding="utf-8")
+    assert executed_tasks(run_doit(*machines.args, env=machines.a, check=0).stdout)
+    told = run_doit("uploaded", "youtube:alpha", "--id", "U9", *machines.args,
+                    env=machines.u, check=0)
+    assert "a newer version (sha256 " in told.stderr, told.stderr
+    uploads = [e for e in bucket_events(moto, machines.prefix) if e["event"] == "uploaded"]
+    assert [(e["id"], e["current"]) for e in uploads] == [("U9", False)]
+    # on A, the newer version was never posted: READY, as an outdated upload
+    queue = json.loads(run_doit("uploads", "--json", *machines.args, env=machines.a).stdout)
+    assert [item["export"] for item in queue["ready"]] == ["youtube:alpha"], queue["held"]
+    assert queue["ready"][0]["replaces"]["id"] == "U9", queue["ready"]
+
+
 def test_uploaded_exits_0_once_recorded_whatever_the_views(moto, machines):
     """Exit status is the contract: 0 if and only if the upload is recorded and published;
     a registry, gallery or lock that cannot be written afterwards is a warning line."""

@@ -150,6 +150,28 @@ def test_an_upload_is_recorded_as_current_until_the_render_changes_in_the_bucket
     assert "source changed" in stale.stderr
 
 
+@pytest.mark.parametrize("key", ["women/18-23/../final.mp4", "women/18-23/ctl\x01/final.mp4",
+                                 "women/18-23/gamma/final.mp4/", "women/18-23/alpha/final.mp4/"],
+                         ids=["dotdot", "control", "slash", "slash-beside"])
+def test_a_key_that_is_not_a_path_is_refused_alone(moto, in_bucket, key):
+    """obstore refuses a whole listing page for one such key, and lists `a/` as `a`: the
+    key is refused in one line naming it, and the library's titles still export."""
+    bucket(moto).put_object(Bucket=S3_BUCKET, Key=f"{in_bucket.prefix}/{key}", Body=b"x")
+    run = run_doit("-n", "2", *in_bucket.args, env=in_bucket.env, check=2)
+    printable = key.replace("\x01", "\\x01")
+    refusals = [line for line in run.stderr.splitlines() if printable in line]
+    assert refusals and "Traceback" not in run.stderr, run.stderr
+    assert all(line.isprintable() for line in run.stderr.splitlines())
+    if key.endswith("/"):
+        assert all("a key ending in '/' is not a title's file" in line
+                   or "a key ending in '/' is not a file" in line for line in refusals)
+    clip_sha = hashlib.sha256(in_bucket.clip.read_bytes()).hexdigest()
+    for title in ("alpha", "beta"):
+        for platform in ("youtube", "tiktok"):
+            sidecar = read_json(in_bucket.exports / f"women/18-23/{title}/{platform}.export.json")
+            assert sidecar["source"]["sha256"] == clip_sha
+
+
 def test_a_render_deleted_from_the_bucket_leaves_the_library(moto, in_bucket):
     run_doit(*in_bucket.args, "platforms=youtube", env=in_bucket.env, check=0)
     bucket(moto).delete_object(Bucket=S3_BUCKET,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from exporter.model.errors import LibraryError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\Z")
 SOURCE_NAME = "final.mp4"
 METADATA_NAME = "metadata.json"
 THUMBNAIL_NAME = "thumbnail.jpg"

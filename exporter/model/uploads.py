@@ -84,7 +84,9 @@ def record_upload(exports_root: Path, export: str, post_id: str, url: str | None
     """Append an `uploaded` event for `export`; returns it. UploadRefused with the cause
     (HistoryError when the history cannot take it).
 
-    `sha256` is the uploaded file's; by default the current export's. It must be the
+    `sha256` is the uploaded file's; by default the current export's (`current` in the event:
+    the file is that export's and nothing it was made from changed since, here or on another
+    machine whose "made" events the merged history holds). It must be the
     current export's, or with `earlier_version` one this export had before. An export
     whose last attempt failed is refused. `stale`: why the export is out of date (its
     inputs changed since it was made), as the caller found; the event keeps it, and the
@@ -111,13 +113,19 @@ def record_upload(exports_root: Path, export: str, post_id: str, url: str | None
             raise UploadRefused(f"{export}: no version with sha256 {uploaded[:12]}... was "
                                 "ever made (see `doit history`)")
     title = sidecar_path.parent.relative_to(Path(exports_root)).as_posix()
-    for earlier in read_events(exports_root)[0]:
+    history = read_events(exports_root)[0]
+    newest = [e.get("sha256") for e in history if e["export"] == export
+              and e["event"] == "made" and e.get("sha256")]
+    stale = list(stale or [])
+    if newest and newest[-1] != current:    # made since on another machine (merged history)
+        stale.append(f"a newer version (sha256 {newest[-1][:12]}...) made on another machine")
+    for earlier in history:
         if (earlier["event"] == "uploaded" and earlier["export"] == export
                 and earlier.get("id") == post_id and earlier.get("sha256") == uploaded
                 and earlier.get("url") == url):
             return {**earlier, "already": True}    # the same post, told again: once
     extra = {"stale": list(stale)} if stale else {}
     item = event("uploaded", export, title=title, id=post_id, url=url, sha256=uploaded,
-                 current=uploaded == current, **extra)
+                 current=uploaded == current and not stale, **extra)
     append_events(exports_root, [item])
     return item

@@ -229,9 +229,9 @@ class Uploaded(ExportCommand):
                              f"{error}; `doit uploaded` again publishes it (recorded once)\n")
             return 3
         recorded = "already recorded" if item.get("already") else "recorded"
-        if stale and not item.get("already"):
+        if item.get("stale") and not item.get("already"):
             sys.stderr.write(f"reelexport: warning: {export} was uploaded stale "
-                             f"({', '.join(stale)} since it was made); recorded as an "
+                             f"({', '.join(item['stale'])} since it was made); recorded as an "
                              f"outdated upload: `doit {export}` makes it again\n")
         if unchecked:
             sys.stderr.write(f"reelexport: warning: {export}: could not check that it is "

@@ -128,16 +128,55 @@ def profile_settings(environ: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def list_objects(store: S3Store, location: ObjectLocation) -> dict[str, tuple[int, str]]:
+def list_objects(store: S3Store, location: ObjectLocation,
+                 environ: Mapping[str, str] = os.environ) -> dict[str, tuple[int, str]]:
     """Every object under the prefix: relative key -> (size, etag), a page of 1,000 at a
     time. (Listing the segment/age sub-prefixes side by side was measured against moto's
-    server: 26 requests for 2,000 objects made the no-op 1 s slower; docs/storage.md.)"""
+    server: 26 requests for 2,000 objects made the no-op 1 s slower; docs/storage.md.)
+
+    obstore refuses a whole page when one of its keys is not a path (a `.` or `..` segment,
+    an empty one, a control character) and lists `a/` as `a`, so `a` and `a/` come out as one
+    key twice. Either way the prefix is listed again as S3 stores it (`keys_as_stored`): the
+    caller then refuses such a key alone, and the rest of the library goes on."""
     import obstore
+    import obstore.exceptions as failed
     skip = len(location.prefix) + 1 if location.prefix else 0
     root = f"{location.prefix}/" if location.prefix else None
+    listed: dict[str, tuple[int, str]] = {}
     with failures(str(location)):
-        return {meta["path"][skip:]: (meta["size"], bare(meta["e_tag"]))
-                for page in obstore.list(store, root, chunk_size=1000) for meta in page}
+        try:
+            for page in obstore.list(store, root, chunk_size=1000):
+                for meta in page:
+                    key = meta["path"][skip:]
+                    if key in listed:
+                        raise KeyError(key)
+                    listed[key] = (meta["size"], bare(meta["e_tag"]))
+        except (failed.InvalidPathError, KeyError):
+            return dict(keys_as_stored(location, environ))
+    return listed
+
+
+def keys_as_stored(location: ObjectLocation, environ: Mapping[str, str] = os.environ,
+                   under: str = "") -> Iterator[tuple[str, tuple[int, str]]]:
+    """The prefix's keys (those starting with `under`) byte for byte, through botocore,
+    configured from the same variables and profile: asked only when obstore cannot list or
+    name them (list_objects, a listed object that is not there)."""
+    import botocore.config
+    import botocore.session
+    settings = {**profile_settings(environ), **environ}
+    endpoint = settings.get("AWS_ENDPOINT_URL_S3") or settings.get("AWS_ENDPOINT_URL")
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    client = botocore.session.Session().create_client(
+        "s3", endpoint_url=endpoint or None,
+        region_name=settings.get("AWS_REGION") or settings.get("AWS_DEFAULT_REGION") or None,
+        config=botocore.config.Config(s3={"addressing_style": "path"} if endpoint else {}),
+        **{f"aws_{name[4:].lower()}": settings[name] for name in keys if settings.get(name)})
+    skip = len(location.prefix) + 1 if location.prefix else 0
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=location.bucket, Prefix=(f"{location.prefix}/" if location.prefix else "") + under)
+    for page in pages:
+        for item in page.get("Contents", []):
+            yield item["Key"][skip:], (item["Size"], bare(item["ETag"]))
 
 
 def head(store: S3Store, key: str) -> tuple[int, str] | None:
@@ -345,7 +384,7 @@ def serve(command: str, url: str, items: Any) -> Any:
                 got, sha256 = download(store, location.key(key), path, etag)
                 answers.append({"etag": got, "sha256": sha256})
             except (ObjectStoreError, OSError) as error:
-                answers.append({"error": str(error)})
+                answers.append({"error": slash_key_problem(location, key) or str(error)})
         return answers
     if command == "fenced-put":
         check_fence(store, location, items["lease"], items["run_id"])
@@ -371,6 +410,19 @@ def serve(command: str, url: str, items: Any) -> Any:
             delete(store, location.key(key))
         return None
     raise ObjectStoreError(f"{url}: unknown storage command {command!r}")
+
+
+def slash_key_problem(location: ObjectLocation, key: str) -> str | None:
+    """Why a listed object cannot be read when the key S3 holds is `key/` (obstore lists
+    and asks for it as `key`); None when that is not why."""
+    try:
+        slashed = any(stored == f"{key}/" for stored, _ in keys_as_stored(location, under=key))
+    except Exception:   # noqa: BLE001 - a second opinion only: the first error stands
+        return None
+    if slashed:
+        return (f"{location}/{key}/: a key ending in '/' is not a file: rename it to "
+                f"{location}/{key}")
+    return None
 
 
 def check_fence(store: S3Store, location: ObjectLocation, lease_key: str, run_id: str) -> None:

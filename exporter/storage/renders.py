@@ -172,7 +172,8 @@ def title_key_problem(url: str, parts: list[str]) -> str | None:
     """Why an object's key cannot be a title's file in the mirror (None: it can)."""
     for part in parts[:3]:
         if not NAME_PATTERN.match(part) or ".." in part:
-            return (f"{url}/{'/'.join(parts)}: invalid name {part!r}: use letters, digits, "
+            return (f"{url}/{printable('/'.join(parts))}: invalid name {part!r}: use "
+                    "letters, digits, "
                     "'-', '_', '.' (no leading dot, no '..', at most 128 characters)")
     return None
 
@@ -180,6 +181,11 @@ def title_key_problem(url: str, parts: list[str]) -> str | None:
 def note_text(url: str, key: str, size: int, etag: str) -> str:
     return json.dumps({"format": NOTE_FORMAT, "location": url, "key": key, "size": size,
                        "etag": etag}, sort_keys=True) + "\n"
+
+
+def printable(key: str) -> str:
+    """A key as one printable line: control and format characters escaped."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in key)
 
 
 def read_note(path: Path) -> dict[str, Any] | None:
@@ -199,6 +205,10 @@ def refresh_mirror(url: str, mirror: Path) -> list[str]:
     problems, wanted = [], {}
     for key, (size, etag) in ask("list", url).items():
         parts = key.split("/")
+        if key.endswith("/") and len(parts) == 5 and parts[3] in INPUT_NAMES:
+            problems.append(f"{url}/{printable(key)}: a key ending in '/' is not a title's "
+                            f"file: rename it to {printable(key.rstrip('/'))}")
+            continue
         if len(parts) != 4 or parts[3] not in INPUT_NAMES:
             continue
         problem = title_key_problem(url, parts)
