@@ -59,6 +59,28 @@ def test_youtube_defaults_come_from_the_platform_file():
     assert upload["privacy"] == "private"
 
 
+def test_youtube_category_must_be_one_it_assigns_or_the_platform_file_lists():
+    request, upload, _ = request_of("youtube", category="9999", **DECLARED)
+    assert "categoryId" not in request["snippet"]
+    assert needs_of(upload) == ["category"]
+    assert "9999 is not a category YouTube assigns" in upload["needs"][0]["why"]
+    request, upload, _ = request_of("youtube", category="18", **DECLARED)   # Short Movies
+    assert needs_of(upload) == ["category"]
+    # a channel's own list (another region, or a change of YouTube's) wins
+    spec = with_upload("youtube", categories=["9999"])
+    source = {"title": "A title", "category": "9999", **DECLARED}
+    request, upload, _ = build_request(source, format_metadata(source, spec)[0], spec)
+    assert request["snippet"]["categoryId"] == "9999" and upload["needs"] == []
+    request, upload, _ = build_request({**source, "category": "22"},
+                                       format_metadata(source, spec)[0], spec)
+    assert needs_of(upload) == ["category"]
+    # still told when nothing sets privacy either
+    spec = dataclasses.replace(SPECS["youtube"], upload={"api": "youtube"})
+    source = {"title": "A title", "category": "9999", **DECLARED}
+    _, upload, _ = build_request(source, format_metadata(source, spec)[0], spec)
+    assert needs_of(upload) == ["category", "privacy"]
+
+
 def test_youtube_publish_at_schedules_a_public_video_as_private_until_then():
     request, upload, _ = request_of("youtube", privacy="public",
                                     publish_at="2026-12-01T10:00:00+02:00", **DECLARED)

@@ -105,3 +105,32 @@ def test_the_queue_lists_ready_exports_and_holds_the_rest_with_the_reason(queued
     assert "HELD youtube:bad (men/24-30/bad): failed: metadata.json: privacy:" in text
     assert text.endswith("queue: 4 ready, 0 uploaded; held: 0 needing a field, 0 stale, "
                          "2 failed, 0 pending\n")
+
+
+def test_status_uploads_registry_and_gallery_agree_from_one_function(library, tmp_path):
+    """A schedule that has passed and a declaration missing are NEEDS everywhere; a post
+    recorded is uploaded everywhere: `doit status`, `doit uploads`, registry.json and the
+    gallery all read upload_standing."""
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
+    library.add("women", "18-23", "late", metadata={
+        "title": "Late", "publish_at": "2020-01-01T09:00:00Z", **DECLARED})
+    library.add("women", "18-23", "silent", metadata={"title": "Undeclared"})
+    library.add("women", "18-23", "ready", metadata={"title": "Ready", **DECLARED})
+    library.add("women", "18-23", "posted", metadata={"title": "Posted", **DECLARED})
+    args = library.args(f"platforms_dir={platforms}")
+    run_doit(*args, check=0)
+    run_doit("uploaded", "youtube:posted", "--id", "yt-9", *args, check=0)
+
+    uploads = queue(args)
+    held = {h["export"]: h["needs"] for h in uploads["held"]}
+    assert held == {"youtube:late": ["publish_at"],
+                    "youtube:silent": ["made_for_kids", "ai_generated"]}
+    assert [i["export"] for i in uploads["ready"]] == ["youtube:ready"]
+    assert uploads["totals"]["uploaded"] == 1
+    status = json.loads(run_doit("status", "--json", *args, check=0).stdout)
+    assert {n["task"]: n["needs"] for n in status["needs"]} == held
+    rows = {r["title_id"]: r["queue"]
+            for r in read_json(library.exports / "registry.json")["exports"]}
+    assert rows == {"late": "needs", "silent": "needs", "ready": "ready", "posted": "uploaded"}
+    page = (library.exports / "index.html").read_text(encoding="utf-8")
+    assert page.count('data-queue="needs"') == 2 and 'data-queue="uploaded"' in page

@@ -24,7 +24,7 @@ from exporter.model.spec import Spec, first_schema_error, load_schema
 
 # Bump when a code change alters the requests built from the same input and defaults: it
 # is part of the metadata files' up-to-date check (pipeline/export/job.metadata_rules_key).
-REQUEST_VERSION = 2     # 2: control and bidi-override characters removed
+REQUEST_VERSION = 3     # 2: control and bidi-override characters removed; 3: categories
 
 APIS = ("youtube", "tiktok", "instagram", "facebook")
 # What a render's metadata.json may say for every platform (top level, or per platform in
@@ -65,6 +65,15 @@ POSTING = {
                              "(upload_phase=start, upload, then finish with these fields)",
                  "adds": ["upload_phase=finish and the video_id of the upload session"]},
 }
+# The YouTube video categories a video may be assigned (videoCategories.list?regionCode=US,
+# snippet.assignable true), as its output reads in public copies, checked 2026-12-06; the
+# list has not changed since 2014. A channel elsewhere, or one YouTube changes, sets its own
+# in platforms/youtube.yaml `upload.categories`.
+YOUTUBE_CATEGORIES = {
+    "1": "Film & Animation", "2": "Autos & Vehicles", "10": "Music", "15": "Pets & Animals",
+    "17": "Sports", "19": "Travel & Events", "20": "Gaming", "22": "People & Blogs",
+    "23": "Comedy", "24": "Entertainment", "25": "News & Politics", "26": "Howto & Style",
+    "27": "Education", "28": "Science & Technology", "29": "Nonprofits & Activism"}
 TIKTOK_PRIVACY = {"public": "PUBLIC_TO_EVERYONE", "private": "SELF_ONLY"}
 FACEBOOK_STATE = {"public": "PUBLISHED", "private": "DRAFT"}
 
@@ -106,7 +115,7 @@ def suggestion(key: str, names: tuple[str, ...]) -> str:
 def upload_fields(source: dict[str, Any], spec: Spec) -> dict[str, Any]:
     """The fields of this export: the platform's defaults, then the render's top level,
     then its `platforms.{name}` block; only fields this platform knows."""
-    defaults = {k: v for k, v in (spec.upload or {}).items() if k != "api"}
+    defaults = {k: v for k, v in (spec.upload or {}).items() if k not in ("api", "categories")}
     block = (source.get("platforms") or {}).get(spec.name) or {}
     top = {k: v for k, v in source.items() if k in COMMON_FIELDS}
     merged = {**defaults, **top, **block}
@@ -154,7 +163,14 @@ def youtube_request(document: dict, fields: dict, needs: list) -> dict:
     if document.get("tags"):
         snippet["tags"] = document["tags"]
     if "category" in fields:
-        snippet["categoryId"] = str(fields["category"])
+        category, assignable = str(fields["category"]), fields.get("categories")
+        if category in (assignable or YOUTUBE_CATEGORIES):
+            snippet["categoryId"] = category
+        else:
+            needs.append(need("category", f"{category} is not a category YouTube assigns "
+                                          f"({'the list of upload.categories' if assignable else 'videoCategories.list, assignable'}): "
+                                          "set another, or list it in platforms/youtube.yaml "
+                                          "upload.categories"))
     if fields.get("language"):
         snippet["defaultLanguage"] = fields["language"]
     status = {}
@@ -327,11 +343,15 @@ def build_request(source: dict[str, Any], document: dict[str, Any], spec: Spec
         return None, upload, warnings
     needs = declaration_needs(api, fields, spec.name)
     declared = len(needs)
+    if (spec.upload or {}).get("categories"):
+        fields["categories"] = spec.upload["categories"]
     request, removed = without_hidden_characters(BUILDERS[api](document, fields, needs))
     warnings += [f"{field}: removed {what} (a control or bidi-override character the "
                  f"{api} API would take as text, or refuse)" for field, what in removed]
     where, key = PRIVACY_FIELD.get(api, (None, None))
-    if key and key not in (request.get(where) if where else request) and len(needs) == declared:
+    said = {item["field"] for item in needs[declared:]}
+    if key and key not in (request.get(where) if where else request) and not said & {
+            "privacy", "privacy_level", "video_state", "publish_at"}:
         # the builder said nothing of it: nothing set privacy at all
         needs.append(need("privacy", f"{api} requires {key}: set privacy in metadata.json "
                                      f"or platforms/{spec.name}.yaml upload:"))

@@ -19,6 +19,7 @@ from exporter.model.requests import POSTING
 from exporter.pipeline.plumbing.command import ExportCommand, flag
 from exporter.pipeline.export.library import load_build
 from exporter.report.history import stale_causes
+from exporter.report.registry import upload_standing
 from exporter.report.status import current_registry, select_rows
 
 HELD_KINDS = ("needs", "stale", "failed", "pending")
@@ -89,17 +90,18 @@ def upload_queue(build, document=None, now=None):
         if job is None or row["status"] == "removed":
             continue
         status = row["status"]
-        if status == "exported":
-            if row.get("uploaded") and not row.get("upload_outdated"):
-                uploaded += 1
-                continue
+        state, fields = upload_standing(row, now)
+        if state == "uploaded":
+            uploaded += 1
+        elif state in ("needs", "ready"):
             metadata = read_json(job.path("metadata")) or {}
-            needs = request_needs(metadata) or schedule_needs(metadata, now)
-            if needs:
-                held.append(held_entry(job, "needs", needs_text(needs),
-                                       [n["field"] for n in needs]))
-            else:
+            if state == "ready":
                 ready.append(queue_entry(job, row, metadata))
+                continue
+            said = request_needs(metadata) + schedule_needs(metadata, now)
+            needs = [next((n for n in said if n["field"] == field),
+                          {"field": field, "why": "its request lacks it"}) for field in fields]
+            held.append(held_entry(job, "needs", needs_text(needs), fields))
         elif status == "stale":
             causes = stale_causes(build, job.task_name)
             held.append(held_entry(job, "stale", "stale: " + (

@@ -7,6 +7,7 @@ doit found up to date: the row a full regeneration would give, without reading a
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from exporter.model.files import file_state
 from exporter.model.history import Event, distribution_facts
@@ -62,15 +63,34 @@ def with_distribution(row, events: list[Event]):
     return {**row, "queue": queue_state(row)}
 
 
-def queue_state(row):
-    """Where the export stands in the upload queue (`doit uploads`): uploaded (the current
-    version), ready, needs (its request lacks a field: a declaration, a privacy), or held
-    (stale, failed, pending, removed)."""
-    if row.get("uploaded") and not row.get("upload_outdated"):
-        return "uploaded"
+def queue_state(row, now=None):
+    """Where the export stands in the upload queue: registry.json's `queue`."""
+    return upload_standing(row, now)[0]
+
+
+def upload_standing(row, now=None):
+    """(state, fields) of one registry row in the upload queue: uploaded (the current
+    version), ready, needs (the fields its request lacks, or a `publish_at` passed by `now`),
+    or held (stale, failed, pending, removed: whether uploaded or not, it is not the file). The one answer `doit uploads`, `doit status`,
+    registry.json and the gallery give."""
     if row["status"] != "exported":
-        return "held"
-    return "needs" if row.get("needs") else "ready"
+        return "held", []
+    if row.get("uploaded") and not row.get("upload_outdated"):
+        return "uploaded", []
+    needs = list(row.get("needs") or [])
+    if schedule_passed(row.get("publish_at"), now or datetime.now(timezone.utc)):
+        needs.append("publish_at")
+    return ("needs", needs) if needs else ("ready", [])
+
+
+def schedule_passed(moment, now):
+    """A publish_at (as the row has it, UTC) that is not in the future of `now`: the APIs
+    schedule only a time to come (YouTube's publishAt, Facebook's scheduled_publish_time)."""
+    try:
+        when = datetime.fromisoformat(moment) if isinstance(moment, str) else None
+    except ValueError:
+        return False        # the request's schema refused it when it was made
+    return when is not None and when.tzinfo is not None and when <= now
 
 
 def empty_totals():

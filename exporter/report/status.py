@@ -31,7 +31,7 @@ from exporter.report.formatting import (
     format_size,
 )
 from exporter.report.ledger import registry_document, with_history
-from exporter.report.registry import STATUSES, add_to_totals, empty_totals
+from exporter.report.registry import STATUSES, add_to_totals, empty_totals, upload_standing
 
 
 def select_rows(rows, segments=(), ages=(), platforms=()):
@@ -63,10 +63,11 @@ def status_report(document, segments=(), ages=(), platforms=()):
                  "url": row["uploaded"]["url"]}
                 for row in rows if row.get("upload_outdated") and row.get("uploaded")]
     # exported, but its upload request lacks a field (a declaration): `doit uploads` holds it
+    standings = [(row, upload_standing(row)) for row in rows]
     needs = [{"task": task_name(row["platform"], row["title_id"]),
               "title": f"{row['segment']}/{row['age']}/{row['title_id']}",
-              "needs": row["needs"]}
-             for row in rows if row["status"] == "exported" and row.get("needs")]
+              "needs": fields}
+             for row, (state, fields) in standings if state == "needs"]
     return {
         "needs": needs,
         "upload_outdated": outdated,
