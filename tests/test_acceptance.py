@@ -88,6 +88,26 @@ def keyframes(path):
     return [round(float(k - start) * fps) for k in sorted(keys)], idr
 
 
+def assert_keyframe_grid(path, spec):
+    """Keyframes from the first frame on a fixed grid (no keyframe at a cut): every
+    `video.gop` frames where the platform sets no bounds; where it does (Facebook's closed
+    GOPs of 2-5 s), every GOP within them, the last (to the end of the file) included."""
+    frames, idr = keyframes(path)
+    with av.open(str(path)) as container:
+        total = sum(1 for packet in container.demux(video=0) if packet.size)
+    assert idr, "a closed GOP: every keyframe an IDR picture"
+    gaps = {b - a for a, b in zip(frames, frames[1:])}
+    assert frames[0] == 0 and len(gaps) <= 1, frames                 # the grid, no cut
+    fps, bounds = spec["video"]["fps"], spec["limits"].get("keyframes", {})
+    low, high = bounds.get("min_interval_s"), bounds.get("max_interval_s")
+    if low is None and high is None:
+        assert gaps <= {spec["video"]["gop"]}, frames
+        return frames
+    for length in [*gaps, total - frames[-1]] if len(frames) > 1 else []:
+        assert (low or 0) <= length / fps <= (high or length / fps), (frames, total)
+    return frames
+
+
 def flashes_and_beeps(path):
     """Times (s) of the bright frames and of each beep's first sample, as decoded."""
     with av.open(str(path)) as container:
@@ -209,13 +229,10 @@ def test_keyframes_every_gop_frames_never_at_a_cut_and_each_an_idr(exported):
     for title in ("sync", "exact-2997", "remuxed"):
         for platform in ALL_FOUR if title != "remuxed" else ("youtube",):
             spec = load_yaml(platforms / f"{platform}.yaml")
-            frames, idr = keyframes(out / title / f"{platform}.mp4")
-            assert frames == [0, spec["video"]["gop"]], (title, platform, frames)  # not 45
-            assert idr, "a closed GOP: every keyframe an IDR picture"
-            bounds = spec["limits"].get("keyframes", {})
-            interval = spec["video"]["gop"] / spec["video"]["fps"]
-            assert bounds.get("min_interval_s", 0) <= interval <= bounds.get(
-                "max_interval_s", interval)
+            frames = assert_keyframe_grid(out / title / f"{platform}.mp4", spec)
+            # 3 s, cuts at 0 and 1.5 s: keyframes at 0 and 60 (not at the cut, 45); on
+            # Facebook one GOP of 3 s (2 s + 1 s would leave its last GOP under 2 s)
+            assert frames == ([0] if platform == "facebook" else [0, 60]), (title, frames)
 
 
 def test_on_short_pad_holds_the_last_frame_and_adds_silence(tmp_path):
@@ -236,3 +253,31 @@ def test_on_short_pad_holds_the_last_frame_and_adds_silence(tmp_path):
         _, beeps, frames = flashes_and_beeps(video)
         assert len(frames) == 90 and frames[-1][1] == frames[-4][1], "the last frame held"
         assert len(beeps) == 2 and tracks_with_edit_lists(video) == []
+
+
+@pytest.mark.parametrize("container", ["mp4", "matroska"])
+def test_on_short_pad_measures_the_video_stream_not_the_container(tmp_path, container):
+    """89 frames at 30 fps (2.967 s) under 2.99 s of audio: the pictures, not the longest
+    stream (nor the millisecond the duration is rounded to), decide how much to hold."""
+    render = tmp_path / "renders/a/b/short/final.mp4"
+    render.parent.mkdir(parents=True)
+    subprocess.run([TEST_FFMPEG, *QUIET, "-f", "lavfi", "-i", "testsrc2=s=360x640:r=30",
+                    "-f", "lavfi", "-t", "2.99", "-i", "sine=f=440:r=48000",
+                    "-map", "0:v", "-map", "1:a", "-frames:v", "89", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", container, str(render)],
+                   check=True)
+    (render.parent / "metadata.json").write_text('{"title": "Short"}', encoding="utf-8")
+    platforms = small_platforms(tmp_path / "platforms", names=("facebook",), minimum=True,
+                                facebook={"limits.on_short": "pad"})
+    run_doit(f"renders={tmp_path / 'renders'}", f"exports={tmp_path / 'exports'}",
+             f"platforms_dir={platforms}", check=0)
+    video = tmp_path / "exports/a/b/short/facebook.mp4"
+    facts = assert_conforms(video, load_yaml(platforms / "facebook.yaml"), 3.0)
+    assert facts["duration_s"] >= 3.0
+    padded = read_json(video.with_name("facebook.export.json"))["encode"]["padded"]
+    assert padded["padded_to_s"] == 3.0 and 2.96 <= padded["source_duration_s"] <= 2.967
+    # Facebook's closed GOPs of 2-5 s, the last included: one GOP of 3 s, not 2 s + 1 s
+    with av.open(str(video)) as container:
+        keys = [packet.pts for packet in container.demux(video=0)
+                if packet.is_keyframe and packet.size]
+    assert len(keys) == 1, keys

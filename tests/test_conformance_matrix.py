@@ -26,7 +26,7 @@ from conftest import (
     small_platforms,
 )
 from pymediainfo import MediaInfo
-from test_acceptance import ebur128, keyframes, tracks_with_edit_lists
+from test_acceptance import assert_keyframe_grid, ebur128, tracks_with_edit_lists
 
 from exporter.media.ffmpeg import QUIET
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
@@ -192,10 +192,7 @@ def test_each_export_conforms_by_the_independent_probe(matrix, title, platform):
         assert facts["video_bitrate"] >= 0.85 * spec["video"]["bitrate"], facts
     # what the upload APIs document, read back here
     assert tracks_with_edit_lists(video) == []
-    frames, idr = keyframes(video)
-    gop = spec["video"]["gop"]
-    assert frames == list(range(0, frames[-1] + 1, gop)), frames     # the grid, no cut
-    assert idr
+    assert_keyframe_grid(video, spec)
     audio = MediaInfo.parse(str(video)).audio_tracks[0]
     assert audio.format_additionalfeatures == "LC"
     sound = next(case[7] for case in CASES if case[0] == title) != "none"

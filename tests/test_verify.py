@@ -93,3 +93,34 @@ def test_a_source_copied_as_it_is_meets_the_apis_keyframe_rules_not_our_encoders
     open_gop = output_probe(keyframe_intervals=(60,), first_keyframe_frame=0, closed_gop=False)
     assert any("open GOP" in p for p in
                conformance_problems(open_gop, specs["youtube"], 3.0, True, encoded=False))
+
+
+@pytest.mark.parametrize("frames, expected", [
+    (90, 90),       # 3 s: one GOP of 3 s, not 2 s + 1 s
+    (120, 60),      # 4 s: 2 + 2, the spec's own grid
+    (135, 68),      # 4.5 s: 2.27 + 2.23, not 2 + 2 + 0.5
+    (1800, 60),     # 60 s: thirty GOPs of 2 s
+    (1799, None),   # 59.97 s: not 60 (its last GOP 1.97 s); any interval that fits
+])
+def test_the_gop_is_chosen_per_clip_so_that_the_last_one_is_within_bounds(frames, expected):
+    from exporter.media.verify import clip_gop
+    facebook = load_specs(SHIPPED_PLATFORMS)["facebook"]
+    bounds = facebook.limits["keyframes"]
+    gop = clip_gop(facebook.video, bounds, frames)
+    last = frames - ((frames - 1) // gop) * gop
+    fps = facebook.video["fps"]
+    assert frames <= gop or 2 <= last / fps <= 5, (gop, last)
+    assert 2 <= gop / fps <= 5
+    assert gop == expected or (expected is None and gop != 60)
+    # no bounds (YouTube): the spec's grid whatever the length
+    assert clip_gop(YOUTUBE.video, YOUTUBE.limits.get("keyframes", {}), frames) == 60
+
+
+def test_a_last_gop_outside_the_bounds_is_a_problem():
+    specs = load_specs(SHIPPED_PLATFORMS)
+    short_tail = output_probe(keyframe_intervals=(60,), first_keyframe_frame=0, closed_gop=True,
+                              keyframes=2, video_frames=90, last_gop_frames=30)
+    problems = conformance_problems(short_tail, specs["facebook"], 3.0, True, encoded=False)
+    assert any("the last GOP lasts 1 s, outside the platform's 2 to 5 s" in p
+               for p in problems), problems
+    assert conformance_problems(short_tail, specs["youtube"], 3.0, True, encoded=False) == []

@@ -20,7 +20,7 @@ from exporter.media.colour import (
 from exporter.media.ffmpeg import QUIET
 from exporter.media.loudness import second_pass_filter, target_of
 from exporter.media.probe import DEMUXER_WHITELIST, Probe, check_dimensions
-from exporter.media.verify import MP4_FORMAT, conformance_problems
+from exporter.media.verify import MP4_FORMAT, clip_gop, conformance_problems
 from exporter.model.errors import SourceError
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class EncodePlan:
     # (by 10 ms in an MPEG-TS whose audio starts first) and with them which frames the
     # frame-rate conversion repeats: the quality check must read it too (quality.py).
     reads_source_audio: bool = False
+    gop: int | None = None  # frames between keyframes, chosen per clip (verify.clip_gop)
     # Where the encode wrote its reference frames (SAMPLE_EVERY of its own picture chain,
     # before x264): the check scores the export against these, decoding only the export.
     samples: str | None = None
@@ -148,7 +149,8 @@ def video_filter(spec: Spec) -> str:
 def exported_duration(duration_s: float, fps: float) -> float:
     """How long an export of a `duration_s` source lasts at `fps`, to the millisecond the
     MP4 stores: the encode keeps every frame that starts before the end (at least one)."""
-    frames = max(1, math.ceil(round(duration_s * fps, 6)))
+    # duration_s is to the millisecond: up to half of one off the frames' own end
+    frames = max(1, math.ceil(round((duration_s - 0.0005) * fps, 6)))
     return round(frames / fps, 3)
 
 
@@ -224,6 +226,8 @@ def clip_bufsize(video: dict[str, Any], duration_s: float) -> int:
 def video_args(spec: Spec, preset: str, duration_s: float) -> list[str]:
     video = spec.video
     bufsize = clip_bufsize(video, duration_s)
+    gop = clip_gop(video, spec.limits.get("keyframes", {}),
+                   max(1, round(duration_s * video["fps"])))
     # Keyframes on a fixed grid: every `gop` frames, never at a scene cut, each one an IDR
     # picture (a closed GOP), as the upload APIs ask (docs/platforms.md).
     x264 = f"vbv-init={VBV_INIT}:scenecut=0:open-gop=0"
@@ -233,7 +237,7 @@ def video_args(spec: Spec, preset: str, duration_s: float) -> list[str]:
         "-pix_fmt", video["pix_fmt"],
         "-b:v", str(video["bitrate"]), "-maxrate", str(video["maxrate"]),
         "-bufsize", str(bufsize),
-        "-g", str(video["gop"]), "-keyint_min", str(video["gop"]),
+        "-g", str(gop), "-keyint_min", str(gop),
         "-fps_mode", "cfr", "-r", str(video["fps"]),
         *output_tag_args(),
     ]
@@ -404,6 +408,8 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed,
                        loudness=(loudness or {}).get(spec.name) if probe.has_audio else None,
                        padded_from_s=padded, reads_source_audio=probe.has_audio,
+                       gop=clip_gop(spec.video, spec.limits.get("keyframes", {}),
+                                    max(1, round(duration * spec.video["fps"]))),
                        samples=str(samples[index]) if samples else None,
                        colour_filter=convert)
             for index, (spec, (duration, trimmed), padded)

@@ -58,6 +58,8 @@ class Probe:
     keyframe_intervals: tuple[int, ...] | None = None   # distinct gaps between them, frames
     first_keyframe_frame: int | None = None       # where the first keyframe is shown (0)
     closed_gop: bool | None = None                # every keyframe an IDR picture (H.264)
+    video_frames: int | None = None               # video packets (frames) in the file
+    last_gop_frames: int | None = None            # frames from the last keyframe to the end
     video_start_s: float | None = None            # presentation time of the first frame
     audio_start_s: float | None = None            # and of the first audio sample
     audio_profile: str | None = None              # 'LC' for AAC-LC
@@ -157,6 +159,7 @@ def probe_file(path: Path) -> Probe:
         rate = video.average_rate or video.guessed_rate or video.base_rate
         fps = float(Fraction(rate)) if rate else 0.0
         duration = stream_duration(video)
+        own_duration = duration is not None
         if duration is None and container.duration is not None:
             duration = container.duration / av.time_base
         audio = container.streams.audio[0] if container.streams.audio else None
@@ -185,6 +188,11 @@ def probe_file(path: Path) -> Probe:
             facts["audio_profile"] = audio.codec_context.profile
         facts["rotation"] = first_frame_rotation(container, video)
     facts.update(packet_facts(path, fps))
+    video_end = facts.pop("video_end_s")
+    if not own_duration and video_end is not None:
+        # no duration of its own (Matroska, MPEG-TS): the container's is the longest
+        # stream's, often the audio's; the pictures end where the last frame does
+        facts["duration_s"] = round(video_end - facts["video_start_s"], 3)
     facts["edit_lists"] = edit_lists(path) if facts["format_name"] == ALLOWED_FORMATS[0] else ()
     return Probe(**facts)
 
@@ -241,7 +249,7 @@ def packet_facts(path: Path, fps: float) -> dict[str, Any]:
         extradata = video.codec_context.extradata or b""
         length_size = (extradata[4] & 3) + 1 if extradata[:1] == b"\x01" else None
         h264 = video.codec_context.name == "h264"
-        shown, keys, idr, audio_bytes, audio_times = [], [], True, 0, []
+        shown, keys, idr, audio_bytes, audio_times, ends = [], [], True, 0, [], []
         streams = [video] + ([audio] if audio is not None else [])
         for packet in container.demux(streams):
             if packet.pts is None or packet.size == 0:
@@ -249,6 +257,8 @@ def packet_facts(path: Path, fps: float) -> dict[str, Any]:
             when = float(packet.pts * packet.time_base)
             if packet.stream is video:
                 shown.append(when)
+                ends.append(when + float((packet.duration or 0) * packet.time_base)
+                            or when + (1 / fps if fps else 0.0))
                 if packet.is_keyframe:
                     keys.append(when)
                     if h264 and H264_IDR not in nal_types(bytes(packet), length_size):
@@ -259,8 +269,11 @@ def packet_facts(path: Path, fps: float) -> dict[str, Any]:
     start = min(shown) if shown else 0.0
     frames = sorted({round((when - start) * fps) for when in keys}) if fps else []
     facts = {"keyframes": len(keys), "video_start_s": round(start, 4),
+             "video_end_s": round(max(ends), 4) if ends else None,
              "keyframe_intervals": tuple(sorted({b - a for a, b in pairwise(frames)})),
              "first_keyframe_frame": frames[0] if frames else None,
+             "video_frames": len(shown) or None,
+             "last_gop_frames": (len(shown) - frames[-1]) if frames and shown else None,
              "closed_gop": idr if h264 else None}
     if audio_times:
         first = min(when for when, _ in audio_times)

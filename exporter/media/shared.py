@@ -41,11 +41,13 @@ CACHE_DIR = layout.SHARED_DIR
 def share_key(source_sha256: str, plan: EncodePlan, encode_settings: dict[str, Any]) -> str:
     """What the bytes of an encode depend on, and nothing else.
 
-    The platform's limits only matter through the duration they cut to; its name, metadata
-    rules and cover settings do not enter at all.
+    The platform's limits only matter through the duration they cut to and the keyframe
+    grid they choose for the clip; its name, metadata rules and cover settings do not enter.
     """
     effective = {k: v for k, v in encode_settings.items() if k != "limits"}
     padded = {"padded_from_s": plan.padded_from_s} if plan.padded_from_s is not None else {}
+    if plan.gop is not None and plan.gop != effective.get("video", {}).get("gop"):
+        padded["gop"] = plan.gop        # the limits chose another grid for this clip
     return digest({"source_sha256": source_sha256, "mode": plan.mode,
                    "duration_s": round(plan.duration_s, 3), **padded,
                    "settings": effective if plan.mode == "encode" else

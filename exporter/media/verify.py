@@ -8,6 +8,7 @@ no stricter than a platform, except where a figure shows the encode went wrong.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from exporter.media.colour import output_tag_problems
@@ -114,6 +115,40 @@ def acceptance_problems(probe: Probe, spec: Spec, encoded: bool = True) -> list[
     return problems
 
 
+def clip_gop(video: dict[str, Any], bounds: dict[str, Any], frames: int) -> int:
+    """Frames from one keyframe to the next for a clip of `frames`: the spec's `gop`, unless
+    the last GOP (from the last keyframe to the end) would then fall outside the platform's
+    bounds (limits.keyframes); then the interval nearest `gop` that keeps every GOP, the
+    last included, within them (a 3 s clip under Facebook's 2-5 s: one GOP of 3 s, not 2 + 1).
+    Pure."""
+    fps, gop = video["fps"], video["gop"]
+    low, high = bounds.get("min_interval_s"), bounds.get("max_interval_s")
+    low_f = math.ceil(low * fps - 1e-9) if low else 1
+    high_f = math.floor(high * fps + 1e-9) if high else max(frames, gop)
+
+    def fits(interval: int) -> bool:
+        last = frames - ((frames - 1) // interval) * interval
+        return low_f <= interval <= high_f and (frames <= interval or low_f <= last <= high_f)
+
+    if not (low or high) or fits(gop):
+        return gop
+    fitting = [interval for interval in range(max(1, low_f), high_f + 1) if fits(interval)]
+    return min(fitting, key=lambda interval: (abs(interval - gop), interval)) if fitting else gop
+
+
+def last_gop_problem(probe: Probe, video: dict[str, Any], bounds: dict[str, Any]) -> str | None:
+    """The last GOP (its last keyframe to the end) outside the platform's bounds; a clip
+    of one GOP is exempt (nothing can be done about its length)."""
+    if not probe.last_gop_frames or not probe.keyframes or probe.keyframes < 2:
+        return None
+    low, high = bounds.get("min_interval_s"), bounds.get("max_interval_s")
+    seconds = probe.last_gop_frames / video["fps"]
+    if (low is not None and seconds < low - 1e-9) or (high is not None and seconds > high + 1e-9):
+        return (f"the last GOP lasts {seconds:g} s, outside the platform's "
+                f"{low or 0:g} to {high if high is not None else 'any':} s (limits.keyframes)")
+    return None
+
+
 def keyframe_problems(probe: Probe, video: dict[str, Any], bounds: dict[str, Any],
                       encoded: bool = True) -> list[str]:
     """Keyframes each an IDR picture (a closed GOP), the first on the first frame, every
@@ -126,10 +161,12 @@ def keyframe_problems(probe: Probe, video: dict[str, Any], bounds: dict[str, Any
         problems.append(f"the first keyframe is frame {probe.first_keyframe_frame}, not the "
                         f"first frame ({ENCODER_FAULT})")
     intervals = probe.keyframe_intervals or ()
-    off_grid = [gap for gap in intervals if gap != video["gop"]] if encoded else []
+    gop = (clip_gop(video, bounds, probe.video_frames) if probe.video_frames
+           else video["gop"])
+    off_grid = [gap for gap in intervals if gap != gop] if encoded else []
     if off_grid:
         problems.append(f"keyframe intervals of {', '.join(map(str, intervals))} frames, "
-                        f"expected every {video['gop']} (a fixed grid, no scene-cut "
+                        f"expected every {gop} (a fixed grid, no scene-cut "
                         f"keyframes; {ENCODER_FAULT})")
     low, high = bounds.get("min_interval_s"), bounds.get("max_interval_s")
     for gap in intervals:
@@ -139,6 +176,9 @@ def keyframe_problems(probe: Probe, video: dict[str, Any], bounds: dict[str, Any
             problems.append(f"a keyframe interval of {seconds:g} s is outside the platform's "
                             f"{allowed} (limits.keyframes)")
             break
+    last = last_gop_problem(probe, video, bounds)
+    if last:
+        problems.append(last)
     if bounds.get("closed_gop", True) and probe.closed_gop is False:
         problems.append(f"a keyframe is not an IDR picture (an open GOP; {ENCODER_FAULT})")
     return problems
