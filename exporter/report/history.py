@@ -65,7 +65,8 @@ def event_detail(item):
     if kind == "cleaned":
         return "removed " + ", ".join(item.get("files") or [])
     if kind == "uploaded":
-        version = "" if item.get("current", True) else " (an earlier version)"
+        version = ("" if item.get("current", True) or item.get("stale")
+                   else " (an earlier version)")
         stale = (f" (stale: {', '.join(item['stale'])} since it was made)"
                  if item.get("stale") else "")
         return (f"id {item.get('id')}{' ' + item['url'] if item.get('url') else ''}, "
