@@ -1,6 +1,11 @@
 """No-op cost at library scale: `doit` and `doit list --status` with everything up to date.
 
-    python bench/noop.py [--titles 1000 10000] [--small]
+    python bench/noop.py [--titles 1000 10000] [--small] [--compare REV]
+
+`--compare REV` measures another revision the same way, side by side: REV is checked out in
+a worktree with its own venv (made once, kept under the temp directory), its own
+bench/noop.py builds the same library for it, and the two rows are printed with their
+ratio, this tree's first; the runs alternate (this tree, REV) for each library size.
 
 How the up-to-date state is built cheaply, without encoding 40,000 exports:
 1. One real title is exported by the real pipeline (4 platforms).
@@ -190,12 +195,85 @@ def fill_dep_db(renders, exports, env, extra=(), published=False):
                     *extra], cwd=REPO, env=env, check=True)
 
 
+# The figures a comparison shows: (label, column of a printed row, unit).
+COMPARED = (("no-op doit", 3, "s"), ("no-op MB", 4, "MB"), ("list --status", 5, "s"),
+            ("1 changed", 7, "s"), ("1 added, to task", 9, "s"), ("full check", 12, "s"),
+            ("full check MB", 13, "MB"), ("full list", 14, "s"))
+
+
+def revision_python(revision):
+    """(its commit, the python of its venv) for `revision`: a worktree and a venv of its
+    own under the temp directory, made at the first comparison and kept for the next."""
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify",
+                             f"{revision}^{{commit}}"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    root = Path(tempfile.gettempdir()) / f"reelexport-bench-{commit[:12]}"
+    if not (root / "bench" / "noop.py").is_file():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--force", "--detach",
+                        str(root), commit], check=True, capture_output=True)
+    python = root / ".venv" / "bin" / "python"
+    if not python.exists():
+        print(f"making a venv for {revision} ({commit[:12]}) in {root} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(root / ".venv")], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-e", str(root)],
+                       check=True)
+    return commit, python
+
+
+def measured_row(python, script, titles, small):
+    """The row `script` (a bench/noop.py) prints for `titles`, as numbers. A script older
+    than --small builds the library at full size (what is measured reads no video)."""
+    small = small and "--small" in Path(script).read_text()
+    argv = [str(python), str(script), "--titles", str(titles), *(["--small"] * small)]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr[-3000:]}")
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if fields and fields[0] == str(titles):
+            return [float(field) for field in fields]
+    raise SystemExit(f"no row for {titles} titles in:\n{result.stdout}")
+
+
+def compare(revision, sizes, small):
+    commit, python = revision_python(revision)
+    here = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                            "exporter", "bench", "dodo.py"],
+                           capture_output=True, text=True).stdout.strip()
+    ours = f"{here}{'+changes' if dirty else ''}"
+    theirs = f"{revision} ({commit[:12]})" if revision != commit[:len(revision)] else commit[:12]
+    print(("platforms at 270x480, 1 Mb/s (--small); " if small else "")
+          + f"{os.cpu_count()} cores; each row one run of each tree's bench/noop.py, "
+          "this tree first")
+    width = max(len(ours), len(theirs), 10) + 2
+    print(f"{'titles':>7}  {'tree':<{width}}" + "".join(f"{label:>18}" for label, _, _ in COMPARED))
+    for titles in sizes:
+        mine = measured_row(sys.executable, Path(__file__).resolve(), titles, small)
+        other = measured_row(python, Path(python).parents[2] / "bench" / "noop.py", titles,
+                             small)
+        for name, row in ((ours, mine), (theirs, other)):
+            print(f"{titles:>7}  {name:<{width}}"
+                  + "".join(f"{row[column]:>16.2f}{unit[:2]:>2}" if unit == "s"
+                            else f"{row[column]:>16.0f}{unit:>2}"
+                            for _, column, unit in COMPARED))
+        print(f"{titles:>7}  {'ratio':<{width}}"
+              + "".join(f"{'x' + format(mine[column] / other[column], '.2f'):>18}"
+                        if other[column] else f"{'-':>18}" for _, column, _ in COMPARED))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--titles", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--small", action="store_true",
                         help="the shipped platforms at 270x480, 1 Mb/s (small_platforms)")
+    parser.add_argument("--compare", metavar="REV",
+                        help="measure revision REV too, side by side (its own worktree and venv)")
     options = parser.parse_args()
+    if options.compare:
+        compare(options.compare, options.titles, options.small)
+        return
     # Python may write its bytecode cache, as it does for a user (an installed package has
     # it): with PYTHONDONTWRITEBYTECODE set, every run compiles the package again (0.15 s)
     env = {key: value for key, value in os.environ.items()

@@ -219,8 +219,8 @@ class ExportReporter(ConsoleReporter):
         check = build.stamp_check
         if build.proven_up_to_date is not None:
             stamp = build.proven_up_to_date
-            self.write(f"{len(build.jobs)} exports up to date: nothing changed since the run "
-                       f"of {stamp['written_at']} that left every export up to date\n")
+            self.write(f"{build.selected_count} exports up to date: nothing changed since the "
+                       f"run of {stamp['written_at']} that left every export up to date\n")
             totals = stamp["registry_totals"]
             if check.history_changed:       # uploads recorded since: the registry shows them
                 document = self.bookkeeping("registry.json", refresh_registry, build, check)

@@ -112,6 +112,11 @@ class Build:
         return [self.job(title, spec) for title in self.all_titles
                 for spec in self.all_specs.values()]
 
+    @property
+    def selected_count(self) -> int:
+        """How many exports `jobs` holds, without making them (a no-op only counts them)."""
+        return len(self.titles) * sum(name in self.selected_specs for name in self.all_specs)
+
     @functools.cached_property
     def jobs(self) -> list[ExportJob]:
         """The exports this invocation selected (the loader narrows them on a partial run)."""
