@@ -328,3 +328,22 @@ def test_a_killed_runs_temporaries_in_the_root_are_removed_by_the_next_run(stamp
     run = run_doit(*stamped.all_args, check=0)
     assert FAST in run.stdout
     assert not any(temporary.exists() for temporary in temporaries)
+
+
+def test_title_outputs_split_with_a_forked_child_is_the_same_proof(tmp_path):
+    """From FORK_FROM titles on, a forked child takes half of the stats: the digests are
+    the ones one process computes, and a write in place in the child's half shows."""
+    from exporter.pipeline.export.stamp import FORK_FROM, outputs_digests, title_outputs
+    keys = [f"s/a/t{index:05d}" for index in range(FORK_FROM + 10)]
+    for key in keys:
+        (tmp_path / key).mkdir(parents=True)
+        (tmp_path / key / "youtube.mp4").write_bytes(b"video")
+    names = ["youtube.mp4", "youtube.export.json"]
+    split = title_outputs(tmp_path, keys, names)
+    assert split == outputs_digests(str(tmp_path), keys, names)
+    last = tmp_path / keys[-1] / "youtube.mp4"
+    with open(last, "r+b") as handle:            # in place: the directory does not change
+        handle.write(b"VIDEO")
+    os.utime(last, ns=(last.stat().st_atime_ns, last.stat().st_mtime_ns - 10**9))
+    again = title_outputs(tmp_path, keys, names)
+    assert [key for key in keys if again[key] != split[key]] == [keys[-1]]

@@ -30,7 +30,9 @@ slow path needlessly, never skip a change doit would have seen.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from array import array
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +47,8 @@ from exporter.model.sources import INPUT_NAMES, Title
 from exporter.pipeline.export.job import up_to_date_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from exporter.model.settings import Settings
     from exporter.model.spec import Spec
     from exporter.pipeline.export.job import ExportJob
@@ -132,9 +136,57 @@ def title_outputs(exports: Path, keys: list[str], file_names: list[str]) -> dict
     place (ctime cannot be set back), which the directory's does not show.
 
     One stat per file, the price of certifying the bytes (docs/performance.md): 200,000 at
-    10,000 titles of four platforms. Each is taken relative to the open title directory,
-    which spares the kernel walking the whole path again (about a fifth less time)."""
+    10,000 titles of four platforms. With two cores or more, a forked child takes half of
+    the titles (threads do not help: each stat is too short to give up the GIL for; two
+    threads were twice as slow as one, two processes 1.7 times as fast)."""
     root = str(exports)
+    if len(keys) < FORK_FROM or len(os.sched_getaffinity(0)) < 2:
+        return outputs_digests(root, keys, file_names)
+    half = len(keys) // 2
+    child = fork_digests(root, keys[half:], file_names)
+    digests = outputs_digests(root, keys[:half], file_names)
+    digests.update(child() or outputs_digests(root, keys[half:], file_names))
+    return digests
+
+
+FORK_FROM = 2000        # titles: below, a fork costs more than the half it takes
+
+
+def fork_digests(root: str, keys: list[str], file_names: list[str]) -> Callable[[], dict | None]:
+    """outputs_digests of `keys` in a forked child, meanwhile; the returned function waits
+    for them (None when the child could not give them: the caller computes them itself)."""
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return lambda: None
+    if pid == 0:        # the child: its digests down the pipe, then out, running nothing else
+        status = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(json.dumps(outputs_digests(root, keys, file_names)).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+
+    def wait() -> dict | None:
+        with os.fdopen(read, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        try:
+            return json.loads(data) if status == 0 else None
+        except ValueError:
+            return None
+    return wait
+
+
+def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[str, str]:
+    """title_outputs for `keys`, in this process. Each stat is taken relative to the open
+    title directory, which spares the kernel walking the whole path again (about a fifth
+    less time); the states go into the digest as 64-bit numbers (repr was a third of the
+    time)."""
     stat, opened = os.stat, os.O_RDONLY | os.O_DIRECTORY
     digests = {}
     for key in keys:
@@ -143,21 +195,22 @@ def title_outputs(exports: Path, keys: list[str], file_names: list[str]) -> dict
         except OSError as error:
             digests[key] = f"no folder: {error.errno}"
             continue
+        numbers = array("q")
+        add = numbers.extend
         try:
             state = stat(directory)
-            states = [state.st_ino, state.st_mtime_ns, state.st_ctime_ns]
+            add((state.st_ino, state.st_mtime_ns, state.st_ctime_ns))
             for name in file_names:
                 try:
                     state = stat(name, dir_fd=directory)
-                    states.append((state.st_ino, state.st_size, state.st_mtime_ns,
-                                   state.st_ctime_ns))
+                    add((state.st_ino, state.st_size, state.st_mtime_ns, state.st_ctime_ns))
                 except FileNotFoundError:
-                    states.append(None)
+                    add((-1,))
                 except OSError as error:    # a link loop, no permission: not proven
-                    states.append(("unreadable", error.errno))
+                    add((-2, error.errno))
         finally:
             os.close(directory)
-        digests[key] = hashlib.blake2b(repr(states).encode(), digest_size=12).hexdigest()
+        digests[key] = hashlib.blake2b(numbers.tobytes(), digest_size=12).hexdigest()
     return digests
 
 
