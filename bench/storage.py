@@ -1,6 +1,6 @@
 """Renders and exports in a bucket against both on disk: the no-op and one changed title.
 
-    python bench/storage.py [--titles 1000]
+    python bench/storage.py [--titles 1000] [--latency-ms 50]
 
 The library is bench/noop.py's (one title exported for real, the others copies of it with
 their exports in place and doit's DB filled through doit's own API), on disk, then in a
@@ -10,11 +10,18 @@ then also the exports uploaded under s3://bench/exports (the DB told what each u
 returned). For each: the no-op (the run after a complete one) and the run after one title's
 render is replaced by other bytes; for the bucket, the requests the server logged during
 each run, the renders downloaded and the bytes moved.
+
+The tool reaches moto through a small proxy that holds every request `--latency-ms` before
+passing it on (default 50 ms, the order of a same-region S3 LIST): moto on localhost
+answers in a few milliseconds, a real S3 does not. Each run shows its wall time and the
+tool's own CPU time (doit and its storage helper, not moto's).
 """
 
 import argparse
+import http.client
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -22,7 +29,10 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -53,6 +63,50 @@ def start_moto(log_path):
     raise SystemExit(f"moto's server did not start: {Path(log_path).read_text()}")
 
 
+class Delayed(BaseHTTPRequestHandler):
+    """One request, held `server.latency` seconds, then passed to moto and answered."""
+
+    protocol_version = "HTTP/1.1"
+
+    def forward(self):
+        time.sleep(self.server.latency)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        upstream = http.client.HTTPConnection(*self.server.upstream, timeout=300)
+        upstream.request(self.command, self.path, body=body,
+                         headers={key: value for key, value in self.headers.items()
+                                  if key.lower() != "connection"})
+        answer = upstream.getresponse()
+        data = answer.read()
+        self.send_response(answer.status, answer.reason)
+        for key, value in answer.getheaders():
+            if key.lower() in ("transfer-encoding", "connection") or (
+                    key.lower() == "content-length" and self.command != "HEAD"):
+                continue
+            self.send_header(key, value)
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        upstream.close()
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
+
+    def log_message(self, *args):        # moto's own log counts the requests
+        pass
+
+
+def start_proxy(endpoint, latency_s):
+    """A proxy in front of `endpoint` adding `latency_s` to every request; its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Delayed)
+    server.daemon_threads = True
+    parts = urlsplit(endpoint)
+    server.upstream, server.latency = (parts.hostname, parts.port), latency_s
+    Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def client(endpoint):
     import boto3
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
@@ -74,18 +128,29 @@ def requests_in(log_path, start):
     return re.findall(r'"(?:\x1b\[[0-9;]*m)?([A-Z]+) (/[^ ]*) HTTP', text)
 
 
+CPU = []        # the tool's CPU seconds of each run, in the order run() was called
+
+
 def run(args, env):
+    """Wall seconds and stdout of one doit run; its CPU (doit and the processes it waited
+    for: the storage helper, ffmpeg) is appended to CPU."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run([str(Path(sys.executable).parent / "doit"), *args], cwd=REPO,
                             env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if result.returncode:
         raise SystemExit(f"doit {' '.join(args)} failed:\n{result.stderr[-2000:]}")
-    return time.perf_counter() - start, result.stdout
+    return wall, result.stdout
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--titles", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=50,
+                        help="held before each request reaches moto (default 50)")
     options = parser.parse_args()
     env = {key: value for key, value in os.environ.items()
            if key != "PYTHONDONTWRITEBYTECODE" and not key.startswith("AWS_")}
@@ -97,11 +162,13 @@ def main():
         disk_args = [f"renders={renders}", f"exports={exports}", *extra]
         run(disk_args, env)                             # registry, gallery, stamp
         disk_noop, _ = run(disk_args, env)
+        disk_noop_cpu = CPU[-1]
 
         log_path = tmp / "moto.log"
-        server, endpoint = start_moto(log_path)
+        server, direct = start_moto(log_path)
+        proxy, endpoint = start_proxy(direct, options.latency_ms / 1000)
         try:
-            s3 = client(endpoint)
+            s3 = client(direct)          # the bench's own uploads: not delayed
             s3.create_bucket(Bucket=BUCKET)
             objects = upload_tree(s3, renders, "renders")
             bucket_env = {**env, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
@@ -115,6 +182,7 @@ def main():
             run(bucket_args, bucket_env)                 # registry, gallery, stamp
             mark = len(log_path.read_text(errors="replace"))
             bucket_noop, _ = run(bucket_args, bucket_env)
+            bucket_noop_cpu = CPU[-1]
             noop_requests = requests_in(log_path, mark)
 
             # renders and exports in the bucket: the bucket-renders tree as the local tree
@@ -129,6 +197,7 @@ def main():
             run(both_args, both_env)                     # registry, gallery, stamp
             mark = len(log_path.read_text(errors="replace"))
             both_noop, _ = run(both_args, both_env)
+            both_noop_cpu = CPU[-1]
             both_noop_requests = requests_in(log_path, mark)
 
             # one title's render replaced by other bytes, on every side
@@ -141,17 +210,21 @@ def main():
                       pattern="color=c=blue")
             shutil.copyfile(other, key)
             disk_changed, _ = run(disk_args, env)
+            disk_changed_cpu = CPU[-1]
             s3.upload_file(str(other), BUCKET, f"renders/{relative}")
             mark = len(log_path.read_text(errors="replace"))
             bucket_changed, _ = run(bucket_args, bucket_env)
+            bucket_changed_cpu = CPU[-1]
             changed_requests = requests_in(log_path, mark)
             mark = len(log_path.read_text(errors="replace"))
             both_changed, _ = run(both_args, both_env)
+            both_changed_cpu = CPU[-1]
             both_changed_requests = requests_in(log_path, mark)
             uploaded = sum(path.stat().st_size for path in
                            (state / BUCKET / "exports").glob(f"*/*/{changed}/*"))
             size = other.stat().st_size
         finally:
+            proxy.shutdown()
             server.terminate()
             server.wait(timeout=10)
 
@@ -167,16 +240,24 @@ def main():
         return ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "none"
 
     print(f"{options.titles} titles x 4 platforms ({objects} render objects), moto's S3 server "
-          f"on localhost, {os.cpu_count()} cores")
-    print(f"{'run':<19}{'disk s':>8}{'renders':>9}{'both':>7}  requests (renders downloaded)")
-    print(f"{'':<19}{'':>8}{'in bucket':>9}{'':>7}  renders in the bucket | both in the bucket")
-    print(f"{'no-op':<19}{disk_noop:>8.2f}{bucket_noop:>9.2f}{both_noop:>7.2f}  "
-          f"{described(noop_requests)} ({downloaded(noop_requests)}) | "
-          f"{described(both_noop_requests)} ({downloaded(both_noop_requests)})")
-    print(f"{'one title changed':<19}{disk_changed:>8.2f}{bucket_changed:>9.2f}"
-          f"{both_changed:>7.2f}  {described(changed_requests)} "
-          f"({downloaded(changed_requests)}) | {described(both_changed_requests)} "
-          f"({downloaded(both_changed_requests)})")
+          f"on localhost behind a proxy holding each request {options.latency_ms:g} ms, "
+          f"{os.cpu_count()} cores")
+    print("seconds of wall time (the tool's CPU seconds)")
+    print(f"{'run':<19}{'on disk':>14}{'renders':>14}{'both':>14}  requests (renders "
+          "downloaded)")
+    print(f"{'':<19}{'':>14}{'in bucket':>14}{'in bucket':>14}  renders in the bucket | "
+          "both in the bucket")
+
+    def cell(wall, cpu):
+        return f"{wall:.2f} ({cpu:.2f})".rjust(14)
+    for label, disk, bucket, both, one, two in (
+            ("no-op", cell(disk_noop, disk_noop_cpu), cell(bucket_noop, bucket_noop_cpu),
+             cell(both_noop, both_noop_cpu), noop_requests, both_noop_requests),
+            ("one title changed", cell(disk_changed, disk_changed_cpu),
+             cell(bucket_changed, bucket_changed_cpu), cell(both_changed, both_changed_cpu),
+             changed_requests, both_changed_requests)):
+        print(f"{label:<19}{disk}{bucket}{both}  {described(one)} ({downloaded(one)}) | "
+              f"{described(two)} ({downloaded(two)})")
     print(f"bytes moved by the changed title's 4 exports: {size} downloaded (its render, "
           f"once); with exports in the bucket, {uploaded} uploaded (its exports' files)")
     print(f"targets: no-op <= {TARGET_NOOP_S:g} s, nothing downloaded by a no-op")
