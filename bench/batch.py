@@ -1,6 +1,6 @@
 """This tool vs the old exporter on a batch of titles × the 4 shipped platforms.
 
-    python bench/batch.py [--titles 2] [--seconds 12] [--preset medium]
+    python bench/batch.py [--titles 2] [--seconds 12] [--preset medium] [--small]
 
 Sources have the real shapes (1080x1920 and 1920x1080, half each). Two cases:
 - non-conforming: renders the platforms must re-encode (a landscape frame, 25 fps, 10 Mb/s);
@@ -12,7 +12,8 @@ Baseline: the old exporter, i.e. the very ffmpeg argv this tool builds for one p
 Tool: `doit -n 1 renders=... exports=...` from a clean exports root, the user's command.
 Tool overhead: the tool's wall time minus the time spent inside the ffmpeg processes it
 ran (measured by a thin wrapper given as REELEXPORT_FFMPEG that logs each run's duration).
-Everything runs in one go and prints the figures side by side.
+Everything runs in one go and prints the figures side by side. --small: the platforms and
+sources at a quarter of the size each way (bench/noop.py's small_platforms), for a quick run.
 """
 
 import argparse
@@ -38,17 +39,19 @@ from exporter.model.spec import load_specs  # noqa: E402
 SHAPES = [(1080, 1920), (1920, 1080)]
 
 
-def make_source(ffmpeg, path, width, height, seconds, conforming, index):
+def make_source(ffmpeg, path, width, height, seconds, conforming, index, small=False):
     """A synthetic render: moving test pattern and a tone (its pitch makes each title's
     bytes different, so no title shares another's encode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if conforming:   # what a final-encode step made for the platforms already: a closed
         # GOP of 2 s (Facebook's Reels API takes 2 to 5 s), no scene-cut keyframes
         video = ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
-                 "-pix_fmt", "yuv420p", "-r", "30", "-b:v", "5M", "-minrate", "5M",
-                 "-maxrate", "5M", "-bufsize", "5M", "-g", "60", "-keyint_min", "60",
+                 "-pix_fmt", "yuv420p", "-r", "30", "-g", "60", "-keyint_min", "60",
+                 *(["-b:v", "600k", "-minrate", "600k", "-maxrate", "600k", "-bufsize", "600k"]
+                   if small else
+                   ["-b:v", "5M", "-minrate", "5M", "-maxrate", "5M", "-bufsize", "5M"]),
                  "-x264-params", "nal-hrd=cbr:scenecut=0"]
-        size, rate = "1080x1920", 30
+        size, rate = "270x480" if small else "1080x1920", 30
     else:
         video = ["-c:v", "libx264", "-preset", "veryfast", "-b:v", "10M", "-r", "25"]
         size, rate = f"{width}x{height}", 25
@@ -86,13 +89,13 @@ def run_baseline(ffmpeg, renders, out_dir, specs, preset):
     return time.perf_counter() - start
 
 
-def run_tool(ffmpeg, renders, exports, preset, work):
+def run_tool(ffmpeg, renders, exports, preset, work, extra=()):
     log = work / f"ffmpeg-times-{exports.parent.name}.log"
     env = {**os.environ, "REELEXPORT_X264_PRESET": preset,
            "REELEXPORT_FFMPEG": str(timing_wrapper(work, ffmpeg, log))}
     start = time.perf_counter()
     subprocess.run([str(Path(sys.executable).parent / "doit"), "-n", "1",
-                    f"renders={renders}", f"exports={exports}"],
+                    f"renders={renders}", f"exports={exports}", *extra],
                    cwd=REPO, env=env, check=True, capture_output=True)
     wall = time.perf_counter() - start
     runs = [int(line) for line in log.read_text().split()]
@@ -117,24 +120,34 @@ def main():
     parser.add_argument("--titles", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--preset", default="medium")
+    parser.add_argument("--small", action="store_true",
+                        help="platforms and sources at 270x480 (a quick run)")
     options = parser.parse_args()
     ffmpeg = check_ffmpeg(choose_ffmpeg(os.environ.get("REELEXPORT_FFMPEG"))).path
-    specs = load_specs(REPO / "platforms")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        extra, specs = [], load_specs(REPO / "platforms")
+        if options.small:
+            sys.path.insert(0, str(REPO / "bench"))
+            from noop import small_platforms
+            extra = small_platforms(work / "platforms")
+            specs = load_specs(work / "platforms")
         for case, conforming in (("non-conforming", False), ("conforming", True)):
             renders = work / case / "renders"
             for index in range(options.titles):
                 width, height = SHAPES[index % len(SHAPES)]
+                if options.small:
+                    width, height = width // 4, height // 4
                 make_source(ffmpeg, renders / "bench" / "all" / f"title-{index}" / "final.mp4",
-                            width, height, options.seconds, conforming, index)
+                            width, height, options.seconds, conforming, index, options.small)
             baseline = run_baseline(ffmpeg, renders, work / case / "baseline", specs,
                                     options.preset)
             tool, inside, runs, corrected = run_tool(ffmpeg, renders, work / case / "exports",
-                                                     options.preset, work)
+                                                     options.preset, work, extra)
             rows.append((case, baseline, tool, inside, runs, corrected))
-    print(f"{options.titles} titles x {len(specs)} platforms, {options.seconds} s sources, "
+    print(("platforms at 270x480 (--small); " if options.small else "")
+          + f"{options.titles} titles x {len(specs)} platforms, {options.seconds} s sources, "
           f"x264 preset {options.preset}, {os.cpu_count()} cores, {platform.machine()}, "
           f"Python {platform.python_version()}")
     print(f"{'sources':16}{'baseline s':>12}{'tool s':>10}{'speed-up':>10}"

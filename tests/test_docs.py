@@ -52,7 +52,7 @@ def test_page_examples_print_what_the_page_shows(page, tmp_path):
 # Every benchmark a page shows, with arguments that make it quick: it must run to the end.
 TINY_BENCHMARKS = {
     "bench/backends.py": ["--tasks", "50"],
-    "bench/batch.py": ["--titles", "1", "--seconds", "3", "--preset", "superfast"],
+    "bench/batch.py": ["--titles", "1", "--seconds", "3", "--preset", "superfast", "--small"],
     "bench/bitrate.py": ["--lengths", "0.1", "--contents", "flat"],
     "bench/cluster.py": ["--titles", "1", "--seconds", "3"],
     "bench/loudness.py": ["--seconds", "1"],

@@ -1,5 +1,7 @@
-"""Fault injection: kill -9 at 20 seeded random moments across serial and `doit -n 2` runs,
-then a plain `doit`, which must finish without help and leave a consistent tree.
+"""Fault injection: kill -9 at 16 seeded random moments across serial and `doit -n 2` runs,
+then a plain `doit`, which must finish without help and leave a consistent tree. The rounds
+are two tests of 8, each on a library of its own, so the suite's two workers run them side
+by side.
 
 Each round first gives the run work to do (an encode setting edited, which redoes every
 export; at times an export, the registry or the gallery deleted too), then starts `doit`, kills it (the whole
@@ -36,7 +38,8 @@ from exporter.report.status import lock_holder
 
 pytestmark = pytest.mark.faults
 
-ROUNDS = 20
+ROUNDS = 16
+HALVES = 2              # tests the rounds are split into
 SEED = 20261125
 TITLES = ("alpha", "beta", "gamma")
 
@@ -141,7 +144,9 @@ def give_work(rng, library, platforms, round_number, clips):
         (library.exports / "index.html").unlink(missing_ok=True)
 
 
-def test_kill_9_at_random_moments_then_a_plain_run_recovers(library, tmp_path, clip_cache):
+@pytest.mark.parametrize("half", range(HALVES))
+def test_kill_9_at_random_moments_then_a_plain_run_recovers(library, tmp_path, clip_cache,
+                                                            half):
     platforms = small_platforms(tmp_path / "platforms")
     clips = [clip_cache(f"fault-{index}", width=320 + 16 * index, height=576, seconds=1,
                         fps=30, audio=True) for index in range(4)]
@@ -153,10 +158,11 @@ def test_kill_9_at_random_moments_then_a_plain_run_recovers(library, tmp_path, c
     run_doit(*args, check=0)
     full_run_s = time.monotonic() - started
 
-    rng = random.Random(SEED)
+    rng = random.Random(SEED + half)
     figures = {"kills": 0, "killed_runs_finished": 0, "recovery_tasks": 0,
                "made_before_kill": 0, "redone_after_kill": 0, "max_recovery_s": 0.0}
-    for round_number in range(ROUNDS):
+    per_half = ROUNDS // HALVES
+    for round_number in range(half * per_half, (half + 1) * per_half):
         give_work(rng, library, platforms, round_number, clips)
         parallel = round_number % 2 == 1
         whole_group = rng.random() < 0.75
