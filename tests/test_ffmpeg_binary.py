@@ -95,3 +95,12 @@ def test_a_path_ffmpeg_is_never_picked(library, tmp_path):
     status = run_doit("status", "--json", *library.args(f"platforms_dir={platforms}"),
                       env=env, check=0)
     assert json.loads(status.stdout)["made_with"] == {check_ffmpeg(bundled_ffmpeg()).version: 1}
+
+
+def test_a_program_that_prints_nothing_is_not_an_ffmpeg():
+    """`ffmpeg=/bin/true` exits 0 and says nothing: not "does not run: exit status 0"."""
+    from exporter.model.errors import EncodeError
+    with pytest.raises(EncodeError) as refused:
+        check_ffmpeg("/bin/true")
+    assert str(refused.value) == ("ffmpeg /bin/true is not an ffmpeg: `-version` printed "
+                                  "nothing (ffmpeg= names the ffmpeg binary)")

@@ -63,3 +63,30 @@ def test_an_in_process_cluster_address_is_refused_at_once():
     with pytest.raises(LibraryError, match="cluster=inproc://x: inproc:// is a scheduler "
                                            "inside one process"):
         resolve_settings(getter({"cluster": "inproc://x"}), {})
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("attempts", "0", "attempts=0: not a whole number of tries (attempts=3: 1 or more)"),
+    ("attempts", "-2", "attempts=-2: not a whole number of tries"),
+    ("attempts", "x", "attempts=x: not a whole number of tries"),
+    ("backoff", "-1", "backoff=-1: not a number of seconds, 0 or more"),
+    ("backoff", "inf", "backoff=inf: not a number of seconds"),
+])
+def test_a_bad_retry_value_is_refused_never_clamped(name, value, says):
+    from exporter.model.settings import SettingsError
+    with pytest.raises(SettingsError) as refused:
+        resolve_settings(getter({name: value}))
+    assert str(refused.value).startswith(says), str(refused.value)
+
+
+def test_doit_help_lists_every_variable_and_the_options_this_project_sets():
+    from conftest import run_doit
+
+    from exporter.model.settings import OTHER_VAR_NAMES, VAR_NAMES
+    text = run_doit("help", check=0).stdout
+    for name in (*VAR_NAMES, *OTHER_VAR_NAMES):
+        assert f"\n  {name}=" in text, name
+    assert "  attempts=3 " in text and "REELEXPORT_ATTEMPTS" in text
+    assert "--backend                sqlite3-lean" in text
+    run = run_doit("help", "run", check=0).stdout
+    assert "--db-file                EXPORTS/.doit.db" in run and "\n  renders=" in run

@@ -92,6 +92,9 @@ def check_ffmpeg(path: str) -> FFmpeg:
     except subprocess.TimeoutExpired:
         raise EncodeError(f"ffmpeg {path} does not run: -version took over 60 s") from None
     output = result.stdout
+    if result.returncode == 0 and not output.strip():
+        raise EncodeError(f"ffmpeg {path} is not an ffmpeg: `-version` printed nothing "
+                          "(ffmpeg= names the ffmpeg binary)")
     if result.returncode != 0 or not output.strip():
         raise EncodeError(f"ffmpeg {path} does not run: exit status {result.returncode} "
                           f"{result.stderr.strip()[:200]}".rstrip())

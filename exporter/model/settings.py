@@ -29,6 +29,27 @@ VAR_NAMES = ("renders", "exports", "platforms_dir", "segment", "age", "platforms
              "tls_key", "cluster_insecure")
 # doit vars read elsewhere: `doit watch settle=SECONDS poll=SECONDS` (pipeline/plumbing/watch.py).
 OTHER_VAR_NAMES = ("settle", "poll")
+# What each variable means, as `doit help` lists them (default: DEFAULTS, or none).
+VAR_HELP = {
+    "renders": "the renders root: SEGMENT/AGE/TITLE/final.mp4, or s3://BUCKET/PREFIX",
+    "exports": "the exports root (doit's DB, registry.json, index.html), or s3://BUCKET/PREFIX",
+    "platforms_dir": "the folder of platform files (*.yaml)",
+    "segment": "only these segments (comma-separated)",
+    "age": "only these age groups (comma-separated)",
+    "platforms": "only these platforms (comma-separated)",
+    "preset": "the x264 preset for every platform (default: each platform file's)",
+    "ffmpeg": "the ffmpeg to run (default: the bundled one; never PATH's)",
+    "attempts": "tries per export when a failure is transient (1 or more)",
+    "backoff": "seconds before the 2nd try, doubled for each further one (0 or more)",
+    "retry": "retry=failed: try again the exports that failed on unchanged inputs",
+    "cluster": "a Dask scheduler to run the media work on (tls://HOST:PORT)",
+    "tls_ca": "the cluster's CA certificate (PEM)",
+    "tls_cert": "this client's certificate for the cluster (PEM)",
+    "tls_key": "this client's key for the cluster (PEM)",
+    "cluster_insecure": "yes: a plain tcp:// scheduler not on this machine",
+    "settle": "doit watch: seconds a render must stay unchanged before it is exported",
+    "poll": "doit watch: seconds between listings of a renders bucket",
+}
 # What doit takes for a variable: NAME=VALUE with NAME a word. An argument such as a URL
 # (`--url https://host/watch?v=1`) is not a variable the user meant: never refused here.
 VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -190,12 +211,14 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
             return f"{ENV_NAMES[name]}={pick(name)}"
         return f"{name}={pick(name)}"
 
-    def number(name: str, kind: type, accepts: str) -> float:
+    def number(name: str, kind: type, accepts: str, least: float) -> float:
+        """The value of `name`, refused in one line unless a finite `kind` >= `least`
+        (never clamped: attempts=0 is a mistake to say, not to turn into 1)."""
         try:
             value = kind(pick(name).strip())
         except ValueError:
             value = math.nan
-        if not math.isfinite(value):
+        if not math.isfinite(value) or value < least:
             raise SettingsError(f"{said(name)}: not {accepts}")
         return value
 
@@ -250,11 +273,11 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
         platforms=split_list(pick("platforms")),
         preset=preset,
         ffmpeg=pick("ffmpeg") or None,
-        attempts=max(1, int(number("attempts", int,
-                                   "a whole number of tries (attempts=3: 1 or more)"))),
-        backoff_s=max(0.0, number("backoff", float,
-                                  "a number of seconds (backoff=2: the wait before the "
-                                  "2nd try, doubled for each further one)")),
+        attempts=int(number("attempts", int,
+                            "a whole number of tries (attempts=3: 1 or more)", 1)),
+        backoff_s=number("backoff", float,
+                         "a number of seconds, 0 or more (backoff=2: the wait before the "
+                         "2nd try, doubled for each further one)", 0),
         retry_failed=retry == "failed",
         cluster=cluster,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -21,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from doit import get_var
-from doit.cmdparse import CmdParseError
 from watchfiles import watch
 
 from exporter.model import layout
 from exporter.model.files import file_state, read_json
 from exporter.model.locations import ObjectStoreError
-from exporter.model.settings import VAR_NAMES, Settings, resolve_settings
+from exporter.model.settings import VAR_NAMES, Settings, SettingsError, resolve_settings
 from exporter.pipeline.plumbing.command import ExportCommand, value
 from exporter.pipeline.plumbing.lock import LockHeld, acquire, release
 from exporter.storage.renders import renders_store
@@ -406,17 +406,23 @@ class Watch(ExportCommand):
 
     def run(self, params, args):
         logging.getLogger("exporter").setLevel(logging.INFO)
-        try:
-            settle_s = float(get_var("settle", str(SETTLE_S)))
-        except ValueError:
-            raise CmdParseError(f"settle={get_var('settle')} is not a number of seconds")
+        settle_s = seconds_var("settle", SETTLE_S, 0.0)
         settings = resolve_settings(get_var)
         processes = max(1, params["num_process"])
         stop_on_signals()
         if not renders_store(settings).sends_file_events:
-            try:
-                poll_s = float(get_var("poll", str(POLL_S)))
-            except ValueError:
-                raise CmdParseError(f"poll={get_var('poll')} is not a number of seconds")
-            return BucketWatcher(settings, max(1.0, poll_s), processes).run()
-        return Watcher(settings, max(0.0, settle_s), processes).run()
+            return BucketWatcher(settings, seconds_var("poll", POLL_S, 1.0), processes).run()
+        return Watcher(settings, settle_s, processes).run()
+
+
+def seconds_var(name: str, default: float, least: float) -> float:
+    """A doit var giving seconds (settle=, poll=): refused in one line, exit 3, unless a
+    finite number of at least `least`; never clamped."""
+    text = get_var(name, None)
+    try:
+        value = float(text) if text is not None else default
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < least:
+        raise SettingsError(f"{name}={text}: not a number of seconds ({least:g} or more)")
+    return value
