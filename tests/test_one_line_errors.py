@@ -251,8 +251,8 @@ BAD_VARIABLES = {
     "retry=yes": "ERROR: retry=yes: retry= takes only 'failed' (retry=failed tries again the "
                  "exports that failed on unchanged inputs)",
     "attempts=abc": "ERROR: attempts=abc: not a whole number of tries (attempts=3: 1 or more)",
-    "backoff=soon": "ERROR: backoff=soon: not a number of seconds (backoff=2: the wait before "
-                    "the 2nd try, doubled for each further one)",
+    "backoff=soon": "ERROR: backoff=soon: not a number of seconds, 0 or more (backoff=2: the "
+                    "wait before the 2nd try, doubled for each further one)",
     "preset=fastest": "ERROR: preset=fastest: not an x264 preset; preset= takes one of "
                       "ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, "
                       "veryslow",
