@@ -73,11 +73,13 @@ class Delayed(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         upstream = http.client.HTTPConnection(*self.server.upstream, timeout=300)
+        started = time.perf_counter()
         upstream.request(self.command, self.path, body=body,
                          headers={key: value for key, value in self.headers.items()
                                   if key.lower() != "connection"})
         answer = upstream.getresponse()
         data = answer.read()
+        self.server.moto_s += time.perf_counter() - started     # moto's own answer time
         self.send_response(answer.status, answer.reason)
         for key, value in answer.getheaders():
             if key.lower() in ("transfer-encoding", "connection") or (
@@ -103,6 +105,7 @@ def start_proxy(endpoint, latency_s):
     server.daemon_threads = True
     parts = urlsplit(endpoint)
     server.upstream, server.latency = (parts.hostname, parts.port), latency_s
+    server.moto_s = 0.0
     Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -129,18 +132,22 @@ def requests_in(log_path, start):
 
 
 CPU = []        # the tool's CPU seconds of each run, in the order run() was called
+MOTO = []       # seconds moto took to answer the run's requests (0 for a run on disk)
+PROXY = []      # the proxy, once started
 
 
 def run(args, env):
     """Wall seconds and stdout of one doit run; its CPU (doit and the processes it waited
     for: the storage helper, ffmpeg) is appended to CPU."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    moto_before = PROXY[0].moto_s if PROXY else 0.0
     start = time.perf_counter()
     result = subprocess.run([str(Path(sys.executable).parent / "doit"), *args], cwd=REPO,
                             env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    MOTO.append((PROXY[0].moto_s if PROXY else 0.0) - moto_before)
     if result.returncode:
         raise SystemExit(f"doit {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return wall, result.stdout
@@ -167,6 +174,7 @@ def main():
         log_path = tmp / "moto.log"
         server, direct = start_moto(log_path)
         proxy, endpoint = start_proxy(direct, options.latency_ms / 1000)
+        PROXY.append(proxy)
         try:
             s3 = client(direct)          # the bench's own uploads: not delayed
             s3.create_bucket(Bucket=BUCKET)
@@ -182,7 +190,7 @@ def main():
             run(bucket_args, bucket_env)                 # registry, gallery, stamp
             mark = len(log_path.read_text(errors="replace"))
             bucket_noop, _ = run(bucket_args, bucket_env)
-            bucket_noop_cpu = CPU[-1]
+            bucket_noop_cpu, bucket_noop_moto = CPU[-1], MOTO[-1]
             noop_requests = requests_in(log_path, mark)
 
             # renders and exports in the bucket: the bucket-renders tree as the local tree
@@ -197,7 +205,7 @@ def main():
             run(both_args, both_env)                     # registry, gallery, stamp
             mark = len(log_path.read_text(errors="replace"))
             both_noop, _ = run(both_args, both_env)
-            both_noop_cpu = CPU[-1]
+            both_noop_cpu, both_noop_moto = CPU[-1], MOTO[-1]
             both_noop_requests = requests_in(log_path, mark)
 
             # one title's render replaced by other bytes, on every side
@@ -214,11 +222,11 @@ def main():
             s3.upload_file(str(other), BUCKET, f"renders/{relative}")
             mark = len(log_path.read_text(errors="replace"))
             bucket_changed, _ = run(bucket_args, bucket_env)
-            bucket_changed_cpu = CPU[-1]
+            bucket_changed_cpu, bucket_changed_moto = CPU[-1], MOTO[-1]
             changed_requests = requests_in(log_path, mark)
             mark = len(log_path.read_text(errors="replace"))
             both_changed, _ = run(both_args, both_env)
-            both_changed_cpu = CPU[-1]
+            both_changed_cpu, both_changed_moto = CPU[-1], MOTO[-1]
             both_changed_requests = requests_in(log_path, mark)
             uploaded = sum(path.stat().st_size for path in
                            (state / BUCKET / "exports").glob(f"*/*/{changed}/*"))
@@ -242,19 +250,23 @@ def main():
     print(f"{options.titles} titles x 4 platforms ({objects} render objects), moto's S3 server "
           f"on localhost behind a proxy holding each request {options.latency_ms:g} ms, "
           f"{os.cpu_count()} cores")
-    print("seconds of wall time (the tool's CPU seconds)")
-    print(f"{'run':<19}{'on disk':>14}{'renders':>14}{'both':>14}  requests (renders "
+    print("seconds of wall time (the tool's CPU seconds); with a bucket, then the wall time "
+          "less moto's own answer time: what an S3 answering in the latency alone would give")
+    print(f"{'run':<19}{'on disk':>19}{'renders':>19}{'both':>19}  requests (renders "
           "downloaded)")
-    print(f"{'':<19}{'':>14}{'in bucket':>14}{'in bucket':>14}  renders in the bucket | "
+    print(f"{'':<19}{'':>19}{'in bucket':>19}{'in bucket':>19}  renders in the bucket | "
           "both in the bucket")
 
-    def cell(wall, cpu):
-        return f"{wall:.2f} ({cpu:.2f})".rjust(14)
+    def cell(wall, cpu, moto=None):
+        text = f"{wall:.2f} ({cpu:.2f})"
+        return (text + ("" if moto is None else f" {wall - moto:.2f}")).rjust(19)
     for label, disk, bucket, both, one, two in (
-            ("no-op", cell(disk_noop, disk_noop_cpu), cell(bucket_noop, bucket_noop_cpu),
-             cell(both_noop, both_noop_cpu), noop_requests, both_noop_requests),
+            ("no-op", cell(disk_noop, disk_noop_cpu),
+             cell(bucket_noop, bucket_noop_cpu, bucket_noop_moto),
+             cell(both_noop, both_noop_cpu, both_noop_moto), noop_requests, both_noop_requests),
             ("one title changed", cell(disk_changed, disk_changed_cpu),
-             cell(bucket_changed, bucket_changed_cpu), cell(both_changed, both_changed_cpu),
+             cell(bucket_changed, bucket_changed_cpu, bucket_changed_moto),
+             cell(both_changed, both_changed_cpu, both_changed_moto),
              changed_requests, both_changed_requests)):
         print(f"{label:<19}{disk}{bucket}{both}  {described(one)} ({downloaded(one)}) | "
               f"{described(two)} ({downloaded(two)})")
