@@ -26,9 +26,6 @@ from conftest import (
 from exporter.media.ffmpeg import QUIET
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
 
-# its module fixture, built once: every test of it on one xdist worker
-pytestmark = pytest.mark.xdist_group("acceptance")
-
 ALL_FOUR = ("youtube", "tiktok", "instagram", "facebook")
 META = ("instagram", "facebook")          # 3 s minimum: Reels Publishing API, IG User Media
 

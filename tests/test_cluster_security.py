@@ -13,7 +13,7 @@ from exporter.model.settings import ClusterAddress, SettingsError, resolve_setti
 from exporter.pipeline.placement.cluster import is_loopback, refusal, split_address, tls_failure
 
 # Bookkeeping, not ffmpeg: the first pass only (README: Test).
-pytestmark = [pytest.mark.once, pytest.mark.xdist_group("cluster_security")]   # its module fixture, built once: one worker
+pytestmark = pytest.mark.once
 OPENSSL = shutil.which("openssl")
 LEAF_EXTENSIONS = ("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
                    "extendedKeyUsage=serverAuth,clientAuth\n")

@@ -52,9 +52,6 @@ from exporter.media.quality import BROKEN, VMAF, gate_problems
 from exporter.model.errors import SourceError
 from exporter.model.spec import load_specs
 
-# its module fixture, built once: every test of it on one xdist worker
-pytestmark = pytest.mark.xdist_group("colour")
-
 SECONDS_EACH = 0.4
 PLATFORMS = ("youtube", "tiktok")
 # The most a patch may be off on an SDR screen, measured from the export (CIE76 ΔE; 2.3 is

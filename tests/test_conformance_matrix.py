@@ -32,9 +32,6 @@ from exporter.media.ffmpeg import QUIET
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
 from exporter.media.samples import NOISE
 
-# its module fixture, built once: every test of it on one xdist worker
-pytestmark = pytest.mark.xdist_group("conformance_matrix")
-
 ALL_FOUR = ("youtube", "tiktok", "instagram", "facebook")
 PADDED = "facebook-pad"
 PLATFORMS = (*ALL_FOUR, PADDED)

@@ -19,7 +19,7 @@ from exporter.report.gallery import card_code, gallery_html, page_cards, reusabl
 from exporter.report.registry import RegistryBefore, build_registry, registry_row
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
-pytestmark = [pytest.mark.once, pytest.mark.xdist_group("gallery")]   # its module fixture, built once: one worker
+pytestmark = pytest.mark.once
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"

@@ -16,7 +16,7 @@ from test_acceptance import tracks_with_edit_lists
 from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.samples import make_clip
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("platform_rows")]   # its module fixture, built once: one worker
+pytestmark = pytest.mark.slow
 
 TITLE = "A title that runs far past what YouTube takes <b>bold</b> " * 3
 HASHTAGS = [f"tag{number:02d}" for number in range(70)]

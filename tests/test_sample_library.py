@@ -27,9 +27,6 @@ from conftest import (
 from exporter.media.ffmpeg_binary import check_ffmpeg
 from exporter.model.spec import load_schema
 
-# its module fixture, built once: every test of it on one xdist worker
-pytestmark = pytest.mark.xdist_group("sample_library")
-
 EXAMPLES = REPO / "examples" / "renders"
 PLATFORMS = ("facebook", "instagram", "tiktok", "youtube")
 
