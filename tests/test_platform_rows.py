@@ -83,6 +83,7 @@ def test_instagram_container_audio_caption_and_cover(exported):
     cover = exported / "instagram.cover.jpg"
     (image,) = MediaInfo.parse(str(cover)).image_tracks
     assert image.format == "JPEG" and cover.stat().st_size <= 8_000_000
+    assert b"ICC_PROFILE" not in cover.read_bytes()    # no other profile: read as sRGB
     assert int(image.width) * 16 == int(image.height) * 9         # 9:16 recommended
 
 

@@ -257,8 +257,8 @@ def packet_facts(path: Path, fps: float) -> dict[str, Any]:
             when = float(packet.pts * packet.time_base)
             if packet.stream is video:
                 shown.append(when)
-                ends.append(when + float((packet.duration or 0) * packet.time_base)
-                            or when + (1 / fps if fps else 0.0))
+                length = float((packet.duration or 0) * packet.time_base)
+                ends.append(when + (length or (1 / fps if fps else 0.0)))
                 if packet.is_keyframe:
                     keys.append(when)
                     if h264 and H264_IDR not in nal_types(bytes(packet), length_size):

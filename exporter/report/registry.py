@@ -78,7 +78,8 @@ def upload_standing(row, now=None):
     if row.get("uploaded") and not row.get("upload_outdated"):
         return "uploaded", []
     needs = list(row.get("needs") or [])
-    if schedule_passed(row.get("publish_at"), now or datetime.now(timezone.utc)):
+    moment = row.get("publish_at")
+    if moment and schedule_passed(moment, now or datetime.now(timezone.utc)):
         needs.append("publish_at")
     return ("needs", needs) if needs else ("ready", [])
 

@@ -149,11 +149,15 @@ def list_objects(store: S3Store, location: ObjectLocation,
                 for meta in page:
                     key = meta["path"][skip:]
                     if key in listed:
-                        raise KeyError(key)
+                        raise KeyListedTwice(key)
                     listed[key] = (meta["size"], bare(meta["e_tag"]))
-        except (failed.InvalidPathError, KeyError):
+        except (failed.InvalidPathError, KeyListedTwice):
             return dict(keys_as_stored(location, environ))
     return listed
+
+
+class KeyListedTwice(Exception):
+    """obstore listed one key twice: `a` and `a/` as S3 stores them."""
 
 
 def keys_as_stored(location: ObjectLocation, environ: Mapping[str, str] = os.environ,
