@@ -46,9 +46,11 @@ from exporter.media.colour import (
     source_colour,
     to_bt709,
 )
-from exporter.media.colour_check import region
-from exporter.media.plan import build_plan, remux_problems
-from exporter.media.quality import BROKEN, VMAF, gate_problems
+from exporter.media.colour_check import Glimpses, check_colour, region
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.plan import build_encodes, build_plan, remux_problems
+from exporter.media.probe import probe
+from exporter.media.quality import BROKEN, VMAF, gate_problems, score_output
 from exporter.model.errors import SourceError
 from exporter.model.spec import load_specs
 
@@ -262,6 +264,32 @@ def test_colour_hdr_reject_fails_the_hdr_title_alone(tmp_path):
     assert "the render is HDR (bt2020/pq)" in failures[0]
     assert "colour.hdr is reject" in failures[0]
     assert [path.name for path in exported_videos(tmp_path / "exports")] == ["youtube.mp4"]
+
+
+# ---- the glimpses: the same reading, without decoding either file again ----------------
+
+@pytest.mark.parametrize("kind", ["bt709-full", "bt601-525", "pq-10bit", "pq-12bit-ffv1"])
+def test_the_glimpses_read_what_decoding_both_files_reads(tmp_path, kind):
+    """The colour check from the pictures the encode and the score's pass wrote small (the
+    pipeline's way) finds what it finds decoding the render and the export itself: the
+    codes are averaged, never converted, whatever the render's range and depth."""
+    spec = load_specs(small_platforms(tmp_path / "platforms", ("youtube",)))["youtube"]
+    render = make_patch_render(tmp_path / "render.mp4", KINDS[kind], ffmpeg=TEST_FFMPEG)
+    render_probe = probe(render)
+    output, glimpses = tmp_path / "export.mp4", Glimpses(tmp_path)
+    plan = build_encodes(TEST_FFMPEG, render, render_probe, [(spec, output)], "superfast",
+                         samples=[tmp_path / "samples.mkv"], glimpse=glimpses.render_path())[0]
+    run_ffmpeg(plan.argv)
+    score_output(TEST_FFMPEG, output, render, spec, plan, glimpses=glimpses)
+    assert glimpses.render and glimpses.of(output)
+    colour = source_colour(render_probe)
+    fps = spec.video["fps"]
+    read = check_colour(output, render, colour, render_probe, spec.fit, fps, glimpses)
+    decoded = check_colour(output, render, colour, render_probe, spec.fit, fps)
+    assert read["frames"] == decoded["frames"] == round(len(PATCHES) * SECONDS_EACH * fps)
+    assert read["worst"] <= PATCH_TOLERANCE, read
+    assert abs(read["mean"] - decoded["mean"]) <= 0.3, (read, decoded)
+    assert abs(read["worst"] - decoded["worst"]) <= 0.5, (read, decoded)
 
 
 # ---- what the content score cannot see: the colour check refuses it --------------------

@@ -3,10 +3,12 @@ its own tags say it looks, on every frame, at low resolution.
 
 The content score (quality.py) compares the export with the frames x264 was given, so a
 mistake in the picture chain before x264 (a wrong matrix, HDR left as it is, a negated or
-level-shifted picture) scores as perfect. This check trusts nothing of that chain: both
-files are decoded here, in-process (PyAV), each read by its own colour (the render's by
-media/colour.source_colour, the export's as BT.709), and turned into light by arithmetic
-written here (NumPy), not by ffmpeg's filters:
+level-shifted picture) scores as perfect. This check trusts nothing of that chain: it
+reads both files' decoded samples (the glimpses below: what the encode's decoder gave
+before any filter, and what the score's pass decoded of the export; else decoded here with
+PyAV), each by its own colour (the render's by media/colour.source_colour, the export's as
+BT.709), and turns them into light by arithmetic written here (NumPy), not by ffmpeg's
+filters:
 
 - YUV to non-linear RGB by the picture's matrix and range;
 - SDR to light by the BT.1886 display curve (gamma 2.4, what an SDR screen does); PQ by
@@ -43,6 +45,7 @@ from exporter.media.colour import (
     PQ,
     REFERENCE_WHITE_NITS,
     Colour,
+    source_colour,
 )
 from exporter.media.probe import OPEN_OPTIONS, pyav
 
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
     from exporter.media.probe import Probe
 
 COLOUR = "colour"
+OUTPUT_WIDTH = 72           # the export is read this wide (1080 / 15) before the grid
+RENDER_WIDTH = 72           # and the part of the render compared with it, about as wide
 DELTA_E = "CIE76"
 GRID = (16, 28)             # cells across and down the compared region
 
@@ -218,8 +223,11 @@ class Grid:
 # ---- decoding ----------------------------------------------------------------------------
 
 def decoded(path: Path | str) -> Iterator[tuple[float, Any]]:
-    """(seconds from the first frame, the frame) of every frame of the first video stream."""
-    with pyav().open(str(path), options=OPEN_OPTIONS) as container:
+    """(seconds from the first frame, the frame) of every frame of the first video stream
+    (a render or an export, opened as untrusted; or a glimpse this tool wrote, as NUT)."""
+    options = ({"format_whitelist": "nut", "protocol_whitelist": "file"}
+               if Path(path).suffix == ".nut" else OPEN_OPTIONS)
+    with pyav().open(str(path), options=options) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         start = None
@@ -230,18 +238,25 @@ def decoded(path: Path | str) -> Iterator[tuple[float, Any]]:
             yield frame.time - start, frame
 
 
-def small(frame: Any, width: int, reformatter: Any, bits: int = 8) -> np.ndarray:
-    """The frame as shown (turned by its display matrix) at about `width` across, as YUV
-    4:4:4 samples in 8-bit code units (height x width x 3, float): swscale averages the
-    area, with no colour conversion, in 8 bits for an 8-bit picture (a third of the time
-    of 16) and in 16 for a deeper one (`reformatter` keeps its context from frame to
-    frame: a tenth of the cost of a new one)."""
+def glimpse_size(size: tuple[int, int], width: int) -> tuple[int, int]:
+    """The size a picture of `size` (as shown) is read at, about `width` across."""
+    scale = min(1.0, width / size[0])
+    return max(2, round(size[0] * scale)), max(2, round(size[1] * scale))
+
+
+def small(frame: Any, width: int, reformatter: Any, bits: int = 8,
+          turn: bool = True) -> np.ndarray:
+    """The frame as shown (turned by its display matrix, unless `turn` is False: a glimpse
+    is written as shown) at about `width` across, as YUV 4:4:4 samples in 8-bit code units
+    (height x width x 3, float): swscale averages the area, with no colour conversion, in
+    8 bits for an 8-bit picture (a third of the time of 16) and in 16 for a deeper one
+    (`reformatter` keeps its context from frame to frame: a tenth of the cost of a new one)."""
     np = numpy()
-    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
-    across = frame.width if turns % 2 == 0 else frame.height
-    scale = min(1.0, width / across)
-    size = {"width": max(2, round(frame.width * scale)),
-            "height": max(2, round(frame.height * scale))}
+    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4 if turn else 0
+    shown = (frame.width, frame.height) if turns % 2 == 0 else (frame.height, frame.width)
+    across, down = glimpse_size(shown, width)
+    size = ({"width": across, "height": down} if turns % 2 == 0
+            else {"width": down, "height": across})
     if bits <= 8:       # planar: (3, height, width)
         samples = np.moveaxis(reformatter.reformat(
             frame, format="yuv444p", interpolation="AREA", **size).to_ndarray(), 0, -1)
@@ -250,6 +265,51 @@ def small(frame: Any, width: int, reformatter: Any, bits: int = 8) -> np.ndarray
         samples = reformatter.reformat(frame, format="yuv444p16le", interpolation="AREA",
                                        **size).to_ndarray().astype("float32") / 256
     return np.rot90(samples, k=turns) if turns else samples
+
+
+# ---- glimpses: the small pictures, written by the ffmpeg passes that decode anyway ------
+#
+# Decoding is most of the check's cost (a 1080x1920 frame: ~7 ms, the whole check's budget
+# is ~10). The encode decodes the render and the content score decodes the export; each
+# also writes every frame it decoded, before any filter of the picture chain, at the size
+# this check reads it (`glimpse_filter`: swscale's area average, no colour conversion, the
+# range kept), losslessly with its timestamps. The check then reads those instead of
+# decoding both files again: the same decoder's samples, scaled by the same scaler.
+
+GLIMPSE_CODEC = ["-c:v", "ffv1", "-fps_mode", "passthrough", "-f", "nut"]
+
+
+def glimpse_filter(size: tuple[int, int], bits: int, colour_range: str) -> str:
+    """The filters writing a decoded picture of `colour_range` at `size` as this check
+    reads it: its codes averaged, never converted. The frames are then said to be limited
+    range, codes unchanged: ffmpeg 9 converts full-range frames to limited before an FFV1
+    encoder (and 5.1 a J format), which would change the codes the check reads by the
+    render's tags."""
+    return (f"scale=w={size[0]}:h={size[1]}:flags=area:in_range={colour_range}"
+            f":out_range={colour_range},setrange=limited,"
+            f"format={'yuv444p' if bits <= 8 else 'yuv444p16le'}")
+
+
+def export_glimpse_size(output_size: tuple[int, int]) -> tuple[int, int]:
+    """The size an export of `output_size` is read at."""
+    return glimpse_size(output_size, OUTPUT_WIDTH)
+
+
+def render_glimpse_width(fit: str, source_size: tuple[int, int],
+                         output_size: tuple[int, int]) -> int:
+    """How wide the render is read for an export of `output_size`: its compared part
+    about as wide as the export's glimpse."""
+    source_area, _ = region(fit, source_size, export_glimpse_size(output_size))
+    return min(source_size[0], round(RENDER_WIDTH / source_area[2]))
+
+
+def render_glimpse(source_probe: Probe, targets: list[tuple[str, tuple[int, int]]]) -> str:
+    """The filters writing the render's glimpse for exports [(fit, output size), ...]: as
+    wide as the widest of them needs (the others read it smaller again)."""
+    size = source_probe.display_size
+    width = max(render_glimpse_width(fit, size, output) for fit, output in targets)
+    colour = source_colour(source_probe)
+    return glimpse_filter(glimpse_size(size, width), colour.bits, colour.range)
 
 
 def with_next_start(render: Iterator[tuple[float, Any]]) -> Iterator[tuple[Any, float | None]]:
@@ -262,23 +322,25 @@ def with_next_start(render: Iterator[tuple[float, Any]]) -> Iterator[tuple[Any, 
         yield current[1], None
 
 
-OUTPUT_WIDTH = 72           # the export is read this wide (1080 / 15) before the grid
-RENDER_WIDTH = 72           # and the part of the render compared with it, about as wide
 
 
 class Comparison:
     """One export against the render: its frames in order, each compared with the render
     frame shown at its middle (a frame-rate conversion's nearest frame: the last render
-    frame to start before it; the last one held past the render's end, as when padded)."""
+    frame to start before it; the last one held past the render's end, as when padded).
+    `glimpse`: the export's frames as the content score's pass wrote them (else decoded
+    here); `turn_render`: False when the render's frames come from its glimpse."""
 
     def __init__(self, output: Path | str, fit: str, fps: float, source_probe: Probe,
-                 source_colour: Colour):
+                 source_colour: Colour, glimpse: Path | str | None = None,
+                 turn_render: bool = True):
         from av.video.reformatter import VideoReformatter
         self.fit, self.fps, self.source_colour = fit, fps, source_colour
+        self.turn_render = turn_render
         self.source_size = source_probe.display_size
         self.to_output, self.to_render = VideoReformatter(), VideoReformatter()
-        self.frames = (small(frame, OUTPUT_WIDTH, self.to_output)
-                       for _, frame in decoded(output))
+        self.frames = (small(frame, OUTPUT_WIDTH, self.to_output, turn=glimpse is None)
+                       for _, frame in decoded(glimpse or output))
         self.upcoming = next(self.frames, None)
         self.deltas: list[float] = []
         self.grids = None
@@ -297,7 +359,8 @@ class Comparison:
     def compare(self, frame: Any) -> None:
         """ΔE of the next export frame against the render's `frame`."""
         np = numpy()
-        reference = small(frame, self.render_width, self.to_render, self.source_colour.bits)
+        reference = small(frame, self.render_width, self.to_render, self.source_colour.bits,
+                          turn=self.turn_render)
         if self.grids is None:
             self.grids = (Grid(self.upcoming.shape, self.output_area),
                           Grid(reference.shape, self.source_area))
@@ -319,14 +382,18 @@ class Comparison:
 
 
 def check_colours(outputs: list[tuple[Path | str, str, float]], source: Path | str,
-                  source_colour: Colour, source_probe: Probe) -> list[dict[str, Any]]:
+                  source_colour: Colour, source_probe: Probe,
+                  glimpses: Glimpses | None = None) -> list[dict[str, Any]]:
     """The colour record of each (output, fit, fps) made from `source`: every frame compared
     with the render frame shown at the same moment, CIE76 ΔE summarised (mean, worst and
-    which). The render is decoded once for all of them (the exports one encode made)."""
+    which). The render is decoded once for all of them (the exports one encode made), or
+    read from the encode's glimpse when `glimpses` has it (and each export from its own)."""
     started = time.monotonic()
-    comparisons = [Comparison(output, fit, fps, source_probe, source_colour)
+    glimpses = glimpses or Glimpses()
+    comparisons = [Comparison(output, fit, fps, source_probe, source_colour,
+                              glimpses.of(output), turn_render=glimpses.render is None)
                    for output, fit, fps in outputs]
-    for frame, next_start in with_next_start(decoded(source)):
+    for frame, next_start in with_next_start(decoded(glimpses.render or source)):
         for comparison in comparisons:
             while comparison.due(next_start):
                 comparison.compare(frame)
@@ -335,6 +402,31 @@ def check_colours(outputs: list[tuple[Path | str, str, float]], source: Path | s
 
 
 def check_colour(output: Path | str, source: Path | str, source_colour: Colour,
-                 source_probe: Probe, fit: str, fps: float) -> dict[str, Any]:
+                 source_probe: Probe, fit: str, fps: float,
+                 glimpses: Glimpses | None = None) -> dict[str, Any]:
     """The colour record of one export (check_colours)."""
-    return check_colours([(output, fit, fps)], source, source_colour, source_probe)[0]
+    return check_colours([(output, fit, fps)], source, source_colour, source_probe,
+                         glimpses)[0]
+
+
+class Glimpses:
+    """Where the glimpses of one encode are written: the render's (one) and each
+    export's, in a directory of their own; those that exist when the check runs are read."""
+
+    def __init__(self, directory: Path | str | None = None):
+        self.directory = Path(directory) if directory else None
+
+    def render_path(self) -> Path | None:
+        return self.directory / "render.nut" if self.directory else None
+
+    def export_path(self, output: Path | str) -> Path | None:
+        return self.directory / f"{Path(output).name}.nut" if self.directory else None
+
+    @property
+    def render(self) -> Path | None:
+        path = self.render_path()
+        return path if path and path.is_file() else None
+
+    def of(self, output: Path | str) -> Path | None:
+        path = self.export_path(output)
+        return path if path and path.is_file() else None

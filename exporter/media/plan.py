@@ -17,6 +17,7 @@ from exporter.media.colour import (
     tag_bt709,
     to_bt709,
 )
+from exporter.media.colour_check import GLIMPSE_CODEC, render_glimpse
 from exporter.media.ffmpeg import QUIET
 from exporter.media.loudness import second_pass_filter, target_of
 from exporter.media.probe import DEMUXER_WHITELIST, Probe, check_dimensions
@@ -356,14 +357,17 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
                   targets: Sequence[tuple[Spec, Path | str]],
                   preset: str | None = None,
                   loudness: dict[str, dict] | None = None,
-                  samples: Sequence[Path | str] = ()) -> list[EncodePlan]:
+                  samples: Sequence[Path | str] = (),
+                  glimpse: Path | str | None = None) -> list[EncodePlan]:
     """One ffmpeg process encoding `source` for several (spec, output) targets: one plan each.
 
     Decoding and filtering once for all outputs beats one process per output on this
     machine (docs/performance.md). ffmpeg applies the source's rotation on decode
     (autorotate is its default), so the fit filter sees the picture as a viewer would.
     `samples`: a file per target for the content check's reference frames (one in
-    SAMPLE_EVERY of the pictures x264 is given, kept losslessly), or none.
+    SAMPLE_EVERY of the pictures x264 is given, kept losslessly), or none; `glimpse`: where
+    to write every decoded frame of the render, small, for the colour check
+    (colour_check.render_glimpse), or nowhere.
     """
     check_source(probe)
     specs = [spec for spec, _ in targets]
@@ -379,7 +383,11 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     graph = video_graph(
         specs, [duration - padded + 1 / spec.video["fps"] if padded is not None else 0.0
                 for spec, (duration, _), padded in zip(specs, timing, pads)],
-        convert=convert)
+        source="[render]" if glimpse else "[0:v:0]", convert=convert)
+    if glimpse:         # the decoded render, before any filter, for the colour check
+        seen = render_glimpse(probe, [(spec.fit, (spec.video["width"], spec.video["height"]))
+                                      for spec in specs])
+        graph = f"[0:v:0]split=2[render][seen];[seen]{seen}[glimpse];{graph}"
     pictures = [f"[v{index}]" for index in range(len(targets))]
     if samples:
         graph, pictures = keeping_samples(graph, len(targets))
@@ -405,6 +413,9 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
         if samples:         # the frames x264 was given, cut where the export ends
             argv += ["-map", f"[s{index}]", "-t", f"{duration:.3f}", *SAMPLES_CODEC,
                      str(samples[index])]
+    if glimpse:             # a frame past the longest export's end
+        longest = max(duration for duration, _ in timing)
+        argv += ["-map", "[glimpse]", "-t", f"{longest + 1:.3f}", *GLIMPSE_CODEC, str(glimpse)]
     return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed,
                        loudness=(loudness or {}).get(spec.name) if probe.has_audio else None,
                        padded_from_s=padded, reads_source_audio=probe.has_audio,

@@ -29,8 +29,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporter.media.colour import source_colour
-from exporter.media.colour_check import COLOUR, check_colour
+from exporter.media.colour import LIMITED, source_colour
+from exporter.media.colour_check import (
+    COLOUR,
+    GLIMPSE_CODEC,
+    Glimpses,
+    check_colour,
+    export_glimpse_size,
+    glimpse_filter,
+)
 from exporter.media.ffmpeg import QUIET, run_ffmpeg
 from exporter.media.plan import (
     SAMPLE_EVERY,
@@ -47,6 +54,7 @@ if TYPE_CHECKING:
     from exporter.model.spec import Spec
 
 VMAF, SSIM, PACKETS = "vmaf", "ssim", "packets"
+Glimpse = tuple[tuple[int, int], Path]      # (size, where) of an export's glimpse
 # The reference scored against: the encode's own frames (plan.samples), or the source
 # decoded again through the encode's graph.
 ENCODE_SAMPLES, SOURCE = "encode", "source"
@@ -81,30 +89,38 @@ def by_sample(fps: float) -> str:
 
 
 def compared(reference: str, fps: float, metric: str, log_path: Path | str,
-             every: int = SAMPLE_EVERY) -> list[str]:
+             every: int = SAMPLE_EVERY, glimpse: Glimpse | None = None) -> list[str]:
     """The graph and outputs of a check, given `reference` (a graph feeding [ref] the sampled
     reference frames): the output (input 0) decoded whole and counted (the first null
-    output), and one frame in `every` of it scored against [ref], sample i against sample i."""
-    graph = (f"{reference};[0:v:0]split=2[count][decoded];"
+    output), one frame in `every` of it scored against [ref], sample i against sample i,
+    and, given `glimpse` ((size, path)), every frame written small for the colour check."""
+    branches = ["[count]", "[decoded]", *(["[small]"] if glimpse else [])]
+    graph = (f"{reference};[0:v:0]split={len(branches)}{''.join(branches)};"
              f"[decoded]{sample_frames(every)},{by_sample(fps)}[dist];"
              f"[dist][ref]{scorer(metric, log_path)}:eof_action=pass[scored]")
-    return ["-filter_complex", graph, "-map", "[count]", "-f", "null", "-", "-map", "[scored]"]
+    outputs = ["-map", "[count]", "-f", "null", "-"]
+    if glimpse:
+        size, path = glimpse
+        graph += f";[small]{glimpse_filter(size, 8, LIMITED)}[glimpse]"
+        outputs += ["-map", "[glimpse]", *GLIMPSE_CODEC, "-y", str(path)]
+    return ["-filter_complex", graph, *outputs, "-map", "[scored]"]
 
 
 def samples_argv(ffmpeg: str, output: Path | str, samples: Path | str, spec: Spec,
-                 metric: str, log_path: Path | str) -> list[str]:
+                 metric: str, log_path: Path | str, glimpse: Glimpse | None = None) -> list[str]:
     """One pass scoring the output against the frames the encode kept of its own picture
     chain (input 1)."""
     fps = spec.video["fps"]
     return [ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
             "-f", "matroska", "-i", str(samples),
-            *compared(f"[1:v:0]{by_sample(fps)}[ref]", fps, metric, log_path),
+            *compared(f"[1:v:0]{by_sample(fps)}[ref]", fps, metric, log_path,
+                      glimpse=glimpse),
             "-f", "null", "-"]
 
 
 def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
                plan: EncodePlan, metric: str, log_path: Path | str,
-               every: int = SAMPLE_EVERY) -> list[str]:
+               every: int = SAMPLE_EVERY, glimpse: Glimpse | None = None) -> list[str]:
     """One pass scoring the output against the same frames of the source (input 1) made by
     the encode's own picture chain, trimmed to the frames the plan expects. The
     frames are sampled before the fit, so the source's expensive part (scaling, blur) runs
@@ -120,7 +136,8 @@ def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
                             convert=plan.colour_filter)
     return [ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
             "-t", f"{plan.duration_s + 1:.3f}", *untrusted_input(source),
-            *compared(f"{reference};[v0]{by_sample(fps)}[ref]", fps, metric, log_path, every),
+            *compared(f"{reference};[v0]{by_sample(fps)}[ref]", fps, metric, log_path, every,
+                      glimpse),
             *(["-map", "1:a:0"] if plan.reads_source_audio else []), "-f", "null", "-"]
 
 
@@ -157,22 +174,29 @@ def summarise(metric: str, scores: list[float], decoded: int, seconds: float,
 
 
 def score_output(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
-                 plan: EncodePlan, every: int = SAMPLE_EVERY) -> dict[str, Any]:
+                 plan: EncodePlan, every: int = SAMPLE_EVERY,
+                 glimpses: Glimpses | None = None) -> dict[str, Any]:
     """Decode the output whole and score one frame in `every` (one ffmpeg pass) against the
     encode's own reference frames when it kept them (plan.samples, at SAMPLE_EVERY), else
     against the source; the quality record. DamagedOutput when a frame does not decode or
-    the count is not the plan's (the output is then not kept)."""
+    the count is not the plan's (the output is then not kept). Given `glimpses`, the same
+    pass writes the output's glimpse there for the colour check."""
     metric, started = metric_of(ffmpeg), time.monotonic()
     frames = expected_frames(plan, spec.video["fps"])
     workdir = Path(tempfile.mkdtemp(prefix="reelexport-quality-"))
     try:
         log_path = workdir / f"{metric}.log"
+        target = glimpses.export_path(output) if glimpses else None
+        glimpse = ((export_glimpse_size((spec.video["width"], spec.video["height"])), target)
+                   if target else None)
         if plan.samples and every == SAMPLE_EVERY and Path(plan.samples).is_file():
             reference = ENCODE_SAMPLES
-            argv = samples_argv(ffmpeg, output, plan.samples, spec, metric, log_path)
+            argv = samples_argv(ffmpeg, output, plan.samples, spec, metric, log_path,
+                                glimpse)
         else:
             reference = SOURCE
-            argv = score_argv(ffmpeg, output, source, spec, plan, metric, log_path, every)
+            argv = score_argv(ffmpeg, output, source, spec, plan, metric, log_path, every,
+                              glimpse)
         decoded = []
         stderr = run_ffmpeg(argv, progress=lambda update: decoded.append(update.frame))
         if stderr.strip():          # the source's own glitches are not the output's
@@ -196,13 +220,14 @@ def score_output(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec
 
 
 def content_score(ffmpeg: str, output: Path | str, source: Path | str, source_probe: Probe,
-                  spec: Spec, plan: EncodePlan) -> dict[str, Any]:
+                  spec: Spec, plan: EncodePlan,
+                  glimpses: Glimpses | None = None) -> dict[str, Any]:
     """The quality record of an encode: the score against the frames x264 was given
     (score_output), with the colour check against the render itself beside it
     (colour_check.py), which does not trust the chain that made those frames."""
-    record = score_output(ffmpeg, output, source, spec, plan)
+    record = score_output(ffmpeg, output, source, spec, plan, glimpses=glimpses)
     record[COLOUR] = check_colour(output, source, source_colour(source_probe), source_probe,
-                                  spec.fit, spec.video["fps"])
+                                  spec.fit, spec.video["fps"], glimpses)
     return record
 
 

@@ -5,6 +5,7 @@ against the spec before it is published. The sidecar of the video just made.
 
 from __future__ import annotations
 
+import tempfile
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from exporter.media.plan import (
     pad_from,
 )
 from exporter.media.probe import Probe, moov_before_mdat, probe
-from exporter.media.colour_check import COLOUR, check_colours
+from exporter.media.colour_check import COLOUR, Glimpses, check_colours
 from exporter.media.quality import content_score, gate_problems, remux_proof, score_output
 from exporter.media.shared import SharedCache, share_key
 from exporter.media.verify import conformance_problems, rate_over
@@ -182,11 +183,14 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
         temps = [stack.enter_context(temporary(cache.video(key))) for _, key in targets]
         # the content check's reference frames, kept by the encode; gone after the check
         samples = [stack.enter_context(temporary(cache.samples(key))) for _, key in targets]
+        # the colour check's small pictures, written by the passes that decode anyway
+        glimpses = Glimpses(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="reelexport-glimpses-")))
         loudness = {spec.name: loudness_of(job, spec, source_probe, inputs)[0]
                     for spec, _ in targets}
         plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
                               [(spec, temp) for (spec, _), temp in zip(targets, temps)],
-                              job.preset, loudness, samples)
+                              job.preset, loudness, samples, glimpses.render_path())
         argv, checked = plans[0].argv, []
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plans[0].duration_s,
                           job.spec.video["fps"]) as progress:
@@ -203,7 +207,8 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
                         continue
                     made_by, achieved = corrected_encode(job, source_probe, temp, plan, over)
                 # decoded whole and scored once, here: every export of this key reuses it
-                quality = score_output(job.ffmpeg, temp, job.title.source, spec, plan)
+                quality = score_output(job.ffmpeg, temp, job.title.source, spec, plan,
+                                       glimpses=glimpses)
             except (ConformanceError, DamagedOutput):
                 if index == 0:
                     raise
@@ -212,7 +217,7 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
         # the colour check of every output of this encode, the render decoded once for all
         colours = check_colours([(temp, spec.fit, spec.video["fps"])
                                  for spec, _, temp, *_ in checked], job.title.source,
-                                source_colour(source_probe), source_probe)
+                                source_colour(source_probe), source_probe, glimpses)
         for (spec, key, temp, made_by, quality, achieved), colour in zip(checked, colours):
             cache.store(key, temp, {"argv": made_by, "mode": "encode",
                                     "quality": {**quality, COLOUR: colour},
