@@ -4,6 +4,7 @@ certificates made by openssl as a user would (docs/credentials.md)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
@@ -44,11 +45,31 @@ def make_signer(directory: Path, name: str, days: int = 365) -> tuple[Path, Path
     return chain, directory / f"{name}.key"
 
 
+def made_once(tmp_path_factory, name, make):
+    """`make(directory)` run once for the whole session, whichever xdist worker asks first
+    (the others wait, then share it): the signed run costs one run, not one per worker."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base
+    directory = shared / name
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (directory / ".made").exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            result = make(directory)
+            (directory / ".made").write_text(json.dumps(result, default=str))
+    return json.loads((directory / ".made").read_text())
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     """A CA and its signers: `studio` (valid), `renewed` (a second certificate), `expired`
     (notAfter yesterday), and a key of no certificate."""
-    directory = tmp_path_factory.mktemp("pki")
+    made = made_once(tmp_path_factory, "c2pa-pki", make_pki)
+    return {name: (Path(chain), Path(key)) for name, (chain, key) in made.items()}
+
+
+def make_pki(directory):
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key",
             cwd=directory)
     openssl("req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "3650",
@@ -57,7 +78,7 @@ def pki(tmp_path_factory):
             cwd=directory)
     signers = {name: make_signer(directory, name) for name in ("studio", "renewed", "stray")}
     signers["expired"] = make_signer(directory, "expired", days=-1)
-    return signers
+    return {name: [str(chain), str(key)] for name, (chain, key) in signers.items()}
 
 
 def signing_env(pki, name="studio", **extra):
@@ -106,7 +127,15 @@ TITLES = {"ai-story": {"ai_generated": True}, "mixed-story": {"ai_generated": "p
 def signed_run(tmp_path_factory, clip_cache, pki):
     """One signed run over four renders: AI-declared, partly generated, silent (a camera
     render: no declaration), and one carrying its own manifest."""
-    root = tmp_path_factory.mktemp("signed")
+    def make(root):
+        return make_signed_run(root, clip_cache, pki)
+    made = made_once(tmp_path_factory, "c2pa-signed-run", make)
+    exports = Path(made["exports"])
+    return {"exports": exports, "args": made["args"], "env": signing_env(pki),
+            "dir": exports / "women" / "18-23"}
+
+
+def make_signed_run(root, clip_cache, pki):
     renders, exports = root / "renders", root / "exports"
     for title_id, declaration in TITLES.items():
         directory = renders / "women" / "18-23" / title_id
@@ -118,10 +147,8 @@ def signed_run(tmp_path_factory, clip_cache, pki):
     sign_render(renders / "women" / "18-23" / "signed-render" / "final.mp4", pki)
     args = [f"renders={renders}", f"exports={exports}",
             f"platforms_dir={small_platforms(root / 'platforms', PLATFORMS)}"]
-    env = signing_env(pki)
-    first = run_doit("-n", "2", *args, env=env, check=0)
-    return {"exports": exports, "args": args, "env": env, "first": first,
-            "dir": exports / "women" / "18-23"}
+    run_doit("-n", "2", *args, env=signing_env(pki), check=0)
+    return {"exports": str(exports), "args": args}
 
 
 def test_an_ai_declared_render_is_signed_as_generated(signed_run):
