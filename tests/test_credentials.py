@@ -288,3 +288,42 @@ def test_a_signer_that_cannot_sign_stops_the_run_at_load(library, pki, case, exp
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (library.exports / "men").exists()
+
+
+# ---- the pure parts, and the signer's checks, in-process --------------------------------
+
+def test_what_the_manifest_states_follows_the_declaration():
+    from exporter.media.credentials import manifest_definition, wanted_claims, what_it_did
+
+    def first(ai, parent=False):
+        definition = manifest_definition(title="t", ai_generated=ai, did=["c2pa.transcoded"],
+                                         render_has_manifest=parent, render_name="final.mp4",
+                                         tool_version="0")
+        return wanted_claims(definition, "final.mp4", parent)
+    assert first(True)["actions"][0] == "c2pa.created"
+    assert first("partly")["digital_source_type"] == IPTC + "compositeWithTrainedAlgorithmicMedia"
+    for silent in (None, False):
+        claims = first(silent)
+        assert (claims["actions"][0], claims["digital_source_type"]) == ("c2pa.opened", None)
+        assert claims["ingredient"] == {"title": "final.mp4", "relationship": "parentOf",
+                                        "has_manifest": False}
+    kept = first(True, parent=True)         # the render's own manifest: opened, claim kept
+    assert kept["actions"][0] == "c2pa.opened" and kept["ingredient"]["has_manifest"]
+    assert what_it_did("remux", (1080, 1920), 0, (1080, 1920)) == ["c2pa.repackaged"]
+    assert what_it_did("encode", (1920, 1080), 90, (1080, 1920)) == ["c2pa.transcoded"]
+    assert what_it_did("encode", (640, 360), 0, (1080, 1920)) == ["c2pa.transcoded",
+                                                                  "c2pa.resized"]
+
+
+def test_a_ca_certificate_or_another_algorithm_is_refused(pki):
+    from exporter.media.credentials import load_credentials
+    from exporter.model.settings import SettingsError, SigningFiles
+    chain, key = pki["studio"]
+    ca = chain.with_name("ca.pem")
+    with pytest.raises(SettingsError, match="a CA certificate"):
+        load_credentials(SigningFiles(cert=str(ca), key=str(key)))
+    with pytest.raises(SettingsError, match="signs with secp384r1"):
+        load_credentials(SigningFiles(cert=str(chain), key=str(key), alg="es384"))
+    with pytest.raises(SettingsError, match="cannot be read"):
+        load_credentials(SigningFiles(cert=str(chain) + ".gone", key=str(key)))
+    assert load_credentials(SigningFiles(cert=str(chain), key=str(key))).signer == "studio"

@@ -37,10 +37,12 @@ def statement_of(document: Record) -> Record:
             "ai_generated": (document.get("upload") or {}).get("ai_generated")}
 
 
-def planned(job: ExportJob, statement: Record, did: list[str]) -> tuple[Record, Record, bool]:
+def planned(job: ExportJob, statement: Record, did: list[str],
+            parent: bool | None = None) -> tuple[Record, Record, bool]:
     """(the manifest definition, the claims it makes, whether the render carries a manifest
-    of its own) for this export."""
-    parent = carries_manifest(job.title.source)
+    of its own: `parent`, else read from its file) for this export."""
+    if parent is None:
+        parent = carries_manifest(job.title.source)
     definition = manifest_definition(
         title=statement["title"], ai_generated=statement["ai_generated"], did=did,
         render_has_manifest=parent, render_name=job.title.source.name,
@@ -81,7 +83,13 @@ def signed_as_wanted(job: ExportJob, sidecar: Record, statement: Record) -> bool
     recorded = recorded_credentials(sidecar)
     if not recorded:
         return False
-    _, wanted, _ = planned(job, statement, did_of(sidecar))
+    parent = None
+    if job.title.remote_etag:
+        # a render in a bucket is not downloaded for a video already made: its bytes are
+        # those the video was signed from (same source_sha256), so is whether it carries one
+        parent = bool(((recorded.get("claims") or {}).get("ingredient") or {})
+                      .get("has_manifest"))
+    _, wanted, _ = planned(job, statement, did_of(sidecar), parent)
     return recorded.get("key") == claims_key(job.credentials, wanted)
 
 
