@@ -259,7 +259,8 @@ BAD_VARIABLES = {
     "platform=youtube": "ERROR: unknown variable platform=: the variables are renders=, "
                         "exports=, platforms_dir=, segment=, age=, platforms=, preset=, "
                         "ffmpeg=, attempts=, backoff=, retry=, cluster=, tls_ca=, "
-                        "tls_cert=, tls_key=, cluster_insecure=, settle=, poll= (docs/usage.md)",
+                        "tls_cert=, tls_key=, cluster_insecure=, c2pa_cert=, c2pa_key=, "
+                        "c2pa_alg=, c2pa_tsa=, settle=, poll= (docs/usage.md)",
 }
 
 

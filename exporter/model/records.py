@@ -45,13 +45,16 @@ def identity(title_id: str, segment: str, age: str, platform: str) -> Record:
 
 def sidecar_document(*, names: Record, output: Record, metadata_file: str, source: Record,
                      spec: Record, encode: Record, inputs: Record, started_at: str,
-                     finished_at: str, attempts: int) -> Record:
+                     finished_at: str, attempts: int, credentials: Record | None = None
+                     ) -> Record:
     """The sidecar of a video just made; `with_outputs` completes it once the images and
-    metadata are made too."""
+    metadata are made too. `credentials`: its C2PA manifest (label, claims, signer), when
+    signing is on (media/credentials.credentials_record)."""
     return {"schema_version": RECORD_VERSION, **names, "output": output,
             "metadata_file": metadata_file, "metadata_warnings": [], "source": source,
             "spec": spec, "encode": encode, "inputs": inputs, "started_at": started_at,
-            "finished_at": finished_at, "attempts": attempts}
+            "finished_at": finished_at, "attempts": attempts,
+            **({"credentials": credentials} if credentials is not None else {})}
 
 
 def with_outputs(sidecar: Record, images: dict[str, Record], inputs: Record,
@@ -112,6 +115,27 @@ def recorded_quality(sidecar: Record | None) -> Record | None:
     return ((sidecar or {}).get("encode") or {}).get("quality")
 
 
+def recorded_credentials(sidecar: Record | None) -> Record | None:
+    """The sidecar's content credentials (its manifest's label, claims and signer); None
+    when its video is not signed."""
+    return (sidecar or {}).get("credentials")
+
+
+def credentials_facts(sidecar: Record | None) -> Record | None:
+    """What the registry, status, gallery and upload queue show of an export's content
+    credentials: None when unsigned, else its manifest's label, what it states, who signed."""
+    recorded = recorded_credentials(sidecar)
+    if not recorded:
+        return None
+    claims, signer = recorded.get("claims") or {}, recorded.get("signer") or {}
+    ingredient = claims.get("ingredient") or {}
+    return {"label": recorded.get("label"), "actions": claims.get("actions"),
+            "digital_source_type": claims.get("digital_source_type"),
+            "parent": ingredient.get("title"),
+            "parent_has_manifest": bool(ingredient.get("has_manifest")),
+            "signer": signer.get("name"), "fingerprint": signer.get("fingerprint")}
+
+
 def recorded_inputs(record: Record | None) -> Record:
     """The inputs a sidecar's export, or an error record's attempt, was made from."""
     return (record or {}).get("inputs") or {}
@@ -144,6 +168,7 @@ def export_facts(sidecar: Record) -> Record:
             "sha256": output.get("sha256"), "mode": encode.get("mode"),
             "finished_at": sidecar.get("finished_at"), "ffmpeg": encode.get("ffmpeg_version"),
             "quality": encode.get("quality"),
+            **({"credentials": credentials_facts(sidecar)} if "credentials" in sidecar else {}),
             **{key: upload.get(key) for key in UPLOAD_FACTS},
             "needs": upload.get("needs") if "upload" in sidecar else ["request"]}
 
@@ -160,7 +185,8 @@ def tile_facts(sidecar: Record | None) -> Record | None:
     output = sidecar.get("output", {})
     return {"output": {k: output.get(k) for k in
                        ("video_bitrate", "size_bytes", "duration_s", "width", "height")},
-            "poster": sidecar.get("poster"), "quality": recorded_quality(sidecar)}
+            "poster": sidecar.get("poster"), "quality": recorded_quality(sidecar),
+            **({"credentials": credentials_facts(sidecar)} if "credentials" in sidecar else {})}
 
 
 def remake_causes(previous: Record | None, inputs: Record, *, spec_sha256: str | None,
@@ -169,7 +195,8 @@ def remake_causes(previous: Record | None, inputs: Record, *, spec_sha256: str |
     """Why an export is made again, from its sidecar before and what it is made from now:
     "new", "retry" (retry=failed), "source changed", "metadata changed", "thumbnail
     changed", "spec changed",
-    "tool changed" (ffmpeg or reelexport), "settings changed" (preset), "output missing",
+    "tool changed" (ffmpeg or reelexport), "settings changed" (preset), "signer changed"
+    (the C2PA certificate, or signing turned on or off), "output missing",
     or "forced" (nothing changed: `doit -a`, or doit's record of it forgotten or lost)."""
     causes = ["retry"] if retried else []
     if not previous:
@@ -192,6 +219,8 @@ def remake_causes(previous: Record | None, inputs: Record, *, spec_sha256: str |
     if not (spec_changed or tool_changed) and any(
             before.get(k) != inputs.get(k) for k in ("encode_key", "metadata_rules_key")):
         causes.append("settings changed")
+    if before.get("credentials") != inputs.get("credentials"):
+        causes.append("signer changed")
     if output_missing:
         causes.append("output missing")
     return causes or ["forced"]

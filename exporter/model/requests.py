@@ -158,6 +158,12 @@ def declaration_needs(api: str, fields: dict[str, Any], platform: str) -> list[d
             for name in DECLARATIONS[api] if name not in fields]
 
 
+def synthetic(ai_generated: bool | str) -> bool:
+    """An API's yes/no flag of an AI declaration: "partly" (real footage with generated
+    parts) is a yes to both YouTube's containsSyntheticMedia and TikTok's is_aigc."""
+    return ai_generated is True or ai_generated == "partly"
+
+
 def youtube_request(document: dict, fields: dict, needs: list) -> dict:
     snippet = {"title": document["title"], "description": document["caption"]}
     if document.get("tags"):
@@ -186,7 +192,7 @@ def youtube_request(document: dict, fields: dict, needs: list) -> dict:
     if "made_for_kids" in fields:
         status["selfDeclaredMadeForKids"] = fields["made_for_kids"]
     if "ai_generated" in fields:
-        status["containsSyntheticMedia"] = fields["ai_generated"]
+        status["containsSyntheticMedia"] = synthetic(fields["ai_generated"])
     for ours, theirs in (("embeddable", "embeddable"), ("license", "license"),
                          ("public_stats_viewable", "publicStatsViewable")):
         if ours in fields:
@@ -209,7 +215,7 @@ def tiktok_request(document: dict, fields: dict, needs: list) -> dict:
         if name in fields:
             info[name] = fields[name]
     if "ai_generated" in fields:
-        info["is_aigc"] = fields["ai_generated"]
+        info["is_aigc"] = synthetic(fields["ai_generated"])
     return {"post_info": info}
 
 

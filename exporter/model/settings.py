@@ -26,7 +26,7 @@ DEFAULTS = {
 # runs of its own (doit watch) passes them on.
 VAR_NAMES = ("renders", "exports", "platforms_dir", "segment", "age", "platforms", "preset",
              "ffmpeg", "attempts", "backoff", "retry", "cluster", "tls_ca", "tls_cert",
-             "tls_key", "cluster_insecure")
+             "tls_key", "cluster_insecure", "c2pa_cert", "c2pa_key", "c2pa_alg", "c2pa_tsa")
 # doit vars read elsewhere: `doit watch settle=SECONDS poll=SECONDS` (pipeline/plumbing/watch.py).
 OTHER_VAR_NAMES = ("settle", "poll")
 # What each variable means, as `doit help` lists them (default: DEFAULTS, or none).
@@ -47,6 +47,10 @@ VAR_HELP = {
     "tls_cert": "this client's certificate for the cluster (PEM)",
     "tls_key": "this client's key for the cluster (PEM)",
     "cluster_insecure": "yes: a plain tcp:// scheduler not on this machine",
+    "c2pa_cert": "sign every export (C2PA): the certificate chain, signer first (PEM)",
+    "c2pa_key": "the signer's private key (PKCS#8 PEM); never copied anywhere",
+    "c2pa_alg": "the signing algorithm (default es256; docs/credentials.md)",
+    "c2pa_tsa": "a timestamp authority URL for the signatures (optional)",
     "settle": "doit watch: seconds a render must stay unchanged before it is exported",
     "poll": "doit watch: seconds between listings of a renders bucket",
 }
@@ -66,7 +70,13 @@ ENV_NAMES = {
     "tls_cert": "REELEXPORT_TLS_CERT",
     "tls_key": "REELEXPORT_TLS_KEY",
     "cluster_insecure": "REELEXPORT_CLUSTER_INSECURE",
+    "c2pa_cert": "REELEXPORT_C2PA_CERT",
+    "c2pa_key": "REELEXPORT_C2PA_KEY",
+    "c2pa_alg": "REELEXPORT_C2PA_ALG",
+    "c2pa_tsa": "REELEXPORT_C2PA_TSA",
 }
+# The algorithms c2pa signs with (c2pa_alg=), and the key each takes.
+SIGNING_ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
 # cluster_insecure= (any case; empty: no)
 YES_NO = {"yes": True, "no": False, "": False}
 
@@ -93,6 +103,23 @@ class ClusterAddress:
 
 
 @dataclass(frozen=True)
+class SigningFiles:
+    """c2pa_cert=, c2pa_key= (absolute paths), c2pa_alg=, c2pa_tsa=: what signs every
+    export's content credentials (docs/credentials.md); checked and loaded at load by
+    media/credentials.load_credentials. `said` is how the user gave each, for its errors."""
+
+    cert: str
+    key: str
+    alg: str = "es256"
+    tsa: str | None = None
+    said: tuple[tuple[str, str], ...] = ()
+
+    def given_as(self, name: str) -> str:
+        """'REELEXPORT_C2PA_CERT=/path' or 'c2pa_cert=/path'."""
+        return dict(self.said).get(name, name)
+
+
+@dataclass(frozen=True)
 class Settings:
     renders: Path
     exports: Path
@@ -113,6 +140,8 @@ class Settings:
     # exports=s3://BUCKET/PREFIX: `exports` is then the local tree each export is made in
     # before it is published there (storage/exports.py)
     exports_url: str | None = None
+    # c2pa_cert= and c2pa_key= (REELEXPORT_C2PA_*): every export signed; None: credentials off
+    signing: SigningFiles | None = None
 
     @property
     def dep_file(self) -> Path:
@@ -280,7 +309,38 @@ def resolve_settings(get_var: Callable[[str, str | None], str | None],
                          "2nd try, doubled for each further one)", 0),
         retry_failed=retry == "failed",
         cluster=cluster,
+        signing=signing_files(pick, said),
     )
+
+
+def signing_files(pick: Callable[[str], str | None],
+                  said: Callable[[str], str]) -> SigningFiles | None:
+    """c2pa_cert=, c2pa_key=, c2pa_alg=, c2pa_tsa= (None: none given, credentials off). Only
+    their shape here; the files are read and checked at load (media/credentials.py)."""
+    given = {name: (pick(name) or "").strip() or None
+             for name in ("c2pa_cert", "c2pa_key", "c2pa_alg", "c2pa_tsa")}
+    if not (given["c2pa_cert"] or given["c2pa_key"]):
+        other = next((name for name in ("c2pa_alg", "c2pa_tsa") if given[name]), None)
+        if other:
+            raise SettingsError(f"{said(other)}: c2pa_cert= and c2pa_key= are missing: "
+                                "signing takes a certificate and its key (docs/credentials.md)")
+        return None
+    for needed in ("c2pa_cert", "c2pa_key"):
+        if not given[needed]:
+            other = "c2pa_key" if needed == "c2pa_cert" else "c2pa_cert"
+            raise SettingsError(f"{said(other)}: {needed}= is missing: signing takes the "
+                                "certificate chain and its key (docs/credentials.md)")
+    alg = (given["c2pa_alg"] or "es256").lower()
+    if alg not in SIGNING_ALGORITHMS:
+        raise SettingsError(f"{said('c2pa_alg')}: not a C2PA signing algorithm; c2pa_alg= "
+                            f"takes one of {', '.join(SIGNING_ALGORITHMS)}")
+    tsa = given["c2pa_tsa"]
+    if tsa and not re.match(r"^https?://[^\s/]+", tsa):
+        raise SettingsError(f"{said('c2pa_tsa')}: not an http(s) URL of a timestamp authority")
+    return SigningFiles(
+        cert=os.path.abspath(given["c2pa_cert"]), key=os.path.abspath(given["c2pa_key"]),
+        alg=alg, tsa=tsa,
+        said=tuple((name, said(name)) for name in given if given[name]))
 
 
 def state_directory(environ: Mapping[str, str]) -> Path:

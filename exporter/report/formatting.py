@@ -31,3 +31,24 @@ def ffmpeg_release(version_line):
     if len(words) >= 3 and words[:2] == ["ffmpeg", "version"]:
         return f"ffmpeg {words[2]}"
     return version_line
+
+
+# What each IPTC digital source type a manifest states reads as.
+SOURCE_TYPE_WORDS = {"trainedAlgorithmicMedia": "AI-generated",
+                     "compositeWithTrainedAlgorithmicMedia": "partly AI-generated"}
+
+
+def credentials_text(facts):
+    """An export's content credentials in words (records.credentials_facts): 'AI-generated;
+    transcoded, resized; signed by Studio (C2PA)', or 'none' when it carries none."""
+    if not facts:
+        return "none"
+    source = (facts.get("digital_source_type") or "").rsplit("/", 1)[-1]
+    claim = SOURCE_TYPE_WORDS.get(source, f"source {source}" if source else "no AI claim")
+    did = ", ".join(action.removeprefix("c2pa.") for action in facts.get("actions") or []
+                    if action not in ("c2pa.created", "c2pa.opened"))
+    parent = ""
+    if facts.get("parent"):
+        parent = f"; from {facts['parent']}" + (" (its own manifest kept)"
+                                                if facts.get("parent_has_manifest") else "")
+    return f"{claim}; {did}{parent}; signed by {facts.get('signer')}"

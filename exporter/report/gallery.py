@@ -18,7 +18,7 @@ from exporter.model import layout, records
 from exporter.model.files import read_json, write_text_atomic
 from exporter.model.records import read_record, tile_facts
 from exporter.report import formatting
-from exporter.report.formatting import MADE, format_duration, format_size
+from exporter.report.formatting import MADE, credentials_text, format_duration, format_size
 from exporter.report.registry import STATUSES, registry_state
 
 CACHE_NAME = layout.GALLERY_CACHE     # earlier versions' tile cache: removed when found
@@ -114,9 +114,16 @@ def facts_html(row, sidecar):
              ("size", format_size(row.get("size_bytes"))),
              ("bitrate", bitrate_text(output)),
              ("frame", f"{output.get('width')}x{output.get('height')}"),
-             *quality_fact(row.get("quality") or sidecar.get("quality")))
+             *quality_fact(row.get("quality") or sidecar.get("quality")),
+             *credentials_fact(row.get("credentials") or sidecar.get("credentials")))
     return "<dl>" + "".join(f"<dt>{name}</dt><dd>{escape(value)}</dd>"
                             for name, value in facts) + "</dl>"
+
+
+def credentials_fact(facts):
+    """The tile's content credentials (C2PA): what they state and who signed; nothing for
+    an export that carries none."""
+    return (("C2PA", credentials_text(facts)),) if facts else ()
 
 
 def quality_fact(quality):
@@ -196,7 +203,8 @@ def request_html(row):
     """What its upload request posts it as: privacy, the declarations (or that one is
     missing), and where it stands in the queue (`doit uploads`)."""
     def declared(value):
-        return "not declared" if value is None else ("yes" if value else "no")
+        return ("not declared" if value is None else "partly" if value == "partly"
+                else "yes" if value else "no")
     words = [row.get("privacy") or "privacy not set",
              f"for kids: {declared(row.get('made_for_kids'))}",
              f"AI: {declared(row.get('ai_generated'))}"]

@@ -57,7 +57,8 @@ def event_detail(item):
     """What happened, in a few words."""
     kind = item["event"]
     if kind == "made":
-        video = "video kept" if item.get("video") == "kept" else item.get("mode") or "?"
+        video = {"kept": "video kept", "signed": "video kept, signed again"}.get(
+            item.get("video"), item.get("mode") or "?")
         return (f"{', '.join(item.get('causes') or [])}: {video}, "
                 f"sha256 {(item.get('sha256') or '?')[:12]}, {item.get('size_bytes')} bytes")
     if kind == "failed":

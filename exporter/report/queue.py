@@ -40,7 +40,10 @@ def queue_entry(job, row, metadata):
             "sha256": row.get("sha256"), "privacy": upload.get("privacy"),
             "publish_at": upload.get("publish_at"),
             "declarations": {k: upload.get(k) for k in ("made_for_kids", "ai_generated")},
-            "replaces": outdated, **POSTING.get(api, {"endpoint": None, "adds": []})}
+            "replaces": outdated,
+            # its content credentials (C2PA): what its manifest states; None: unsigned
+            "credentials": row.get("credentials"),
+            **POSTING.get(api, {"endpoint": None, "adds": []})}
 
 
 def held_entry(job, kind, reason, needs=()):

@@ -26,6 +26,7 @@ from exporter.pipeline.export.library import load_build
 from exporter.pipeline.export.stamp import check_stamp
 from exporter.report.formatting import (
     MADE,
+    SOURCE_TYPE_WORDS,
     ffmpeg_release,
     format_duration,
     format_size,
@@ -253,10 +254,60 @@ def current_registry(build):
 def status_document(build):
     """What `doit status --json` prints: the report plus where it comes from."""
     settings = build.settings
-    report = status_report(current_registry(build), settings.segments, settings.ages,
-                           settings.platforms)
+    document = current_registry(build)
+    report = status_report(document, settings.segments, settings.ages, settings.platforms)
+    rows = select_rows(document["exports"], settings.segments, settings.ages,
+                       settings.platforms)
     return {"exports": str(settings.exports), "run_in_progress": lock_holder(
-        settings.exports / layout.LOCK), **report}
+        settings.exports / layout.LOCK), **report,
+        "credentials": credentials_summary(build.credentials, rows)}
+
+
+def credentials_summary(credentials, rows):
+    """Whether exports are signed (content credentials, C2PA) and what the made ones carry:
+    how many are signed by the signer configured, by another, or not at all, and what
+    their manifests state of the render (AI-generated, partly, no AI claim)."""
+    summary = {"signing": "on" if credentials else "off"}
+    if credentials:
+        summary["signer"] = credentials.identity()
+    counts, states = {"signed": 0, "other_signer": 0, "unsigned": 0}, {}
+    for row in rows:
+        if row["status"] not in MADE:
+            continue
+        facts = row.get("credentials")
+        if not facts:
+            counts["unsigned"] += 1
+            continue
+        counts["signed" if credentials is None or facts.get("fingerprint")
+               == credentials.fingerprint else "other_signer"] += 1
+        source = (facts.get("digital_source_type") or "").rsplit("/", 1)[-1]
+        claim = SOURCE_TYPE_WORDS.get(source, "no AI claim")
+        states[claim] = states.get(claim, 0) + 1
+    if credentials or counts["signed"]:
+        summary.update(counts, states=dict(sorted(states.items())))
+    return summary
+
+
+def credentials_lines(summary):
+    """'credentials: off (...)', or who signs and what the made exports carry."""
+    if not summary:
+        return []
+    if summary["signing"] == "off":
+        line = ("credentials: off (REELEXPORT_C2PA_CERT and REELEXPORT_C2PA_KEY sign every "
+                "export: docs/credentials.md)")
+        if summary.get("signed"):
+            line += f"; {summary['signed']} exports carry them from an earlier run"
+        return [line]
+    signer = summary["signer"]
+    made = summary["signed"] + summary["other_signer"] + summary["unsigned"]
+    states = ", ".join(f"{count} {claim}" for claim, count in summary["states"].items())
+    line = (f"credentials: signed by {signer['name']} (sha256 {signer['fingerprint'][:16]}, "
+            f"until {signer['not_after'][:10]}): {summary['signed']} of {made} exports"
+            + (f" ({states})" if states else ""))
+    waiting = summary["other_signer"] + summary["unsigned"]
+    if waiting:
+        line += f"; {waiting} not signed by it yet (the next run signs them)"
+    return [line]
 
 
 def format_status(document):
@@ -264,7 +315,8 @@ def format_status(document):
     pid = document["run_in_progress"]
     note = (f"a run (pid {pid}) is writing {document['exports']}: until it ends, exports it "
             "makes may read stale (doit saves its DB at the end)\n") if pid else ""
-    return note + format_report(document)
+    return note + format_report(document) + "".join(
+        line + "\n" for line in credentials_lines(document.get("credentials")))
 
 
 class Status(ExportCommand):

@@ -68,6 +68,7 @@ from exporter.pipeline.export.job import (
     sha256_or_none,
 )
 from exporter.pipeline.export.outputs import video_is_current
+from exporter.pipeline.export.signing import sign_again, signed_as_wanted, statement_of
 from exporter.pipeline.placement.cluster import ClusterError
 from exporter.storage.exports import PUBLISHED_VALUE
 
@@ -97,7 +98,8 @@ def is_transient(error: Exception) -> bool:
 def export(job: ExportJob, inputs: Record, attempt: int = 1,
            states: tuple | None = None) -> str:
     """Make (or recognise as made) one export. Raises ExportError with a one-line cause.
-    Returns "made" when the video was made now, "kept" when the one in place was current.
+    Returns "made" when the video was made now, "kept" when the one in place was current,
+    "signed" when it was current but signed again (a new signer, a new declaration).
 
     `states` (the render store's, taken before `inputs` were hashed): if an input is not
     the same at the end, the export is not recorded as made from `inputs` (SourceChanged).
@@ -112,9 +114,11 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
     if inputs["source_sha256"] is None:
         raise SourceError(f"{job.title.source.name} is missing")
     sidecar = read_record(job.path("sidecar"))
+    # what its content credentials state of the render (None: signing is off)
+    statement = statement_of(metadata_document) if job.credentials else None
     video = "kept"
     if not video_is_current(job, inputs, sidecar):
-        sidecar = encode_video(job, inputs, started_at, attempt)
+        sidecar = encode_video(job, inputs, started_at, attempt, statement)
         video = "made"
     else:
         try:        # floors edited since it was made: its recorded score judged again
@@ -123,6 +127,9 @@ def export(job: ExportJob, inputs: Record, attempt: int = 1,
             for target in job.targets:
                 target.unlink(missing_ok=True)
             raise
+        if statement is not None and not signed_as_wanted(job, sidecar, statement):
+            sidecar = sign_again(job, sidecar, statement)
+            video = "signed"
     problem = offset_problem(metadata_document["request"], metadata_document["upload"]["api"],
                              output_duration_s(sidecar))
     if problem:     # metadata.json asks for a frame the video does not have

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from exporter import __version__
 from exporter.media.colour import conversion_record, source_colour
+from exporter.media.credentials import what_it_did
 from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.loudness import (
     is_silent,
@@ -64,6 +65,7 @@ from exporter.pipeline.export.job import (
     ffmpeg_version,
 )
 from exporter.pipeline.export.progress_files import ProgressFile
+from exporter.pipeline.export.signing import sign_video
 
 # Stands for the output file in a plan's argv until the cache decides where it goes.
 PLAN_OUTPUT = "{output}"
@@ -72,7 +74,8 @@ PLAN_OUTPUT = "{output}"
 def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_probe: Probe,
                   output_sha256: str, plan: EncodePlan, started_at: str, attempt: int,
                   mode: str, shared_key: str, cache_record: Record,
-                  loudness: Record | None = None, quality: Record | None = None) -> Record:
+                  loudness: Record | None = None, quality: Record | None = None,
+                  credentials: Record | None = None) -> Record:
     """The sidecar of the video just made: what, from what, how, and its probe."""
     return sidecar_document(
         names=job.identity,
@@ -100,7 +103,8 @@ def build_sidecar(job: ExportJob, inputs: Record, source_probe: Probe, output_pr
                 "tool_version": __version__, "loudness": loudness, "quality": quality,
                 "colour": conversion_record(source_colour(source_probe), plan.mode),
                 "worker": current_worker()},
-        inputs=inputs, started_at=started_at, finished_at=now_utc(), attempts=attempt)
+        inputs=inputs, started_at=started_at, finished_at=now_utc(), attempts=attempt,
+        credentials=credentials)
 
 
 def verified_probe(ffmpeg: str, spec: Spec, path: Path, plan: EncodePlan,
@@ -302,8 +306,12 @@ def restored_from_sibling(job: ExportJob, key: str, cache: SharedCache) -> bool:
     return False
 
 
-def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) -> Record:
-    """Make the video (encode, remux, or copy a shared encode), verify and publish it.
+def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int,
+                 statement: Record | None = None) -> Record:
+    """Make the video (encode, remux, or copy a shared encode), sign it when signing is on
+    (`statement`: what its manifest says of the render; pipeline/export/signing.py), verify
+    and publish it. The shared cache keeps the bytes unsigned: each platform's copy is
+    signed for itself.
 
     Returns its sidecar (not yet written).
     """
@@ -328,6 +336,12 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
                                   cache, takers)
             record = cache.record(key)
             output_sha256 = cache.copy_to(key, temp)
+        credentials = None
+        if job.credentials is not None:     # the media untouched: scores and loudness hold
+            credentials = sign_video(job, temp, statement or {}, what_it_did(
+                plan.mode, (source_probe.width, source_probe.height), source_probe.rotation,
+                (job.spec.video["width"], job.spec.video["height"])))
+            output_sha256 = sha256_file(temp)
         # the copy has the bytes the cache measured and scored (copy_to checked its sha256)
         output_probe, achieved = verified_probe(job.ffmpeg, job.spec, temp, plan,
                                                 record.get("loudness_achieved"))
@@ -337,7 +351,7 @@ def encode_video(job: ExportJob, inputs: Record, started_at: str, attempt: int) 
     loudness = loudness_record(target_of(job.spec), measured, achieved, skipped)
     return build_sidecar(job, inputs, source_probe, output_probe, output_sha256, plan,
                          started_at, attempt, mode=mode, shared_key=key, cache_record=record,
-                         loudness=loudness, quality=quality)
+                         loudness=loudness, quality=quality, credentials=credentials)
 
 
 def content_check(job: ExportJob, path: Path, plan: EncodePlan) -> Record:

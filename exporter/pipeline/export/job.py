@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from exporter.media.credentials import Credentials
 from exporter.media.ffmpeg_binary import check_ffmpeg
 from exporter.media.shared import SharedCache
 from exporter.metadata import FORMAT_VERSION as METADATA_FORMAT_VERSION
@@ -52,6 +53,8 @@ class ExportJob:
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
     siblings: tuple[Spec, ...] = ()  # the other platforms selected, encoded alongside
     place: Here | OnDask = HERE
+    # the C2PA signer checked at load (media/credentials.py); None: exports are not signed
+    credentials: Credentials | None = None
 
     @property
     def exports_root(self) -> Path:
@@ -110,7 +113,7 @@ class ExportJob:
     @property
     def up_to_date_key(self) -> str:
         """Digest of the settings whose change makes this export stale (not its files)."""
-        return up_to_date_key(self.spec, self.preset, self.ffmpeg)
+        return up_to_date_key(self.spec, self.preset, self.ffmpeg, self.credentials)
 
 
 def ffmpeg_version(ffmpeg: str) -> str:
@@ -118,19 +121,29 @@ def ffmpeg_version(ffmpeg: str) -> str:
     return check_ffmpeg(ffmpeg).version
 
 
-def up_to_date_key(spec: Spec, preset: str | None, ffmpeg: str) -> str:
-    """The same for every title of a platform: computed once per (spec file, preset, ffmpeg)."""
-    cache_key = (str(spec.path), preset, ffmpeg)
+def up_to_date_key(spec: Spec, preset: str | None, ffmpeg: str,
+                   credentials: Credentials | None = None) -> str:
+    """The same for every title of a platform: computed once per (spec file, preset, ffmpeg,
+    signer). The signer enters only when signing is on: without it, the key is as before."""
+    cache_key = (str(spec.path), preset, ffmpeg, credentials)
     if cache_key not in _UP_TO_DATE_KEYS:
         _UP_TO_DATE_KEYS[cache_key] = digest({
             "encode": {**spec.encode_settings(preset), "ffmpeg_version": ffmpeg_version(ffmpeg)},
             "metadata_rules": metadata_rules_key(spec),
             # the floors judge a video, never change its bytes: out of the encode key
-            **({"quality": spec.quality} if spec.quality else {})})
+            **({"quality": spec.quality} if spec.quality else {}),
+            # a new certificate (or algorithm, timestamp authority): every export re-signed
+            **({"credentials": signer_key(credentials)} if credentials else {})})
     return _UP_TO_DATE_KEYS[cache_key]
 
 
 _UP_TO_DATE_KEYS: dict[tuple, str] = {}
+
+
+def signer_key(credentials: Credentials) -> str:
+    """What identifies a signer in the up-to-date keys and an export's inputs."""
+    return digest({"fingerprint": credentials.fingerprint, "alg": credentials.alg,
+                   "tsa": credentials.tsa})
 
 
 def metadata_rules_key(spec: Spec) -> str:
@@ -151,4 +164,6 @@ def current_inputs(job: ExportJob, sidecar: dict[str, Any] | None = None
         "thumbnail_sha256": sha256_or_none(job.title.thumbnail),
         "encode_key": digest(job.encode_settings()),
         "metadata_rules_key": metadata_rules_key(job.spec),
+        # signing on: the signer each export's manifest is signed by (absent when off)
+        **({"credentials": signer_key(job.credentials)} if job.credentials else {}),
     }

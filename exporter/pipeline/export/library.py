@@ -13,6 +13,7 @@ from dataclasses import replace
 from doit import get_var
 from doit.exceptions import InvalidDodoFile
 
+from exporter.media.credentials import load_credentials
 from exporter.media.ffmpeg_binary import check_ffmpeg, choose_ffmpeg
 from exporter.model import layout
 from exporter.model.errors import EncodeError, LibraryError, SpecError
@@ -57,6 +58,8 @@ class Build:
         if not self.titles:
             raise LibraryError(self.empty_selection_message())
         self.ffmpeg = check_ffmpeg(choose_ffmpeg(settings.ffmpeg)).path
+        # the C2PA signer, checked now (one line, exit 3, when it cannot sign); None: off
+        self.credentials = load_credentials(settings.signing)
         self.retry = RetryPolicy(settings.attempts, settings.backoff_s, settings.retry_failed)
         selected = tuple(self.selected_specs.values())
         self.siblings = {name: tuple(s for s in selected if s.name != name)
@@ -96,7 +99,8 @@ class Build:
             settings = self.settings
             made = self._jobs_made[(title.key, spec.name)] = ExportJob(
                 title, spec, self.renders, self.exports, self.ffmpeg, settings.preset,
-                self.retry, siblings=self.siblings[spec.name], place=self.place)
+                self.retry, siblings=self.siblings[spec.name], place=self.place,
+                credentials=self.credentials)
         return made
 
     def jobs_of(self, titles: Iterable[Title]) -> list[ExportJob]:

@@ -49,6 +49,7 @@ from exporter.pipeline.export.job import up_to_date_key
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from exporter.media.credentials import Credentials
     from exporter.model.settings import Settings
     from exporter.model.spec import Spec
     from exporter.pipeline.export.job import ExportJob
@@ -67,6 +68,7 @@ class Build(Protocol):
     settings: Settings
     problems: list[str]
     ffmpeg: str
+    credentials: Credentials | None
     all_specs: dict[str, Spec]
     selected_specs: dict[str, Spec]
     titles: list[Title]
@@ -100,7 +102,8 @@ def inputs_fingerprint(build: Build) -> str:
     for path in sorted([*CODE_DIR.rglob("*.py"), *settings.platforms_dir.iterdir()]):
         fingerprint.feed(str(path), file_state(path))
     for spec in build.all_specs.values():
-        fingerprint.feed(spec.name, up_to_date_key(spec, settings.preset, build.ffmpeg))
+        fingerprint.feed(spec.name, up_to_date_key(spec, settings.preset, build.ffmpeg,
+                                                        build.credentials))
     return fingerprint.hexdigest()
 
 
