@@ -419,6 +419,9 @@ def check_other(session: Session, path: Path, block: Block) -> None:
 def check_skip(session: Session, path: Path, block: Block) -> None:
     reason = block.directive[1]
     session.skipped.append((block.line, reason))
+    if "..." in (line.strip() for line in block.lines):
+        session.failures.append(f"{path.name}:{block.line}: a `...` line: show every line "
+                                "(or fewer commands), even in a block that does not run")
     named = TEST_NAME.search(reason)
     if not named:
         session.failures.append(f"{path.name}:{block.line}: the skip names no test that runs "
