@@ -4,12 +4,13 @@ Every `/tmp/NAME` in README.md and docs/*.md is one of these (under `--root`, /t
 default), made fresh: run this first, then each page's examples in the page's order.
 
     /tmp/demo/renders        the bundled samples (4 titles): docs/usage.md
-    /tmp/broken/renders      the samples with two sources broken: docs/usage.md, a bad source
+    /tmp/broken/renders      the samples with two sources broken: docs/formats.md
     /tmp/statusdemo/renders  the samples: docs/status.md
     /tmp/p/                  the shipped platform files, tiktok.yaml made invalid:
                              docs/platforms.md
     /tmp/w3/renders          the samples: docs/usage.md, doit watch
     /tmp/rel/renders         the samples: docs/reliability.md
+    /tmp/tls/                an empty directory for the certificates: docs/cluster.md
 
 Nothing is exported here: each page runs its own `doit` from these renders into
 `/tmp/NAME/exports`. A directory of that name that this script did not make is left alone
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "examples" / "renders"
 PLATFORMS = REPO / "platforms"
 MARK = ".made-by-make_demo"
-LIBRARIES = ("demo", "broken", "statusdemo", "p", "w3", "rel")
+LIBRARIES = ("demo", "broken", "statusdemo", "p", "w3", "rel", "tls")
 
 
 def samples(renders: Path) -> None:
@@ -62,6 +63,7 @@ MAKERS = {
     "p": invalid_platforms,
     "w3": lambda root: samples(root / "renders"),
     "rel": lambda root: samples(root / "renders"),
+    "tls": lambda root: None,
 }
 
 
@@ -76,7 +78,7 @@ def make_demo(root: Path, names: tuple[str, ...] = LIBRARIES) -> list[Path]:
                                  "script; move it away or choose another --root")
             shutil.rmtree(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
-        if name != "p":
+        if name != "p":     # invalid_platforms makes its own
             directory.mkdir()
         MAKERS[name](directory)
         (directory / MARK).write_text("examples/make_demo.py\n", encoding="utf-8")

@@ -1,14 +1,15 @@
-"""The docs are true: every shell example in README.md and docs/*.md runs and prints what
-the page shows (tests/docs_support.py says how a page is read and compared).
+"""The docs are true: every example in README.md and docs/*.md runs and prints what the page
+shows (tests/docs_support.py says how a page is read and compared).
 
 Each page runs in order from a fresh set of the libraries examples/make_demo.py makes, as a
-reader following it would, with the suite's settings for speed, none of which changes what
-a command prints beyond what is normalised: the bundled ffmpeg (named, not PATH's), the
-tests' x264 preset, the shipped platform files at a small frame size
-(REELEXPORT_PLATFORMS), no periodic progress lines (a terminal's live display leaves none
-either) and `data/exports` in the test's directory (REELEXPORT_EXPORTS). Blocks that cannot
-run here are marked skipped in the page, with the reason; the benchmarks among them run
-once below at tiny sizes, so that they cannot break unnoticed.
+reader following it would, with the suite's settings for speed: the bundled ffmpeg (named,
+not PATH's), the tests' x264 preset (`superfast`), the shipped platform files at 270x480
+(REELEXPORT_PLATFORMS; every other setting as shipped), no periodic progress lines (a
+terminal's live display leaves none either) and `data/exports` in the test's directory
+(REELEXPORT_EXPORTS). A page whose examples make exports says so where it first shows
+their output (the sizes and scores it shows are those of that setting). Blocks that cannot
+run here are skipped in the page, naming the test that runs them instead; the benchmarks
+among them run below at tiny sizes, so that they cannot break unnoticed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from make_demo import LIBRARIES, make_demo
 pytestmark = pytest.mark.once
 
 PAGES = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
+# What a page making exports says, where it first shows them, of the setting they run at.
+SMALL = "270x480"
 PLATFORM_NAMES = tuple(sorted(p.stem for p in (REPO / "platforms").glob("*.yaml")))
 
 
@@ -37,16 +40,40 @@ def test_page_examples_print_what_the_page_shows(page, tmp_path):
     make_demo(tmp_path, LIBRARIES)
     env = doit_env(REELEXPORT_EXPORTS=str(tmp_path / "data" / "exports"),
                    REELEXPORT_PLATFORMS=str(small_platforms(tmp_path / ".platforms",
-                                                            PLATFORM_NAMES)),
+                                                            PLATFORM_NAMES, minimum=True)),
                    REELEXPORT_PROGRESS_INTERVAL_S="0")
     session = run_page(REPO / page, Session(tmp_path, env, LIBRARIES))
-    print(f"{page}: {len(session.ran)} commands run, {len(session.skipped)} blocks skipped")
+    ran = session.ran
+    print(f"{page}: {ran['commands']} commands, {ran['python']} Python blocks, {ran['json']} "
+          f"JSON blocks run; {len(session.skipped)} blocks skipped")
     for line, reason in session.skipped:
         print(f"  skipped {page}:{line}: {reason}")
+    if any(tmp_path.rglob("*.export.json")) and SMALL not in (REPO / page).read_text():
+        session.failures.append(f"{page} shows exports made at {SMALL}, and does not say so")
     if session.updates and os.environ.get("REELEXPORT_DOCS_UPDATE") == "1":
         write_updates(REPO / page, session)
+        session.failures = [f for f in session.failures if f not in session.rewritable]
+        assert not session.failures, "\n\n".join(session.failures)
         pytest.skip(f"{page}: {len(session.updates)} outputs written into the page")
     assert not session.failures, "\n\n".join(session.failures)
+
+
+def test_readme_install_and_test_lines_are_what_ci_runs():
+    """README's Install and Test commands (skipped in the page: they install into the
+    checkout, run the suite) are the lines .ci/run runs, in a fresh venv."""
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    shown = [command.text.split("#")[0].strip() for block in shell_blocks(REPO / "README.md")
+             for command in block if re.match(r"(python3 -m venv|pip|pytest|REELEXPORT_)",
+                                              command.text)]
+    assert len(shown) == 5, shown
+    ran = {line.strip().removeprefix("python -m ") for line in ci.splitlines()}
+    for command in shown:
+        parts = [part.strip() for part in command.split("&&")]
+        for part in parts:
+            # the user's `pip install -e .` is CI's with the test extra: the same project
+            part = {"pip install -e .": "pip install --quiet -e '.[test]'",
+                    "pip install -e '.[test]'": "pip install --quiet -e '.[test]'"}.get(part, part)
+            assert part in ran, f"README shows {part!r}; .ci/run does not run it"
 
 
 # Every benchmark a page shows, with arguments that make it quick: it must run to the end.
