@@ -1,6 +1,7 @@
 """The no-op fast path (exporter.stamp, exporter.loader): taken when nothing doit would
 check has changed since a run that left every export up to date, and never otherwise."""
 
+import json
 import os
 import shutil
 
@@ -347,3 +348,31 @@ def test_title_outputs_split_with_a_forked_child_is_the_same_proof(tmp_path):
     os.utime(last, ns=(last.stat().st_atime_ns, last.stat().st_mtime_ns - 10**9))
     again = title_outputs(tmp_path, keys, names)
     assert [key for key in keys if again[key] != split[key]] == [keys[-1]]
+
+
+def test_the_stamps_output_states_taken_early_in_a_child_are_the_same_proof(tmp_path):
+    """A large library's output states are taken by a child from the moment the platforms
+    are known (EarlyOutputs): the same digests as one process takes, for the stamp's
+    titles only, once; asked for other titles, it gives nothing (they are taken again)."""
+    from exporter.model.settings import resolve_settings
+    from exporter.pipeline.export.stamp import (
+        FORK_FROM,
+        EarlyOutputs,
+        outputs_digests,
+        stamp_path,
+    )
+    exports = tmp_path / "exports"
+    keys = [f"s/a/t{index:05d}" for index in range(FORK_FROM)]
+    for key in keys[::7]:
+        (exports / key).mkdir(parents=True)
+        (exports / key / "youtube.mp4").write_bytes(b"video")
+    names = ["youtube.mp4", "youtube.export.json"]
+    settings = resolve_settings(lambda name, default=None: {
+        "exports": str(exports), "renders": str(tmp_path / "renders")}.get(name, default))
+    stamp_path(settings).write_text(json.dumps({"titles": {key: [] for key in keys}}))
+    early = EarlyOutputs(settings, names)
+    assert early.digests(keys, names) == outputs_digests(str(exports), keys, names)
+    assert early.digests(keys, names) is None, "the child's digests are given once"
+    other = EarlyOutputs(settings, names)
+    assert other.digests(keys[1:], names) is None
+    assert EarlyOutputs(settings, names).digests(keys, ["other.mp4"]) is None

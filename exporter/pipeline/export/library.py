@@ -22,7 +22,13 @@ from exporter.model.settings import Settings, resolve_settings
 from exporter.model.sources import Title, describe_library, discover, select
 from exporter.model.spec import Spec, load_specs, preset_problem, select_specs
 from exporter.pipeline.export.job import ExportJob, RetryPolicy
-from exporter.pipeline.export.stamp import inputs_fingerprint, title_inputs, with_published
+from exporter.pipeline.export.stamp import (
+    EarlyOutputs,
+    export_file_names,
+    inputs_fingerprint,
+    title_inputs,
+    with_published,
+)
 from exporter.pipeline.placement.places import place_of
 from exporter.storage.exports import exports_store
 from exporter.storage.renders import renders_store
@@ -48,6 +54,8 @@ class Build:
             problem = preset_problem(settings.preset, spec.video["profile"])
             if problem:
                 raise LibraryError(f"preset={settings.preset}: {problem} ({spec.name})")
+        # the stamp's output states, taken meanwhile in a child (the no-op's largest part)
+        self.early_outputs = EarlyOutputs(settings, export_file_names(self))
         # a bucket's titles as they are now, in the local mirror
         in_bucket = self.renders.refresh()
         # a segment directory named like a file of the exports root would collide with it

@@ -29,9 +29,12 @@ slow path needlessly, never skip a change doit would have seen.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
 import os
+import signal
 from array import array
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -75,6 +78,7 @@ class Build(Protocol):
     all_jobs: list[ExportJob]
     inputs_fingerprint: str
     title_inputs: dict[str, str]
+    early_outputs: EarlyOutputs | None
 
 
 class Fingerprint:
@@ -157,7 +161,8 @@ FORK_FROM = 2000        # titles: below, a fork costs more than the half it take
 
 def fork_digests(root: str, keys: list[str], file_names: list[str]) -> Callable[[], dict | None]:
     """outputs_digests of `keys` in a forked child, meanwhile; the returned function waits
-    for them (None when the child could not give them: the caller computes them itself)."""
+    for them (None when the child could not give them: the caller computes them itself).
+    A child never waited for is stopped when this process exits."""
     try:
         read, write = os.pipe()
         pid = os.fork()
@@ -173,8 +178,10 @@ def fork_digests(root: str, keys: list[str], file_names: list[str]) -> Callable[
         finally:
             os._exit(status)
     os.close(write)
+    waited = []
 
     def wait() -> dict | None:
+        waited.append(True)
         with os.fdopen(read, "rb") as pipe:
             data = pipe.read()
         _, status = os.waitpid(pid, 0)
@@ -182,7 +189,38 @@ def fork_digests(root: str, keys: list[str], file_names: list[str]) -> Callable[
             return json.loads(data) if status == 0 else None
         except ValueError:
             return None
+
+    def stop_unwaited() -> None:
+        if not waited:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    atexit.register(stop_unwaited)
     return wait
+
+
+class EarlyOutputs:
+    """The stamp's title_outputs, started in a forked child as soon as the platforms are
+    known, while this process lists the library and takes its inputs' states (about as
+    long): the stamped titles' keys are the stamp's, not the listing's."""
+
+    def __init__(self, settings: Settings, file_names: list[str]):
+        self.keys: list[str] = []
+        self.file_names = file_names
+        self._wait: Callable[[], dict | None] | None = None
+        stamp = read_json(stamp_path(settings))
+        titles = stamp.get("titles") if isinstance(stamp, dict) else None
+        if (isinstance(titles, dict) and len(titles) >= FORK_FROM
+                and len(os.sched_getaffinity(0)) >= 2):
+            self.keys = list(titles)
+            self._wait = fork_digests(str(settings.exports), self.keys, file_names)
+
+    def digests(self, keys: list[str], file_names: list[str]) -> dict[str, str] | None:
+        """The digests of `keys`, when the child was computing exactly those (once)."""
+        if self._wait is None or keys != self.keys or file_names != self.file_names:
+            return None
+        wait, self._wait = self._wait, None
+        return wait()
 
 
 def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[str, str]:
@@ -286,7 +324,10 @@ def check_stamp(build: Build) -> StampCheck | None:
             or not isinstance(stamp.get("titles"), dict)):
         return None
     stamped = stamp["titles"]
-    now_out = title_outputs(build.settings.exports, list(stamped), export_file_names(build))
+    keys, file_names = list(stamped), export_file_names(build)
+    early = getattr(build, "early_outputs", None)
+    now_out = ((early.digests(keys, file_names) if early else None)
+               or title_outputs(build.settings.exports, keys, file_names))
     held = {key: frozenset(entry[2]) for key, digest in build.title_inputs.items()
             if (entry := stamped.get(key)) and entry[:2] == [digest, now_out.get(key)]}
     selected_titles = {title.key for title in build.titles}
