@@ -1,6 +1,7 @@
 """Shared fixtures: generated clips, a `doit` runner that calls it as a user does, and an
 independent probe (MediaInfo via pymediainfo: not libav, which the tool itself probes with)."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -60,6 +61,41 @@ def run_doit(*args, env=None, check=None):
             f"doit {' '.join(map(str, args))} exited {result.returncode}\n"
             f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
     return result
+
+
+def made_once(tmp_path_factory, name, make):
+    """(directory, what `make(directory)` returned): made once per session, by whichever
+    xdist worker asks first, the others waiting for it and then sharing it (read only: a
+    test that changes a shared tree works on its own copy). A module's exported library
+    then costs one run of `doit -n 2`, not one per worker on a core each. `make` returns
+    JSON, or a doit run (subprocess.CompletedProcess), or a tuple of them."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base
+    directory = shared / name
+    done = directory / ".made.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            done.write_text(json.dumps(as_json(make(directory))))
+    return directory, from_json(json.loads(done.read_text()))
+
+
+def as_json(value):
+    if isinstance(value, subprocess.CompletedProcess):
+        return {"completed": [value.args, value.returncode, value.stdout, value.stderr]}
+    if isinstance(value, tuple):
+        return {"tuple": [as_json(item) for item in value]}
+    return {"value": value}
+
+
+def from_json(value):
+    if "completed" in value:
+        return subprocess.CompletedProcess(*value["completed"])
+    if "tuple" in value:
+        return tuple(from_json(item) for item in value["tuple"])
+    return value["value"]
 
 
 def executed_tasks(output):

@@ -18,6 +18,7 @@ from conftest import (
     TEST_FFMPEG,
     assert_conforms,
     load_yaml,
+    made_once,
     read_json,
     run_doit,
     small_platforms,
@@ -163,22 +164,24 @@ def exported(tmp_path_factory):
     """One run: a 3 s flash-and-beep render, a 2.9 s one, and exactly-3 s ones at 30 and
     29.97 fps, for the four platforms; then the youtube export of the first as a render of
     its own (it conforms: remuxed)."""
-    root = tmp_path_factory.mktemp("acceptance")
-    renders, exports = root / "renders", root / "exports"
-    titles = renders / "a" / "b"
-    flash_and_beep(titles / "sync" / "final.mp4")
-    flash_and_beep(titles / "short" / "final.mp4", seconds=2.9)
-    flash_and_beep(titles / "exact-30" / "final.mp4", seconds=3.0, rate="30")
-    flash_and_beep(titles / "exact-2997" / "final.mp4", seconds=3.0, rate="30000/1001")
-    platforms = small_platforms(root / "platforms", names=ALL_FOUR, minimum=True)
-    first = run_doit(f"renders={renders}", f"exports={exports}", f"platforms_dir={platforms}",
-                     "-n", "2")
-    (titles / "remuxed").mkdir()
-    shutil.copy(exports / "a/b/sync/youtube.mp4", titles / "remuxed" / "final.mp4")
-    shutil.copy(titles / "sync" / "metadata.json", titles / "remuxed")
-    second = run_doit(f"renders={renders}", f"exports={exports}", f"platforms_dir={platforms}",
-                      "platforms=youtube")
-    return first, second, exports / "a" / "b", platforms
+    def make(root):
+        renders, exports = root / "renders", root / "exports"
+        titles = renders / "a" / "b"
+        flash_and_beep(titles / "sync" / "final.mp4")
+        flash_and_beep(titles / "short" / "final.mp4", seconds=2.9)
+        flash_and_beep(titles / "exact-30" / "final.mp4", seconds=3.0, rate="30")
+        flash_and_beep(titles / "exact-2997" / "final.mp4", seconds=3.0, rate="30000/1001")
+        platforms = small_platforms(root / "platforms", names=ALL_FOUR, minimum=True)
+        first = run_doit(f"renders={renders}", f"exports={exports}",
+                         f"platforms_dir={platforms}", "-n", "2")
+        (titles / "remuxed").mkdir()
+        shutil.copy(exports / "a/b/sync/youtube.mp4", titles / "remuxed" / "final.mp4")
+        shutil.copy(titles / "sync" / "metadata.json", titles / "remuxed")
+        second = run_doit(f"renders={renders}", f"exports={exports}",
+                          f"platforms_dir={platforms}", "platforms=youtube")
+        return first, second
+    root, (first, second) = made_once(tmp_path_factory, "acceptance", make)
+    return first, second, root / "exports" / "a" / "b", root / "platforms"
 
 
 def test_a_short_render_is_refused_for_meta_in_one_line_and_exports_elsewhere(exported):

@@ -27,6 +27,7 @@ from conftest import (
     exported_videos,
     leftovers,
     load_yaml,
+    made_once,
     probe_of,
     read_json,
     run_doit,
@@ -178,18 +179,20 @@ def independent_tags(path):
 @pytest.fixture(scope="module")
 def patch_library(tmp_path_factory):
     """Every kind of render as a title, exported once for YouTube and TikTok."""
-    root = tmp_path_factory.mktemp("colour")
-    renders, exports = root / "renders", root / "exports"
-    for name, kind in KINDS.items():
-        directory = renders / "patches" / "all" / name
-        make_patch_render(directory / "final.mp4", kind, size=SIZES.get(name, (320, 240)),
-                          seconds_each=SECONDS_EACH)
-        (directory / "metadata.json").write_text(
-            json.dumps({"title": f"Patches {name}", "hashtags": ["colour"]}), encoding="utf-8")
-    platforms = small_platforms(root / "platforms", names=PLATFORMS)
-    result = run_doit(f"renders={renders}", f"exports={exports}",
-                      f"platforms_dir={platforms}", "-n", "2")
-    return exports, result
+    def make(root):
+        renders = root / "renders"
+        for name, kind in KINDS.items():
+            directory = renders / "patches" / "all" / name
+            make_patch_render(directory / "final.mp4", kind, size=SIZES.get(name, (320, 240)),
+                              seconds_each=SECONDS_EACH)
+            (directory / "metadata.json").write_text(
+                json.dumps({"title": f"Patches {name}", "hashtags": ["colour"]}),
+                encoding="utf-8")
+        platforms = small_platforms(root / "platforms", names=PLATFORMS)
+        return run_doit(f"renders={renders}", f"exports={root / 'exports'}",
+                        f"platforms_dir={platforms}", "-n", "2")
+    root, result = made_once(tmp_path_factory, "colour", make)
+    return root / "exports", result
 
 
 @pytest.mark.slow

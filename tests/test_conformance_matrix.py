@@ -21,6 +21,7 @@ from conftest import (
     exported_videos,
     leftovers,
     load_yaml,
+    made_once,
     read_json,
     run_doit,
     small_platforms,
@@ -138,19 +139,20 @@ def source_duration(path):
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
-    root = tmp_path_factory.mktemp("matrix")
-    renders, exports = root / "renders", root / "exports"
-    durations = {}
-    for title, *shape in CASES:
-        final = make_source(renders / "matrix" / "all" / title, *shape)
-        durations[title] = source_duration(final)
-    platforms = small_platforms(root / "platforms", names=ALL_FOUR, minimum=True)
-    padded = load_yaml(platforms / "facebook.yaml")
-    padded["name"], padded["limits"]["on_short"] = PADDED, "pad"
-    (platforms / f"{PADDED}.yaml").write_text(yaml.safe_dump(padded), encoding="utf-8")
-    result = run_doit(f"renders={renders}", f"exports={exports}",
-                      f"platforms_dir={platforms}", "-n", "2")
-    return result, exports, platforms, durations
+    def make(root):
+        renders, exports = root / "renders", root / "exports"
+        durations = {}
+        for title, *shape in CASES:
+            final = make_source(renders / "matrix" / "all" / title, *shape)
+            durations[title] = source_duration(final)
+        platforms = small_platforms(root / "platforms", names=ALL_FOUR, minimum=True)
+        padded = load_yaml(platforms / "facebook.yaml")
+        padded["name"], padded["limits"]["on_short"] = PADDED, "pad"
+        (platforms / f"{PADDED}.yaml").write_text(yaml.safe_dump(padded), encoding="utf-8")
+        return run_doit(f"renders={renders}", f"exports={exports}",
+                        f"platforms_dir={platforms}", "-n", "2"), durations
+    root, (result, durations) = made_once(tmp_path_factory, "matrix", make)
+    return result, root / "exports", root / "platforms", durations
 
 
 SHORT = [case[0] for case in CASES if case[1] < MINIMUM_S]

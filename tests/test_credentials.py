@@ -4,7 +4,6 @@ certificates made by openssl as a user would (docs/credentials.md)."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import shutil
@@ -13,7 +12,15 @@ from pathlib import Path
 
 import c2pa
 import pytest
-from conftest import doit_env, executed_tasks, media_facts, read_json, run_doit, small_platforms
+from conftest import (
+    doit_env,
+    executed_tasks,
+    made_once,
+    media_facts,
+    read_json,
+    run_doit,
+    small_platforms,
+)
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 SIGNER_EXTENSIONS = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
@@ -45,27 +52,11 @@ def make_signer(directory: Path, name: str, days: int = 365) -> tuple[Path, Path
     return chain, directory / f"{name}.key"
 
 
-def made_once(tmp_path_factory, name, make):
-    """`make(directory)` run once for the whole session, whichever xdist worker asks first
-    (the others wait, then share it): the signed run costs one run, not one per worker."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if base.name.startswith("popen-gw") else base
-    directory = shared / name
-    with open(shared / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (directory / ".made").exists():
-            shutil.rmtree(directory, ignore_errors=True)
-            directory.mkdir()
-            result = make(directory)
-            (directory / ".made").write_text(json.dumps(result, default=str))
-    return json.loads((directory / ".made").read_text())
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     """A CA and its signers: `studio` (valid), `renewed` (a second certificate), `expired`
     (notAfter yesterday), and a key of no certificate."""
-    made = made_once(tmp_path_factory, "c2pa-pki", make_pki)
+    _, made = made_once(tmp_path_factory, "c2pa-pki", make_pki)
     return {name: (Path(chain), Path(key)) for name, (chain, key) in made.items()}
 
 
@@ -129,7 +120,7 @@ def signed_run(tmp_path_factory, clip_cache, pki):
     render: no declaration), and one carrying its own manifest."""
     def make(root):
         return make_signed_run(root, clip_cache, pki)
-    made = made_once(tmp_path_factory, "c2pa-signed-run", make)
+    _, made = made_once(tmp_path_factory, "c2pa-signed-run", make)
     exports = Path(made["exports"])
     return {"exports": exports, "args": made["args"], "env": signing_env(pki),
             "dir": exports / "women" / "18-23"}

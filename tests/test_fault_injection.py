@@ -1,4 +1,4 @@
-"""Fault injection: kill -9 at 16 seeded random moments across serial and `doit -n 2` runs,
+"""Fault injection: kill -9 at 12 seeded random moments across serial and `doit -n 2` runs,
 then a plain `doit`, which must finish without help and leave a consistent tree. The rounds
 are two tests of 8, each on a library of its own, so the suite's two workers run them side
 by side.
@@ -38,7 +38,7 @@ from exporter.report.status import lock_holder
 
 pytestmark = pytest.mark.faults
 
-ROUNDS = 16
+ROUNDS = 12
 HALVES = 2              # tests the rounds are split into
 SEED = 20261125
 TITLES = ("alpha", "beta", "gamma")

@@ -10,7 +10,7 @@ import json
 
 import pytest
 from pymediainfo import MediaInfo
-from conftest import TEST_FFMPEG, media_facts, run_doit
+from conftest import TEST_FFMPEG, made_once, media_facts, run_doit
 from test_acceptance import tracks_with_edit_lists
 
 from exporter.media.ffmpeg import run_ffmpeg
@@ -25,18 +25,20 @@ MENTIONS = [f"person{number:02d}" for number in range(25)]
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rows")
-    title = root / "renders/women/18-23/hostile"
-    make_clip(title / "final.mp4", width=1080, height=1920, seconds=3, fps=30)
-    thumbnail = make_clip(root / "thumb.mp4", width=1920, height=1080, seconds=1)
-    run_ffmpeg([TEST_FFMPEG, "-loglevel", "error", "-i", str(thumbnail), "-frames:v", "1",
-                "-update", "1", str(title / "thumbnail.jpg")])
-    (title / "metadata.json").write_text(json.dumps({
-        "title": TITLE, "description": "Words <and> more words. " * 250,
-        "hashtags": HASHTAGS, "mentions": MENTIONS, "made_for_kids": False,
-        "ai_generated": False, "privacy": "public",
-        "platforms": {"tiktok": {"brand_content_toggle": False}}}), encoding="utf-8")
-    run_doit(f"renders={root / 'renders'}", f"exports={root / 'exports'}", "-n", "2", check=0)
+    def make(root):
+        title = root / "renders/women/18-23/hostile"
+        make_clip(title / "final.mp4", width=1080, height=1920, seconds=3, fps=30)
+        thumbnail = make_clip(root / "thumb.mp4", width=1920, height=1080, seconds=1)
+        run_ffmpeg([TEST_FFMPEG, "-loglevel", "error", "-i", str(thumbnail), "-frames:v", "1",
+                    "-update", "1", str(title / "thumbnail.jpg")])
+        (title / "metadata.json").write_text(json.dumps({
+            "title": TITLE, "description": "Words <and> more words. " * 250,
+            "hashtags": HASHTAGS, "mentions": MENTIONS, "made_for_kids": False,
+            "ai_generated": False, "privacy": "public",
+            "platforms": {"tiktok": {"brand_content_toggle": False}}}), encoding="utf-8")
+        run_doit(f"renders={root / 'renders'}", f"exports={root / 'exports'}", "-n", "2",
+                 check=0)
+    root, _ = made_once(tmp_path_factory, "rows", make)
     return root / "exports/women/18-23/hostile"
 
 
