@@ -1,6 +1,6 @@
 """Fault injection: kill -9 at 12 seeded random moments across serial and `doit -n 2` runs,
 then a plain `doit`, which must finish without help and leave a consistent tree. The rounds
-are two tests of 8, each on a library of its own, so the suite's two workers run them side
+are two tests of 6, each on a library of its own, so the suite's two workers run them side
 by side.
 
 Each round first gives the run work to do (an encode setting edited, which redoes every
