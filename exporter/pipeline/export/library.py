@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from doit import get_var
@@ -56,8 +57,13 @@ class Build:
                 raise LibraryError(f"preset={settings.preset}: {problem} ({spec.name})")
         # the stamp's output states, taken meanwhile in a child (the no-op's largest part)
         self.early_outputs = EarlyOutputs(settings, export_file_names(self))
-        # a bucket's titles as they are now, in the local mirror
-        in_bucket = self.renders.refresh()
+        # the exports' store listed meanwhile: a bucket's pages wait on the network, and the
+        # renders' listing as much (a tree answers at once)
+        with ThreadPoolExecutor(max_workers=1) as meanwhile:
+            exports_listed = meanwhile.submit(self.exports.load)
+            # a bucket's titles as they are now, in the local mirror
+            in_bucket = self.renders.refresh()
+            exports_listed.result()     # its failure is raised here, as before
         # a segment directory named like a file of the exports root would collide with it
         library = discover(settings.renders,
                            reserved_segments=layout.VISIBLE_FILES)
@@ -78,7 +84,7 @@ class Build:
         self.base_fingerprint = inputs_fingerprint(self)
         # exports in a bucket: its exports as listed now, part of what the stamp proves: an
         # object deleted or overwritten there is published again
-        self.published = self.exports.load()
+        self.published = exports_listed.result()
         self.inputs_fingerprint = with_published(self.base_fingerprint, self.published)
         self.title_inputs = title_inputs(self.all_titles)
         # What the library stamp proves, when the loader found it holding at least for the
