@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from exporter.pipeline.export.job import ExportJob
 
 STAMP_NAME = layout.STAMP
-STAMP_VERSION = 4
+STAMP_VERSION = 5
 # Stands for "the history file as it is now" (its state may be None: no file yet).
 NOW = object()
 CODE_DIR = Path(__file__).resolve().parents[1]     # the exporter package, every layer
@@ -123,16 +123,25 @@ def with_published(base: str, published: dict[str, Any] | None) -> str:
 def title_inputs(titles: list[Title]) -> dict[str, str]:
     """Per title: a digest of its directory and its input files' states.
 
-    30,000 stats at 10,000 titles, before the first task of every run: a plain loop and
-    joined strings (not os.path.join in a generator) take a fifth less time.
+    30,000 stats at 10,000 titles, before the first task of every run: a plain loop, joined
+    strings, and the states packed as 64-bit numbers (not a repr of tuples) take half the
+    time of file_state's tuples.
     """
-    digests = {}
+    stat, digests = os.stat, {}
     for title in titles:
         directory = str(title.directory)
-        states = [directory]
+        numbers = array("q")
+        add = numbers.extend
         for name in INPUT_NAMES:
-            states.append(file_state(f"{directory}/{name}"))
-        digests[title.key] = hashlib.blake2b(repr(states).encode(), digest_size=12).hexdigest()
+            try:
+                state = stat(f"{directory}/{name}")
+                add((state.st_ino, state.st_size, state.st_mtime_ns, state.st_ctime_ns))
+            except FileNotFoundError:
+                add((-1,))
+            except OSError as error:    # a link loop, no permission: the title's failure
+                add((-2, error.errno))
+        digests[title.key] = hashlib.blake2b(directory.encode() + b"\0" + numbers.tobytes(),
+                                             digest_size=12).hexdigest()
     return digests
 
 
