@@ -11,6 +11,7 @@ default), made fresh: run this first, then each page's examples in the page's or
     /tmp/w3/renders          the samples: docs/usage.md, doit watch
     /tmp/rel/renders         the samples: docs/reliability.md
     /tmp/tls/                an empty directory for the certificates: docs/cluster.md
+    /tmp/sign/               an empty directory for a signer and its exports: docs/credentials.md
 
 Nothing is exported here: each page runs its own `doit` from these renders into
 `/tmp/NAME/exports`. A directory of that name that this script did not make is left alone
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "examples" / "renders"
 PLATFORMS = REPO / "platforms"
 MARK = ".made-by-make_demo"
-LIBRARIES = ("demo", "broken", "statusdemo", "p", "w3", "rel", "tls")
+LIBRARIES = ("demo", "broken", "statusdemo", "p", "w3", "rel", "tls", "sign")
 
 
 def samples(renders: Path) -> None:
@@ -64,6 +65,7 @@ MAKERS = {
     "w3": lambda root: samples(root / "renders"),
     "rel": lambda root: samples(root / "renders"),
     "tls": lambda root: None,
+    "sign": lambda root: None,
 }
 
 
