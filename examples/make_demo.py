@@ -3,7 +3,8 @@
 Every `/tmp/NAME` in README.md and docs/*.md is one of these (under `--root`, /tmp by
 default), made fresh: run this first, then each page's examples in the page's order.
 
-    /tmp/demo/renders        the bundled samples (4 titles): docs/usage.md
+    /tmp/demo/renders        the samples' two `women` titles: docs/usage.md, quality.md,
+                             performance.md
     /tmp/broken/renders      the samples with two sources broken: docs/formats.md
     /tmp/statusdemo/renders  the samples: docs/status.md
     /tmp/p/                  the shipped platform files, tiktok.yaml made invalid:
@@ -11,6 +12,7 @@ default), made fresh: run this first, then each page's examples in the page's or
     /tmp/w3/renders          the samples: docs/usage.md, doit watch
     /tmp/rel/renders         the samples: docs/reliability.md
     /tmp/tls/                an empty directory for the certificates: docs/cluster.md
+    /tmp/sign/               an empty directory for a signer and its exports: docs/credentials.md
 
 Nothing is exported here: each page runs its own `doit` from these renders into
 `/tmp/NAME/exports`. A directory of that name that this script did not make is left alone
@@ -28,11 +30,16 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "examples" / "renders"
 PLATFORMS = REPO / "platforms"
 MARK = ".made-by-make_demo"
-LIBRARIES = ("demo", "broken", "statusdemo", "p", "w3", "rel", "tls")
+LIBRARIES = ("demo", "broken", "statusdemo", "p", "w3", "rel", "tls", "sign")
 
 
 def samples(renders: Path) -> None:
     shutil.copytree(SAMPLES, renders)
+
+
+def women(renders: Path) -> None:
+    """The samples' `women` segment only: two titles, half the exports of a full run."""
+    shutil.copytree(SAMPLES / "women", renders / "women")
 
 
 def broken(renders: Path) -> None:
@@ -57,13 +64,14 @@ def invalid_platforms(directory: Path) -> None:
 
 
 MAKERS = {
-    "demo": lambda root: samples(root / "renders"),
+    "demo": lambda root: women(root / "renders"),
     "broken": lambda root: broken(root / "renders"),
     "statusdemo": lambda root: samples(root / "renders"),
     "p": invalid_platforms,
     "w3": lambda root: samples(root / "renders"),
     "rel": lambda root: samples(root / "renders"),
     "tls": lambda root: None,
+    "sign": lambda root: None,
 }
 
 

@@ -48,7 +48,9 @@ table's column widths follow its widest value). Sizes, counts and scores are com
 printed: the docs run once, with the bundled ffmpeg (the test is marked `once`), whose bytes
 are the same from run to run. There is no wildcard for lines: the page shows each line
 printed. `/tmp/NAME` in a command is the test's copy of library NAME (examples/make_demo.py),
-and the test's root reads as `/tmp` in what is printed.
+and the test's root reads as `/tmp` in what is printed; its exports root (REELEXPORT_EXPORTS)
+as `data/exports` and its platform files (REELEXPORT_PLATFORMS) as `platforms`, the defaults a
+reader's run prints.
 
 `REELEXPORT_DOCS_UPDATE=1 pytest tests/test_docs.py -k PAGE` writes what each differing
 command printed (and each differing JSON file) into its page instead of failing, for
@@ -235,6 +237,9 @@ class Session:
         exports = self.env.get("REELEXPORT_EXPORTS")
         if exports:
             output = output.replace(exports, "data/exports")
+        platforms = self.env.get("REELEXPORT_PLATFORMS")
+        if platforms:   # the shipped files, shrunk: a reader's are `platforms/` (the default)
+            output = output.replace(platforms, "platforms")
         return output.replace(str(self.root), "/tmp")
 
     def run(self, text: str) -> tuple[int, str]:
