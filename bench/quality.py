@@ -1,6 +1,6 @@
 """What the content check costs beside the encode, and what each platform's rate costs in score.
 
-    python bench/quality.py [--seconds 10] [--preset medium] [--ffmpeg PATH] [--tiny]
+    python bench/quality.py [--seconds 10] [--preset medium] [--contents testsrc2 noise] [--ffmpeg PATH] [--tiny]
     python bench/quality.py --presets [--footage DIR] [--ffmpeg PATH] [--tiny]
 
 A 1920x1080 render (testsrc2: moving pattern; noise: full-frame noise, new every frame)
@@ -212,6 +212,9 @@ def main():
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--ffmpeg", default=os.environ.get("REELEXPORT_FFMPEG") or bundled_ffmpeg())
     parser.add_argument("--tiny", action="store_true", help="1 s at 270x480, superfast")
+    parser.add_argument("--contents", nargs="+", choices=("testsrc2", NOISE),
+                        default=("testsrc2", NOISE),
+                        help="the renders measured (testsrc2: the moving pattern)")
     parser.add_argument("--presets", action="store_true",
                         help="quality per CPU second of each x264 preset (the shipped one's choice)")
     parser.add_argument("--footage", default=str(Path.home() / ".cache" / "reelexport-bench"),
@@ -225,7 +228,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             preset_sweep(options, specs, tmp)
         return
-    size, contents = (1920, 1080), ("testsrc2", NOISE)
+    size, contents = (1920, 1080), tuple(options.contents)
     if options.tiny:
         options.seconds, options.preset, size, contents = 1, "superfast", (480, 270), ("testsrc2",)
     ffmpeg, metric = options.ffmpeg, quality.metric_of(options.ffmpeg)
