@@ -37,7 +37,9 @@ class GroupAwareList(List):
     def task_status(self, task, tasks):
         """U / R / I / E as doit's list shows them, a group's from its tasks."""
         if task.name not in self.statuses:
-            if self.dep_manager.status_is_ignore(task):
+            if (task.meta or {}).get("proven_up_to_date"):      # no DB query each
+                self.statuses[task.name] = "U"
+            elif self.dep_manager.status_is_ignore(task):
                 self.statuses[task.name] = "I"
             elif task.actions:
                 status = self.dep_manager.get_status(task, tasks).status

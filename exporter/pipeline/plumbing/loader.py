@@ -103,19 +103,24 @@ def group_tasks_up_to_date(build: Build) -> list[Task]:
     return [Task(name, None, uptodate=[True]) for name in default_task_names(build)]
 
 
+# A task the stamp proves up to date: `doit list --status` shows U without asking the DB
+# (the stamp holds only while the DB is as it was when every one was found up to date).
+PROVEN = {"proven_up_to_date": True}
+
+
 def listed_tasks(build: Build) -> list[Task]:
     """What the full load lists: groups, then every selected export with its file_dep."""
-    tasks = [Task(name, None, doc=platform_group_doc(spec), has_subtask=True)
+    tasks = [Task(name, None, doc=platform_group_doc(spec), has_subtask=True, meta=PROVEN)
              for name, spec in build.selected_specs.items()]
-    tasks.append(Task("export", None, doc=EXPORT_GROUP_DOC, has_subtask=True))
-    tasks.append(Task("registry", None, doc=REGISTRY_DOC))
+    tasks.append(Task("export", None, doc=EXPORT_GROUP_DOC, has_subtask=True, meta=PROVEN))
+    tasks.append(Task("registry", None, doc=REGISTRY_DOC, meta=PROVEN))
     inputs = {}
     for job in build.jobs:
         title = job.title
         if title not in inputs:
             inputs[title] = export_inputs(title)
             tasks.append(Task(f"export:{title.title_id}", None, doc=title_group_doc(title),
-                              subtask_of="export"))
+                              subtask_of="export", meta=PROVEN))
         tasks.append(Task(job.task_name, None, doc=export_doc(job), file_dep=inputs[title],
-                          uptodate=[True], subtask_of=job.spec.name))
+                          uptodate=[True], subtask_of=job.spec.name, meta=PROVEN))
     return tasks
