@@ -79,7 +79,7 @@ class Delayed(BaseHTTPRequestHandler):
                                   if key.lower() != "connection"})
         answer = upstream.getresponse()
         data = answer.read()
-        self.server.moto_s += time.perf_counter() - started     # moto's own answer time
+        self.server.moto_spans.append((started, time.perf_counter()))   # moto answering
         self.send_response(answer.status, answer.reason)
         for key, value in answer.getheaders():
             if key.lower() in ("transfer-encoding", "connection") or (
@@ -105,7 +105,7 @@ def start_proxy(endpoint, latency_s):
     server.daemon_threads = True
     parts = urlsplit(endpoint)
     server.upstream, server.latency = (parts.hostname, parts.port), latency_s
-    server.moto_s = 0.0
+    server.moto_spans = []
     Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -133,6 +133,18 @@ def requests_in(log_path, start):
 
 CPU = []        # the tool's CPU seconds of each run, in the order run() was called
 MOTO = []       # seconds moto took to answer the run's requests (0 for a run on disk)
+
+
+def busy_s(spans):
+    """The time covered by `spans` ((start, end), ...), overlaps counted once: two requests
+    moto answers side by side cost the run the time of one."""
+    covered, reach = 0.0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            covered, reach = covered + end - start, end
+        elif end > reach:
+            covered, reach = covered + end - reach, end
+    return covered
 PROXY = []      # the proxy, once started
 
 
@@ -140,14 +152,14 @@ def run(args, env):
     """Wall seconds and stdout of one doit run; its CPU (doit and the processes it waited
     for: the storage helper, ffmpeg) is appended to CPU."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    moto_before = PROXY[0].moto_s if PROXY else 0.0
+    spans_before = len(PROXY[0].moto_spans) if PROXY else 0
     start = time.perf_counter()
     result = subprocess.run([str(Path(sys.executable).parent / "doit"), *args], cwd=REPO,
                             env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    MOTO.append((PROXY[0].moto_s if PROXY else 0.0) - moto_before)
+    MOTO.append(busy_s(PROXY[0].moto_spans[spans_before:]) if PROXY else 0.0)
     if result.returncode:
         raise SystemExit(f"doit {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return wall, result.stdout
