@@ -31,17 +31,10 @@ TEST_FFMPEG = os.environ.get("REELEXPORT_FFMPEG") or bundled_ffmpeg()
 
 
 def pytest_collection_modifyitems(items):
-    """Kill and cluster tests test the tool's process handling, not ffmpeg: run once.
-
-    The modules holding them (a minute or more per test) are queued first, whole, so the two
-    xdist workers end on short tests together rather than one waiting for the other's
-    last long one."""
-    long_modules = set()
+    """Kill and cluster tests test the tool's process handling, not ffmpeg: run once."""
     for item in items:
         if item.get_closest_marker("faults") or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.once)
-            long_modules.add(item.module.__name__)
-    items.sort(key=lambda item: item.module.__name__ not in long_modules)
 
 
 def pytest_report_header(config):
