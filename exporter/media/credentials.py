@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from exporter.media.probe import top_level_box_headers
 from exporter.model.errors import ConformanceError
 from exporter.model.files import publish, temporary
 from exporter.model.settings import SettingsError, SigningFiles
@@ -341,20 +342,13 @@ def carries_manifest(path: Path) -> bool:
     top-level uuid box. Reads box headers only (never the media data)."""
     try:
         with open(path, "rb") as handle:
-            end, at = os.fstat(handle.fileno()).st_size, 0
-            while at + 8 <= end:
-                handle.seek(at)
-                size, name = struct.unpack(">I4s", handle.read(8))
-                head = 8
-                if size == 1:
-                    size, head = struct.unpack(">Q", handle.read(8))[0], 16
-                elif size == 0:
-                    size = end - at
-                if size < head or not name.isalnum():
+            for name, position, header, size in top_level_box_headers(handle):
+                if size < header or not name.isalnum():
                     return False        # not a box structure (another container)
-                if name == b"uuid" and handle.read(16) == C2PA_BOX_UUID:
-                    return True
-                at += size
+                if name == b"uuid":
+                    handle.seek(position + header)
+                    if handle.read(16) == C2PA_BOX_UUID:
+                        return True
     except (OSError, struct.error):
         return False
     return False

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 import struct
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from exporter.model.errors import SourceError
 from exporter.model.files import file_identity
@@ -323,27 +325,29 @@ def edit_lists(path: Path | str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def top_level_box_headers(handle: BinaryIO) -> Iterator[tuple[bytes, int, int, int]]:
+    """(name, position, header size, box size) of each top-level ISO BMFF box of an open
+    file, in file order, reading headers only; the last one yielded when its size is less
+    than its header (not a box structure, or damaged)."""
+    end, at = os.fstat(handle.fileno()).st_size, 0
+    while at + 8 <= end:
+        handle.seek(at)
+        size, name = struct.unpack(">I4s", handle.read(8))
+        header = 8
+        if size == 1:
+            size, header = struct.unpack(">Q", handle.read(8))[0], 16
+        elif size == 0:         # to the end of the file
+            size = end - at
+        yield name, at, header, size
+        if size < header:
+            return
+        at += size
+
+
 def top_level_boxes(path: Path | str) -> list[str]:
     """Names of the top-level MP4 boxes in file order (enough to see where moov sits)."""
-    names = []
     with open(path, "rb") as handle:
-        while True:
-            header = handle.read(8)
-            if len(header) < 8:
-                return names
-            size, name = struct.unpack(">I4s", header)
-            if size == 1:
-                size = struct.unpack(">Q", handle.read(8))[0]
-                body = size - 16
-            elif size == 0:
-                names.append(name.decode("latin-1"))
-                return names
-            else:
-                body = size - 8
-            names.append(name.decode("latin-1"))
-            if body < 0:
-                return names
-            handle.seek(body, 1)
+        return [name.decode("latin-1") for name, *_ in top_level_box_headers(handle)]
 
 
 def moov_before_mdat(path: Path | str) -> bool:
