@@ -347,8 +347,7 @@ class Comparison:
         if self.upcoming is not None:
             height, width = self.upcoming.shape[:2]
             self.source_area, self.output_area = region(fit, self.source_size, (width, height))
-            self.render_width = min(self.source_size[0],
-                                    round(RENDER_WIDTH / self.source_area[2]))
+            self.render_width = render_glimpse_width(fit, self.source_size, (width, height))
 
     def due(self, next_start: float | None) -> bool:
         """True when the next export frame is shown over the current render frame."""
