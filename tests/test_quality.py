@@ -1,5 +1,6 @@
-"""Verified by content (issue 23): every export's video decoded whole and scored against its
-source; a remux's packets proven the source's; the platform's floors gate the score.
+"""Verified by content (issue 23): every export's video proven x264's packets, some of its
+GOPs decoded and scored against its source (issue 39); a remux's packets proven the
+source's; the platform's floors gate the score.
 
 Real doit, real ffmpeg (the one under test), tiny clips at the small platforms' 270x480.
 The independent check is PyAV decoding the kept files (not the tool's ffmpeg pass).
@@ -27,9 +28,12 @@ from conftest import (
 
 from exporter.media.ffmpeg import QUIET, run_ffmpeg
 from exporter.media.ffmpeg_binary import bundled_ffmpeg
-from exporter.media.plan import build_encodes
+from exporter.media.colour import source_colour
+from exporter.media.colour_check import Glimpses, check_colour
+from exporter.media.plan import build_encodes, checked_sample, checked_samples
 from exporter.media.probe import probe
 from exporter.media.quality import gate_problems, metric_of, score_output
+from exporter.model.errors import DamagedOutput
 from exporter.media.samples import make_clip
 from exporter.model.spec import load_specs
 
@@ -38,16 +42,29 @@ METRIC = metric_of(TEST_FFMPEG)
 # An ffmpeg that does its work, then overwrites 64 KiB in the middle of every MP4 it wrote
 # (two frames of a 1 s 270x480 clip at 8 Mb/s: most of each is filler, which no decoder reads):
 # the boxes, sizes and packet table stay intact, so every probe-based check still passes.
+# The MP4 is named after `-f mp4`, or in a tee muxer's list after `-f tee` ("[f=mp4:...]path|
+# [f=nut...]packets", '\\' escaping): the packets x264 wrote beside it are left intact.
 DAMAGING_FFMPEG = """#!{python}
-import os, random, subprocess, sys
+import os, random, re, subprocess, sys
 args = sys.argv[1:]
 code = subprocess.call([{real!r}, *args])
+
+def mp4s(muxer, target):
+    if muxer == "mp4":
+        return [target]
+    if muxer != "tee":
+        return []
+    slaves = re.split(r"(?<!\\\\)\\|", target)
+    return [re.sub(r"\\\\(.)", r"\\1", slave.split("]", 1)[1])
+            for slave in slaves if slave.startswith("[f=mp4")]
+
 if code == 0:
     for index, arg in enumerate(args[:-2]):
-        if arg == "-f" and args[index + 1] == "mp4" and os.path.exists(args[index + 2]):
-            with open(args[index + 2], "r+b") as handle:
-                handle.seek(os.path.getsize(args[index + 2]) // 2)
-                handle.write(random.Random(23).randbytes(65536))
+        for path in mp4s(args[index + 1], args[index + 2]) if arg == "-f" else []:
+            if os.path.exists(path):
+                with open(path, "r+b") as handle:
+                    handle.seek(os.path.getsize(path) // 2)
+                    handle.write(random.Random(23).randbytes(65536))
 sys.exit(code)
 """
 
@@ -75,7 +92,7 @@ def test_an_output_damaged_after_its_encode_is_refused_and_a_clean_one_passes(
     failures = [line for line in damaged.stderr.splitlines() if "youtube:clip" in line]
     assert len(failures) == 1, damaged.stderr
     assert "(women/18-23/clip)" in failures[0]
-    assert ("does not decode" in failures[0] or "frames decode" in failures[0]), failures[0]
+    assert "its video packets are not the ones x264 wrote" in failures[0], failures[0]
     assert "after 2 attempts" in failures[0], "a damaged output is encoded again"
     assert exported_videos(library.exports) == [], "a damaged output is never kept"
     assert not list((library.exports / ".shared").glob("*.mp4")), "nor shared"
@@ -246,3 +263,96 @@ def test_the_encodes_own_reference_frames_score_as_the_source_through_the_same_g
         assert own["frames"] == again["frames"] == frames
         for field in ("mean", "p5", "worst"):
             assert own[field] == pytest.approx(again[field], abs=0.01), (own, again)
+
+
+# ---- the check decodes some GOPs; the rest is proven x264's by its packets ------------------
+
+def gop_clip(tmp_path, seconds=8, gop=30):
+    """An 8 s export at 270x480 with a keyframe every second (8 GOPs), made by the tool's
+    plan keeping the check's reference frames and x264's packets, in paths the tee muxer
+    must escape; (spec, source, output, plan)."""
+    spec = load_specs(small_platforms(tmp_path / "platforms", names=("youtube",)))["youtube"]
+    spec = replace(spec, video={**spec.video, "gop": gop})
+    source = make_clip(tmp_path / "render.mp4", width=480, height=270, seconds=seconds,
+                       fps=30, audio=False, pattern="testsrc2", crf=18)
+    output = tmp_path / "a [b]|c's" / "youtube.mp4"
+    output.parent.mkdir()
+    plan = build_encodes(TEST_FFMPEG, source, probe(source), [(spec, output)], "superfast",
+                         samples=[tmp_path / "samples.mkv"],
+                         packets=[output.parent / "x264|packets.nut"])[0]
+    run_ffmpeg(plan.argv)
+    return spec, source, output, plan
+
+
+def test_the_check_decodes_one_gop_in_four_and_scores_as_decoding_it_all(tmp_path):
+    """GOPs 0, 4 and 7 (the last) of 8 are decoded; their samples (one frame in 19) score as
+    the same frames of the export decoded whole against the source; the colour check
+    compares the frames decoded. The MP4 through the tee is the one ffmpeg writes alone."""
+    spec, source, output, plan = gop_clip(tmp_path)
+    glimpses = Glimpses()
+    record = score_output(TEST_FFMPEG, output, source, spec, plan, glimpses=glimpses)
+    numbers = [number for number, _ in glimpses.kept(output)]
+    assert numbers == [*range(0, 30), *range(120, 150), *range(210, 240)]
+    assert record["frames"] == decoded_frames(output) == 240
+    assert record["decoded"] == 90
+    scored = [n for n in numbers if n % 19 == 0]
+    assert scored == [0, 19, 133, 228] and record["scored"] == 4
+    assert record["reference"] == "encode"
+
+    # independently: ffmpeg decodes the whole export, those frames are scored against the
+    # encode's reference frames (the same sequence: VMAF's motion reads the one before)
+    scores = whole_decode_scores(output, plan.samples, scored, tmp_path / "whole.log")
+    assert record["worst"] == pytest.approx(min(scores), abs=0.01)
+    assert record["mean"] == pytest.approx(sum(scores) / len(scores), abs=0.01)
+
+    colour = check_colour(output, source, source_colour(probe(source)), probe(source),
+                          spec.fit, 30, glimpses)
+    assert colour["frames"] == 90 and colour["worst_frame"] in numbers
+    assert colour["mean"] < 3, colour
+
+    alone = tmp_path / "alone.mp4"
+    single = build_encodes(TEST_FFMPEG, source, probe(source), [(spec, alone)], "superfast")[0]
+    run_ffmpeg(single.argv)
+    assert alone.read_bytes() == output.read_bytes(), "the tee changes nothing of the MP4"
+
+
+def whole_decode_scores(output, samples, numbers, log):
+    """The scores of frames `numbers` of the output decoded whole by ffmpeg, against the
+    reference frames in `samples`, in order."""
+    from exporter.media import quality
+    chosen = "+".join(f"eq(n,{number})" for number in numbers)
+    timed = "settb=AVTB,setpts=N/(30*TB)"
+    run_ffmpeg([TEST_FFMPEG, *QUIET, "-i", str(output), "-i", str(samples), "-filter_complex",
+                f"[0:v]select='{chosen}',{timed}[dist];[1:v]{timed}[ref];"
+                f"[dist][ref]{quality.scorer(METRIC, log)}", "-f", "null", "-"])
+    return quality.per_frame_scores(METRIC, log)
+
+
+def test_bytes_changed_in_a_gop_the_check_does_not_decode_fail_it(tmp_path):
+    """One byte of GOP 2 (never decoded by the check) flipped in the MP4: its packets are
+    no longer x264's, and the export is refused as damaged."""
+    spec, source, output, plan = gop_clip(tmp_path)
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        keyframes = [packet for packet in container.demux(stream)
+                     if packet.size and packet.is_keyframe]
+        position = keyframes[2].pos + keyframes[2].size // 2
+    data = bytearray(output.read_bytes())
+    data[position] ^= 0x40
+    output.write_bytes(bytes(data))
+    with pytest.raises(DamagedOutput, match="not the ones x264 wrote"):
+        score_output(TEST_FFMPEG, output, source, spec, plan)
+
+
+@pytest.mark.parametrize("gop, frames", [(30, 240), (60, 150), (60, 61), (7, 100), (60, 30)])
+def test_ffmpeg_keeps_the_reference_frames_the_check_scores(tmp_path, gop, frames):
+    """The encode's select expression (checked_samples) keeps exactly the frames the check
+    scores (checked_sample), read back by their timestamps."""
+    kept = tmp_path / "kept.nut"
+    run_ffmpeg([TEST_FFMPEG, *QUIET, "-f", "lavfi", "-i", f"testsrc2=s=64x64:r=30,trim=end_frame={frames}",
+                "-vf", checked_samples(gop, frames), "-fps_mode", "passthrough",
+                "-c:v", "ffv1", "-f", "nut", str(kept)])
+    with av.open(str(kept)) as container:
+        numbers = [round(frame.time * 30) for frame in container.decode(video=0)]
+    assert numbers == [n for n in range(frames) if checked_sample(n, gop, frames)]
+    assert numbers, "at least the first frame"

@@ -1,5 +1,5 @@
 """The colour check: the export as an SDR BT.709 screen shows it, against the render as
-its own tags say it looks, on every frame, at low resolution.
+its own tags say it looks, on the frames the content score decodes, at low resolution.
 
 The content score (quality.py) compares the export with the frames x264 was given, so a
 mistake in the picture chain before x264 (a wrong matrix, HDR left as it is, a negated or
@@ -333,25 +333,29 @@ class Comparison:
 
     def __init__(self, output: Path | str, fit: str, fps: float, source_probe: Probe,
                  source_colour: Colour, glimpse: Path | str | None = None,
-                 turn_render: bool = True):
+                 turn_render: bool = True,
+                 kept: list[tuple[int, np.ndarray]] | None = None):
         from av.video.reformatter import VideoReformatter
         self.fit, self.fps, self.source_colour = fit, fps, source_colour
         self.turn_render = turn_render
         self.source_size = source_probe.display_size
         self.to_output, self.to_render = VideoReformatter(), VideoReformatter()
-        self.frames = (small(frame, OUTPUT_WIDTH, self.to_output, turn=glimpse is None)
-                       for _, frame in decoded(glimpse or output))
+        # (frame number, its samples) of the export's frames compared, in order
+        self.frames = (iter(kept) if kept is not None else enumerate(
+            small(frame, OUTPUT_WIDTH, self.to_output, turn=glimpse is None)
+            for _, frame in decoded(glimpse or output)))
         self.upcoming = next(self.frames, None)
         self.deltas: list[float] = []
+        self.numbers: list[int] = []
         self.grids = None
         if self.upcoming is not None:
-            height, width = self.upcoming.shape[:2]
+            height, width = self.upcoming[1].shape[:2]
             self.source_area, self.output_area = region(fit, self.source_size, (width, height))
             self.render_width = render_glimpse_width(fit, self.source_size, (width, height))
 
     def due(self, next_start: float | None) -> bool:
         """True when the next export frame is shown over the current render frame."""
-        moment = (len(self.deltas) + 0.5) / self.fps
+        moment = (self.upcoming[0] + 0.5) / self.fps if self.upcoming else 0.0
         return self.upcoming is not None and (next_start is None
                                               or next_start >= moment - 1e-6)
 
@@ -360,12 +364,15 @@ class Comparison:
         np = numpy()
         reference = small(frame, self.render_width, self.to_render, self.source_colour.bits,
                           turn=self.turn_render)
+        number, samples = self.upcoming
+        samples = samples.astype("float32")
         if self.grids is None:
-            self.grids = (Grid(self.upcoming.shape, self.output_area),
+            self.grids = (Grid(samples.shape, self.output_area),
                           Grid(reference.shape, self.source_area))
-        seen = cells_lab(self.upcoming, OUTPUT_COLOUR, self.grids[0])
+        seen = cells_lab(samples, OUTPUT_COLOUR, self.grids[0])
         meant = cells_lab(reference, self.source_colour, self.grids[1])
         self.deltas.append(float(np.sqrt(((seen - meant) ** 2).sum(axis=-1)).mean()))
+        self.numbers.append(number)
         self.upcoming = next(self.frames, None)
 
     def record(self, seconds: float) -> dict[str, Any]:
@@ -375,7 +382,7 @@ class Comparison:
         worst = int(np.argmax(self.deltas))
         return {"metric": COLOUR, "delta_e": DELTA_E,
                 "mean": round(float(np.mean(self.deltas)), 2),
-                "worst": round(self.deltas[worst], 2), "worst_frame": worst,
+                "worst": round(self.deltas[worst], 2), "worst_frame": self.numbers[worst],
                 "frames": len(self.deltas), "grid": f"{GRID[0]}x{GRID[1]}",
                 "source": self.source_colour.label(), "seconds": round(seconds, 3)}
 
@@ -383,14 +390,15 @@ class Comparison:
 def check_colours(outputs: list[tuple[Path | str, str, float]], source: Path | str,
                   source_colour: Colour, source_probe: Probe,
                   glimpses: Glimpses | None = None) -> list[dict[str, Any]]:
-    """The colour record of each (output, fit, fps) made from `source`: every frame compared
+    """The colour record of each (output, fit, fps) made from `source`: each frame compared
     with the render frame shown at the same moment, CIE76 ΔE summarised (mean, worst and
     which). The render is decoded once for all of them (the exports one encode made), or
     read from the encode's glimpse when `glimpses` has it (and each export from its own)."""
     started = time.monotonic()
     glimpses = glimpses or Glimpses()
     comparisons = [Comparison(output, fit, fps, source_probe, source_colour,
-                              glimpses.of(output), turn_render=glimpses.render is None)
+                              glimpses.of(output), turn_render=glimpses.render is None,
+                              kept=glimpses.kept(output))
                    for output, fit, fps in outputs]
     for frame, next_start in with_next_start(decoded(glimpses.render or source)):
         for comparison in comparisons:
@@ -414,6 +422,15 @@ class Glimpses:
 
     def __init__(self, directory: Path | str | None = None):
         self.directory = Path(directory) if directory else None
+        self.small_frames: dict[str, list[tuple[int, np.ndarray]]] = {}
+
+    def keep(self, output: Path | str, frames: list[tuple[int, np.ndarray]]) -> None:
+        """Keep the frames of `output` its check decoded [(number, samples)], small: the
+        colour check compares those (the content score decodes only some GOPs)."""
+        self.small_frames[str(output)] = frames
+
+    def kept(self, output: Path | str) -> list[tuple[int, np.ndarray]] | None:
+        return self.small_frames.get(str(output))
 
     def render_path(self) -> Path | None:
         return self.directory / "render.nut" if self.directory else None

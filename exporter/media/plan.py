@@ -41,17 +41,73 @@ SAMPLE_EVERY = 19
 SAMPLES_CODEC = ["-c:v", "ffv1", "-fps_mode", "passthrough", "-f", "matroska"]
 
 
+# The check decodes one GOP in this many (the first, every CHECK_GOP_EVERY-th, and the
+# last) and scores its samples: the rest is proven by its packets, which must be the ones
+# x264 wrote (EncodePlan.packets). Decoding was most of the check's cost (docs/quality.md).
+CHECK_GOP_EVERY = 4
+# x264's packets as it handed them to the MP4 muxer, written beside it by the tee muxer
+# (the MP4 is byte for byte what it is without the tee: docs/quality.md).
+PACKETS_MUXER = "f=nut:select=v"
+
+
 def sample_frames(every: int = SAMPLE_EVERY) -> str:
     """The filter keeping frames 0, every, 2*every, ... (numbered from the chain's start)."""
     return f"select='not(mod(n,{every}))'"
 
 
-def keeping_samples(graph: str, outputs: int) -> tuple[str, list[str]]:
+def frames_in(duration_s: float, fps: float) -> int:
+    """The frames an encode of `duration_s` holds: every one that starts before its end."""
+    return max(1, math.ceil(round(duration_s * fps, 6)))
+
+
+def checked_gop(index: int, gop: int, frames: int) -> bool:
+    """Whether the content check decodes GOP `index` of an export of `frames` frames whose
+    keyframes are `gop` apart. Pure; checked_samples is the same rule for ffmpeg."""
+    return index % CHECK_GOP_EVERY == 0 or index == (frames - 1) // gop
+
+
+def checked_sample(frame: int, gop: int, frames: int) -> bool:
+    """Whether frame number `frame` is scored: a sample in a decoded GOP."""
+    return frame % SAMPLE_EVERY == 0 and checked_gop(frame // gop, gop, frames)
+
+
+def checked_samples(gop: int, frames: int) -> str:
+    """The filter keeping the frames checked_sample keeps (numbered from the chain's
+    start): one in SAMPLE_EVERY, in the GOPs the check decodes."""
+    last = (frames - 1) // gop
+    return (f"select='not(mod(n,{SAMPLE_EVERY}))"
+            f"*(not(mod(floor(n/{gop}),{CHECK_GOP_EVERY}))+eq(floor(n/{gop}),{last}))'")
+
+
+def keeping_samples(graph: str, kept: Sequence[str]) -> tuple[str, list[str]]:
     """`graph` (feeding [v0], [v1], ...) with each output's reference frames split off to
-    [s0], [s1], ...: the graph, and the labels the encoders now take."""
-    graph += "".join(f";[v{index}]split=2[e{index}][r{index}];"
-                     f"[r{index}]{sample_frames()}[s{index}]" for index in range(outputs))
-    return graph, [f"[e{index}]" for index in range(outputs)]
+    [s0], [s1], ... by the filters `kept` (one per output): the graph, and the labels the
+    encoders now take."""
+    graph += "".join(f";[v{index}]split=2[e{index}][r{index}];[r{index}]{keep}[s{index}]"
+                     for index, keep in enumerate(kept))
+    return graph, [f"[e{index}]" for index in range(len(kept))]
+
+
+def tee_escaped(path: Path | str) -> str:
+    """`path` as one slave of ffmpeg's tee muxer ('|' separates them, '\\' escapes)."""
+    return "".join("\\" + char if char in "\\|[]'" else char for char in str(path))
+
+
+def mp4_with_packets(output: Path | str, packets: Path | str) -> list[str]:
+    """The output arguments writing the MP4 and, beside it, x264's video packets as the
+    muxer got them (the content check proves the MP4 holds exactly those). The encoders
+    are asked for global headers (ENCODER_FLAGS), as the MP4 muxer alone asks them."""
+    muxer = ":".join(f"{name.lstrip('-')}={value}"
+                     for name, value in zip(MP4_MUXER[::2], MP4_MUXER[1::2]))
+    return ["-f", "tee",
+            f"[f=mp4:{muxer}]{tee_escaped(output)}|[{PACKETS_MUXER}]{tee_escaped(packets)}"]
+
+
+def encoder_flags(tee: bool) -> list[str]:
+    """Bit-exact encoders (no version strings); with global headers through the tee muxer,
+    which does not ask for them as the MP4 muxer does."""
+    flags = "+bitexact+global_header" if tee else "+bitexact"
+    return ["-flags:v", flags, "-flags:a", flags]
 
 
 @dataclass(frozen=True)
@@ -71,6 +127,9 @@ class EncodePlan:
     # Where the encode wrote its reference frames (SAMPLE_EVERY of its own picture chain,
     # before x264): the check scores the export against these, decoding only the export.
     samples: str | None = None
+    # Where the encode wrote x264's video packets beside the MP4 (mp4_with_packets): the
+    # check compares them with the MP4's and decodes only some GOPs (quality.py).
+    packets: str | None = None
     # The filters making the source's pictures SDR BT.709 (media/colour.py; '' when they
     # are), after the frame rate: the check's reference goes through them too.
     colour_filter: str = ""
@@ -358,7 +417,8 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
                   preset: str | None = None,
                   loudness: dict[str, dict] | None = None,
                   samples: Sequence[Path | str] = (),
-                  glimpse: Path | str | None = None) -> list[EncodePlan]:
+                  glimpse: Path | str | None = None,
+                  packets: Sequence[Path | str] = ()) -> list[EncodePlan]:
     """One ffmpeg process encoding `source` for several (spec, output) targets: one plan each.
 
     Decoding and filtering once for all outputs beats one process per output on this
@@ -367,7 +427,9 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     `samples`: a file per target for the content check's reference frames (one in
     SAMPLE_EVERY of the pictures x264 is given, kept losslessly), or none; `glimpse`: where
     to write every decoded frame of the render, small, for the colour check
-    (colour_check.render_glimpse), or nowhere.
+    (colour_check.render_glimpse), or nowhere; `packets`: a file per target for x264's
+    packets (mp4_with_packets), or none. With both samples and packets, the samples are
+    those of the GOPs the check decodes (checked_samples).
     """
     check_source(probe)
     specs = [spec for spec, _ in targets]
@@ -389,8 +451,14 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
                                       for spec in specs])
         graph = f"[0:v:0]split=2[render][seen];[seen]{seen}[glimpse];{graph}"
     pictures = [f"[v{index}]" for index in range(len(targets))]
+    gops = [clip_gop(spec.video, spec.limits.get("keyframes", {}),
+                     max(1, round(duration * spec.video["fps"])))
+            for spec, (duration, _) in zip(specs, timing)]
     if samples:
-        graph, pictures = keeping_samples(graph, len(targets))
+        graph, pictures = keeping_samples(graph, [
+            checked_samples(gop, frames_in(duration, spec.video["fps"])) if packets
+            else sample_frames()
+            for spec, (duration, _), gop in zip(specs, timing, gops)])
     argv += ["-filter_complex", graph]
     for index, ((spec, output), (duration, _), padded) in enumerate(zip(targets, timing, pads)):
         if probe.has_audio:
@@ -407,9 +475,10 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
                                   primed(probe))
         if audio_map:
             argv += audio_args(spec)
-        argv += [*STRIP_METADATA, "-flags:v", "+bitexact", "-flags:a", "+bitexact",
-                 *MP4_MUXER, "-fs", str(spec.limits["max_size_bytes"]),
-                 "-f", "mp4", str(output)]
+        argv += [*STRIP_METADATA, *encoder_flags(bool(packets)),
+                 "-fs", str(spec.limits["max_size_bytes"]),
+                 *(mp4_with_packets(output, packets[index]) if packets
+                   else [*MP4_MUXER, "-f", "mp4", str(output)])]
         if samples:         # the frames x264 was given, cut where the export ends
             argv += ["-map", f"[s{index}]", "-t", f"{duration:.3f}", *SAMPLES_CODEC,
                      str(samples[index])]
@@ -419,9 +488,9 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
     return [EncodePlan(argv=argv, duration_s=duration, trimmed=trimmed,
                        loudness=(loudness or {}).get(spec.name) if probe.has_audio else None,
                        padded_from_s=padded, reads_source_audio=probe.has_audio,
-                       gop=clip_gop(spec.video, spec.limits.get("keyframes", {}),
-                                    max(1, round(duration * spec.video["fps"]))),
+                       gop=gops[index],
                        samples=str(samples[index]) if samples else None,
+                       packets=str(packets[index]) if packets else None,
                        colour_filter=convert)
             for index, (spec, (duration, trimmed), padded)
             in enumerate(zip(specs, timing, pads))]

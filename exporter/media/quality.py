@@ -1,20 +1,24 @@
-"""Verified by content: an export's video decoded whole and scored against its source.
+"""Verified by content: an export's video proven x264's and scored against its source.
 
 Headers and counts (verify.py) cannot see broken pictures: bytes overwritten mid-file leave
-every box and packet size intact. So before an export is kept, one ffmpeg pass decodes its
-video whole, counts its frames, and scores one in SAMPLE_EVERY against the source made into
-the output's geometry (filled, scaled and timed by the encode's own filter graph): VMAF
-where this ffmpeg has libvmaf, SSIM where it has not. The reference frames are the ones the
-encode gave x264, kept losslessly by the encode itself (EncodePlan.samples), so the check
-decodes only the export; without them (a bench's every-frame score, a cache entry made
-before the check) the source is decoded again through the same graph. A remux keeps the
-source's video packets: that is proven by comparing them (PACKETS), not by scoring a copy
-against itself.
+every box and packet size intact. So before an export is kept, its video packets are
+compared (a checksum of their NAL units, read without decoding) with the packets x264
+handed the muxer, which the encode wrote beside the MP4 (plan.mp4_with_packets): every
+byte of the video is then the encoder's. The pictures are checked by decoding one GOP in
+CHECK_GOP_EVERY (the first and the last among them) and scoring one frame in SAMPLE_EVERY
+of those against the frames the encode gave x264, kept losslessly by the encode itself
+(EncodePlan.samples): VMAF where this ffmpeg has libvmaf, SSIM where it has not. Decoding
+the whole export cost more than the rest of the check (docs/quality.md).
+
+Without the packets or the reference frames (a bench's every-frame score, a cache entry
+made before the check), one ffmpeg pass decodes the video whole, counts its frames, and
+scores one in SAMPLE_EVERY against the encode's frames or the source decoded again through
+the same graph. A remux keeps the source's video packets: that is proven by comparing them
+(PACKETS), not by scoring a copy against itself.
 
 The score is recorded (mean, 5th percentile, worst frame, the metric named); the platform's
 `quality:` floors (a gate) turn a low score into a failed export (gate_problems).
 """
-
 from __future__ import annotations
 
 import functools
@@ -26,21 +30,28 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporter.media.colour import LIMITED, source_colour
+from exporter.media.colour import LIMITED, source_colour, tag_bt709
 from exporter.media.colour_check import (
     COLOUR,
     GLIMPSE_CODEC,
+    OUTPUT_WIDTH,
     Glimpses,
     check_colour,
     export_glimpse_size,
     glimpse_filter,
+    numpy,
+    small,
 )
 from exporter.media.ffmpeg import QUIET, run_ffmpeg
 from exporter.media.plan import (
     SAMPLE_EVERY,
+    checked_gop,
+    checked_sample,
+    frames_in,
     sample_frames,
     untrusted_input,
     video_graph,
@@ -71,8 +82,8 @@ def metric_of(ffmpeg: str) -> str:
 
 
 def expected_frames(plan: EncodePlan, fps: float) -> int:
-    """The frames an encode of `plan` holds: every one that starts before its end."""
-    return max(1, math.ceil(round(plan.duration_s * fps, 6)))
+    """The frames an encode of `plan` holds (plan.frames_in)."""
+    return frames_in(plan.duration_s, fps)
 
 
 def scorer(metric: str, log_path: Path | str) -> str:
@@ -141,6 +152,82 @@ def score_argv(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
             *(["-map", "1:a:0"] if plan.reads_source_audio else []), "-f", "null", "-"]
 
 
+def checked_frames(output: Path | str, gop: int, frames: int,
+                   fps: float) -> Iterator[tuple[int, Any]]:
+    """(frame number, frame) of every frame of the GOPs the check decodes (checked_gop):
+    the packets of the others are read, not decoded. DamagedOutput when one does not."""
+    av = pyav()
+    with av.open(str(output), options=OPEN_OPTIONS) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start = stream.start_time or 0
+        number = lambda frame: round(float((frame.pts - start) * stream.time_base) * fps)
+        gop_index = -1
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                gop_index += packet.is_keyframe
+                if checked_gop(gop_index, gop, frames):
+                    for frame in stream.codec_context.decode(packet):
+                        yield number(frame), frame
+            for frame in stream.codec_context.decode(None):
+                yield number(frame), frame
+        except av.error.FFmpegError as error:
+            raise DamagedOutput(f"the video does not decode: {error} ({DAMAGED})") from error
+
+
+def sampled_score(ffmpeg: str, output: Path | str, spec: Spec, plan: EncodePlan,
+                  metric: str, workdir: Path,
+                  glimpses: Glimpses | None) -> tuple[list[float], dict[str, Any]]:
+    """The scores of an export whose encode kept x264's packets and the reference frames of
+    the GOPs the check decodes: its packets proven x264's (a checksum), those GOPs decoded
+    (one in CHECK_GOP_EVERY, the first and the last) and their samples scored against the
+    encode's; the decoded frames kept small for the colour check. (scores, the facts)."""
+    fps, gop = spec.video["fps"], plan.gop
+    frames = expected_frames(plan, fps)
+    count, digest = video_packets_digest(output)
+    if (count, digest) != video_packets_digest(plan.packets, PACKETS_OPTIONS):
+        raise DamagedOutput(f"its video packets are not the ones x264 wrote (checksums "
+                            f"differ; {DAMAGED})")
+    if abs(count - frames) > 1:     # one either way: the rate conversion's rounding
+        raise DamagedOutput(f"{count} frames, the plan expects {frames} ({DAMAGED})")
+    from av.video.reformatter import VideoReformatter
+    np, width, height = numpy(), spec.video["width"], spec.video["height"]
+    scored, decoded, small_frames = workdir / "scored.yuv", 0, []
+    to_glimpse = VideoReformatter() if glimpses else None
+    with scored.open("wb") as raw:
+        for number, frame in checked_frames(output, gop, frames, fps):
+            decoded += 1
+            if to_glimpse is not None:
+                small_frames.append((number, small(frame, OUTPUT_WIDTH, to_glimpse,
+                                                   turn=False).astype(np.uint8)))
+            if checked_sample(number, gop, frames):
+                if frame.format.name != "yuv420p" or (frame.width, frame.height) != (
+                        width, height):
+                    frame = frame.reformat(width=width, height=height, format="yuv420p")
+                raw.write(frame.to_ndarray().tobytes())
+    if glimpses:
+        glimpses.keep(output, small_frames)
+    log_path = workdir / f"{metric}.log"
+    run_ffmpeg([ffmpeg, *QUIET, "-protocol_whitelist", "file",
+                "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{width}x{height}",
+                "-framerate", str(fps), "-i", str(scored),
+                "-f", "matroska", "-i", str(plan.samples),
+                # the samples said to be what they are (the export's tags): untagged,
+                # ffmpeg would convert one side's range before the metric
+                "-filter_complex", f"[0:v]{tag_bt709()},{by_sample(fps)}[dist];"
+                                   f"[1:v:0]{by_sample(fps)}[ref];"
+                                   f"[dist][ref]{scorer(metric, log_path)}[scored]",
+                "-map", "[scored]", "-f", "null", "-"])
+    scores = per_frame_scores(metric, log_path) if log_path.exists() else []
+    wanted = sum(1 for number in range(count) if checked_sample(number, gop, frames))
+    if len(scores) != wanted:
+        raise DamagedOutput(f"{len(scores)} of its {wanted} samples could be scored "
+                            f"against the encode's ({DAMAGED})")
+    return scores, {"frames": count, "decoded": decoded, "packets_sha256": digest}
+
+
 def decode_errors(ffmpeg: str, output: Path | str) -> list[str]:
     """The error lines of decoding the output's video alone (empty: it decodes)."""
     stderr = run_ffmpeg([ffmpeg, *QUIET, "-protocol_whitelist", "file", "-i", str(output),
@@ -176,16 +263,25 @@ def summarise(metric: str, scores: list[float], decoded: int, seconds: float,
 def score_output(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec,
                  plan: EncodePlan, every: int = SAMPLE_EVERY,
                  glimpses: Glimpses | None = None) -> dict[str, Any]:
-    """Decode the output whole and score one frame in `every` (one ffmpeg pass) against the
-    encode's own reference frames when it kept them (plan.samples, at SAMPLE_EVERY), else
-    against the source; the quality record. DamagedOutput when a frame does not decode or
-    the count is not the plan's (the output is then not kept). Given `glimpses`, the same
-    pass writes the output's glimpse there for the colour check."""
+    """The quality record of an output: when the encode kept x264's packets and its
+    reference frames (plan.packets, plan.samples), its packets proven x264's and one GOP in
+    CHECK_GOP_EVERY decoded and scored (sampled_score); else decoded whole and one frame in
+    `every` scored (one ffmpeg pass) against the encode's frames (plan.samples) or the
+    source. DamagedOutput when a frame does not decode, the packets are not x264's or the
+    count is not the plan's (the output is then not kept). Given `glimpses`, the frames
+    decoded are kept there, small, for the colour check."""
     metric, started = metric_of(ffmpeg), time.monotonic()
     frames = expected_frames(plan, spec.video["fps"])
     workdir = Path(tempfile.mkdtemp(prefix="reelexport-quality-"))
     try:
         log_path = workdir / f"{metric}.log"
+        if (every == SAMPLE_EVERY and plan.gop and plan.packets and plan.samples
+                and Path(plan.packets).is_file() and Path(plan.samples).is_file()):
+            scores, facts = sampled_score(ffmpeg, output, spec, plan, metric, workdir,
+                                          glimpses)
+            return {**summarise(metric, scores, facts["frames"], time.monotonic() - started,
+                                every, ENCODE_SAMPLES),
+                    "decoded": facts["decoded"], "packets_sha256": facts["packets_sha256"]}
         target = glimpses.export_path(output) if glimpses else None
         glimpse = ((export_glimpse_size((spec.video["width"], spec.video["height"])), target)
                    if target else None)
@@ -249,12 +345,17 @@ def nal_units(data: bytes, length_size: int | None) -> list[bytes]:
     return [part.rstrip(b"\x00") for part in re.split(b"\x00\x00\x01", data) if part]
 
 
-def video_packets_digest(path: Path | str) -> tuple[int, str]:
+# The encode's own packets file (mp4_with_packets): opened as NUT only.
+PACKETS_OPTIONS = {"format_whitelist": "nut", "protocol_whitelist": "file"}
+
+
+def video_packets_digest(path: Path | str,
+                         options: dict[str, str] = OPEN_OPTIONS) -> tuple[int, str]:
     """(packets, sha256) of a file's video packets in decode order, by their picture NAL
     units (parameter sets and delimiters left out: the muxer moves them), read without
     decoding."""
     av, digest, count = pyav(), hashlib.sha256(), 0
-    with av.open(str(path), options=OPEN_OPTIONS) as container:
+    with av.open(str(path), options=options) as container:
         video = container.streams.video[0]
         extradata = video.codec_context.extradata or b""
         length_size = (extradata[4] & 3) + 1 if extradata[:1] == b"\x01" else None

@@ -75,6 +75,11 @@ class SharedCache:
         temporary: never a cache entry)."""
         return self.path(key, ".samples.mkv")
 
+    def packets(self, key: str) -> Path:
+        """Where an encode of `key` writes x264's video packets beside the MP4, for the
+        content check to prove the MP4 holds them (a temporary: never a cache entry)."""
+        return self.path(key, ".packets.nut")
+
     def record(self, key: str) -> dict[str, Any] | None:
         """What made the cached file (argv, the task that encoded it), or None."""
         return read_json(self.root / f"{key}.json")

@@ -56,8 +56,9 @@ class CacheChanged(EncodeError):
 
 
 class DamagedOutput(EncodeError):
-    """The output's video does not decode whole, holds other frames than the plan's, or (a
-    remux) other packets than its source's: damaged after its encode, or the encoder failed.
+    """The output's video holds other packets than x264 wrote (or, a remux, than its
+    source's), other frames than the plan's, or does not decode: damaged after its encode,
+    or the encoder failed.
     It is not kept; another attempt encodes it again."""
 
     def __init__(self, message):

@@ -183,10 +183,13 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
     for _, key in targets:          # we hold these keys: what is there is a killed run's
         remove_stale_temps(cache.video(key))
         remove_stale_temps(cache.samples(key))
+        remove_stale_temps(cache.packets(key))
     with ExitStack() as stack:
         temps = [stack.enter_context(temporary(cache.video(key))) for _, key in targets]
-        # the content check's reference frames, kept by the encode; gone after the check
+        # the content check's reference frames and x264's packets, kept by the encode;
+        # gone after the check
         samples = [stack.enter_context(temporary(cache.samples(key))) for _, key in targets]
+        packets = [stack.enter_context(temporary(cache.packets(key))) for _, key in targets]
         # the colour check's small pictures, written by the passes that decode anyway
         glimpses = Glimpses(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="reelexport-glimpses-")))
@@ -194,7 +197,8 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
                     for spec, _ in targets}
         plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
                               [(spec, temp) for (spec, _), temp in zip(targets, temps)],
-                              job.preset, loudness, samples, glimpses.render_path())
+                              job.preset, loudness, samples, glimpses.render_path(),
+                              packets)
         argv, checked = plans[0].argv, []
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plans[0].duration_s,
                           job.spec.video["fps"]) as progress:
@@ -210,7 +214,7 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
                     if index != 0:
                         continue
                     made_by, achieved = corrected_encode(job, source_probe, temp, plan, over)
-                # decoded whole and scored once, here: every export of this key reuses it
+                # proven and scored once, here: every export of this key reuses it
                 quality = score_output(job.ffmpeg, temp, job.title.source, spec, plan,
                                        glimpses=glimpses)
             except (ConformanceError, DamagedOutput):
@@ -256,8 +260,10 @@ def corrected_encode(job: ExportJob, source_probe: Probe, temp: Path, plan: Enco
         aimed = replace(spec, video={**spec.video, **{
             name: max(1, int(spec.video[name] * scale))
             for name in ("bitrate", "maxrate", "bufsize")}})
+        # x264's packets written again over the first encode's, for the check
         argv = build_encodes(job.ffmpeg, job.title.source, source_probe, [(aimed, temp)],
-                             job.preset, {aimed.name: plan.loudness})[0].argv
+                             job.preset, {aimed.name: plan.loudness},
+                             packets=[plan.packets] if plan.packets else ())[0].argv
         temp.unlink(missing_ok=True)
         with ProgressFile(job.exports_root, job.task_name, job.title.key, plan.duration_s,
                           spec.video["fps"]) as progress:
