@@ -291,12 +291,12 @@ def main():
                       f"{colour_cpu / encode_cpu:>6.1%} "
                       f"{colour['mean']:>6g}/{colour['worst']:<6g} {both:>8.1%}")
     print("share: (samples kept + check) / encode, wall; CPU: check / encode (with its "
-          "samples), CPU seconds of the ffmpeg processes")
+          "samples), CPU seconds of ffmpeg and of this process (the check decodes in it)")
     print(f"check cost (samples kept + check): at most {worst_share:.1%} of the encode "
           f"(target <= {TARGET_SHARE:.0%}); the packets proven x264's, one GOP in "
           f"{CHECK_GOP_EVERY} decoded (and the last), 1 in {SAMPLE_EVERY} of those scored")
-    print("colour: the colour check (every frame of the export against the render, "
-          "in-process, from the glimpses the encode and the score's pass wrote), its CPU "
+    print("colour: the colour check (the frames the score decoded against the render's "
+          "glimpse the encode wrote, in-process), its CPU "
           "over the encode's; both CPU: what the encode spends keeping the reference frames "
           "and the render's glimpse, the score's pass and the colour check, over the encode "
           f"without them: at most {worst_both:.1%} (budget {TARGET_SHARE:.0%} of a veryfast "

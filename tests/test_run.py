@@ -1,8 +1,15 @@
 """Atomic file helpers (real files, no ffmpeg)."""
 
 import os
+import subprocess
+import tempfile
 
-from exporter.model.files import remove_stale_temps, temp_path_for, write_json_atomic
+from exporter.model.files import (
+    remove_stale_temps,
+    scratch_directory,
+    temp_path_for,
+    write_json_atomic,
+)
 
 
 def test_json_is_written_atomically_and_not_rewritten_when_equal(tmp_path):
@@ -32,3 +39,21 @@ def test_temporaries_are_hidden_and_cleaned(tmp_path):
     (tmp_path / ".tiktok.mp4.1.tmp").write_bytes(b"someone else's")
     remove_stale_temps(target)
     assert sorted(os.listdir(tmp_path)) == [".tiktok.mp4.1.tmp"]
+
+
+def test_a_scratch_directory_a_killed_run_left_is_deleted_by_the_next(tmp_path, monkeypatch):
+    """The colour check's glimpses live in the system's temp: a run killed with kill -9
+    leaves its directory, named with its process id; the next encode deletes it once that
+    process is gone, never one of a live process."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"reelexport-glimpses-{dead.pid}-k9"
+    stale.mkdir()
+    (stale / "render.nut").write_bytes(b"left by a killed run")
+    alive = tmp_path / f"reelexport-glimpses-{os.getppid()}-live"
+    alive.mkdir()
+    with scratch_directory("reelexport-glimpses-") as directory:
+        assert directory.is_dir() and directory.name.startswith(f"reelexport-glimpses-{os.getpid()}-")
+        assert not stale.exists() and alive.exists()
+    assert not directory.exists()

@@ -105,6 +105,33 @@ def remove_stale_temps(target: Path | str) -> None:
 FICLONE = 0x40049409
 
 
+@contextmanager
+def scratch_directory(prefix: str) -> Iterator[Path]:
+    """A directory of the system's temp for the block, deleted afterwards; named with this
+    process's id, so that one a killed run left (kill -9: nothing ran to delete it) is
+    deleted by the next that makes one, once no process has that id."""
+    root = Path(tempfile.gettempdir())
+    for stale in root.glob(f"{prefix}*-*"):
+        pid = stale.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    directory = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+    try:
+        yield directory
+    finally:
+        finish_despite_interrupts(lambda: shutil.rmtree(directory, ignore_errors=True))
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # another user's process
+        return True
+    return True
+
+
 def clone_file(source: Path | str, destination: Path | str) -> None:
     """Make `destination` a file of its own with `source`'s bytes: a reflink where the
     filesystem has them (no space, instant), else a copy. Never a hard link: a write in

@@ -5,7 +5,6 @@ against the spec before it is published. The sidecar of the video just made.
 
 from __future__ import annotations
 
-import tempfile
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +45,7 @@ from exporter.model.files import (
     clone_file,
     publish,
     remove_stale_temps,
+    scratch_directory,
     sha256_file,
     temporary,
 )
@@ -191,8 +191,7 @@ def encode_into_cache(job: ExportJob, source_probe: Probe, inputs: Record,
         samples = [stack.enter_context(temporary(cache.samples(key))) for _, key in targets]
         packets = [stack.enter_context(temporary(cache.packets(key))) for _, key in targets]
         # the colour check's small pictures, written by the passes that decode anyway
-        glimpses = Glimpses(stack.enter_context(tempfile.TemporaryDirectory(
-            prefix="reelexport-glimpses-")))
+        glimpses = Glimpses(stack.enter_context(scratch_directory("reelexport-glimpses-")))
         loudness = {spec.name: loudness_of(job, spec, source_probe, inputs)[0]
                     for spec, _ in targets}
         plans = build_encodes(job.ffmpeg, job.title.source, source_probe,
