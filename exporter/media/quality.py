@@ -19,6 +19,7 @@ the same graph. A remux keeps the source's video packets: that is proven by comp
 The score is recorded (mean, 5th percentile, worst frame, the metric named); the platform's
 `quality:` floors (a gate) turn a low score into a failed export (gate_problems).
 """
+
 from __future__ import annotations
 
 import functools
@@ -161,7 +162,10 @@ def checked_frames(output: Path | str, gop: int, frames: int,
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         start = stream.start_time or 0
-        number = lambda frame: round(float((frame.pts - start) * stream.time_base) * fps)
+
+        def number(frame: Any) -> int:
+            return round(float((frame.pts - start) * stream.time_base) * fps)
+
         gop_index = -1
         try:
             for packet in container.demux(stream):
