@@ -297,8 +297,8 @@ def main():
                       f"{colour['mean']:>6g}/{colour['worst']:<6g} {both:>8.1%}")
     print("share: (samples kept + check) / encode, wall; CPU: check / encode (with its "
           "samples), CPU seconds of ffmpeg and of this process (the check decodes in it)")
-    print(f"check cost (samples kept + check): at most {worst_share:.1%} of the encode "
-          f"(target <= {TARGET_SHARE:.0%}); the packets proven x264's, one GOP in "
+    print(f"check wall time (samples kept + check): at most {worst_share:.1%} of the "
+          f"encode's (the budget is of CPU: below); the packets proven x264's, one GOP in "
           f"{CHECK_GOP_EVERY} decoded (and the last), 1 in {SAMPLE_EVERY} of those scored")
     print("colour: the colour check (the frames the score decoded against the render's "
           "glimpse the encode wrote, in-process), its CPU "
