@@ -74,10 +74,11 @@ def finished(exports):
 
 @pytest.fixture
 def batch(library, tmp_path, clip_cache):
-    """Six different 2-second titles for one full-size platform: long enough to interrupt
-    mid-encode, and distinct bytes, so no export can share another's encode."""
+    """Six different 2-second titles for one platform at 540x960: long enough to interrupt
+    mid-encode (a quarter of the full size's work: six kill and interrupt tests export
+    it), and distinct bytes, so no export can share another's encode."""
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",),
-                                youtube={"video.width": 1080, "video.height": 1920})
+                                youtube={"video.width": 540, "video.height": 960})
     for index in range(6):
         title = library.add("women", "18-23", f"title-{index}")
         shutil.copy(clip_cache(f"distinct-{index}", width=352 + 8 * index, height=640,
