@@ -80,6 +80,7 @@ SPECIAL = {
 }
 
 
+@pytest.mark.once        # refused by the tool's own checks, before ffmpeg
 @pytest.mark.parametrize("case", SPECIAL)
 def test_a_special_file_fails_its_title_alone_without_hanging(library, platforms, case):
     name, make, cause = SPECIAL[case]
@@ -102,6 +103,7 @@ def test_a_special_file_fails_its_title_alone_without_hanging(library, platforms
         kept.close()
 
 
+@pytest.mark.once        # the library's names: refused before ffmpeg
 @pytest.mark.parametrize("segment", ["registry.json", "index.html"])
 def test_a_segment_named_like_an_exports_root_file_is_refused_alone(library, platforms,
                                                                      segment):
@@ -130,6 +132,7 @@ def test_a_bad_thumbnail_is_named_and_leaves_no_target(library, platforms, conte
     assert leftovers(library.exports) == []
 
 
+@pytest.mark.once        # refused by the tool's own checks, before ffmpeg
 def test_a_linked_thumbnail_outside_the_renders_root_is_refused(library, platforms):
     title = library.add("women", "18-23", "alpha")
     (title / "thumbnail.jpg").symlink_to("/etc/passwd")

@@ -51,6 +51,7 @@ def covers(exports):
     return {str(p.relative_to(exports)): p.stat().st_mtime_ns for p in exports.rglob("*.jpg")}
 
 
+@pytest.mark.once        # which tasks a change reruns: doit's bookkeeping
 def test_changes_redo_exactly_the_affected_exports(library, platforms):
     library.add("women", "18-23", "alpha")
     library.add("men", "24-30", "beta", shape="landscape")
@@ -83,6 +84,7 @@ def test_changes_redo_exactly_the_affected_exports(library, platforms):
     assert len(executed_tasks(fifth.stdout)) == 4
 
 
+@pytest.mark.once        # which tasks a change reruns: doit's bookkeeping
 def test_metadata_rule_change_rewrites_metadata_without_reencoding(library, platforms):
     library.add("women", "18-23", "alpha")
     run_doit(*args_for(library, platforms, "platforms=youtube"), check=0)
@@ -148,6 +150,7 @@ def test_covers_of_every_platform_come_from_one_decoded_frame(library, tmp_path)
             "final.mp4 at 0.25 s")
 
 
+@pytest.mark.once        # which tasks are chosen: doit's bookkeeping
 def test_selection_vars_choose_the_generated_tasks(library, platforms):
     library.add("women", "18-23", "alpha")
     library.add("women", "24-30", "beta")
@@ -174,6 +177,7 @@ def test_selection_vars_choose_the_generated_tasks(library, platforms):
                         ("gamma", "youtube"): "exported", ("gamma", "tiktok"): "pending"}
 
 
+@pytest.mark.once        # refused before any ffmpeg runs
 def test_a_filter_matching_nothing_says_what_exists(library, platforms):
     library.add("women", "18-23", "alpha")
     result = run_doit(*args_for(library, platforms, "segment=kids"))
@@ -184,6 +188,7 @@ def test_a_filter_matching_nothing_says_what_exists(library, platforms):
     assert unknown.returncode != 0 and "unknown platform vimeo" in unknown.stderr
 
 
+@pytest.mark.once        # refused before any ffmpeg runs
 def test_an_invalid_platform_spec_stops_before_any_encode(library, platforms):
     library.add("women", "18-23", "alpha")
     small_platforms(platforms, names=("tiktok",), tiktok={"video.bitrate": "fast"})
@@ -294,6 +299,7 @@ def test_rotation_is_honoured_and_silent_sources_get_audio(library, tmp_path, cl
         assert_conforms(out / f"{title}/youtube.mp4", spec, 1.0)
 
 
+@pytest.mark.once        # doit -n 2's workers: process handling
 def test_parallel_runs_encodes_at_the_same_time(library, tmp_path):
     platforms = small_platforms(tmp_path / "big", names=("youtube",),
                                 youtube={"video.width": 1080, "video.height": 1920})
@@ -305,6 +311,7 @@ def test_parallel_runs_encodes_at_the_same_time(library, tmp_path):
     assert a_start < b_end and b_start < a_end, "the two encodes did not overlap"
 
 
+@pytest.mark.once        # doit's DB and commands: bookkeeping
 def test_clean_forget_and_resume_without_reencoding(library, platforms):
     library.add("women", "18-23", "alpha")
     run_doit(*args_for(library, platforms), check=0)
@@ -432,6 +439,7 @@ def test_a_conforming_source_is_remuxed_not_encoded(library, tmp_path):
                         load_yaml(platforms / f"{name}.yaml"), 1.0)
 
 
+@pytest.mark.once        # the gallery's cache: bookkeeping
 def test_gallery_follows_a_changed_caption_without_reading_unchanged_exports(library, platforms):
     library.add("women", "18-23", "alpha", metadata={"title": "First caption"})
     library.add("women", "18-23", "beta", metadata={"title": "Beta caption"})

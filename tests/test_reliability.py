@@ -74,10 +74,11 @@ def finished(exports):
 
 @pytest.fixture
 def batch(library, tmp_path, clip_cache):
-    """Six different 2-second titles for one full-size platform: long enough to interrupt
-    mid-encode, and distinct bytes, so no export can share another's encode."""
+    """Six different 2-second titles for one platform at 540x960: long enough to interrupt
+    mid-encode (a quarter of the full size's work: six kill and interrupt tests export
+    it), and distinct bytes, so no export can share another's encode."""
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",),
-                                youtube={"video.width": 1080, "video.height": 1920})
+                                youtube={"video.width": 540, "video.height": 960})
     for index in range(6):
         title = library.add("women", "18-23", f"title-{index}")
         shutil.copy(clip_cache(f"distinct-{index}", width=352 + 8 * index, height=640,
@@ -214,6 +215,7 @@ def test_transient_failure_is_retried_then_remembered(library, tmp_path):
     assert not (library.exports / "women/18-23/alpha/youtube.error.json").exists()
 
 
+@pytest.mark.once        # a failure remembered: bookkeeping
 def test_a_bad_source_is_tried_again_only_when_it_changes(library, tmp_path):
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     bad = library.add("women", "18-23", "bad")
@@ -305,6 +307,7 @@ def doit_ffmpeg():
     return TEST_FFMPEG
 
 
+@pytest.mark.once        # the library's names: refused before ffmpeg
 def test_bad_directories_are_refused_alone(library, tmp_path):
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     library.add("women", "18-23", "good")
@@ -328,6 +331,7 @@ def test_bad_directories_are_refused_alone(library, tmp_path):
     assert [p.parent.name for p in exported_videos(library.exports)] == ["good"]
 
 
+@pytest.mark.once        # doit's DB: bookkeeping
 def test_an_unreadable_dep_db_is_rebuilt_from_sidecars(library, tmp_path):
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     library.add("women", "18-23", "alpha")
