@@ -1,0 +1,204 @@
+"""registry.json and index.html after a run: written from title entries, the unchanged
+ones carried over as bytes, and indexed for the next run.
+
+The same code writes both whether a title's bytes are carried (report/splice.py) or made
+again: a full regeneration is the case where none is carried, so a spliced file is the
+file a full regeneration writes, byte for byte (tests/test_view.py compares them). The
+totals are summed from each row's count in row order either way (registry.totals_of).
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import chain
+
+from exporter.model.files import write_bytes_atomic
+from exporter.model.history import distribution_index
+from exporter.report.gallery import (
+    CACHE_NAME,
+    CARD_SEPARATOR,
+    PAGE,
+    made_card,
+    page_parts,
+    page_source_of,
+)
+from exporter.report.ledger import registry_document, with_history
+from exporter.report.registry import (
+    ROW_SEPARATOR,
+    ROWS_OPENING,
+    registry_bytes,
+    registry_state,
+    row_bytes,
+    row_count,
+    totals_of,
+    upload_standing,
+)
+from exporter.report.splice import Entry, entries_of, old_rows, spliced_entries
+from exporter.report.view_index import TitleView, trusted_index, write_index
+
+
+@dataclass
+class View:
+    """The registry just written, as its titles' entries: what the gallery and the index
+    are made from."""
+
+    entries: list[Entry]
+    chunks: list[bytes]             # each entry's rows' bytes in registry.json
+    titles: list[TitleView]         # each entry's place and counts in the new files
+    platforms: list[str]
+    totals: dict
+    history_state: object
+    index: object                   # ViewIndex of the files replaced, None when untrusted
+    old_registry: bytes | None      # the registry replaced
+    changed: bool                   # registry.json was written
+
+
+def read_bytes(path):
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def parsed(text):
+    try:
+        return json.loads(text) if text else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def regenerate_registry(build, outcomes, check):
+    """Write registry.json for this run's `outcomes` (task name -> doit's decision) and
+    what the library stamp proves (`check`: StampCheck or None); untouched when nothing
+    changed. Spliced from the carried titles' bytes when the index describes the files in
+    place and the stamp proves the history they were made with; else made whole, the
+    previous rows trusted only where the index or the stamp vouches for the file."""
+    settings = build.settings
+    history, history_state = distribution_index(settings.exports)
+    index = trusted_index(settings, build.all_specs)
+    old = read_bytes(settings.registry_file)
+    if (index is not None and old is not None and check is not None
+            and not check.history_changed and index.history == check.stamp.get("history")
+            and index.page_indexed(settings)):
+        entries = spliced_entries(build, index, check, outcomes, history, old)
+    else:
+        proven = check.proven_outcomes(build.all_jobs) if check is not None else {}
+        previous = parsed(old) if index is not None or check is not None else None
+        document = registry_document(build, {**proven, **outcomes}, previous, history)
+        entries = entries_of(document["exports"], index)
+    return written_view(settings, entries, sorted(build.all_specs), index, old,
+                        history_state)
+
+
+def refresh_view(build):
+    """Rewrite registry.json with the history as it is now (uploads recorded since it was
+    written); nothing else is read. The View written, or None when there is no registry
+    yet (the next run writes it, history included)."""
+    settings = build.settings
+    history, history_state = distribution_index(settings.exports)
+    old = read_bytes(settings.registry_file)
+    previous = parsed(old)
+    if not isinstance(previous, dict) or "exports" not in previous:
+        return None
+    document = with_history(previous, history)
+    index = trusted_index(settings, document["platforms"])
+    return written_view(settings, entries_of(document["exports"], index),
+                        document["platforms"], index, old, history_state)
+
+
+def written_view(settings, entries, platforms, index, old, history_state):
+    """Write registry.json from `entries` (when its bytes differ from `old`'s)."""
+    chunks, counts = [], []
+    for entry in entries:
+        if entry.rows is None:
+            start, end = entry.old.rows
+            chunks.append(old[start:end])
+            counts.append(entry.old.counts)
+        else:
+            chunks.append(ROW_SEPARATOR.join(map(row_bytes, entry.rows)))
+            counts.append(list(map(row_count, entry.rows)))
+    totals = totals_of(chain.from_iterable(counts))
+    data = registry_bytes(chunks, platforms, totals)
+    changed = data != old and write_bytes_atomic(settings.registry_file, data, before=old)
+    titles, offset = [], len(ROWS_OPENING)
+    for entry, chunk, title_counts in zip(entries, chunks, counts):
+        span = (offset, offset + len(chunk))
+        offset = span[1] + len(ROW_SEPARATOR)
+        if entry.rows is None:
+            was = entry.old
+            titles.append(TitleView(was.key, span, was.card, was.counts, was.exported, was.due))
+        else:
+            titles.append(TitleView(entry.key, span, (0, 0), title_counts,
+                                    all_exported(entry.rows, platforms), due_of(entry.rows)))
+    return View(entries, chunks, titles, platforms, totals, history_state, index, old,
+                changed)
+
+
+def all_exported(rows, platforms):
+    """Every platform of the title has a row, each an export made and up to date."""
+    return ([row["platform"] for row in rows] == platforms
+            and all(row["status"] == "exported" for row in rows))
+
+
+def due_of(rows, now=None):
+    """The first publish_at still to come of the rows waiting in the upload queue (the
+    moment their `queue` changes), or None."""
+    now = now or datetime.now(timezone.utc)
+    moments = []
+    for row in rows:
+        moment = row.get("publish_at")
+        if not isinstance(moment, str) or upload_standing(row, now)[0] not in ("ready",
+                                                                               "needs"):
+            continue
+        try:
+            when = datetime.fromisoformat(moment)
+        except ValueError:
+            continue
+        if when.tzinfo is not None and when > now:
+            moments.append((when, moment))
+    return min(moments)[1] if moments else None
+
+
+def write_gallery(build, view, made):
+    """Write index.html for the registry just written, and then the index of both; nothing
+    when neither file changed and the index describes both (`made`: title ids with an
+    export made or failed this run, whose cards are made again: their sidecars and
+    captions may differ). A card is carried from the page in place when the index
+    describes it and its title's rows are the same bytes as before."""
+    settings = build.settings
+    page_path = settings.exports / PAGE
+    index = view.index
+    reuse = index is not None and index.page_indexed(settings)
+    if reuse and not view.changed and not made:
+        # the same bytes, the same places: the index needs only the history now read
+        if index.history != repr(view.history_state):
+            for title, entry in zip(view.titles, view.entries):
+                title.card = entry.old.card
+            write_index(settings, view.titles, view.platforms, view.history_state)
+        return False
+    old_page = page_path.read_bytes() if reuse else None
+    library = {title.key: title for title in build.all_titles}
+    separator = CARD_SEPARATOR.encode()
+    cards = []
+    for entry, chunk in zip(view.entries, view.chunks):
+        old = entry.old
+        if (reuse and old is not None and entry.order[2] not in made
+                and (entry.rows is None
+                     or view.old_registry[old.rows[0]:old.rows[1]] == chunk)):
+            cards.append(old_page[old.card[0]:old.card[1]])
+        else:
+            rows = entry.rows if entry.rows is not None else old_rows(view.old_registry, entry)
+            cards.append(made_card(build, library.get(entry.key), rows).encode())
+    head, tail = page_parts(view.totals["all"], {entry.order[0] for entry in view.entries},
+                            {entry.order[1] for entry in view.entries}, view.platforms,
+                            page_source_of(registry_state(settings.registry_file)))
+    head = head.encode()
+    data = head + separator.join(cards) + tail.encode()
+    (settings.exports / CACHE_NAME).unlink(missing_ok=True)
+    written = write_bytes_atomic(page_path, data, before=old_page)
+    offset = len(head)
+    for title, card in zip(view.titles, cards):
+        title.card = (offset, offset + len(card))
+        offset += len(card) + len(separator)
+    write_index(settings, view.titles, view.platforms, view.history_state)
+    return written
