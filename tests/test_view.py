@@ -19,7 +19,7 @@ from exporter.report.formatting import MADE
 from exporter.report.gallery import gallery_html, page_source_of, tile_parts
 from exporter.report.ledger import registry_document
 from exporter.report.registry import registry_state, registry_text
-from exporter.report.splice import carried_titles
+from exporter.report.splice import Carried, Entry, carried_titles, merged
 from exporter.report.view import regenerate_registry, write_gallery
 from exporter.report.view_index import trusted_index
 
@@ -141,13 +141,13 @@ def test_without_its_index_the_view_is_regenerated_whole(stamped, clip_cache):
 def test_only_the_titles_that_changed_are_made_again(stamped):
     """In process, a run whose doit decided nothing (the stamp proves two titles): those
     two are carried as bytes, the third made again, and the files are the same."""
-    (stamped.root / "women/18-23/alpha/final.mp4").touch()
+    (stamped.root / "men/24-30/beta/final.mp4").touch()
     build = build_of(stamped)
     check = check_stamp(build)
-    assert check.changed == {"women/18-23/alpha"}
+    assert check.changed == {"men/24-30/beta"}
     view = regenerate_registry(build, {}, check)
-    assert [(entry.key, entry.rows is None) for entry in view.entries] == [
-        ("men/13-17/gamma", True), ("men/24-30/beta", True), ("women/18-23/alpha", False)]
+    assert view.items[0] == Carried(0, 1) and view.items[2] == Carried(2, 3)
+    assert view.items[1].key == "men/24-30/beta"
     assert not view.changed
     write_gallery(build, view, made=set())
     assert_as_regenerated(stamped)
@@ -167,3 +167,14 @@ def test_a_publish_at_passed_makes_its_title_again(stamped):
                                    datetime(2029, 12, 31, tzinfo=timezone.utc))
     assert first not in carried_titles(build, index, check, {},
                                        datetime(2030, 1, 1, tzinfo=timezone.utc))
+
+
+def test_carried_places_and_made_titles_merge_in_registry_order():
+    class Index:
+        titles = ["a/1/x", "a/1/y", "a/2/z", "b/1/w"]
+    made = [Entry(("a", "1", "xa"), "a/1/xa", [], None),       # new, between x and y
+            Entry(("a", "2", "z"), "a/2/z", [], None),          # its rows made again
+            Entry(("c", "1", "v"), "c/1/v", [], None)]          # new, last
+    assert merged([0, 1, 3], made, Index()) == [
+        Carried(0, 1), made[0], Carried(1, 2), made[1], Carried(3, 4), made[2]]
+    assert merged([0, 1, 2, 3], [], Index()) == [Carried(0, 4)]

@@ -11,6 +11,7 @@ left the library included, is made again from doit's DB and the sidecars (report
 """
 
 import json
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -29,6 +30,15 @@ class Entry:
     key: str                        # segment/age/title_id
     rows: list[dict] | None
     old: TitleView | None
+
+
+@dataclass
+class Carried:
+    """Titles first..end-1 of the index, consecutive there and in the files being written:
+    their bytes carried over as one piece."""
+
+    first: int
+    end: int
 
 
 def entries_of(rows, index):
@@ -84,13 +94,12 @@ def carried_titles(build, index, check, outcomes, now):
 
 
 def spliced_entries(build, index, check, outcomes, history, old_registry, now=None):
-    """The view's entries: the carried titles' bytes, every other title's rows made again
-    (their previous rows, parsed from their bytes alone, carried as registry_document
-    would), and the rows of titles that have left the library read again."""
+    """The view's items in registry order: Carried runs of titles whose bytes are carried,
+    and an Entry for every other title, its rows made again (its previous rows, parsed
+    from its bytes alone, carried as registry_document would), titles that have left the
+    library included."""
     now = now or datetime.now(timezone.utc)
     carried = carried_titles(build, index, check, outcomes, now)
-    entries = [Entry(tuple(key.split("/")), key, None, index.title(place))
-               for key, place in carried.items()]
     places = {key: place for place, key in enumerate(index.titles)}
     remade = [title for title in build.all_titles if title.key not in carried]
     jobs = [build.job(title, spec) for title in remade for spec in build.all_specs.values()]
@@ -107,5 +116,24 @@ def spliced_entries(build, index, check, outcomes, history, old_registry, now=No
     known = {name: outcome for name, outcome in known.items() if outcome is not None}
     rows = export_rows(build, jobs, known, rows_before, history)
     rows.extend(removed_rows(build, history))
-    entries.extend(entries_of(rows, index))
-    return sorted(entries, key=lambda entry: entry.order)
+    return merged(sorted(carried.values()), entries_of(rows, index), index)
+
+
+def merged(carried, entries, index):
+    """Carried places (ascending) and made entries (in registry order) in registry order,
+    consecutive carried places that nothing comes between as one Carried run."""
+    def order_of(key):
+        return tuple(key.split("/"))
+    before = [bisect_left(index.titles, entry.order, key=order_of) for entry in entries]
+    items, made = [], 0
+    for place in carried:
+        while made < len(entries) and before[made] <= place:
+            items.append(entries[made])
+            made += 1
+        last = items[-1] if items else None
+        if isinstance(last, Carried) and last.end == place:
+            last.end = place + 1
+        else:
+            items.append(Carried(place, place + 1))
+    items.extend(entries[made:])
+    return items

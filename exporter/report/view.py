@@ -33,18 +33,18 @@ from exporter.report.registry import (
     totals_of,
     upload_standing,
 )
-from exporter.report.splice import Entry, entries_of, old_rows, spliced_entries
-from exporter.report.view_index import TitleView, trusted_index, write_index
+from exporter.report.splice import Carried, entries_of, spliced_entries
+from exporter.report.view_index import IndexColumns, TitleView, index_with_history, trusted_index
 
 
 @dataclass
 class View:
-    """The registry just written, as its titles' entries: what the gallery and the index
-    are made from."""
+    """The registry just written, as its items (splice.Carried runs of titles and
+    splice.Entry titles): what the gallery and the next index are made from."""
 
-    entries: list[Entry]
-    chunks: list[bytes]             # each entry's rows' bytes in registry.json
-    titles: list[TitleView]         # each entry's place and counts in the new files
+    items: list
+    chunks: list                    # each item's rows' bytes in registry.json
+    row_offsets: list[int]          # where each item's rows start there
     platforms: list[str]
     totals: dict
     history_state: object
@@ -106,32 +106,32 @@ def refresh_view(build):
                         document["platforms"], index, old, history_state)
 
 
-def written_view(settings, entries, platforms, index, old, history_state):
-    """Write registry.json from `entries` (when its bytes differ from `old`'s)."""
+def written_view(settings, items, platforms, index, old, history_state):
+    """Write registry.json from `items` (when its bytes differ from `old`'s)."""
     chunks, counts = [], []
-    for entry in entries:
-        if entry.rows is None:
-            start, end = entry.old.rows
-            chunks.append(old[start:end])
-            counts.append(entry.old.counts)
+    carried_bytes = memoryview(old) if old is not None else None
+    for item in items:
+        if isinstance(item, Carried):
+            start, end = index.span("rows", item.first, item.end)
+            chunks.append(carried_bytes[start:end])
+            counts.append(index.counts(item.first, item.end))
         else:
-            chunks.append(ROW_SEPARATOR.join(map(row_bytes, entry.rows)))
-            counts.append(list(map(row_count, entry.rows)))
+            chunks.append(ROW_SEPARATOR.join(map(row_bytes, item.rows)))
+            counts.append(list(map(row_count, item.rows)))
     totals = totals_of(chain.from_iterable(counts))
     data = registry_bytes(chunks, platforms, totals)
     changed = data != old and write_bytes_atomic(settings.registry_file, data, before=old)
-    titles, offset = [], len(ROWS_OPENING)
-    for entry, chunk, title_counts in zip(entries, chunks, counts):
-        span = (offset, offset + len(chunk))
-        offset = span[1] + len(ROW_SEPARATOR)
-        if entry.rows is None:
-            was = entry.old
-            titles.append(TitleView(was.key, span, was.card, was.counts, was.exported, was.due))
-        else:
-            titles.append(TitleView(entry.key, span, (0, 0), title_counts,
-                                    all_exported(entry.rows, platforms), due_of(entry.rows)))
-    return View(entries, chunks, titles, platforms, totals, history_state, index, old,
-                changed)
+    return View(items, chunks, offsets(len(ROWS_OPENING), chunks, len(ROW_SEPARATOR)),
+                platforms, totals, history_state, index, old, changed)
+
+
+def offsets(start, chunks, separator):
+    """Where each of `chunks` starts once joined by `separator` bytes after `start`."""
+    at = []
+    for chunk in chunks:
+        at.append(start)
+        start += len(chunk) + separator
+    return at
 
 
 def all_exported(rows, platforms):
@@ -170,35 +170,58 @@ def write_gallery(build, view, made):
     index = view.index
     reuse = index is not None and index.page_indexed(settings)
     if reuse and not view.changed and not made:
-        # the same bytes, the same places: the index needs only the history now read
-        if index.history != repr(view.history_state):
-            for title, entry in zip(view.titles, view.entries):
-                title.card = entry.old.card
-            write_index(settings, view.titles, view.platforms, view.history_state)
+        if index.history != repr(view.history_state):   # the same bytes, the same places
+            index_with_history(settings, index, view.history_state)
         return False
     old_page = page_path.read_bytes() if reuse else None
+    carried_page = memoryview(old_page) if reuse else None
     library = {title.key: title for title in build.all_titles}
-    separator = CARD_SEPARATOR.encode()
     cards = []
-    for entry, chunk in zip(view.entries, view.chunks):
-        old = entry.old
-        if (reuse and old is not None and entry.order[2] not in made
-                and (entry.rows is None
-                     or view.old_registry[old.rows[0]:old.rows[1]] == chunk)):
-            cards.append(old_page[old.card[0]:old.card[1]])
+    for item, chunk in zip(view.items, view.chunks):
+        if isinstance(item, Carried):
+            start, end = index.span("cards", item.first, item.end)
+            cards.append(carried_page[start:end])
+            continue
+        old = item.old
+        if (reuse and old is not None and item.order[2] not in made
+                and view.old_registry[old.rows[0]:old.rows[1]] == chunk):
+            cards.append(carried_page[old.card[0]:old.card[1]])
         else:
-            rows = entry.rows if entry.rows is not None else old_rows(view.old_registry, entry)
-            cards.append(made_card(build, library.get(entry.key), rows).encode())
-    head, tail = page_parts(view.totals["all"], {entry.order[0] for entry in view.entries},
-                            {entry.order[1] for entry in view.entries}, view.platforms,
+            cards.append(made_card(build, library.get(item.key), item.rows).encode())
+    head, tail = page_parts(view.totals["all"], segments_ages(view, index, 0),
+                            segments_ages(view, index, 1), view.platforms,
                             page_source_of(registry_state(settings.registry_file)))
-    head = head.encode()
+    head, separator = head.encode(), CARD_SEPARATOR.encode()
     data = head + separator.join(cards) + tail.encode()
     (settings.exports / CACHE_NAME).unlink(missing_ok=True)
     written = write_bytes_atomic(page_path, data, before=old_page)
-    offset = len(head)
-    for title, card in zip(view.titles, cards):
-        title.card = (offset, offset + len(card))
-        offset += len(card) + len(separator)
-    write_index(settings, view.titles, view.platforms, view.history_state)
+    write_index(settings, view, cards, offsets(len(head), cards, len(separator)))
     return written
+
+
+def segments_ages(view, index, part):
+    """The segments (`part` 0) or ages (1) of every title in the view: its filters."""
+    found = set()
+    for item in view.items:
+        if isinstance(item, Carried):
+            found.update(key.split("/", 2)[part] for key in index.titles[item.first:item.end])
+        else:
+            found.add(item.order[part])
+    return found
+
+
+def write_index(settings, view, cards, card_offsets):
+    """The index of the registry and page just written (`cards`: each item's bytes in
+    the page, at `card_offsets`)."""
+    columns = IndexColumns(view.index)
+    for item, chunk, row_at, card, card_at in zip(view.items, view.chunks, view.row_offsets,
+                                                  cards, card_offsets):
+        if isinstance(item, Carried):
+            columns.carried(view.index, item.first, item.end, row_at, card_at)
+        else:
+            columns.title(TitleView(item.key, (row_at, row_at + len(chunk)),
+                                    (card_at, card_at + len(card)),
+                                    list(map(row_count, item.rows)),
+                                    all_exported(item.rows, view.platforms),
+                                    due_of(item.rows)))
+    columns.write(settings, view.platforms, view.history_state)

@@ -89,6 +89,20 @@ class ViewIndex:
                          bool(document["exported"][place]),
                          document["due"].get(str(place)))
 
+    def span(self, name, first, end):
+        """[start, end) of the bytes of titles first..end-1 (consecutive) in one file:
+        "rows" for the registry, "cards" for the page."""
+        spans = self.document[name]
+        return spans[2 * first], spans[2 * end - 1]
+
+    def counts(self, first, end):
+        """registry.row_count of every row of titles first..end-1, in order."""
+        document = self.document
+        start = document["first_row"][first]
+        stop = document["first_row"][end - 1] + document["row_counts"][end - 1]
+        return zip(map(self.kinds.__getitem__, document["row_kinds"][start:stop]),
+                   document["sizes"][start:stop], document["durations"][start:stop])
+
     @property
     def history(self):
         """The history's state the rows were made with (as the stamp records it)."""
@@ -116,39 +130,74 @@ def trusted_index(settings, platforms):
         return None
 
 
-def write_index(settings, titles, platforms, history_state):
-    """Save the index of the registry and gallery just written (`titles`: TitleView, in
-    registry order)."""
-    kinds, kind_ids = [], {}
-    row_kinds, sizes, durations, first_row, row_counts = [], [], [], [], []
-    rows, cards, exported, due = [], [], [], {}
-    for place, title in enumerate(titles):
-        first_row.append(len(row_kinds))
-        row_counts.append(len(title.counts))
-        for kind, size, duration in title.counts:
-            kind_id = kind_ids.get(kind)
+class IndexColumns:
+    """The next index, column by column, in registry order: titles made this run one by
+    one (`title`), titles carried over a run at a time (`carried`: their columns sliced
+    from the old index, their offsets moved by what changed before them)."""
+
+    def __init__(self, old=None):
+        # the old index's kinds keep their numbers: a carried run's row_kinds hold them
+        self.kinds = [list(kind) for kind in old.kinds] if old is not None else []
+        self.kind_ids = {kind: number for number, kind in enumerate(old.kinds)} if old else {}
+        self.columns = {name: [] for name in (
+            "titles", "rows", "cards", "exported", "first_row", "row_counts", "row_kinds",
+            "sizes", "durations")}
+        self.due = {}
+
+    def title(self, view):
+        """One title (TitleView) after the others."""
+        columns = self.columns
+        if view.due:
+            self.due[str(len(columns["titles"]))] = view.due
+        columns["titles"].append(view.key)
+        columns["first_row"].append(len(columns["row_kinds"]))
+        columns["row_counts"].append(len(view.counts))
+        for kind, size, duration in view.counts:
+            kind_id = self.kind_ids.get(kind)
             if kind_id is None:
-                kind_id = kind_ids[kind] = len(kinds)
-                kinds.append(list(kind))
-            row_kinds.append(kind_id)
-            sizes.append(size)
-            durations.append(duration)
-        rows.extend(title.rows)
-        cards.extend(title.card)
-        exported.append(int(title.exported))
-        if title.due:
-            due[str(place)] = title.due
-    write_json_atomic(index_path(settings), {
-        "version": INDEX_VERSION, "code": view_code(), "platforms": sorted(platforms),
-        "history": repr(history_state),
-        "registry": state_of(settings.registry_file),
-        "gallery": state_of(settings.exports / layout.GALLERY_PAGE),
-        "titles": [title.key for title in titles], "rows": rows, "cards": cards,
-        "exported": exported, "due": due,
-        "first_row": first_row, "row_counts": row_counts, "kinds": kinds,
-        "row_kinds": row_kinds, "sizes": sizes, "durations": durations}, compact=True)
+                kind_id = self.kind_ids[kind] = len(self.kinds)
+                self.kinds.append(list(kind))
+            columns["row_kinds"].append(kind_id)
+            columns["sizes"].append(size)
+            columns["durations"].append(duration)
+        columns["rows"].extend(view.rows)
+        columns["cards"].extend(view.card)
+        columns["exported"].append(int(view.exported))
+
+    def carried(self, old, first, end, row_at, card_at):
+        """Titles first..end-1 of the `old` index, their rows now at byte `row_at` of the
+        registry and their cards at `card_at` of the page."""
+        columns, document = self.columns, old.document
+        place = len(columns["titles"])
+        for moment_place, moment in document["due"].items():
+            if first <= int(moment_place) < end:
+                self.due[str(place + int(moment_place) - first)] = moment
+        rows_from = document["first_row"][first]
+        rows_to = document["first_row"][end - 1] + document["row_counts"][end - 1]
+        shift_rows = len(columns["row_kinds"]) - rows_from
+        columns["first_row"].extend([row + shift_rows
+                                     for row in document["first_row"][first:end]])
+        for name in ("titles", "exported", "row_counts"):
+            columns[name].extend(document[name][first:end])
+        for name in ("row_kinds", "sizes", "durations"):
+            columns[name].extend(document[name][rows_from:rows_to])
+        for name, at in (("rows", row_at), ("cards", card_at)):
+            spans = document[name][2 * first:2 * end]
+            shift = at - spans[0]
+            columns[name].extend([offset + shift for offset in spans])
+
+    def write(self, settings, platforms, history_state):
+        """Save the index of the registry and gallery just written."""
+        write_json_atomic(index_path(settings), {
+            "version": INDEX_VERSION, "code": view_code(), "platforms": sorted(platforms),
+            "history": repr(history_state),
+            "registry": state_of(settings.registry_file),
+            "gallery": state_of(settings.exports / layout.GALLERY_PAGE),
+            "due": self.due, "kinds": self.kinds, **self.columns}, compact=True)
 
 
-def forget_index(settings):
-    """Remove the index (the files it describes are about to change another way)."""
-    index_path(settings).unlink(missing_ok=True)
+def index_with_history(settings, index, history_state):
+    """The same index, for the same files, made with the history as now read (nothing
+    in them changed with it)."""
+    write_json_atomic(index_path(settings), {**index.document, "history": repr(history_state)},
+                      compact=True)
