@@ -49,15 +49,40 @@ class View:
     totals: dict
     history_state: object
     index: object                   # ViewIndex of the files replaced, None when untrusted
-    old_registry: bytes | None      # the registry replaced
+    old_registry: "InPlace"         # the registry replaced
     changed: bool                   # registry.json was written
 
 
-def read_bytes(path):
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
+class InPlace:
+    """registry.json as it is before this run replaces it, read whole only when it must be:
+    a splice that changes nothing reads the few titles made again and the totals."""
+
+    def __init__(self, path):
+        self.path = path
+        self.whole_bytes = None
+        try:
+            self.exists = path.is_file()
+        except OSError:
+            self.exists = False
+
+    def whole(self):
+        """Its bytes; None when there is no such file or it cannot be read."""
+        if self.whole_bytes is None and self.exists:
+            try:
+                self.whole_bytes = self.path.read_bytes()
+            except OSError:
+                self.exists = False
+        return self.whole_bytes
+
+    def __getitem__(self, part):
+        if self.whole_bytes is not None or not self.exists:
+            return (self.whole_bytes or b"")[part]
+        try:
+            with open(self.path, "rb") as file:
+                file.seek(part.start)
+                return file.read(part.stop - part.start) if part.stop is not None else file.read()
+        except OSError:
+            return b""
 
 
 def parsed(text):
@@ -76,14 +101,14 @@ def regenerate_registry(build, outcomes, check):
     settings = build.settings
     history, history_state = distribution_index(settings.exports)
     index = trusted_index(settings, build.all_specs)
-    old = read_bytes(settings.registry_file)
-    if (index is not None and old is not None and check is not None
+    old = InPlace(settings.registry_file)
+    if (index is not None and old.exists and check is not None
             and not check.history_changed and index.history == check.stamp.get("history")
             and index.page_indexed(settings)):
         entries = spliced_entries(build, index, check, outcomes, history, old)
     else:
         proven = check.proven_outcomes(build.all_jobs) if check is not None else {}
-        previous = parsed(old) if index is not None or check is not None else None
+        previous = parsed(old.whole()) if index is not None or check is not None else None
         document = registry_document(build, {**proven, **outcomes}, previous, history)
         entries = entries_of(document["exports"], index)
     return written_view(settings, entries, sorted(build.all_specs), index, old,
@@ -96,8 +121,8 @@ def refresh_view(build):
     yet (the next run writes it, history included)."""
     settings = build.settings
     history, history_state = distribution_index(settings.exports)
-    old = read_bytes(settings.registry_file)
-    previous = parsed(old)
+    old = InPlace(settings.registry_file)
+    previous = parsed(old.whole())
     if not isinstance(previous, dict) or "exports" not in previous:
         return None
     document = with_history(previous, history)
@@ -107,9 +132,16 @@ def refresh_view(build):
 
 
 def written_view(settings, items, platforms, index, old, history_state):
-    """Write registry.json from `items` (when its bytes differ from `old`'s)."""
+    """Write registry.json from `items` (when its bytes differ from `old`'s: InPlace)."""
+    same = unchanged_rows(items, index, old, platforms)
+    if same is not None:
+        chunks, totals = same
+        row_offsets = [index.span("rows", item.first, item.end)[0] if isinstance(item, Carried)
+                       else item.old.rows[0] for item in items]
+        return View(items, chunks, row_offsets, platforms, totals, history_state, index, old,
+                    False)
     chunks, counts = [], []
-    carried_bytes = memoryview(old) if old is not None else None
+    carried_bytes = memoryview(old.whole()) if old.whole() is not None else None
     for item in items:
         if isinstance(item, Carried):
             start, end = index.span("rows", item.first, item.end)
@@ -120,9 +152,46 @@ def written_view(settings, items, platforms, index, old, history_state):
             counts.append(list(map(row_count, item.rows)))
     totals = totals_of(chain.from_iterable(counts))
     data = registry_bytes(chunks, platforms, totals)
-    changed = data != old and write_bytes_atomic(settings.registry_file, data, before=old)
+    changed = (data != old.whole()
+               and write_bytes_atomic(settings.registry_file, data, before=old.whole()))
     return View(items, chunks, offsets(len(ROWS_OPENING), chunks, len(ROW_SEPARATOR)),
                 platforms, totals, history_state, index, old, changed)
+
+
+ROWS_CLOSING = len(b"\n  ],\n")
+READ_WHOLE_FROM = 64        # titles made again: fewer are read alone, more with the file
+
+
+def unchanged_rows(items, index, old, platforms):
+    """(chunks, totals) when `items` are the titles of the registry in place, in its
+    order, each title made again the same bytes as before: every row is the same, hence
+    the totals, read from the file (chunks: a made title's bytes, None for a carried run);
+    else None, and the file is written again."""
+    if index is None or not old.exists or not index.titles:
+        return None
+    if sum(not isinstance(item, Carried) for item in items) > READ_WHOLE_FROM:
+        old.whole()
+    place, chunks = 0, []
+    for item in items:
+        if isinstance(item, Carried):
+            if item.first != place:
+                return None
+            place = item.end
+            chunks.append(None)
+            continue
+        if (item.old is None or place >= len(index.titles) or index.titles[place] != item.key):
+            return None
+        chunk = ROW_SEPARATOR.join(map(row_bytes, item.rows))
+        if old[item.old.rows[0]:item.old.rows[1]] != chunk:
+            return None
+        place += 1
+        chunks.append(chunk)
+    if place != len(index.titles):
+        return None
+    rest = parsed(b"{\n" + old[index.document["rows"][-1] + ROWS_CLOSING:None])
+    if not isinstance(rest, dict) or rest.get("platforms") != platforms or "totals" not in rest:
+        return None
+    return chunks, rest["totals"]
 
 
 def offsets(start, chunks, separator):
