@@ -9,7 +9,6 @@ totals are summed from each row's count in row order either way (registry.totals
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from itertools import chain
 
 from exporter.model.files import write_bytes_atomic
@@ -31,10 +30,16 @@ from exporter.report.registry import (
     row_bytes,
     row_count,
     totals_of,
-    upload_standing,
 )
 from exporter.report.splice import Carried, entries_of, spliced_entries
-from exporter.report.view_index import IndexColumns, TitleView, index_with_history, trusted_index
+from exporter.report.view_index import (
+    IndexColumns,
+    TitleView,
+    all_exported,
+    due_of,
+    index_with_history,
+    trusted_index,
+)
 
 
 @dataclass
@@ -201,31 +206,6 @@ def offsets(start, chunks, separator):
         at.append(start)
         start += len(chunk) + separator
     return at
-
-
-def all_exported(rows, platforms):
-    """Every platform of the title has a row, each an export made and up to date."""
-    return ([row["platform"] for row in rows] == platforms
-            and all(row["status"] == "exported" for row in rows))
-
-
-def due_of(rows, now=None):
-    """The first publish_at still to come of the rows waiting in the upload queue (the
-    moment their `queue` changes), or None."""
-    now = now or datetime.now(timezone.utc)
-    moments = []
-    for row in rows:
-        moment = row.get("publish_at")
-        if not isinstance(moment, str) or upload_standing(row, now)[0] not in ("ready",
-                                                                               "needs"):
-            continue
-        try:
-            when = datetime.fromisoformat(moment)
-        except ValueError:
-            continue
-        if when.tzinfo is not None and when > now:
-            moments.append((when, moment))
-    return min(moments)[1] if moments else None
 
 
 def write_gallery(build, view, made):

@@ -13,10 +13,12 @@ run killed before it leaves an index of older files, which no longer match.
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from exporter.model import layout
 from exporter.model.files import file_state, read_json, write_json_atomic
+from exporter.report.registry import upload_standing
 
 INDEX_VERSION = 1
 REPORT_DIR = Path(__file__).resolve().parent
@@ -64,6 +66,31 @@ class TitleView:
     def order(self):
         """(segment, age, title_id): the registry's order of titles."""
         return tuple(self.key.split("/"))
+
+
+def all_exported(rows, platforms):
+    """Every platform of the title has a row, each an export made and up to date."""
+    return ([row["platform"] for row in rows] == platforms
+            and all(row["status"] == "exported" for row in rows))
+
+
+def due_of(rows, now=None):
+    """The first publish_at still to come of the rows waiting in the upload queue (the
+    moment their `queue` changes), or None."""
+    now = now or datetime.now(timezone.utc)
+    moments = []
+    for row in rows:
+        moment = row.get("publish_at")
+        if not isinstance(moment, str) or upload_standing(row, now)[0] not in ("ready",
+                                                                               "needs"):
+            continue
+        try:
+            when = datetime.fromisoformat(moment)
+        except ValueError:
+            continue
+        if when.tzinfo is not None and when > now:
+            moments.append((when, moment))
+    return min(moments)[1] if moments else None
 
 
 class ViewIndex:
