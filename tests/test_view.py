@@ -178,3 +178,13 @@ def test_carried_places_and_made_titles_merge_in_registry_order():
     assert merged([0, 1, 3], made, Index()) == [
         Carried(0, 1), made[0], Carried(1, 2), made[1], Carried(3, 4), made[2]]
     assert merged([0, 1, 2, 3], [], Index()) == [Carried(0, 4)]
+
+
+def test_a_gallery_deleted_is_made_again_whole(stamped):
+    """Nothing else changed: the registry is the one in place, carried whole, and every
+    card is made again from the sidecars."""
+    (stamped.exports / "index.html").unlink()
+    registry = (stamped.exports / "registry.json").stat()
+    run_doit(*stamped.all_args, check=0)
+    assert (stamped.exports / "registry.json").stat().st_ino == registry.st_ino
+    assert_as_regenerated(stamped)

@@ -8,7 +8,7 @@ totals are summed from each row's count in row order either way (registry.totals
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 
 from exporter.model.files import write_bytes_atomic
@@ -31,7 +31,7 @@ from exporter.report.registry import (
     row_count,
     totals_of,
 )
-from exporter.report.splice import Carried, entries_of, spliced_entries
+from exporter.report.splice import Carried, Entry, entries_of, old_rows, spliced_entries
 from exporter.report.view_index import (
     IndexColumns,
     TitleView,
@@ -115,7 +115,11 @@ def regenerate_registry(build, outcomes, check):
         proven = check.proven_outcomes(build.all_jobs) if check is not None else {}
         previous = parsed(old.whole()) if index is not None or check is not None else None
         document = registry_document(build, {**proven, **outcomes}, previous, history)
-        entries = entries_of(document["exports"], index)
+        if index is not None and index.titles and document == previous:
+            # the file in place is the file (the index describes it): no row written again
+            entries = [Carried(0, len(index.titles))]
+        else:
+            entries = entries_of(document["exports"], index)
     return written_view(settings, entries, sorted(build.all_specs), index, old,
                         history_state)
 
@@ -222,6 +226,8 @@ def write_gallery(build, view, made):
         if index.history != repr(view.history_state):   # the same bytes, the same places
             index_with_history(settings, index, view.history_state)
         return False
+    if not reuse:
+        view = titles_apart(view)
     old_page = page_path.read_bytes() if reuse else None
     carried_page = memoryview(old_page) if reuse else None
     library = {title.key: title for title in build.all_titles}
@@ -246,6 +252,25 @@ def write_gallery(build, view, made):
     written = write_bytes_atomic(page_path, data, before=old_page)
     write_index(settings, view, cards, offsets(len(head), cards, len(separator)))
     return written
+
+
+def titles_apart(view):
+    """The view with each carried run as its titles, their rows parsed from the registry in
+    place: their cards are made again when the page cannot be carried."""
+    items, chunks, row_offsets = [], [], []
+    for item, chunk, row_at in zip(view.items, view.chunks, view.row_offsets):
+        if not isinstance(item, Carried):
+            items.append(item), chunks.append(chunk), row_offsets.append(row_at)
+            continue
+        run_start = view.index.span("rows", item.first, item.end)[0]
+        for place in range(item.first, item.end):
+            title = view.index.title(place)
+            entry = Entry(title.order, title.key, None, title)
+            entry.rows = old_rows(view.old_registry, entry)
+            items.append(entry)
+            chunks.append(view.old_registry[title.rows[0]:title.rows[1]])
+            row_offsets.append(row_at + title.rows[0] - run_start)
+    return replace(view, items=items, chunks=chunks, row_offsets=row_offsets)
 
 
 def segments_ages(view, index, part):
