@@ -159,7 +159,7 @@ def assert_conforms(path, spec_document, expected_duration_s):
 # shared-encode cache and the gallery's cache; with renders=s3://..., the bucket's mirror.
 BOOKKEEPING = (".doit.db", ".lock", ".shared", ".gallery-cache.json", ".up-to-date.json",
                ".history-index.json", ".platforms-checked.json", ".renders",
-               ".history-synced.json")
+               ".history-synced.json", ".view-index.json")
 
 
 def exported_videos(exports):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, read_json, run_doit, small_platforms
 
-from exporter.report.gallery import card_code, gallery_html, page_cards, reusable_cards
-from exporter.report.registry import RegistryBefore, build_registry, registry_row
+from exporter.report.gallery import gallery_html
+from exporter.report.registry import build_registry, registry_row
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once
@@ -119,31 +119,6 @@ def test_user_text_is_escaped_and_nothing_is_fetched_from_outside():
 
 def test_page_is_deterministic():
     assert gallery_html(*sample()) == gallery_html(*sample())
-
-
-def test_cards_of_the_page_in_place_are_reused_only_when_they_would_be_made_the_same(tmp_path):
-    """A run of one title makes its card again, not the others (10,000 at scale): the page
-    with reused cards is the very page a full rendering gives."""
-    document, sidecars, metadata = sample()
-    page = tmp_path / "index.html"
-    page.write_text(gallery_html(document, sidecars, metadata, f"{card_code()} state-1"))
-    assert len(page_cards(page.read_text())) == 2
-    before = RegistryBefore(document, "state-1")
-    changed_rows = [dict(row, status="exported") if row["title_id"] == "beta" else row
-                    for row in document["exports"]]
-    after = build_registry(changed_rows, document["platforms"])
-
-    reused = reusable_cards(page, before, after, changed=set())
-    assert list(reused) == [("women", "18-23", "alpha")]
-    assert (gallery_html(after, sidecars, metadata, "s", reused)
-            == gallery_html(after, sidecars, metadata, "s"))
-
-    # an export of alpha made this run: its sidecar and caption may differ, not reused
-    assert reusable_cards(page, before, after, changed={"youtube:alpha"}) == {}
-    # a page made from another registry, or by other code: nothing reused
-    assert reusable_cards(page, RegistryBefore(document, "state-0"), after, set()) == {}
-    page.write_text(gallery_html(document, sidecars, metadata, "0123 state-1"))
-    assert reusable_cards(page, before, after, changed=set()) == {}
 
 
 # --- written by every run -----------------------------------------------------------------

@@ -185,22 +185,34 @@ def write_text_atomic(path: Path | str, text: str) -> bool:
 
     Returns True when the file was (re)written.
     """
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+UNREAD = object()
+
+
+def write_bytes_atomic(path: Path | str, data: bytes, before: Any = UNREAD) -> bool:
+    """Write `data` to `path` atomically (temporary file + rename), only when it differs
+    from the file's bytes (`before`: those bytes when the caller has read them already,
+    None for no file). Returns True when the file was (re)written."""
     path = Path(path)
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return False
-    except (OSError, UnicodeDecodeError):   # absent, or not a file: the write says why
-        pass
+    if before is UNREAD:
+        try:
+            before = path.read_bytes()
+        except OSError:     # absent, or not a file: the write says why
+            before = None
+    if before == data:
+        return False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,  # noqa: SIM115
+        handle = tempfile.NamedTemporaryFile("wb", dir=path.parent,  # noqa: SIM115
                                              prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
                                              delete=False)
     except OSError as error:
         raise naming(error, path) from None
     try:
         with handle:
-            handle.write(text)
+            handle.write(data)
         os.chmod(handle.name, 0o666 & ~current_umask())
         publish(handle.name, path)
     except BaseException as error:

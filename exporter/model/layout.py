@@ -7,6 +7,7 @@ HISTORY_INDEX = ".history-index.json"   # what the registry needs of it, read up
 HISTORY_SYNCED = ".history-synced.json"  # exports=s3://...: the bucket's history merged last
 GALLERY_PAGE = "index.html"
 GALLERY_CACHE = ".gallery-cache.json"   # written by earlier versions: removed when found
+VIEW_INDEX = ".view-index.json"     # where each title's bytes are in the registry and gallery
 LOCK = ".lock"
 STAMP = ".up-to-date.json"
 PLATFORMS_CHECKED = ".platforms-checked.json"   # the platform files last validated
@@ -16,7 +17,7 @@ PROGRESS_DIR = ".progress"
 RENDERS_MIRROR = ".renders"     # renders=s3://...: the bucket's titles, final.mp4 as a note
 FETCHED_RENDERS = ".fetched"    # renders=s3://...: the renders being exported, downloaded
 # The root's files written whole (by temporary and rename) under the tree's lock.
-REWRITTEN_FILES = (REGISTRY, GALLERY_PAGE, GALLERY_CACHE, HISTORY_INDEX, STAMP)
+REWRITTEN_FILES = (REGISTRY, GALLERY_PAGE, GALLERY_CACHE, HISTORY_INDEX, STAMP, VIEW_INDEX)
 # Names a segment directory may not take: they would collide with a file of the root.
 VISIBLE_FILES = (REGISTRY, GALLERY_PAGE, HISTORY)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from exporter.model import layout, records
-from exporter.model.files import read_json, write_text_atomic
+from exporter.model.files import read_json
 from exporter.model.records import read_record, tile_facts
 from exporter.report import formatting
 from exporter.report.formatting import MADE, credentials_text, format_duration, format_size
-from exporter.report.registry import STATUSES, registry_state
+from exporter.report.registry import STATUSES
 
 CACHE_NAME = layout.GALLERY_CACHE     # earlier versions' tile cache: removed when found
 PAGE = layout.GALLERY_PAGE
@@ -284,46 +284,20 @@ def by_title(rows):
     return list(grouped_by_title(rows).values())
 
 
-def page_cards(page):
-    """{card opening: card HTML} of a page this module wrote."""
-    start, end = page.find("<main>"), page.rfind("</main>")
-    if start < 0 or end < 0:
-        return {}
-    cards = {}
-    for chunk in page[start:end].split(CARD_START)[1:]:
-        card = CARD_START + chunk[:chunk.rfind(CARD_END) + len(CARD_END)]
-        cards[card[:card.find('data-platform="')]] = card
-    return cards
-
-
-def page_source(page):
-    """The registry state a page says it was made from ('' when it says none)."""
-    start = page.find(f'<meta name="{SOURCE_META}" content="')
-    if start < 0:
-        return ""
-    start = page.index('content="', start) + len('content="')
-    return page[start:page.index('"', start)]
-
-
-def gallery_html(document, sidecars, metadata, source="", reused=None):
-    """The page. `sidecars` and `metadata` map (title_id, platform) to the parsed files of
-    the made exports; rows without them show their status only. `reused` maps a title
-    (segment, age, title_id) to its card's HTML from an earlier page, used in place of
-    making it again; `source` names what the page is made from (see write_gallery)."""
-    reused = reused or {}
-    rows = document["exports"]
-    counts = document["totals"]["all"]
-    summary = " · ".join([*(f"{counts[s]} {s}" for s in STATUSES),
-                          format_size(counts["size_bytes"]),
-                          format_duration(counts["duration_s"])])
+def page_parts(totals, segments, ages, platforms, source=""):
+    """The page around its cards: (head, tail). `totals`: the registry's over all exports;
+    the filters offer these segments, ages and platforms; `source` names what the page is
+    made from (the registry's state, see page_source_of). The cards go between the two,
+    joined by CARD_SEPARATOR."""
+    summary = " · ".join([*(f"{totals[s]} {s}" for s in STATUSES),
+                          format_size(totals["size_bytes"]),
+                          format_duration(totals["duration_s"])])
     filters = "".join((
-        select_html("segment", "Segment", sorted({r["segment"] for r in rows})),
-        select_html("age", "Age", sorted({r["age"] for r in rows})),
-        select_html("platform", "Platform", document["platforms"]),
+        select_html("segment", "Segment", sorted(segments)),
+        select_html("age", "Age", sorted(ages)),
+        select_html("platform", "Platform", platforms),
         select_html("status", "Status", STATUSES)))
-    cards = "\n".join(reused.get(title_of(group[0])) or card_html(group, sidecars, metadata)
-                      for group in by_title(rows))
-    return f"""<!doctype html>
+    head = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -340,12 +314,29 @@ def gallery_html(document, sidecars, metadata, source="", reused=None):
 <form id="filters">{filters}<output id="shown"></output></form>
 </header>
 <main>
-{cards}
+"""
+    tail = f"""
 </main>
 <script>{SCRIPT}</script>
 </body>
 </html>
 """
+    return head, tail
+
+
+CARD_SEPARATOR = "\n"
+
+
+def gallery_html(document, sidecars, metadata, source=""):
+    """The page. `sidecars` and `metadata` map (title_id, platform) to the parsed files of
+    the made exports; rows without them show their status only; `source` names what the
+    page is made from (see page_source_of)."""
+    rows = document["exports"]
+    head, tail = page_parts(document["totals"]["all"], {r["segment"] for r in rows},
+                            {r["age"] for r in rows}, document["platforms"], source)
+    cards = CARD_SEPARATOR.join(card_html(group, sidecars, metadata)
+                                for group in by_title(rows))
+    return head + cards + tail
 
 
 def tile_parts(sidecar, metadata):
@@ -370,56 +361,17 @@ def page_source_of(state):
     return f"{card_code()} {state}"
 
 
-def reusable_cards(page_path, before, document, changed):
-    """Cards of the page now in place that would be made again the same: the page was made
-    from the registry `before` replaced (its state and document), the title's rows are equal
-    in both, and none of its exports was made or remade this run (`changed`: its sidecar and
-    caption may differ). A card reads nothing else."""
-    if before is None or changed is None:
-        return {}
-    try:
-        page = page_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return {}
-    if page_source(page) != page_source_of(before.state):
-        return {}
-    cards = page_cards(page)
-    rows_before = grouped_by_title((before.document or {}).get("exports", []))
-    made_titles = {name.partition(":")[2] for name in changed}     # platform:title_id
-    reused = {}
-    for key, rows in grouped_by_title(document["exports"]).items():
-        if key[2] not in made_titles and rows_before.get(key) == rows:
-            card = cards.get(card_opening(rows[0]))
-            if card is not None:
-                reused[key] = card
-    return reused
-
-
-def write_gallery(build, document, changed=None, before=None):
-    """Write {exports}/index.html for `document` (the registry just written); untouched
-    when nothing changed.
-
-    A card is made again only when it may differ: its title's rows changed, or one of its
-    exports was made this run (`changed`: task names), whose sidecar and caption are read
-    then. The other cards are taken from the page in place, when that page was made from
-    the registry this run replaced (`before`: ledger.RegistryBefore): a title run changes
-    its own card, not the 10,000 others. `changed=None` makes every card again.
-    """
-    settings = build.settings
-    page_path = settings.exports / PAGE
-    reused = reusable_cards(page_path, before, document, changed)
-    jobs = {(job.title.title_id, job.spec.name): job for job in build.all_jobs}
+def made_card(build, title, rows):
+    """The card of one title's rows, its made exports' sidecars and captions read (`title`:
+    the library's Title, None for a title that has left it: its tiles show their status)."""
     sidecars, metadata = {}, {}
-    for row in document["exports"]:
-        key = (row["title_id"], row["platform"])
-        if row["status"] not in MADE or key not in jobs or title_of(row) in reused:
+    for row in rows:
+        if row["status"] not in MADE or title is None or row["platform"] not in build.all_specs:
             continue
-        parts = tile_parts(read_record(jobs[key].path("sidecar")),
-                           read_json(jobs[key].path("metadata")))
+        job = build.job(title, build.all_specs[row["platform"]])
+        key = (row["title_id"], row["platform"])
+        parts = tile_parts(read_record(job.path("sidecar")), read_json(job.path("metadata")))
         if parts[0]:
             sidecars[key] = parts[0]
         metadata[key] = parts[1]
-    page = gallery_html(document, sidecars, metadata,
-                        page_source_of(registry_state(settings.registry_file)), reused)
-    (settings.exports / CACHE_NAME).unlink(missing_ok=True)
-    return write_text_atomic(page_path, page)
+    return card_html(rows, sidecars, metadata)

@@ -30,8 +30,7 @@ from exporter.pipeline.export.job import current_inputs, ffmpeg_version, sha256_
 from exporter.pipeline.export.library import load_build
 from exporter.pipeline.plumbing.lock import LockHeld, acquire, release
 from exporter.pipeline.export.stamp import check_stamp, write_stamp
-from exporter.report.gallery import write_gallery
-from exporter.report.ledger import refresh_distribution
+from exporter.report.view import refresh_view, write_gallery
 from exporter.storage.exports import exports_store
 
 # ---- doit history ---------------------------------------------------------------------------
@@ -112,16 +111,16 @@ class History(ExportCommand):
 def refresh_registry(build, check):
     """Rewrite registry.json's distribution fields (and the gallery) from the history, and
     keep what the library stamp (`check`, None: it proves nothing) proves: an upload changes
-    no export. The document written, or None when there is no registry yet (the next run
+    no export. The totals written, or None when there is no registry yet (the next run
     writes it, history included)."""
-    document, history_state, before = refresh_distribution(build)
-    if document is None:
+    view = refresh_view(build)
+    if view is None:
         return None
-    write_gallery(build, document, changed=set(), before=before)
+    write_gallery(build, view, made=set())
     if check is not None:
-        write_stamp(build, document["totals"]["all"], {}, check.proven_entries(),
-                    history_state)
-    return document
+        write_stamp(build, view.totals["all"], {}, check.proven_entries(),
+                    view.history_state)
+    return view.totals["all"]
 
 
 # Who holds the tree's lock while an upload refreshes the registry (pipeline/plumbing/lock.py writes

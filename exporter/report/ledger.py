@@ -1,23 +1,22 @@
-"""Read doit's dependency DB (the ledger of what is up to date) and regenerate registry.json."""
+"""Read doit's dependency DB (the ledger of what is up to date): the registry's rows.
+
+report/view.py writes them (and carries over the titles whose rows cannot have changed).
+"""
 
 import os
 
 from doit.dependency import Dependency, SqliteDB
 from doit.task import dict_to_task
 
-from exporter.model.files import read_json, write_text_atomic
 from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
 from exporter.model.records import export_file_names, identity, read_record
 from exporter.pipeline.plumbing.checker import MD5Checker
 from exporter.pipeline.plumbing.tasks import export_task
 from exporter.report.registry import (
-    RegistryBefore,
     build_registry,
     export_status,
     registry_row,
-    registry_state,
-    registry_text,
     with_distribution,
 )
 
@@ -51,28 +50,33 @@ def registry_document(build, outcomes=None, previous=None, history=None):
     """
     if history is None:
         history = distribution_index(build.settings.exports, save=False)[0]
-    outcomes = outcomes or {}
     rows_before = {(row["platform"], row["title_id"]): row
                    for row in (previous or {}).get("exports", [])}
-    unknown = [job for job in build.all_jobs if job.task_name not in outcomes]
+    rows = export_rows(build, build.all_jobs, outcomes or {}, rows_before, history)
+    rows.extend(removed_rows(build, history))
+    return build_registry(rows, build.all_specs)
+
+
+def export_rows(build, jobs, outcomes, rows_before, history):
+    """The rows of these exports (see registry_document; `rows_before`: (platform,
+    title_id) -> the row the registry had, trusted)."""
+    unknown = [job for job in jobs if job.task_name not in outcomes]
     fresh = (up_to_date_names([export_task(job) for job in unknown], build.settings.dep_file)
              if unknown else set())
     fresh |= {name for name, outcome in outcomes.items() if outcome in ("up-to-date", "done")}
     rows = []
-    for job in build.all_jobs:
+    for job in jobs:
         names = job.identity
         before = rows_before.get((job.spec.name, job.title.title_id))
         row = carried_over_row(before, names, outcomes.get(job.task_name))
         row = row or current_row(job, names, job.task_name in fresh, build.settings.exports)
         rows.append(with_distribution(row, history.get(job.task_name, [])))
-    for row in removed_rows(build):
-        rows.append(with_distribution(row, history.get(task_name(row["platform"],
-                                                                  row["title_id"]), [])))
-    return build_registry(rows, build.all_specs)
+    return rows
 
 
-def removed_rows(build):
-    """Exports still on disk whose title has left the renders root: kept, marked removed.
+def removed_rows(build, history):
+    """Exports still on disk whose title has left the renders root: kept, marked removed,
+    with their distribution history.
 
     Only the folders of titles the library no longer has are read; the tree is listed down
     to the title folders (segments and ages), not into every title.
@@ -92,8 +96,9 @@ def removed_rows(build):
                              sidecar.get("age"), sidecar.get("platform"))
             if None in names.values():
                 continue
-            rows.append(registry_row(names, "removed", video.relative_to(root).as_posix(),
-                                     sidecar))
+            row = registry_row(names, "removed", video.relative_to(root).as_posix(), sidecar)
+            rows.append(with_distribution(row, history.get(task_name(row["platform"],
+                                                                     row["title_id"]), [])))
     return rows
 
 
@@ -134,29 +139,6 @@ def current_row(job, names, up_to_date, exports_root):
                         read_record(job.path("sidecar")) if present else None, error)
 
 
-def registry_before(build):
-    """registry.json as it is before this run replaces it (RegistryBefore)."""
-    state = registry_state(build.settings.registry_file)
-    return RegistryBefore(read_json(build.settings.registry_file), state)
-
-
-def regenerate_registry(build, outcomes=None):
-    """Write registry.json atomically (untouched when nothing changed).
-
-    Returns (document, changed, history_state, before): the state of the history file as
-    read, for the stamp (an upload recorded after it was read must end the fast path); the
-    registry replaced, for the gallery.
-    """
-    before = registry_before(build)
-    previous = before.document
-    history, history_state = distribution_index(build.settings.exports)
-    document = registry_document(build, outcomes, previous, history)
-    if document == previous:        # cheaper than serialising 40,000 rows to compare text
-        return document, False, history_state, before
-    changed = write_text_atomic(build.settings.registry_file, registry_text(document))
-    return document, changed, history_state, before
-
-
 def with_history(document, history):
     """The registry `document` with every row's distribution fields (and the totals) taken
     again from the history (distribution_index): what an upload recorded since changes,
@@ -164,18 +146,3 @@ def with_history(document, history):
     rows = [with_distribution(row, history.get(task_name(row["platform"], row["title_id"]), []))
             for row in document["exports"]]
     return build_registry(rows, document["platforms"])
-
-
-def refresh_distribution(build):
-    """Rewrite registry.json with the history as it is now (uploads recorded since it was
-    written); nothing else is read. Returns (document or None when there is no registry
-    yet, history_state as read, the registry replaced)."""
-    before = registry_before(build)
-    previous = before.document
-    history, history_state = distribution_index(build.settings.exports)
-    if not isinstance(previous, dict) or "exports" not in previous:
-        return None, history_state, before
-    document = with_history(previous, history)
-    if document != previous:
-        write_text_atomic(build.settings.registry_file, registry_text(document))
-    return document, history_state, before

@@ -2,11 +2,11 @@
 
 The registry is a view of doit's DB and the sidecars, regenerated at every run (see
 report/ledger.registry_document, which also carries over the unchanged row of an export
-doit found up to date: the row a full regeneration would give, without reading again).
+doit found up to date: the row a full regeneration would give, without reading again; and
+report/view.py, which carries a whole unchanged title's bytes).
 """
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import orjson
@@ -23,15 +23,6 @@ def registry_state(path):
     """The state of registry.json (inode, size, times) as text: what tells one version of
     the file from the next (it is replaced, never rewritten in place)."""
     return repr(file_state(path))
-
-
-@dataclass(frozen=True)
-class RegistryBefore:
-    """registry.json as a run found it, before replacing it: its document and state. The
-    gallery in place was made from it when the page names that state."""
-
-    document: dict | None
-    state: str
 
 
 def export_status(target_present, up_to_date, error_present):
@@ -116,25 +107,33 @@ def add_to_totals(totals, row):
         totals["duration_s"] = round(totals["duration_s"] + (row.get("duration_s") or 0), 3)
 
 
-def build_registry(rows, platforms):
-    """The registry document: rows sorted by (segment, age, title, platform) and totals.
+def row_count(row):
+    """What one row adds to the totals: (kind, size_bytes, duration_s), the kind being
+    (segment, age, platform, status, uploaded, upload outdated); only a made export's
+    video counts its size and duration (0 otherwise: adding it changes no sum)."""
+    status, uploaded = row["status"], row.get("uploaded")
+    kind = (row["segment"], row["age"], row["platform"], status, bool(uploaded),
+            bool(uploaded) and bool(row.get("upload_outdated")))
+    if status in ("exported", "stale"):
+        return kind, row.get("size_bytes") or 0, row.get("duration_s") or 0
+    return kind, 0, 0
 
-    The totals are counted per distinct (segment, age, platform, status, upload) first and
-    folded into each group after: 40,000 rows make a few hundred keys, so the per-row work
-    is one tuple and one dict update, not four groups of additions."""
-    rows = sorted(rows, key=lambda r: (r["segment"], r["age"], r["title_id"], r["platform"]))
+
+def totals_of(counts):
+    """The registry's totals from each row's row_count, in the registry's row order.
+
+    They are counted per distinct kind first and folded into each group after: 40,000 rows
+    make a few hundred kinds, so the per-row work is one dict update, not four groups of
+    additions. The order is part of the result (a sum of floats depends on it): a registry
+    spliced from carried rows (report/splice.py) adds them in the same order."""
     counted = {}        # kind -> [rows, size_bytes, duration_s]
-    for row in rows:
-        status, uploaded = row["status"], row.get("uploaded")
-        kind = (row["segment"], row["age"], row["platform"], status, bool(uploaded),
-                bool(uploaded) and bool(row.get("upload_outdated")))
+    for kind, size_bytes, duration_s in counts:
         sums = counted.get(kind)
         if sums is None:
             sums = counted[kind] = [0, 0, 0.0]
         sums[0] += 1
-        if status in ("exported", "stale"):
-            sums[1] += row.get("size_bytes") or 0
-            sums[2] += row.get("duration_s") or 0
+        sums[1] += size_bytes
+        sums[2] += duration_s
     totals = {"all": empty_totals(), "by_segment": {}, "by_age": {}, "by_platform": {}}
     for kind in sorted(counted):
         segment, age, platform, status, uploaded, outdated = kind
@@ -148,28 +147,54 @@ def build_registry(rows, platforms):
             group["upload_outdated"] += count if outdated else 0
             group["size_bytes"] += size_bytes
             group["duration_s"] = round(group["duration_s"] + duration_s, 3)
+    return totals
+
+
+def row_order(row):
+    return (row["segment"], row["age"], row["title_id"], row["platform"])
+
+
+def build_registry(rows, platforms):
+    """The registry document: rows sorted by (segment, age, title, platform) and totals."""
+    rows = sorted(rows, key=row_order)
     return {
         "schema_version": REGISTRY_VERSION,
         "platforms": sorted(platforms),
-        "totals": totals,
+        "totals": totals_of(map(row_count, rows)),
         "exports": rows,
     }
 
 
-def row_text(row):
-    """One row on one line, keys sorted: orjson (a third of json's time) for what it
-    writes (every row this tool makes), json for what it refuses (a NaN, a huge int)."""
+def row_bytes(row):
+    """One row on one line, indented, keys sorted: orjson (a third of json's time) for
+    what it writes (every row this tool makes), json for what it refuses (a NaN, a huge
+    int)."""
     try:
-        return orjson.dumps(row, option=orjson.OPT_SORT_KEYS).decode()
+        return b"    " + orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
     except TypeError:
-        return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return ("    " + json.dumps(row, sort_keys=True, ensure_ascii=False,
+                                    separators=(",", ":"))).encode()
+
+
+ROWS_OPENING = b'{\n  "exports": [\n'
+ROW_SEPARATOR = b",\n"
+
+
+def registry_bytes(chunks, platforms, totals):
+    """registry.json's bytes from its rows' bytes (`chunks`, in order: a title's rows
+    joined by ROW_SEPARATOR, or one row each): sorted keys and an indent, but each
+    export's row on one line, so it greps by title and 40,000 rows are written by a C
+    encoder. The rows come first, at a fixed offset (ROWS_OPENING), so that a title's bytes
+    can be carried from one version of the file to the next."""
+    head = json.dumps({"platforms": platforms, "schema_version": REGISTRY_VERSION,
+                       "totals": totals}, indent=2, sort_keys=True, ensure_ascii=False)
+    rest = (head[2:] + "\n").encode()
+    if not chunks:
+        return b'{\n  "exports": [],\n' + rest
+    return ROWS_OPENING + ROW_SEPARATOR.join(chunks) + b"\n  ],\n" + rest
 
 
 def registry_text(document):
-    """registry.json's text: sorted keys and an indent, but each export's row on one line,
-    so it greps by title and 40,000 rows are written by json's C encoder."""
-    head = json.dumps({k: v for k, v in document.items() if k != "exports"}, indent=2,
-                      sort_keys=True, ensure_ascii=False)
-    rows = ",\n".join("    " + row_text(row) for row in document["exports"])
-    exports = f'  "exports": [\n{rows}\n  ],\n' if rows else '  "exports": [],\n'
-    return "{\n" + exports + head[2:] + "\n"
+    """registry.json's text for `document` (see registry_bytes)."""
+    return registry_bytes([row_bytes(row) for row in document["exports"]],
+                          document["platforms"], document["totals"]).decode()

@@ -372,7 +372,7 @@ def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: dict[str, 
     write_json_atomic(stamp_path(build.settings), {
         "version": STAMP_VERSION,
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "exports": len(build.all_jobs),
+        "exports": len(build.title_inputs) * len(build.all_specs),
         "registry_totals": registry_totals,
         "inputs": build.inputs_fingerprint,
         "outputs": outputs_fingerprint(build),
