@@ -331,7 +331,8 @@ def test_clean_forget_and_resume_without_reencoding(library, platforms):
     run_doit("clean", *args_for(library, platforms), check=0)
     assert not [p for p in library.exports.rglob("*") if p.is_file()
                 and p.name not in (".doit.db", ".lock", "registry.json", "index.html",
-                                   "history.jsonl", ".platforms-checked.json")]
+                                   "history.jsonl", ".platforms-checked.json",
+                                   ".view-index.json")]
     status = run_doit("list", "--all", "--status", *args_for(library, platforms), check=0)
     assert "R youtube:alpha" in status.stdout
 
