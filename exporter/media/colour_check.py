@@ -355,9 +355,10 @@ class Comparison:
 
     def due(self, next_start: float | None) -> bool:
         """True when the next export frame is shown over the current render frame."""
-        moment = (self.upcoming[0] + 0.5) / self.fps if self.upcoming else 0.0
-        return self.upcoming is not None and (next_start is None
-                                              or next_start >= moment - 1e-6)
+        if self.upcoming is None:
+            return False
+        moment = (self.upcoming[0] + 0.5) / self.fps
+        return next_start is None or next_start >= moment - 1e-6
 
     def compare(self, frame: Any) -> None:
         """ΔE of the next export frame against the render's `frame`."""

@@ -96,7 +96,7 @@ def tee_escaped(path: Path | str) -> str:
 def mp4_with_packets(output: Path | str, packets: Path | str) -> list[str]:
     """The output arguments writing the MP4 and, beside it, x264's video packets as the
     muxer got them (the content check proves the MP4 holds exactly those). The encoders
-    are asked for global headers (ENCODER_FLAGS), as the MP4 muxer alone asks them."""
+    are asked for global headers (encoder_flags), as the MP4 muxer alone asks them."""
     muxer = ":".join(f"{name.lstrip('-')}={value}"
                      for name, value in zip(MP4_MUXER[::2], MP4_MUXER[1::2]))
     return ["-f", "tee",
@@ -283,11 +283,10 @@ def clip_bufsize(video: dict[str, Any], duration_s: float) -> int:
     return min(video["bufsize"], int(allowed / VBV_INIT))
 
 
-def video_args(spec: Spec, preset: str, duration_s: float) -> list[str]:
+def video_args(spec: Spec, preset: str, duration_s: float, gop: int) -> list[str]:
+    """x264's arguments for `spec`; `gop`: the clip's keyframe interval (clip_gop)."""
     video = spec.video
     bufsize = clip_bufsize(video, duration_s)
-    gop = clip_gop(video, spec.limits.get("keyframes", {}),
-                   max(1, round(duration_s * video["fps"])))
     # Keyframes on a fixed grid: every `gop` frames, never at a scene cut, each one an IDR
     # picture (a closed GOP), as the upload APIs ask (docs/platforms.md).
     x264 = f"vbv-init={VBV_INIT}:scenecut=0:open-gop=0"
@@ -468,7 +467,7 @@ def build_encodes(ffmpeg: str, source: Path | str, probe: Probe,
         else:
             audio_map = []
         argv += ["-map", pictures[index], *audio_map, "-t", f"{duration:.3f}"]
-        argv += video_args(spec, preset or spec.preset, duration)
+        argv += video_args(spec, preset or spec.preset, duration, gops[index])
         measured = (loudness or {}).get(spec.name) if probe.has_audio else None
         if probe.has_audio:
             argv += audio_filters(spec, measured, duration if padded is not None else None,

@@ -182,7 +182,7 @@ def checked_frames(output: Path | str, gop: int, frames: int,
 
 
 def sampled_score(ffmpeg: str, output: Path | str, spec: Spec, plan: EncodePlan,
-                  metric: str, workdir: Path,
+                  metric: str, log_path: Path,
                   glimpses: Glimpses | None) -> tuple[list[float], dict[str, Any]]:
     """The scores of an export whose encode kept x264's packets and the reference frames of
     the GOPs the check decodes: its packets proven x264's (a checksum), those GOPs decoded
@@ -198,7 +198,7 @@ def sampled_score(ffmpeg: str, output: Path | str, spec: Spec, plan: EncodePlan,
         raise DamagedOutput(f"{count} frames, the plan expects {frames} ({DAMAGED})")
     from av.video.reformatter import VideoReformatter
     np, width, height = numpy(), spec.video["width"], spec.video["height"]
-    scored, decoded, small_frames = workdir / "scored.yuv", 0, []
+    scored, decoded, small_frames = log_path.with_name("scored.yuv"), 0, []
     to_glimpse = VideoReformatter() if glimpses else None
     with scored.open("wb") as raw:
         for number, frame in checked_frames(output, gop, frames, fps):
@@ -213,7 +213,6 @@ def sampled_score(ffmpeg: str, output: Path | str, spec: Spec, plan: EncodePlan,
                 raw.write(frame.to_ndarray().tobytes())
     if glimpses:
         glimpses.keep(output, small_frames)
-    log_path = workdir / f"{metric}.log"
     run_ffmpeg([ffmpeg, *QUIET, "-protocol_whitelist", "file",
                 "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{width}x{height}",
                 "-framerate", str(fps), "-i", str(scored),
@@ -281,7 +280,7 @@ def score_output(ffmpeg: str, output: Path | str, source: Path | str, spec: Spec
         log_path = workdir / f"{metric}.log"
         if (every == SAMPLE_EVERY and plan.gop and plan.packets and plan.samples
                 and Path(plan.packets).is_file() and Path(plan.samples).is_file()):
-            scores, facts = sampled_score(ffmpeg, output, spec, plan, metric, workdir,
+            scores, facts = sampled_score(ffmpeg, output, spec, plan, metric, log_path,
                                           glimpses)
             return {**summarise(metric, scores, facts["frames"], time.monotonic() - started,
                                 every, ENCODE_SAMPLES),
