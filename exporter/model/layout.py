@@ -25,3 +25,8 @@ VISIBLE_FILES = (REGISTRY, GALLERY_PAGE, HISTORY)
 def task_name(platform: str, title_id: str) -> str:
     """The doit task of one export: 'youtube:my-story'."""
     return f"{platform}:{title_id}"
+
+
+def title_id_of(task: str) -> str:
+    """The title of an export's task name (task_name's inverse): 'my-story'."""
+    return task.partition(":")[2]

@@ -259,7 +259,7 @@ class ExportReporter(ConsoleReporter):
             self.exit_if_unwritten()
             return
         # cards read their exports' sidecars and captions again where one was made
-        made = {name.partition(":")[2] for name, outcome in self.outcomes.items()
+        made = {layout.title_id_of(name) for name, outcome in self.outcomes.items()
                 if outcome != "up-to-date"}
         self.bookkeeping(PAGE, write_gallery, build, view, made)
         history_state, totals = view.history_state, view.totals["all"]
@@ -320,7 +320,7 @@ class ExportReporter(ConsoleReporter):
         (only this run's tasks write a title's folder while it holds the lock). The stamp
         proves them from now on. Only the touched titles' exports are looked at."""
         held = check.held if check is not None else {}
-        touched = {name.partition(":")[2] for name in self.outcomes}
+        touched = {layout.title_id_of(name) for name in self.outcomes}
         platforms = {}
         for title in build.all_titles:
             if title.title_id not in touched:

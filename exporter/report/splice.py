@@ -15,6 +15,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from exporter.model.layout import title_id_of
 from exporter.report.ledger import export_rows, removed_rows
 from exporter.report.registry import row_order, schedule_passed
 from exporter.report.view_index import TitleView
@@ -71,7 +72,7 @@ def carried_titles(build, index, check, outcomes, now):
     platforms = sorted(build.all_specs)
     every = frozenset(platforms)
     library = {title.key: title for title in build.all_titles}
-    ran = {name.partition(":")[2] for name in outcomes}      # platform:title_id
+    ran = {title_id_of(name) for name in outcomes}
     exported, due = index.document["exported"], index.document["due"]
     carried = {}
     for place, key in enumerate(index.titles):
