@@ -45,8 +45,10 @@ Compared as they are, but for what truly differs from run to run, replaced in th
 in the output alike by a named wildcard: times (`<time>`), pids (`<pid>`), hashes
 (`<sha256>`: 64 or 12 hex digits), run times (`in <seconds> s`), and runs of spaces (a
 table's column widths follow its widest value). Sizes, counts and scores are compared as
-printed: the docs run once, with the bundled ffmpeg (the test is marked `once`), whose bytes
-are the same from run to run. There is no wildcard for lines: the page shows each line
+printed: the docs run once, with the bundled ffmpeg (the test is marked `once`). An export's
+size is fixed by its constant bitrate, though its bytes are not: x264's frame threads share
+rate control by timing, so a busy machine gets other bytes (what a poster of it weighs is
+left out for that); stills are made the same bytes on every CPU. There is no wildcard for lines: the page shows each line
 printed. `/tmp/NAME` in a command is the test's copy of library NAME (examples/make_demo.py),
 and the test's root reads as `/tmp` in what is printed; its exports root (REELEXPORT_EXPORTS)
 as `data/exports` and its platform files (REELEXPORT_PLATFORMS) as `platforms`, the defaults a

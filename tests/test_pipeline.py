@@ -29,6 +29,8 @@ from conftest import (
     small_platforms,
 )
 
+from exporter.media.ffmpeg import run_ffmpeg
+from exporter.media.plan import build_still, build_stills
 from exporter.media.samples import NOISE, make_audio_only, make_clip
 from exporter.model.spec import load_schema
 
@@ -148,6 +150,28 @@ def test_covers_of_every_platform_come_from_one_decoded_frame(library, tmp_path)
         assert (facts["format"], facts["width"], facts["height"]) == ("JPEG", *size)
         assert read_json(out / f"{platform}.export.json")["cover"]["from"] == (
             "final.mp4 at 0.25 s")
+
+
+# x86 SIMD levels an x86-64 machine may have, most to least: each removes the ones above it
+CPU_LEVELS = ("", "-avx512", "-avx512-avx2", "-avx512-avx2-avx-sse4.2-sse4.1-ssse3")
+
+
+def test_a_still_is_the_same_bytes_on_every_cpu(tmp_path):
+    """A cover's sha256 is a fact of its inputs: ffmpeg told to use less of the CPU's SIMD
+    (as an older machine would) writes the same JPEG bytes, resized and range-converted."""
+    source = make_clip(tmp_path / "clip.mp4", 270, 480, 1.0)
+    made = {}
+    for level in CPU_LEVELS:
+        one, two = tmp_path / f"one{level}.jpg", tmp_path / f"two{level}.jpg"
+        cpu = ["-cpuflags", level] if level else []
+        for argv in (build_still(TEST_FFMPEG, ["-i", str(source)], "crop", 200, 400, one, 2, ""),
+                     build_stills(TEST_FFMPEG, ["-i", str(source)],
+                                  [("blur", 202, 360, two), ("pad", 200, 400, tmp_path / "x.jpg")],
+                                  2, "")):
+            run_ffmpeg([argv[0], *cpu, *argv[1:]])
+        made[level] = (one.read_bytes(), two.read_bytes())
+    assert len(set(made.values())) == 1, {level: [len(b) for b in pair]
+                                          for level, pair in made.items()}
 
 
 @pytest.mark.once        # which tasks are chosen: doit's bookkeeping

@@ -516,6 +516,13 @@ JPEG_FROM_BT709 = ("scale=in_color_matrix=bt709:in_range=tv:out_color_matrix=bt6
                    ":out_range=pc,format=yuvj420p")
 
 
+# swscale's SIMD paths round differently on different CPUs (measured: the same frame's JPEG
+# 95 bytes apart with AVX2 and without); these flags make a still the same bytes on every
+# x86-64 machine (SSSE3 to AVX-512 measured), so a cover's sha256 is a fact of its inputs.
+STILL_SCALING = "sws_flags=bicubic+accurate_rnd+bitexact;"
+STILL_ENCODER = ["-c:v", "mjpeg", "-flags:v", "+bitexact"]
+
+
 def still_input(convert: str | None) -> tuple[str, str]:
     """(the graph's head, its label) and the JPEG tail for a still: `convert` None for an
     image (thumbnail.jpg), else the filters making a video frame SDR BT.709 ('' when it is)."""
@@ -531,10 +538,10 @@ def build_still(ffmpeg: str, input_args: list[str], fit: str, width: int, height
     (`convert`: still_input)."""
     head, tail = still_input(convert)
     source = "[conv]" if head else "[0:v:0]"
-    graph = head + fit_filter(fit, width, height, source) + f";[fit]{tail}[v]"
+    graph = STILL_SCALING + head + fit_filter(fit, width, height, source) + f";[fit]{tail}[v]"
     return [ffmpeg, *QUIET, *input_args,
             "-filter_complex", graph, "-map", "[v]", "-frames:v", "1",
-            "-map_metadata", "-1", "-c:v", "mjpeg", "-q:v", str(quality),
+            "-map_metadata", "-1", *STILL_ENCODER, "-q:v", str(quality),
             "-f", "image2", "-update", "1", str(output)]
 
 
@@ -546,12 +553,13 @@ def build_stills(ffmpeg: str, input_args: list[str],
     count = len(outputs)
     head, tail = still_input(convert)
     source = "[conv]" if head else "[0:v:0]"
-    graph = [f"{head}{source}split={count}" + "".join(f"[in{i}]" for i in range(count))]
+    graph = [f"{STILL_SCALING}{head}{source}split={count}"
+             + "".join(f"[in{i}]" for i in range(count))]
     maps = []
     for i, (fit, width, height, path) in enumerate(outputs):
         graph.append(fit_filter(fit, width, height, f"[in{i}]", f"[fit{i}]", tag=str(i))
                      + f";[fit{i}]{tail}[v{i}]")
-        maps += ["-map", f"[v{i}]", "-frames:v", "1", "-map_metadata", "-1", "-c:v", "mjpeg",
+        maps += ["-map", f"[v{i}]", "-frames:v", "1", "-map_metadata", "-1", *STILL_ENCODER,
                  "-q:v", str(quality), "-f", "image2", "-update", "1", str(path)]
     return [ffmpeg, *QUIET, *input_args, "-filter_complex", ";".join(graph), *maps]
 

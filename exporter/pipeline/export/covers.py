@@ -34,7 +34,8 @@ from exporter.pipeline.export.job import ExportJob, ffmpeg_version
 # Covers and posters show the frame at this fraction of the duration (past fade-ins).
 FRAME_AT = 0.25
 # Bump when a code change alters the cover or poster images.
-IMAGES_VERSION = 2   # 2: frames of any colour shown as SDR BT.709, JPEG samples BT.601
+IMAGES_VERSION = 3   # 2: frames of any colour shown as SDR BT.709, JPEG samples BT.601;
+#                     3: the same bytes on every CPU (plan.STILL_SCALING)
 
 
 def image_is_current(record: Record | None, key: str, path: Path) -> bool:
