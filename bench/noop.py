@@ -1,11 +1,17 @@
 """No-op cost at library scale: `doit` and `doit list --status` with everything up to date.
 
-    python bench/noop.py [--titles 1000 10000] [--small] [--compare REV]
+    python bench/noop.py [--titles 1000 10000] [--small] [--compare REV] [--realtime]
 
 `--compare REV` measures another revision the same way, side by side: REV is checked out in
 a worktree with its own venv (made once, kept under the temp directory), its own
 bench/noop.py builds the same library for it, and the two rows are printed with their
 ratio, this tree's first; the runs alternate (this tree, REV) for each library size.
+
+`--realtime` runs the bench (the doit runs measured, with their children) under the
+real-time scheduler (SCHED_FIFO, `chrt`; root or CAP_SYS_NICE): whatever else the machine
+runs waits, so two cores give the figures of a quiet machine (measured: the same no-op
+0.63-0.67 s five times while a test suite ran, against 0.75-1.5 s without it). With
+--compare, both trees run under it.
 
 How the up-to-date state is built cheaply, without encoding 40,000 exports:
 1. One real title is exported by the real pipeline (4 platforms).
@@ -220,11 +226,15 @@ def revision_python(revision):
     return commit, python
 
 
-def measured_row(python, script, titles, small):
+REALTIME = ["chrt", "--fifo", "10"]
+
+
+def measured_row(python, script, titles, small, realtime=False):
     """The row `script` (a bench/noop.py) prints for `titles`, as numbers. A script older
     than --small builds the library at full size (what is measured reads no video)."""
     small = small and "--small" in Path(script).read_text()
-    argv = [str(python), str(script), "--titles", str(titles), *(["--small"] * small)]
+    argv = [*(REALTIME if realtime else []),
+            str(python), str(script), "--titles", str(titles), *(["--small"] * small)]
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr[-3000:]}")
@@ -235,7 +245,7 @@ def measured_row(python, script, titles, small):
     raise SystemExit(f"no row for {titles} titles in:\n{result.stdout}")
 
 
-def compare(revision, sizes, small):
+def compare(revision, sizes, small, realtime):
     commit, python = revision_python(revision)
     here = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
                           capture_output=True, text=True).stdout.strip()
@@ -246,13 +256,13 @@ def compare(revision, sizes, small):
     theirs = f"{revision} ({commit[:12]})" if revision != commit[:len(revision)] else commit[:12]
     print(("platforms at 270x480, 1 Mb/s (--small); " if small else "")
           + f"{os.cpu_count()} cores; each row one run of each tree's bench/noop.py, "
-          "this tree first")
+          "this tree first" + (", real-time scheduling (--realtime)" if realtime else ""))
     width = max(len(ours), len(theirs), 10) + 2
     print(f"{'titles':>7}  {'tree':<{width}}" + "".join(f"{label:>18}" for label, _, _ in COMPARED))
     for titles in sizes:
-        mine = measured_row(sys.executable, Path(__file__).resolve(), titles, small)
+        mine = measured_row(sys.executable, Path(__file__).resolve(), titles, small, realtime)
         other = measured_row(python, Path(python).parents[2] / "bench" / "noop.py", titles,
-                             small)
+                             small, realtime)
         for name, row in ((ours, mine), (theirs, other)):
             print(f"{titles:>7}  {name:<{width}}"
                   + "".join(f"{row[column]:>16.2f}{unit[:2]:>2}" if unit == "s"
@@ -270,10 +280,14 @@ def main():
                         help="the shipped platforms at 270x480, 1 Mb/s (small_platforms)")
     parser.add_argument("--compare", metavar="REV",
                         help="measure revision REV too, side by side (its own worktree and venv)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run under SCHED_FIFO (chrt): the figures of a quiet machine")
     options = parser.parse_args()
     if options.compare:
-        compare(options.compare, options.titles, options.small)
+        compare(options.compare, options.titles, options.small, options.realtime)
         return
+    if options.realtime and os.sched_getscheduler(0) != os.SCHED_FIFO:
+        os.execvp(REALTIME[0], [*REALTIME, sys.executable, *sys.argv])
     # Python may write its bytecode cache, as it does for a user (an installed package has
     # it): with PYTHONDONTWRITEBYTECODE set, every run compiles the package again (0.15 s)
     env = {key: value for key, value in os.environ.items()
@@ -317,7 +331,9 @@ def main():
     print(("platforms at 270x480, 1 Mb/s (--small); " if options.small else "")
           + f"{os.cpu_count()} cores; targets at 10,000 titles: no-op doit <= 2 s, "
           "doit list --status <= 3 s, each <= 300 MB; one title changed or added <= 1 s, "
-          "<= 150 MB before its encode starts")
+          "<= 150 MB before its encode starts"
+          + ("; real-time scheduling (--realtime)"
+             if os.sched_getscheduler(0) == os.SCHED_FIFO else ""))
     print(f"{'':>27}{'no-op (stamp holds)':-^30}{'':>2}{'1 changed':-^15}{'':>2}"
           f"{'1 added':-^26}{'':>2}{'full check (no stamp)':-^30}")
     print(f"{'titles':>7}{'setup s':>9}{'1st run s':>11}"

@@ -351,11 +351,13 @@ def test_title_outputs_split_with_a_forked_child_is_the_same_proof(tmp_path):
 
 
 def test_the_stamps_output_states_taken_early_in_a_child_are_the_same_proof(tmp_path):
-    """A large library's output states are taken by a child from the moment the platforms
-    are known (EarlyOutputs): the same digests as one process takes, for the stamp's
-    titles only, once; asked for other titles, it gives nothing (they are taken again)."""
+    """A large library's output states are taken from the moment the platforms are known
+    (EarlyOutputs), most by a child, the rest by this process: the same digests as one
+    process takes, for the stamp's titles only, once; asked for other titles, it gives
+    nothing (they are taken again). A write in place shows in either share."""
     from exporter.model.settings import resolve_settings
     from exporter.pipeline.export.stamp import (
+        CHILD_SHARE,
         FORK_FROM,
         EarlyOutputs,
         outputs_digests,
@@ -371,8 +373,19 @@ def test_the_stamps_output_states_taken_early_in_a_child_are_the_same_proof(tmp_
         "exports": str(exports), "renders": str(tmp_path / "renders")}.get(name, default))
     stamp_path(settings).write_text(json.dumps({"titles": {key: [] for key in keys}}))
     early = EarlyOutputs(settings, names)
-    assert early.digests(keys, names) == outputs_digests(str(exports), keys, names)
+    before = early.digests(keys, names)
+    assert before == outputs_digests(str(exports), keys, names)
     assert early.digests(keys, names) is None, "the child's digests are given once"
+    written = [keys[7], keys[(len(keys) - 1) // 7 * 7]]     # the child's share, and this one's
+    assert keys.index(written[0]) < len(keys) * CHILD_SHARE < keys.index(written[1])
+    for key in written:
+        video = exports / key / "youtube.mp4"
+        state = video.stat()
+        with open(video, "r+b") as handle:
+            handle.write(b"VIDEO")
+        os.utime(video, ns=(state.st_atime_ns, state.st_mtime_ns))
+    after = EarlyOutputs(settings, names).digests(keys, names)
+    assert [key for key in keys if after[key] != before[key]] == written
     other = EarlyOutputs(settings, names)
     assert other.digests(keys[1:], names) is None
     assert EarlyOutputs(settings, names).digests(keys, ["other.mp4"]) is None

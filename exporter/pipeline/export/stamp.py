@@ -209,27 +209,38 @@ def fork_digests(root: str, keys: list[str], file_names: list[str]) -> Callable[
 
 
 class EarlyOutputs:
-    """The stamp's title_outputs, started in a forked child as soon as the platforms are
-    known, while this process lists the library and takes its inputs' states (about as
-    long): the stamped titles' keys are the stamp's, not the listing's."""
+    """The stamp's title_outputs, begun as soon as the platforms are known: a forked child
+    takes the first CHILD_SHARE of the stamped titles while this process lists the library
+    and takes its inputs' states, then takes the rest itself (both end about together on
+    two cores). The stamped titles' keys are the stamp's, not the listing's."""
 
     def __init__(self, settings: Settings, file_names: list[str]):
         self.keys: list[str] = []
         self.file_names = file_names
+        self.root = str(settings.exports)
         self._wait: Callable[[], dict | None] | None = None
+        self._split = 0
         stamp = read_json(stamp_path(settings))
         titles = stamp.get("titles") if isinstance(stamp, dict) else None
         if (isinstance(titles, dict) and len(titles) >= FORK_FROM
                 and len(os.sched_getaffinity(0)) >= 2):
             self.keys = list(titles)
-            self._wait = fork_digests(str(settings.exports), self.keys, file_names)
+            self._split = round(len(self.keys) * CHILD_SHARE)
+            self._wait = fork_digests(self.root, self.keys[:self._split], file_names)
 
     def digests(self, keys: list[str], file_names: list[str]) -> dict[str, str] | None:
         """The digests of `keys`, when the child was computing exactly those (once)."""
         if self._wait is None or keys != self.keys or file_names != self.file_names:
             return None
         wait, self._wait = self._wait, None
-        return wait()
+        mine = outputs_digests(self.root, keys[self._split:], file_names)
+        theirs = wait() or outputs_digests(self.root, keys[:self._split], file_names)
+        return {**theirs, **mine}
+
+
+# The child's share of the stamped titles' output states: this process lists the library
+# and stats its inputs meanwhile (a third of the child's work at 10,000 titles, measured).
+CHILD_SHARE = 0.7
 
 
 def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[str, str]:
