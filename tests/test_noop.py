@@ -17,7 +17,7 @@ from conftest import (
 
 from exporter.model.settings import resolve_settings
 from exporter.pipeline.export.library import Build
-from exporter.pipeline.export.stamp import STAMP_NAME, check_stamp
+from exporter.pipeline.export.stamp import STAMP_NAME, check_stamp, write_stamp
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once
@@ -165,6 +165,23 @@ def test_a_deleted_target_is_made_again(stamped):
     rerun = run_doit(*stamped.all_args, check=0)
     assert executed_tasks(rerun.stdout) == ["tiktok:beta"]
     assert (stamped.exports / "men/24-30/beta/tiktok.mp4").exists()
+
+
+def test_a_target_missing_when_the_stamp_is_written_is_not_proven(stamped):
+    """A file deleted by someone else while a run goes on: the stat that digests the
+    title's files finds it gone, so its platform is left out of the stamp (the others
+    of the title stay proven) and the next run makes it again."""
+    values = dict(arg.split("=", 1) for arg in stamped.all_args)
+    settings = resolve_settings(lambda name, default=None: values.get(name, default),
+                                environ={"REELEXPORT_X264_PRESET": TEST_PRESET,
+                                         "REELEXPORT_FFMPEG": TEST_FFMPEG})
+    build = Build(settings)
+    (stamped.exports / "men/24-30/beta/tiktok.mp4").unlink()
+    write_stamp(build, {}, {"men/24-30/beta": set(build.all_specs)}, {})
+    assert stamped_platforms(stamped)["men/24-30/beta"] == sorted(set(build.all_specs)
+                                                                   - {"tiktok"})
+    rerun = run_doit(*stamped.all_args, check=0)
+    assert executed_tasks(rerun.stdout) == ["tiktok:beta"]
 
 
 def test_forced_and_named_runs_check_every_task(stamped):

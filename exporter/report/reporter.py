@@ -23,7 +23,7 @@ from exporter.pipeline.export.library import load_build
 from exporter.pipeline.plumbing.lock import HELD, acquire_or_exit
 from exporter.storage.exports import PUBLISHED_VALUE
 from exporter.storage.lease import LeaseHeld, LeaseLost
-from exporter.pipeline.export.stamp import targets_in_place, write_stamp
+from exporter.pipeline.export.stamp import write_stamp
 from exporter.report.batch import Batch, exports_in_run
 from exporter.report.gallery import PAGE
 from exporter.report.history import refresh_registry
@@ -316,9 +316,9 @@ class ExportReporter(ConsoleReporter):
 
     def platforms_made_up_to_date(self, build, check):
         """Per title this run touched: the platforms whose exports it found or made up to
-        date, with their targets in place, or that the stamp proved and the run left alone
-        (only this run's tasks write a title's folder while it holds the lock). The stamp
-        proves them from now on. Only the touched titles' exports are looked at."""
+        date, or that the stamp proved and the run left alone (only this run's tasks write
+        a title's folder while it holds the lock). The stamp proves them from now on, those
+        with their targets in place (write_stamp). Only the touched titles are looked at."""
         held = check.held if check is not None else {}
         touched = {layout.title_id_of(name) for name in self.outcomes}
         platforms = {}
@@ -331,8 +331,7 @@ class ExportReporter(ConsoleReporter):
             platforms[key] = {
                 job.spec.name for job, outcome in zip(jobs, outcomes)
                 if (outcome in ("up-to-date", "done")
-                    or (outcome is None and job.spec.name in held.get(key, ())))
-                and targets_in_place([job])}
+                    or (outcome is None and job.spec.name in held.get(key, ())))}
         return platforms
 
     def write_summary(self, totals):

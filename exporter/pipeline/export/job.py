@@ -82,7 +82,8 @@ class ExportJob:
     def target_names(self) -> list[str]:
         """The targets as strings: built for 40,000 tasks on every run, so without Paths."""
         out_dir = os.path.join(str(self.exports_root), self.title.key)   # Title.export_dir
-        return [os.path.join(out_dir, self.file_names[kind]) for kind in TARGET_KINDS]
+        names = self.file_names
+        return [f"{out_dir}/{names[kind]}" for kind in TARGET_KINDS]
 
     @property
     def targets(self) -> list[Path]:

@@ -243,11 +243,15 @@ class EarlyOutputs:
 CHILD_SHARE = 0.7
 
 
+ABSENT = "absent"
+
+
 def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[str, str]:
     """title_outputs for `keys`, in this process. Each stat is taken relative to the open
     title directory, which spares the kernel walking the whole path again (about a fifth
     less time); the states go into the digest as 64-bit numbers (repr was a third of the
-    time)."""
+    time). A title missing some files has them named before its digest (`absent NAME,NAME
+    DIGEST`): the same stat proves a target is there (absent_files)."""
     stat, opened = os.stat, os.O_RDONLY | os.O_DIRECTORY
     digests = {}
     for key in keys:
@@ -258,6 +262,7 @@ def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[s
             continue
         numbers = array("q")
         add = numbers.extend
+        absent = []
         try:
             state = stat(directory)
             add((state.st_ino, state.st_mtime_ns, state.st_ctime_ns))
@@ -267,12 +272,23 @@ def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[s
                     add((state.st_ino, state.st_size, state.st_mtime_ns, state.st_ctime_ns))
                 except FileNotFoundError:
                     add((-1,))
+                    absent.append(name)
                 except OSError as error:    # a link loop, no permission: not proven
                     add((-2, error.errno))
+                    absent.append(name)
         finally:
             os.close(directory)
-        digests[key] = hashlib.blake2b(numbers.tobytes(), digest_size=12).hexdigest()
+        digest = hashlib.blake2b(numbers.tobytes(), digest_size=12).hexdigest()
+        digests[key] = f"{ABSENT} {','.join(absent)} {digest}" if absent else digest
     return digests
+
+
+def absent_files(digest: str) -> set[str]:
+    """The files outputs_digests found missing (or unreadable) for a title: every file when
+    its folder was not there."""
+    if digest.startswith(f"{ABSENT} "):
+        return set(digest.split(" ")[1].split(","))
+    return {"*"} if digest.startswith("no folder") else set()
 
 
 def export_file_names(build: Build) -> list[str]:
@@ -359,27 +375,29 @@ def check_stamp(build: Build) -> StampCheck | None:
                       stamp.get("history") != history_fingerprint(build))
 
 
-def targets_in_place(jobs: list) -> bool:
-    """Every target of these exports exists: what doit's check of them would find now.
-
-    The outputs are fingerprinted after the run, so a target deleted by someone else while
-    the run went on would be in it; checking them first keeps that out of a stamp.
-    """
-    return all(os.path.exists(name) for job in jobs for name in job.target_names)
-
-
 def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: dict[str, set[str]],
                 still_proven: dict[str, list], history_state: object = NOW) -> None:
     """Record the exports now proven: `fresh`, title -> the platforms whose exports this
     run found or made up to date (digests taken now: a title touched by the run and absent
     here loses its entry), and `still_proven`, entries of the previous stamp that held at
-    load, kept as they were for titles the run did not touch (a change since shows)."""
+    load, kept as they were for titles the run did not touch (a change since shows).
+
+    A platform with a target missing now is left out (deleted by someone else while the
+    run went on: doit's check would find it missing), known from the very stats digested."""
     titles = {key: entry for key, entry in still_proven.items() if key not in fresh}
     made = sorted(key for key, platforms in fresh.items()
                   if platforms and key in build.title_inputs)
     outputs = title_outputs(build.settings.exports, made, export_file_names(build))
+    owners = {name: spec for spec in build.all_specs
+              for kind, name in records.export_file_names(spec).items()
+              if kind in records.TARGET_KINDS}
     for key in made:
-        titles[key] = [build.title_inputs[key], outputs[key], sorted(fresh[key])]
+        absent = absent_files(outputs[key])
+        platforms = {platform for platform in fresh[key]
+                     if "*" not in absent and not any(owners.get(name) == platform
+                                                      for name in absent)}
+        if platforms:
+            titles[key] = [build.title_inputs[key], outputs[key], sorted(platforms)]
     write_json_atomic(stamp_path(build.settings), {
         "version": STAMP_VERSION,
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
