@@ -8,6 +8,8 @@ below, so a change of format is a change of this file.
 
 from __future__ import annotations
 
+import functools
+
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,10 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+@functools.lru_cache(maxsize=256)
 def export_file_names(platform: str) -> dict[str, str]:
-    """The name of each file one export writes in its title's folder, by kind."""
+    """The name of each file one export writes in its title's folder, by kind (one dict per
+    platform, shared by its 10,000 exports: not to be changed)."""
     return {kind: pattern.format(platform=platform) for kind, pattern in FILE_NAMES.items()}
 
 

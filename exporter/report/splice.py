@@ -67,8 +67,9 @@ def old_rows(old_registry, entry):
     return json.loads(b"[" + old_registry[start:end] + b"]")
 
 
-def carried_titles(build, index, check, outcomes, now):
-    """{title key: place in the index} of the titles carried over (see the module)."""
+def carried_titles(build, index, held, outcomes, now):
+    """{title key: place in the index} of the titles carried over (see the module; `held`:
+    title key -> the platforms the library stamp proves, StampCheck.held)."""
     platforms = sorted(build.all_specs)
     every = frozenset(platforms)
     library = {title.key: title for title in build.all_titles}
@@ -82,25 +83,25 @@ def carried_titles(build, index, check, outcomes, now):
         moment = due.get(str(place))
         if moment is not None and schedule_passed(moment, now):
             continue
-        held = check.held.get(key, frozenset())
+        proven = held.get(key, frozenset())
         if title.title_id in ran:
             if any(outcomes.get(f"{platform}:{title.title_id}",
-                                "up-to-date" if platform in held else None) != "up-to-date"
+                                "up-to-date" if platform in proven else None) != "up-to-date"
                    for platform in platforms):
                 continue
-        elif not held >= every:
+        elif not proven >= every:
             continue
         carried[key] = place
     return carried
 
 
-def spliced_entries(build, index, check, outcomes, history, old_registry, now=None):
+def spliced_entries(build, index, held, outcomes, history, old_registry, now=None):
     """The view's items in registry order: Carried runs of titles whose bytes are carried,
     and an Entry for every other title, its rows made again (its previous rows, parsed
     from its bytes alone, carried as registry_document would), titles that have left the
     library included."""
     now = now or datetime.now(timezone.utc)
-    carried = carried_titles(build, index, check, outcomes, now)
+    carried = carried_titles(build, index, held, outcomes, now)
     places = {key: place for place, key in enumerate(index.titles)}
     remade = [title for title in build.all_titles if title.key not in carried]
     jobs = [build.job(title, spec) for title in remade for spec in build.all_specs.values()]
@@ -111,9 +112,9 @@ def spliced_entries(build, index, check, outcomes, history, old_registry, now=No
             for row in old_rows(old_registry, old):
                 rows_before[(row["platform"], row["title_id"])] = row
     for job in jobs:
-        held = check.held.get(job.title.key, ())
+        proven = held.get(job.title.key, ())
         known[job.task_name] = outcomes.get(job.task_name,
-                                            "up-to-date" if job.spec.name in held else None)
+                                            "up-to-date" if job.spec.name in proven else None)
     known = {name: outcome for name, outcome in known.items() if outcome is not None}
     rows = export_rows(build, jobs, known, rows_before, history)
     rows.extend(removed_rows(build, history))

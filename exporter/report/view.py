@@ -102,15 +102,19 @@ def regenerate_registry(build, outcomes, check):
     what the library stamp proves (`check`: StampCheck or None); untouched when nothing
     changed. Spliced from the carried titles' bytes when the index describes the files in
     place and the stamp proves the history they were made with; else made whole, the
-    previous rows trusted only where the index or the stamp vouches for the file."""
+    previous rows trusted only where the index or the stamp vouches for the file.
+
+    A full check (no stamp) splices too: a title whose every export doit found up to date
+    this run keeps its bytes, when the index's rows were made with the history as it is
+    now; the 40 MB registry of 10,000 titles is then never parsed whole (200 MB)."""
     settings = build.settings
     history, history_state = distribution_index(settings.exports)
     index = trusted_index(settings, build.all_specs)
     old = InPlace(settings.registry_file)
-    if (index is not None and old.exists and check is not None
-            and not check.history_changed and index.history == check.stamp.get("history")
-            and index.page_indexed(settings)):
-        entries = spliced_entries(build, index, check, outcomes, history, old)
+    if (index is not None and old.exists and index.page_indexed(settings)
+            and rows_history_holds(index, check, history_state)):
+        held = check.held if check is not None else {}
+        entries = spliced_entries(build, index, held, outcomes, history, old)
     else:
         proven = check.proven_outcomes(build.all_jobs) if check is not None else {}
         previous = parsed(old.whole()) if index is not None or check is not None else None
@@ -122,6 +126,14 @@ def regenerate_registry(build, outcomes, check):
             entries = entries_of(document["exports"], index)
     return written_view(settings, entries, sorted(build.all_specs), index, old,
                         history_state)
+
+
+def rows_history_holds(index, check, history_state):
+    """The index's rows were made with the history as it is now (with a stamp: the history
+    the stamp proves, unchanged since)."""
+    if check is not None:
+        return not check.history_changed and index.history == check.stamp.get("history")
+    return index.history == repr(history_state)
 
 
 def refresh_view(build):
