@@ -348,33 +348,47 @@ def test_a_killed_runs_temporaries_in_the_root_are_removed_by_the_next_run(stamp
     assert not any(temporary.exists() for temporary in temporaries)
 
 
-def test_title_outputs_split_with_a_forked_child_is_the_same_proof(tmp_path):
-    """From FORK_FROM titles on, a forked child takes half of the stats: the digests are
-    the ones one process computes, and a write in place in the child's half shows."""
-    from exporter.pipeline.export.stamp import FORK_FROM, outputs_digests, title_outputs
+def test_title_outputs_shared_with_a_forked_child_are_the_same_proof(tmp_path):
+    """From FORK_FROM titles on, a forked child shares the stats (SharedDigests): the
+    digests are the ones one process computes, whenever this process joins in and even if
+    the child gives nothing; a write in place in the first or the last title shows."""
+    import time
+
+    from exporter.pipeline.export.stamp import (
+        FORK_FROM,
+        SharedDigests,
+        outputs_digests,
+        title_outputs,
+    )
     keys = [f"s/a/t{index:05d}" for index in range(FORK_FROM + 10)]
     for key in keys:
         (tmp_path / key).mkdir(parents=True)
         (tmp_path / key / "youtube.mp4").write_bytes(b"video")
     names = ["youtube.mp4", "youtube.export.json"]
-    split = title_outputs(tmp_path, keys, names)
-    assert split == outputs_digests(str(tmp_path), keys, names)
-    last = tmp_path / keys[-1] / "youtube.mp4"
-    with open(last, "r+b") as handle:            # in place: the directory does not change
-        handle.write(b"VIDEO")
-    os.utime(last, ns=(last.stat().st_atime_ns, last.stat().st_mtime_ns - 10**9))
+    alone = outputs_digests(str(tmp_path), keys, names)
+    assert title_outputs(tmp_path, keys, names) == alone
+    late = SharedDigests.start(str(tmp_path), keys, names)
+    time.sleep(0.2)                     # the child may have done them all
+    assert late.finish() == alone
+    failed = SharedDigests.start(str(tmp_path), keys, names)
+    failed.wait = lambda: None          # as when the child dies: its part is taken here
+    assert failed.finish() == alone
+    for written in (keys[0], keys[-1]):
+        video = tmp_path / written / "youtube.mp4"
+        with open(video, "r+b") as handle:      # in place: the directory does not change
+            handle.write(b"VIDEO")
+        os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns - 10**9))
     again = title_outputs(tmp_path, keys, names)
-    assert [key for key in keys if again[key] != split[key]] == [keys[-1]]
+    assert [key for key in keys if again[key] != alone[key]] == [keys[0], keys[-1]]
 
 
 def test_the_stamps_output_states_taken_early_in_a_child_are_the_same_proof(tmp_path):
     """A large library's output states are taken from the moment the platforms are known
-    (EarlyOutputs), most by a child, the rest by this process: the same digests as one
-    process takes, for the stamp's titles only, once; asked for other titles, it gives
-    nothing (they are taken again). A write in place shows in either share."""
+    (EarlyOutputs), by a child and then this process too: the same digests as one process
+    takes, for the stamp's titles only, once; asked for other titles, it gives nothing
+    (they are taken again). A write in place shows at either end."""
     from exporter.model.settings import resolve_settings
     from exporter.pipeline.export.stamp import (
-        CHILD_SHARE,
         FORK_FROM,
         EarlyOutputs,
         outputs_digests,
@@ -393,8 +407,7 @@ def test_the_stamps_output_states_taken_early_in_a_child_are_the_same_proof(tmp_
     before = early.digests(keys, names)
     assert before == outputs_digests(str(exports), keys, names)
     assert early.digests(keys, names) is None, "the child's digests are given once"
-    written = [keys[7], keys[(len(keys) - 1) // 7 * 7]]     # the child's share, and this one's
-    assert keys.index(written[0]) < len(keys) * CHILD_SHARE < keys.index(written[1])
+    written = [keys[7], keys[(len(keys) - 1) // 7 * 7]]     # near the front and the back
     for key in written:
         video = exports / key / "youtube.mp4"
         state = video.stat()

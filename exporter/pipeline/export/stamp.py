@@ -33,8 +33,10 @@ import atexit
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import signal
+import struct
 from array import array
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -152,44 +154,104 @@ def title_outputs(exports: Path, keys: list[str], file_names: list[str]) -> dict
     place (ctime cannot be set back), which the directory's does not show.
 
     One stat per file, the price of certifying the bytes (docs/performance.md): 200,000 at
-    10,000 titles of four platforms. With two cores or more, a forked child takes half of
-    the titles (threads do not help: each stat is too short to give up the GIL for; two
-    threads were twice as slow as one, two processes 1.7 times as fast)."""
-    root = str(exports)
-    if len(keys) < FORK_FROM or len(os.sched_getaffinity(0)) < 2:
-        return outputs_digests(root, keys, file_names)
-    half = len(keys) // 2
-    child = fork_digests(root, keys[half:], file_names)
-    digests = outputs_digests(root, keys[:half], file_names)
-    digests.update(child() or outputs_digests(root, keys[half:], file_names))
-    return digests
+    10,000 titles of four platforms. With two cores or more, a forked child shares them
+    (SharedDigests; threads do not help: each stat is too short to give up the GIL for;
+    two threads were twice as slow as one, two processes 1.7 times as fast)."""
+    shared = SharedDigests.start(str(exports), keys, file_names)
+    return shared.finish() if shared else outputs_digests(str(exports), keys, file_names)
 
 
 FORK_FROM = 2000        # titles: below, a fork costs more than the half it takes
+CHUNK = 200             # titles claimed at a time by each of the two processes
 
 
-def fork_digests(root: str, keys: list[str], file_names: list[str]) -> Callable[[], dict | None]:
-    """outputs_digests of `keys` in a forked child, meanwhile; the returned function waits
-    for them (None when the child could not give them: the caller computes them itself).
-    A child never waited for is stopped when this process exits."""
+class SharedDigests:
+    """outputs_digests of `keys` by a forked child and this process together, whatever
+    else each is doing: the child takes chunks of titles from the front from the moment it
+    starts; this process, from the back once it calls finish(); they stop where they meet,
+    so both end about together however busy this process was meanwhile.
+
+    Each writes the chunk it claims into shared memory (the child's ascending, this
+    process's descending) before reading the other's, and stops only when the other has
+    claimed a chunk strictly past its own: a chunk is then never missed, at worst taken by
+    both (the same digests). A child that fails has its titles taken here instead."""
+
+    def __init__(self, root: str, keys: list[str], file_names: list[str]):
+        self.root, self.keys, self.file_names = root, keys, file_names
+        self.chunks = (len(keys) + CHUNK - 1) // CHUNK
+        self.claims = mmap.mmap(-1, 16)      # [the child's chunk, this process's chunk]
+        self.set_claim(0, -1)
+        self.set_claim(1, self.chunks)
+        self.wait: Callable[[], dict | None] = lambda: None
+
+    @classmethod
+    def start(cls, root: str, keys: list[str], file_names: list[str]) -> SharedDigests | None:
+        """Begun in a child; None when the library is too small or this machine has one
+        core (outputs_digests alone is then faster)."""
+        if len(keys) < FORK_FROM or len(os.sched_getaffinity(0)) < 2:
+            return None
+        shared = cls(root, keys, file_names)
+        shared.wait = fork_json(shared.child_digests)
+        return shared
+
+    def claim(self, side: int) -> int:
+        return struct.unpack_from("q", self.claims, 8 * side)[0]
+
+    def set_claim(self, side: int, chunk: int) -> None:
+        struct.pack_into("q", self.claims, 8 * side, chunk)
+
+    def chunk_digests(self, chunk: int) -> dict[str, str]:
+        return outputs_digests(self.root, self.keys[chunk * CHUNK:(chunk + 1) * CHUNK],
+                               self.file_names)
+
+    def child_digests(self) -> dict[str, str]:
+        digests = {}
+        for chunk in range(self.chunks):
+            self.set_claim(0, chunk)
+            if self.claim(1) < chunk:
+                break
+            digests.update(self.chunk_digests(chunk))
+        return digests
+
+    def finish(self) -> dict[str, str]:
+        """Every title's digest: this process's chunks, then the child's."""
+        mine, lowest = {}, self.chunks
+        for chunk in reversed(range(self.chunks)):
+            self.set_claim(1, chunk)
+            if self.claim(0) > chunk:
+                break
+            mine.update(self.chunk_digests(chunk))
+            lowest = chunk
+        theirs = self.wait()
+        if theirs is None:
+            theirs = {}
+            for chunk in range(lowest):
+                theirs.update(self.chunk_digests(chunk))
+        return {**theirs, **mine}
+
+
+def fork_json(compute: Callable[[], Any]) -> Callable[[], Any]:
+    """compute() in a forked child, meanwhile; the returned function waits for its result
+    (None when the child could not give it: the caller computes it itself). A child never
+    waited for is stopped when this process exits."""
     try:
         read, write = os.pipe()
         pid = os.fork()
     except OSError:
         return lambda: None
-    if pid == 0:        # the child: its digests down the pipe, then out, running nothing else
+    if pid == 0:        # the child: its result down the pipe, then out, running nothing else
         status = 1
         try:
             os.close(read)
             with os.fdopen(write, "wb") as pipe:
-                pipe.write(json.dumps(outputs_digests(root, keys, file_names)).encode())
+                pipe.write(json.dumps(compute()).encode())
             status = 0
         finally:
             os._exit(status)
     os.close(write)
     waited = []
 
-    def wait() -> dict | None:
+    def wait() -> Any:
         waited.append(True)
         with os.fdopen(read, "rb") as pipe:
             data = pipe.read()
@@ -209,38 +271,27 @@ def fork_digests(root: str, keys: list[str], file_names: list[str]) -> Callable[
 
 
 class EarlyOutputs:
-    """The stamp's title_outputs, begun as soon as the platforms are known: a forked child
-    takes the first CHILD_SHARE of the stamped titles while this process lists the library
-    and takes its inputs' states, then takes the rest itself (both end about together on
-    two cores). The stamped titles' keys are the stamp's, not the listing's."""
+    """The stamp's title_outputs, begun as soon as the platforms are known (SharedDigests):
+    the child works while this process lists the library and takes its inputs' states,
+    then both finish the rest. The stamped titles' keys are the stamp's, not the
+    listing's."""
 
     def __init__(self, settings: Settings, file_names: list[str]):
         self.keys: list[str] = []
         self.file_names = file_names
-        self.root = str(settings.exports)
-        self._wait: Callable[[], dict | None] | None = None
-        self._split = 0
+        self.shared: SharedDigests | None = None
         stamp = read_json(stamp_path(settings))
         titles = stamp.get("titles") if isinstance(stamp, dict) else None
-        if (isinstance(titles, dict) and len(titles) >= FORK_FROM
-                and len(os.sched_getaffinity(0)) >= 2):
+        if isinstance(titles, dict):
             self.keys = list(titles)
-            self._split = round(len(self.keys) * CHILD_SHARE)
-            self._wait = fork_digests(self.root, self.keys[:self._split], file_names)
+            self.shared = SharedDigests.start(str(settings.exports), self.keys, file_names)
 
     def digests(self, keys: list[str], file_names: list[str]) -> dict[str, str] | None:
         """The digests of `keys`, when the child was computing exactly those (once)."""
-        if self._wait is None or keys != self.keys or file_names != self.file_names:
+        if self.shared is None or keys != self.keys or file_names != self.file_names:
             return None
-        wait, self._wait = self._wait, None
-        mine = outputs_digests(self.root, keys[self._split:], file_names)
-        theirs = wait() or outputs_digests(self.root, keys[:self._split], file_names)
-        return {**theirs, **mine}
-
-
-# The child's share of the stamped titles' output states: this process lists the library
-# and stats its inputs meanwhile (a third of the child's work at 10,000 titles, measured).
-CHILD_SHARE = 0.7
+        shared, self.shared = self.shared, None
+        return shared.finish()
 
 
 ABSENT = "absent"
