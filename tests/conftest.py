@@ -1,6 +1,7 @@
 """Shared fixtures: generated clips, a `doit` runner that calls it as a user does, and an
 independent probe (MediaInfo via pymediainfo: not libav, which the tool itself probes with)."""
 
+import contextlib
 import fcntl
 import json
 import os
@@ -80,6 +81,16 @@ def made_once(tmp_path_factory, name, make):
             directory.mkdir()
             done.write_text(json.dumps(as_json(make(directory))))
     return directory, from_json(json.loads(done.read_text()))
+
+
+@contextlib.contextmanager
+def sharing(directory, exclusive=False):
+    """Hold a shared tree (made_once) for a test's length: many readers side by side, or
+    one test alone (`exclusive`) that runs doit on it or changes it, which no reader then
+    sees half done (a flock beside the tree, so across xdist workers)."""
+    with open(Path(directory).parent / f"{Path(directory).name}.readers", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 def as_json(value):

@@ -1,6 +1,7 @@
 """The bundled sample library through real doit + ffmpeg with the shipped specs.
 
-One module-scoped export (16 encodes at 1080x1920), then read-only checks and no-op reruns.
+One export (16 encodes at 1080x1920) made once per session, shared by the xdist workers:
+read-only checks side by side, then no-op reruns each holding the tree alone.
 """
 
 import os
@@ -19,9 +20,11 @@ from conftest import (
     image_facts,
     leftovers,
     load_yaml,
+    made_once,
     media_facts,
     read_json,
     run_doit,
+    sharing,
 )
 
 from exporter.media.ffmpeg_binary import check_ffmpeg
@@ -32,13 +35,30 @@ PLATFORMS = ("facebook", "instagram", "tiktok", "youtube")
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sample")
-    renders = root / "renders"
-    shutil.copytree(EXAMPLES, renders)
-    exports = root / "exports"
-    first = run_doit("-n", "2", f"renders={renders}", f"exports={exports}", check=0)
-    return renders, exports, first
+def exported(tmp_path_factory):
+    def make(root):
+        renders, exports = root / "renders", root / "exports"
+        shutil.copytree(EXAMPLES, renders)
+        return run_doit("-n", "2", f"renders={renders}", f"exports={exports}", check=0)
+    root, first = made_once(tmp_path_factory, "sample", make)
+    return root, (root / "renders", root / "exports", first)
+
+
+@pytest.fixture
+def sample(exported):
+    """The exported library, read by tests side by side."""
+    root, made = exported
+    with sharing(root):
+        yield made
+
+
+@pytest.fixture
+def sample_alone(exported):
+    """The exported library, held by one test that runs doit on it (a second run on the
+    same tree would be refused by its lock) or changes a file of it."""
+    root, made = exported
+    with sharing(root, exclusive=True):
+        yield made
 
 
 def snapshot(exports):
@@ -113,16 +133,16 @@ def test_rotated_source_is_probed_with_its_rotation(sample):
     assert sidecar["output"]["probe"]["rotation"] == 0
 
 
-def test_noop_rerun_runs_nothing_and_writes_nothing(sample):
-    renders, exports, _ = sample
+def test_noop_rerun_runs_nothing_and_writes_nothing(sample_alone):
+    renders, exports, _ = sample_alone
     before = snapshot(exports)
     rerun = run_doit("-n", "2", f"renders={renders}", f"exports={exports}", check=0)
     assert executed_tasks(rerun.stdout) == []
     assert snapshot(exports) == before
 
 
-def test_touch_only_rerun_runs_nothing_and_writes_nothing(sample):
-    renders, exports, _ = sample
+def test_touch_only_rerun_runs_nothing_and_writes_nothing(sample_alone):
+    renders, exports, _ = sample_alone
     before = snapshot(exports)
     for path in renders.rglob("*"):
         if path.is_file():
@@ -132,8 +152,8 @@ def test_touch_only_rerun_runs_nothing_and_writes_nothing(sample):
     assert snapshot(exports) == before
 
 
-def test_list_status_shows_every_export_up_to_date(sample):
-    renders, exports, _ = sample
+def test_list_status_shows_every_export_up_to_date(sample_alone):
+    renders, exports, _ = sample_alone
     listing = run_doit("list", "--all", "--status", f"renders={renders}", f"exports={exports}",
                        check=0)
     export_lines = [line for line in listing.stdout.splitlines()
@@ -142,8 +162,8 @@ def test_list_status_shows_every_export_up_to_date(sample):
     assert all(line.startswith("U ") for line in export_lines), listing.stdout
 
 
-def test_registry_regenerates_to_identical_content(sample):
-    renders, exports, _ = sample
+def test_registry_regenerates_to_identical_content(sample_alone):
+    renders, exports, _ = sample_alone
     registry = exports / "registry.json"
     original = registry.read_bytes()
     registry.unlink()
