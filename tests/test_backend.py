@@ -1,8 +1,12 @@
 """exporter.backend.LeanSqliteDB: doit's sqlite3 DB without the read cache, same results."""
 
+import pytest
 from doit.dependency import JSONCodec, SqliteDB
 
 from exporter.pipeline.plumbing.backend import LeanSqliteDB
+
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
 
 
 def filled_db(path, entries):

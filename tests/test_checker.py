@@ -2,10 +2,14 @@
 
 import os
 
+import pytest
 from doit import dependency
 
 from exporter.pipeline.plumbing import checker
 from exporter.pipeline.plumbing.checker import MD5Checker
+
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
 
 
 def counting_md5(monkeypatch):

@@ -10,6 +10,9 @@ from exporter.metadata import format_metadata, load_source_metadata
 from exporter.model.errors import SourceError
 from exporter.model.spec import load_schema, load_specs
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 SPECS = load_specs(SHIPPED_PLATFORMS)
 
 

@@ -24,6 +24,9 @@ from exporter.metadata import (
 from exporter.model.errors import SourceError, SpecError
 from exporter.model.spec import load_schema, load_spec, load_specs
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 SPECS = load_specs(SHIPPED_PLATFORMS)
 OUTPUT_SCHEMA = load_schema("platform-metadata")
 

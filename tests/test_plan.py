@@ -7,6 +7,9 @@ from exporter.media.plan import build_encode, build_encodes, fit_filter
 from exporter.model.errors import SourceError
 from exporter.model.spec import load_specs
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 SPECS = load_specs(SHIPPED_PLATFORMS)
 
 

@@ -13,6 +13,9 @@ from exporter.report.registry import (
     with_distribution,
 )
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 
 @pytest.mark.parametrize("present, fresh, error, status", [
     (True, True, False, "exported"),

@@ -15,6 +15,9 @@ from exporter.model.errors import SourceError, SpecError
 from exporter.model.requests import build_request
 from exporter.model.spec import first_schema_error, load_schema, load_spec, load_specs
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 SPECS = load_specs(SHIPPED_PLATFORMS)
 DECLARED = {"made_for_kids": False, "ai_generated": False}
 

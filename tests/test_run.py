@@ -4,12 +4,17 @@ import os
 import subprocess
 import tempfile
 
+import pytest
+
 from exporter.model.files import (
     remove_stale_temps,
     scratch_directory,
     temp_path_for,
     write_json_atomic,
 )
+
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
 
 
 def test_json_is_written_atomically_and_not_rewritten_when_equal(tmp_path):

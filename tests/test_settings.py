@@ -5,6 +5,9 @@ import pytest
 from exporter.model.errors import LibraryError
 from exporter.model.settings import resolve_settings, split_list
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 
 def getter(values):
     return lambda name, default=None: values.get(name, default)

@@ -12,6 +12,9 @@ from exporter.media.shared import SharedCache, share_key
 from exporter.model.errors import CacheChanged
 from exporter.model.spec import load_specs
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 SPECS = load_specs(SHIPPED_PLATFORMS)
 SOURCE = "ab" * 32
 

@@ -5,6 +5,9 @@ import pytest
 from exporter.model.errors import LibraryError
 from exporter.model.sources import describe_library, discover, select
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 
 def make_tree(root, *keys):
     for key in keys:

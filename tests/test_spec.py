@@ -12,6 +12,9 @@ import exporter.model.spec as spec_module
 from exporter.model.errors import SpecError
 from exporter.model.spec import digest, load_spec, load_specs, select_specs
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 
 def write_spec(directory, name, **edits):
     document = load_yaml(SHIPPED_PLATFORMS / "youtube.yaml")

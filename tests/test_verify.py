@@ -6,6 +6,9 @@ from conftest import SHIPPED_PLATFORMS, probe_of
 from exporter.media.verify import conformance_problems
 from exporter.model.spec import load_specs
 
+# No ffmpeg runs here: the first pass only (README: Test).
+pytestmark = pytest.mark.once
+
 YOUTUBE = load_specs(SHIPPED_PLATFORMS)["youtube"]
 
 
