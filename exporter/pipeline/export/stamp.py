@@ -52,7 +52,7 @@ from exporter.model.sources import INPUT_NAMES, Title
 from exporter.pipeline.export.job import up_to_date_key
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from exporter.media.credentials import Credentials
     from exporter.model.settings import Settings
@@ -334,18 +334,24 @@ def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[s
     return digests
 
 
-def absent_files(digest: str) -> set[str]:
-    """The files outputs_digests found missing (or unreadable) for a title: every file when
-    its folder was not there."""
+def absent_files(digest: str, file_names: Iterable[str]) -> set[str]:
+    """The files of `file_names` outputs_digests found missing (or unreadable) for a title:
+    all of them when its folder was not there."""
     if digest.startswith(f"{ABSENT} "):
         return set(digest.split(" ")[1].split(","))
-    return {"*"} if digest.startswith("no folder") else set()
+    return set(file_names) if digest.startswith("no folder") else set()
+
+
+def export_file_owners(build: Build) -> dict[str, str]:
+    """The files every platform's export of a title owns -> that platform, in the order
+    of the platforms, then of records.TARGET_KINDS."""
+    return {names[kind]: spec for spec in build.all_specs
+            for names in [records.export_file_names(spec)] for kind in records.TARGET_KINDS}
 
 
 def export_file_names(build: Build) -> list[str]:
     """The names of the files every platform's export of a title owns."""
-    return [names[kind] for spec in build.all_specs
-            for names in [records.export_file_names(spec)] for kind in records.TARGET_KINDS]
+    return list(export_file_owners(build))
 
 
 def outputs_fingerprint(build: Build) -> str:
@@ -438,15 +444,10 @@ def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: dict[str, 
     titles = {key: entry for key, entry in still_proven.items() if key not in fresh}
     made = sorted(key for key, platforms in fresh.items()
                   if platforms and key in build.title_inputs)
-    outputs = title_outputs(build.settings.exports, made, export_file_names(build))
-    owners = {name: spec for spec in build.all_specs
-              for kind, name in records.export_file_names(spec).items()
-              if kind in records.TARGET_KINDS}
+    owners = export_file_owners(build)
+    outputs = title_outputs(build.settings.exports, made, list(owners))
     for key in made:
-        absent = absent_files(outputs[key])
-        platforms = {platform for platform in fresh[key]
-                     if "*" not in absent and not any(owners.get(name) == platform
-                                                      for name in absent)}
+        platforms = fresh[key] - {owners[name] for name in absent_files(outputs[key], owners)}
         if platforms:
             titles[key] = [build.title_inputs[key], outputs[key], sorted(platforms)]
     write_json_atomic(stamp_path(build.settings), {
