@@ -267,6 +267,29 @@ def test_one_changed_title_is_checked_alone_and_the_rest_stays_proven(stamped):
     assert key in stamped_titles(stamped)
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "two-workers"])
+def test_a_changed_title_starts_first_and_an_export_deleted_meanwhile_is_made(
+        stamped, workers):
+    """A render changed is known from its inputs: its tasks start before the stamp's other
+    titles are proven (their 20 stats a title are taken meanwhile). An export of another
+    title deleted since the stamp is still found, and made in the same run."""
+    source = stamped.root / "women/18-23/alpha/final.mp4"
+    shutil.copyfile(source, source.with_name("rewritten"))
+    os.replace(source.with_name("rewritten"), source)    # same bytes, a new file
+    (stamped.exports / "men/24-30/beta/tiktok.mp4").unlink()
+    run = run_doit(*workers, *stamped.all_args, check=0)
+    assert run.returncode == 0, run.stderr
+    assert executed_tasks(run.stdout) == ["tiktok:beta"]
+    order = [line[3:] for line in run.stdout.splitlines() if line.startswith(("-- ", ".  "))]
+    # the library's order is men/ before women/: alpha first shows beta was found later
+    assert sorted(order[:2]) == ["tiktok:alpha", "youtube:alpha"], run.stdout
+    assert sorted(order[2:]) == ["tiktok:beta", "youtube:beta"], run.stdout
+    assert "0 titles unchanged since the run of" in run.stdout
+    assert "2 checked, 0 removed" in run.stdout
+    assert (stamped.exports / "men/24-30/beta/tiktok.mp4").exists()
+    assert FAST in run_doit(*stamped.all_args, check=0).stdout
+
+
 def test_status_reads_the_stamped_registry_and_says_the_same(stamped):
     assert stamp_holds(stamped.all_args)
     fast = run_doit("status", "--json", *stamped.all_args, check=0).stdout

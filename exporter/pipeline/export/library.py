@@ -25,8 +25,11 @@ from exporter.model.spec import Spec, load_specs, preset_problem, select_specs
 from exporter.pipeline.export.job import ExportJob, RetryPolicy
 from exporter.pipeline.export.stamp import (
     EarlyOutputs,
+    LoadedStamp,
+    StampCheck,
     export_file_names,
     inputs_fingerprint,
+    prove_titles,
     title_inputs,
     with_published,
 )
@@ -88,10 +91,32 @@ class Build:
         self.inputs_fingerprint = with_published(self.base_fingerprint, self.published)
         self.title_inputs = title_inputs(self.all_titles)
         # What the library stamp proves, when the loader found it holding at least for the
-        # whole library's settings (exporter.pipeline.export.stamp.StampCheck); None: all is checked.
-        self.stamp_check = None
+        # whole library's settings (exporter.pipeline.export.stamp.StampCheck); None: all is
+        # checked. A stamp whose titles are proven when first asked (prove_later) waits here.
+        self._stamp_check = None
+        self._stamp_to_prove = None
         # The stamp, when it proves every export: this run skips doit's per-task checks.
         self.proven_up_to_date = None
+
+    @property
+    def stamp_check(self) -> StampCheck | None:
+        if self._stamp_to_prove is not None:
+            stamp, self._stamp_to_prove = self._stamp_to_prove, None
+            self._stamp_check = prove_titles(self, stamp)
+        return self._stamp_check
+
+    @stamp_check.setter
+    def stamp_check(self, check: StampCheck | None) -> None:
+        self._stamp_check, self._stamp_to_prove = check, None
+
+    def prove_later(self, stamp: LoadedStamp) -> None:
+        """The stamp's titles are proven when stamp_check is first asked for: a run with
+        titles to check starts them first (pipeline/plumbing/tasks.py, the late proof)."""
+        self._stamp_check, self._stamp_to_prove = None, stamp
+
+    @property
+    def proof_pending(self) -> bool:
+        return self._stamp_to_prove is not None
 
     def note_published(self, uploads: dict[str, dict[str, list]]) -> None:
         """The bucket's exports as this run left them: as listed at its start, with what

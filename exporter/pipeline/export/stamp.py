@@ -401,13 +401,22 @@ class StampCheck:
 
 
 def check_stamp(build: Build) -> StampCheck | None:
-    """What the stamp proves, or None when a global part differs (everything is checked).
+    """What the stamp proves, or None when a global part differs (everything is checked)."""
+    loaded = usable_stamp(build)
+    return None if loaded is None else prove_titles(build, loaded)
 
-    Per export: a title is held when its inputs and exports folder are as stamped, and its
-    entry names the platforms proven then. A title needs no check when it is held and, if
-    selected, every selected platform is among them (`doit platforms=youtube` every day
-    proves YouTube's exports alone); an unselected held title's rows stay true as they are.
-    """
+
+@dataclass(frozen=True)
+class LoadedStamp:
+    """A stamp whose global parts held when the run loaded, and whether the history had
+    changed since it was written then (the run's own events come later)."""
+
+    stamp: dict[str, Any]
+    history_changed: bool
+
+
+def usable_stamp(build: Build) -> LoadedStamp | None:
+    """The stamp, when its global parts hold for this build; None: everything is checked."""
     if build.problems:
         return None
     stamp = read_json(stamp_path(build.settings))
@@ -416,6 +425,31 @@ def check_stamp(build: Build) -> StampCheck | None:
             or stamp.get("outputs") != outputs_fingerprint(build)
             or not isinstance(stamp.get("titles"), dict)):
         return None
+    return LoadedStamp(stamp, stamp.get("history") != history_fingerprint(build))
+
+
+def unprovable_titles(build: Build, loaded: LoadedStamp) -> frozenset[str]:
+    """The selected titles the stamp cannot prove whatever their exports show: new, their
+    inputs changed, or a selected platform missing from their entry. Known from the inputs'
+    states alone, before the 200,000 output stats: a run that has these to check starts
+    them at once (exporter.pipeline.plumbing.loader) and proves the rest meanwhile."""
+    stamped, selected_platforms = loaded.stamp["titles"], frozenset(build.selected_specs)
+    return frozenset(
+        title.key for title in build.titles
+        if not (entry := stamped.get(title.key))
+        or entry[0] != build.title_inputs[title.key]
+        or not selected_platforms <= frozenset(entry[2]))
+
+
+def prove_titles(build: Build, loaded: LoadedStamp) -> StampCheck:
+    """The stamp's verdict title by title: inputs and exports' states as stamped.
+
+    Per export: a title is held when its inputs and exports folder are as stamped, and its
+    entry names the platforms proven then. A title needs no check when it is held and, if
+    selected, every selected platform is among them (`doit platforms=youtube` every day
+    proves YouTube's exports alone); an unselected held title's rows stay true as they are.
+    """
+    stamp = loaded.stamp
     stamped = stamp["titles"]
     keys, file_names = list(stamped), export_file_names(build)
     early = getattr(build, "early_outputs", None)
@@ -429,7 +463,7 @@ def check_stamp(build: Build) -> StampCheck | None:
                        if key not in selected_titles or selected_platforms <= platforms)
     return StampCheck(stamp, held, proven, frozenset(build.title_inputs) - proven,
                       frozenset(stamped) - frozenset(build.title_inputs),
-                      stamp.get("history") != history_fingerprint(build))
+                      loaded.history_changed)
 
 
 def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: dict[str, set[str]],

@@ -10,8 +10,12 @@ left every export up to date:
   settings and targets in place of config_changed and its target list; doit still compares
   each file_dep with its DB (`--status`), so the listing is the same one the full load gives.
 
-`doit youtube` (group names only) takes the fast path too. Anything else (export task names,
-`-a`, another checker or DB, other commands, a stamp that does not hold) loads dodo.py.
+A bare `doit` with titles the stamp cannot prove from their inputs alone (new, changed)
+starts their tasks before the stamp's other titles are proven: their exports' states are
+taken while those tasks run, and any title they show changed is checked then (tasks.py,
+late_proof_task). `doit youtube` (group names only) takes the fast path too, proving every
+title first. Anything else (export task names, `-a`, another checker or DB, other commands,
+a stamp that does not hold) loads dodo.py.
 
 `doit clean`, `forget`, `ignore` and `reset-dep` take the exports tree's lock here, as a run
 does in its reporter: refused at once while a run writes the same tree.
@@ -28,7 +32,7 @@ from exporter.pipeline.plumbing.arguments import install as install_argument_rea
 from exporter.pipeline.plumbing.checker import MD5Checker
 from exporter.pipeline.export.library import Build, load_build
 from exporter.pipeline.plumbing.lock import acquire_or_exit
-from exporter.pipeline.export.stamp import check_stamp
+from exporter.pipeline.export.stamp import prove_titles, unprovable_titles, usable_stamp
 from exporter.pipeline.plumbing.tasks import (
     DOIT_CONFIG_BACKEND,
     EXPORT_GROUP_DOC,
@@ -67,7 +71,16 @@ class ExportLoader(DodoTaskLoader):
             self.lock_fd = acquire_or_exit(load_build().settings.exports)
         if command in FAST_COMMANDS and self.fast_path_applies(command, pos_args):
             build = load_build()
-            check = check_stamp(build)
+            loaded = usable_stamp(build)
+            unprovable = unprovable_titles(build, loaded) if loaded is not None else ()
+            if unprovable and command == "run" and not pos_args:
+                # a partial run whatever the exports show: these titles' tasks start now,
+                # the stamp's other titles are proven while they run (late_proof_task)
+                build.prove_later(loaded)
+                build.jobs = build.jobs_of(title for title in build.titles
+                                           if title.key in unprovable)
+                return super().load_tasks(cmd, pos_args)
+            check = prove_titles(build, loaded) if loaded is not None else None
             if check is not None and check.everything:
                 build.stamp_check, build.proven_up_to_date = check, check.stamp
                 if command == "list":

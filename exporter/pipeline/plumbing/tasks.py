@@ -10,9 +10,11 @@ import gc
 import inspect
 import os
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.loader import dict_to_task
+from doit.task import DelayedLoader, Task
 
 from exporter.media.shared import SharedCache
 from exporter.model import layout
@@ -31,10 +33,6 @@ from exporter.pipeline.export.outputs import OUTPUTS_VALUE, outputs_intact, outp
 from exporter.storage.exports import PUBLISHED_VALUE
 from exporter.pipeline.plumbing.runner import install as install_watchful_runner
 from exporter.pipeline.export.stamp import remove_stamp
-
-if TYPE_CHECKING:
-    from doit.task import Task
-
 
 DOIT_CONFIG_BACKEND = "sqlite3-lean"
 
@@ -194,12 +192,47 @@ def task_exports() -> Iterator[dict[str, Any]]:
     yield from group_tasks(build.jobs)
     if build.problems:
         yield library_task(build.problems)
+    late = [late_proof_task(build)] if build.proof_pending else []
+    yield from late
     yield {"basename": "registry", "actions": None,
-           "task_dep": [job.task_name for job in build.jobs],
+           "task_dep": [job.task_name for job in build.jobs] + [task.name for task in late],
            "doc": REGISTRY_DOC,
            # doit cleans dependants before their dependencies, so the registry cannot be
            # regenerated here; removing it means no view is ever wrong. The next run rewrites it.
            "clean": [(clean_run_state, [build.settings])]}
+
+
+LATE_PROOF = "unchanged-titles"
+
+
+def late_proof_task(build: Build) -> Task:
+    """The stamp's proof of the titles not loaded, where the registry waits for it.
+
+    A run whose titles to check are known from their inputs (a render added or changed)
+    starts their tasks before the stamp's other titles are proven: their exports' states
+    (20 stats a title) are taken meanwhile (stamp.SharedDigests). doit calls this task's
+    creator when it reaches it, after the first tasks started; the creator adds the tasks
+    of any title whose exports changed (edited in place, deleted), checked as usual."""
+    return Task(LATE_PROOF, None, loader=DelayedLoader(lambda: late_tasks(build)),
+                doc="the titles the stamp proves, checked when their exports changed")
+
+
+def late_tasks(build: Build) -> Iterator[Task]:
+    """The export tasks of the titles the stamp no longer proves, and LATE_PROOF itself
+    waiting for them (a group: it runs nothing)."""
+    loaded = {job.title.key for job in build.jobs}
+    changed = build.stamp_check.changed - loaded
+    jobs = build.jobs_of(title for title in build.titles if title.key in changed)
+    build.jobs = [*build.jobs, *jobs]       # this run's exports, as the reporter reads them
+    inputs = {}
+    for job in jobs:
+        title = job.title
+        if title not in inputs:
+            inputs[title] = export_inputs(title)
+        task = export_task(job, inputs[title])
+        yield dict_to_task({"name": f"{task.pop('basename')}:{task.pop('name')}", **task})
+    yield Task(LATE_PROOF, None, task_dep=[job.task_name for job in jobs],
+               doc="the titles the stamp proves, checked when their exports changed")
 
 
 def clean_run_state(settings: Settings) -> None:
