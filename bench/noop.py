@@ -76,14 +76,34 @@ def peak_rss_of(*args, env):
     return float(wall), float(peak), fast == "1"
 
 
+# doit's output unbuffered: a pipe would hold the `.  task` line until the buffer fills
+# (older trees' reporters did not flush it as the task starts)
+UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
+
+
+def reader_above_doit():
+    """Under --realtime, this process reads doit's output one real-time priority above
+    doit's (set back in the child before exec): at the same priority, doit and its forked
+    stats child would hold both cores and the `.  task` line would wait for one of them."""
+    if os.sched_getscheduler(0) != os.SCHED_FIFO:
+        return None
+    priority = READER_PRIORITY.setdefault("doit", os.sched_getparam(0).sched_priority)
+    os.sched_setparam(0, os.sched_param(priority + 1))
+    return lambda: os.sched_setparam(0, os.sched_param(priority))
+
+
+READER_PRIORITY = {}
+
+
 def until_first_task(*args, env):
     """Seconds and peak RSS (MB) of `doit` up to the moment its first task starts (the
     reporter prints `.  task` as it starts it): what a changed title costs before its
     encode; and the wall time of the whole run."""
     start = time.perf_counter()
     process = subprocess.Popen([str(Path(sys.executable).parent / "doit"), *args], cwd=REPO,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
+                               env={**env, **UNBUFFERED}, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True,
+                               preexec_fn=reader_above_doit())
     first_s = first_mb = None
     for line in process.stdout:
         if first_s is None and line.startswith(".  "):
@@ -235,7 +255,9 @@ def measured_row(python, script, titles, small, realtime=False):
     small = small and "--small" in Path(script).read_text()
     argv = [*(REALTIME if realtime else []),
             str(python), str(script), "--titles", str(titles), *(["--small"] * small)]
-    result = subprocess.run(argv, capture_output=True, text=True)
+    # an older tree's script may not unbuffer doit's output itself (until_first_task)
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            env={**os.environ, **UNBUFFERED})
     if result.returncode:
         raise SystemExit(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr[-3000:]}")
     for line in result.stdout.splitlines():

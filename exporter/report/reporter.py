@@ -143,6 +143,8 @@ class ExportReporter(ConsoleReporter):
 
     def execute_task(self, task):
         super().execute_task(task)
+        if task.actions:    # piped (a CI log): the line as the export starts, not buffered
+            self.outstream.flush()
         self.keep_lease()
         if self.progress:
             self.progress.batch.started(task.name)
