@@ -58,8 +58,8 @@ CASES = [
      "mov"),
     ("three-seconds-odd-444", 3, "testsrc2", (361, 641), 0, "yuv444p", "30000/1001", "5.1",
      "mp4"),
-    ("fifteen-seconds-rotated", 15, "testsrc2", (568, 320), 90, "yuv420p", "60",
-     "stereo-96k", "mp4"),
+    # the longest: several GOPs, Facebook's stretched to end on its bounds (2.5 s each)
+    ("long-rotated", 7.5, "testsrc2", (568, 320), 90, "yuv420p", "60", "stereo-96k", "mp4"),
     ("webm-vp9", 2, "testsrc2", (360, 640), 0, "yuv420p", "50", "stereo-48k", "webm"),
     ("mpegts-noise", 3, NOISE, (360, 640), 0, "yuv420p", "25", "stereo-48k", "ts"),
     ("variable-frame-rate", 3.5, "testsrc2", (360, 640), 0, "yuv420p", "vfr", "mono-22k", "mp4"),
