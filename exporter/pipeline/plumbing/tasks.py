@@ -122,6 +122,16 @@ def export_task(job: ExportJob, inputs: list[str] | None = None) -> dict[str, An
     }
 
 
+def export_tasks(jobs: Iterable[ExportJob]) -> Iterator[dict[str, Any]]:
+    """export_task of each job, its title's file_dep looked up once for its platforms."""
+    inputs = {}
+    for job in jobs:
+        title = job.title
+        if title not in inputs:
+            inputs[title] = export_inputs(title)
+        yield export_task(job, inputs[title])
+
+
 # The DB value doit's config_changed used for the same key: states saved by it stay valid.
 SETTINGS_VALUE = "_config_changed"
 
@@ -183,12 +193,7 @@ def task_exports() -> Iterator[dict[str, Any]]:
     for spec in build.selected_specs.values():
         yield {"basename": spec.name, "name": None, "doc": platform_group_doc(spec)}
     yield {"basename": "export", "name": None, "doc": EXPORT_GROUP_DOC}
-    inputs = {}         # a title's file_dep, looked up once for its platforms' tasks
-    for job in build.jobs:
-        title = job.title
-        if title not in inputs:
-            inputs[title] = export_inputs(title)
-        yield export_task(job, inputs[title])
+    yield from export_tasks(build.jobs)
     yield from group_tasks(build.jobs)
     if build.problems:
         yield library_task(build.problems)
@@ -203,6 +208,7 @@ def task_exports() -> Iterator[dict[str, Any]]:
 
 
 LATE_PROOF = "unchanged-titles"
+LATE_PROOF_DOC = "the titles the stamp proves, checked when their exports changed"
 
 
 def late_proof_task(build: Build) -> Task:
@@ -214,7 +220,7 @@ def late_proof_task(build: Build) -> Task:
     creator when it reaches it, after the first tasks started; the creator adds the tasks
     of any title whose exports changed (edited in place, deleted), checked as usual."""
     return Task(LATE_PROOF, None, loader=DelayedLoader(lambda: late_tasks(build)),
-                doc="the titles the stamp proves, checked when their exports changed")
+                doc=LATE_PROOF_DOC)
 
 
 def late_tasks(build: Build) -> Iterator[Task]:
@@ -224,15 +230,9 @@ def late_tasks(build: Build) -> Iterator[Task]:
     changed = build.stamp_check.changed - loaded
     jobs = build.jobs_of(title for title in build.titles if title.key in changed)
     build.jobs = [*build.jobs, *jobs]       # this run's exports, as the reporter reads them
-    inputs = {}
-    for job in jobs:
-        title = job.title
-        if title not in inputs:
-            inputs[title] = export_inputs(title)
-        task = export_task(job, inputs[title])
+    for task in export_tasks(jobs):
         yield dict_to_task({"name": f"{task.pop('basename')}:{task.pop('name')}", **task})
-    yield Task(LATE_PROOF, None, task_dep=[job.task_name for job in jobs],
-               doc="the titles the stamp proves, checked when their exports changed")
+    yield Task(LATE_PROOF, None, task_dep=[job.task_name for job in jobs], doc=LATE_PROOF_DOC)
 
 
 def clean_run_state(settings: Settings) -> None:
