@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+from doit.task import Task
 from conftest import (
     TEST_FFMPEG,
     TEST_PRESET,
@@ -18,6 +19,7 @@ from conftest import (
 from exporter.model.settings import resolve_settings
 from exporter.pipeline.export.library import Build
 from exporter.pipeline.export.stamp import STAMP_NAME, check_stamp, write_stamp
+from exporter.pipeline.plumbing.loader import PROVEN, like
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once
@@ -288,6 +290,23 @@ def test_a_changed_title_starts_first_and_an_export_deleted_meanwhile_is_made(
     assert "2 checked, 0 removed" in run.stdout
     assert (stamped.exports / "men/24-30/beta/tiktok.mp4").exists()
     assert FAST in run_doit(*stamped.all_args, check=0).stdout
+
+
+def test_a_listed_task_made_by_copy_is_what_task_makes_of_the_same_arguments():
+    """loader.like spares `doit list` doit's argument checks: every field as Task() sets it
+    (IOConfig compared by its fields: it has no equality of its own)."""
+    template = Task("platform:title", None, uptodate=[True], subtask_of="platform",
+                    meta=PROVEN)
+    copy = like(template, "youtube:t1", "YouTube export\nof t1", {"/r/t1/final.mp4"},
+                "youtube")
+    made = Task("youtube:t1", None, doc="YouTube export\nof t1", file_dep=["/r/t1/final.mp4"],
+                uptodate=[True], subtask_of="youtube", meta=PROVEN)
+    assert vars(copy).keys() == vars(made).keys()
+    for field, value in vars(made).items():
+        if field == "io":
+            assert vars(copy.io) == vars(value)
+        else:
+            assert getattr(copy, field) == value, field
 
 
 def test_status_reads_the_stamped_registry_and_says_the_same(stamped):

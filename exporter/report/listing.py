@@ -6,6 +6,8 @@ doit 0.37 shows every task without actions as R (run) always; this is its `list`
 that one difference, registered under the same name in pyproject.toml.
 """
 
+from operator import attrgetter
+
 from doit.cmd_list import List
 
 # A group is up to date when its tasks are; ignored ones (`doit ignore`) are skipped by a
@@ -20,6 +22,9 @@ class GroupAwareList(List):
                  list_deps=False, template=None, sort="name", pos_args=None):
         # doit passes options by the names in this signature: the same as List's
         self.statuses = {}      # task name -> U / R / I / E, each task checked once
+        if sort == "name":      # the same order as doit's sorted(tasks), whose every
+            # comparison calls Task.__lt__ (0.15 s of 50,000 tasks; by key: 0.015 s)
+            self.task_list, sort = sorted(self.task_list, key=attrgetter("name")), "definition"
         return super()._execute(subtasks, quiet, status, private, list_deps, template, sort,
                                 pos_args)
 
