@@ -6,25 +6,18 @@ report/view.py writes them (and carries over the titles whose rows cannot have c
 import os
 
 from doit.dependency import Dependency, SqliteDB
-from doit.task import dict_to_task
 
 from exporter.model.history import distribution_index
 from exporter.model.layout import task_name
 from exporter.model.records import export_file_names, identity, read_record
 from exporter.pipeline.plumbing.checker import MD5Checker
-from exporter.pipeline.plumbing.tasks import export_task
+from exporter.pipeline.plumbing.tasks import export_task, task_from_dict
 from exporter.report.registry import (
     build_registry,
     export_status,
     registry_row,
     with_distribution,
 )
-
-
-def task_from_dict(task_dict):
-    """The doit Task of one of our `{basename, name, ...}` task dicts."""
-    fields = {k: v for k, v in task_dict.items() if k not in ("basename", "name")}
-    return dict_to_task({"name": f"{task_dict['basename']}:{task_dict['name']}", **fields})
 
 
 def up_to_date_names(task_dicts, dep_file):

@@ -122,6 +122,12 @@ def export_task(job: ExportJob, inputs: list[str] | None = None) -> dict[str, An
     }
 
 
+def task_from_dict(task_dict: dict[str, Any]) -> Task:
+    """The doit Task of one of our `{basename, name, ...}` task dicts."""
+    fields = {k: v for k, v in task_dict.items() if k not in ("basename", "name")}
+    return dict_to_task({"name": f"{task_dict['basename']}:{task_dict['name']}", **fields})
+
+
 def export_tasks(jobs: Iterable[ExportJob]) -> Iterator[dict[str, Any]]:
     """export_task of each job, its title's file_dep looked up once for its platforms."""
     inputs = {}
@@ -230,8 +236,7 @@ def late_tasks(build: Build) -> Iterator[Task]:
     changed = build.stamp_check.changed - loaded
     jobs = build.jobs_of(title for title in build.titles if title.key in changed)
     build.jobs = [*build.jobs, *jobs]       # this run's exports, as the reporter reads them
-    for task in export_tasks(jobs):
-        yield dict_to_task({"name": f"{task.pop('basename')}:{task.pop('name')}", **task})
+    yield from map(task_from_dict, export_tasks(jobs))
     yield Task(LATE_PROOF, None, task_dep=[job.task_name for job in jobs], doc=LATE_PROOF_DOC)
 
 
