@@ -72,8 +72,10 @@ class ExportLoader(DodoTaskLoader):
         if command in FAST_COMMANDS and self.fast_path_applies(command, pos_args):
             build = load_build()
             loaded = usable_stamp(build)
-            unprovable = unprovable_titles(build, loaded) if loaded is not None else ()
-            if unprovable and command == "run" and not pos_args:
+            bare_run = command == "run" and not pos_args
+            unprovable = (unprovable_titles(build, loaded)
+                          if loaded is not None and bare_run else ())
+            if unprovable:
                 # a partial run whatever the exports show: these titles' tasks start now,
                 # the stamp's other titles are proven while they run (late_proof_task)
                 build.prove_later(loaded)
