@@ -47,6 +47,7 @@ import doit
 
 from exporter import __version__
 from exporter.model import layout, records
+from exporter.model.file_states import directory_states
 from exporter.model.files import file_state, read_json, write_json_atomic
 from exporter.model.sources import INPUT_NAMES, Title
 from exporter.pipeline.export.job import up_to_date_key
@@ -298,11 +299,38 @@ ABSENT = "absent"
 
 
 def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[str, str]:
-    """title_outputs for `keys`, in this process. Each stat is taken relative to the open
-    title directory, which spares the kernel walking the whole path again (about a fifth
-    less time); the states go into the digest as 64-bit numbers (repr was a third of the
-    time). A title missing some files has them named before its digest (`absent NAME,NAME
-    DIGEST`): the same stat proves a target is there (absent_files)."""
+    """title_outputs for `keys`, in this process: each title's directory opened, its own
+    state and its files' read relative to it (sparing the kernel the whole path again),
+    through statx into one buffer where libc has it (model/file_states.py: half the time
+    of os.stat's), else os.stat. A title missing some files has them named before its
+    digest (`absent NAME,NAME DIGEST`): the same stat proves a target is there
+    (absent_files)."""
+    reader = directory_states(file_names)
+    if reader is None:
+        return outputs_digests_by_os_stat(root, keys, file_names)
+    opened, digests = os.O_RDONLY | os.O_DIRECTORY, {}
+    for key in keys:
+        try:
+            directory = os.open(f"{root}/{key}", opened)
+        except OSError as error:
+            digests[key] = f"no folder: {error.errno}"
+            continue
+        try:
+            states, failures = reader.read(directory)
+        finally:
+            os.close(directory)
+        if failures:    # missing, or a link loop, no permission: not proven
+            states += repr(failures).encode()
+        digest = hashlib.blake2b(states, digest_size=12).hexdigest()
+        absent = [file_names[index] for index, _ in failures if index >= 0]
+        digests[key] = f"{ABSENT} {','.join(absent)} {digest}" if absent else digest
+    return digests
+
+
+def outputs_digests_by_os_stat(root: str, keys: list[str],
+                               file_names: list[str]) -> dict[str, str]:
+    """outputs_digests where statx is not to be had: the states go into the digest as
+    64-bit numbers (repr was a third of the time)."""
     stat, opened = os.stat, os.O_RDONLY | os.O_DIRECTORY
     digests = {}
     for key in keys:
