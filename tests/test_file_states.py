@@ -1,4 +1,4 @@
-"""The exports' states the stamp proves a no-op by (stamp.outputs_digests): read through
+"""The exports' states the stamp proves a no-op by (output_states.outputs_digests): read through
 statx into one buffer (model/file_states.py) where libc has it, by os.stat elsewhere. Both
 must see every change of a file's bytes or presence, and nothing else."""
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from exporter.model.file_states import STATX, directory_states
-from exporter.pipeline.export.stamp import (
+from exporter.pipeline.export.output_states import (
     absent_files,
     outputs_digests,
     outputs_digests_by_os_stat,

@@ -396,7 +396,7 @@ def test_title_outputs_shared_with_a_forked_child_are_the_same_proof(tmp_path):
     the child gives nothing; a write in place in the first or the last title shows."""
     import time
 
-    from exporter.pipeline.export.stamp import (
+    from exporter.pipeline.export.output_states import (
         FORK_FROM,
         SharedDigests,
         outputs_digests,
@@ -425,27 +425,21 @@ def test_title_outputs_shared_with_a_forked_child_are_the_same_proof(tmp_path):
 
 
 def test_the_stamps_output_states_taken_early_in_a_child_are_the_same_proof(tmp_path):
-    """A large library's output states are taken from the moment the platforms are known
-    (EarlyOutputs), by a child and then this process too: the same digests as one process
-    takes, for the stamp's titles only, once; asked for other titles, it gives nothing
-    (they are taken again). A write in place shows at either end."""
-    from exporter.model.settings import resolve_settings
-    from exporter.pipeline.export.stamp import (
-        FORK_FROM,
-        EarlyOutputs,
-        outputs_digests,
-        stamp_path,
-    )
+    """A large library's output states are taken from the moment the command line names
+    its exports root (EarlyOutputs, of the files the stamp names), by a child and then this
+    process too: the same digests as one process takes, for the stamp's titles only, once;
+    asked for other titles or files, it gives nothing (they are taken again). A write in
+    place shows at either end."""
+    from exporter.pipeline.export.output_states import FORK_FROM, EarlyOutputs, outputs_digests
     exports = tmp_path / "exports"
     keys = [f"s/a/t{index:05d}" for index in range(FORK_FROM)]
     for key in keys[::7]:
         (exports / key).mkdir(parents=True)
         (exports / key / "youtube.mp4").write_bytes(b"video")
     names = ["youtube.mp4", "youtube.export.json"]
-    settings = resolve_settings(lambda name, default=None: {
-        "exports": str(exports), "renders": str(tmp_path / "renders")}.get(name, default))
-    stamp_path(settings).write_text(json.dumps({"titles": {key: [] for key in keys}}))
-    early = EarlyOutputs(settings, names)
+    (exports / STAMP_NAME).write_text(json.dumps({"titles": {key: [] for key in keys},
+                                                  "file_names": names}))
+    early = EarlyOutputs(exports)
     before = early.digests(keys, names)
     assert before == outputs_digests(str(exports), keys, names)
     assert early.digests(keys, names) is None, "the child's digests are given once"
@@ -456,8 +450,44 @@ def test_the_stamps_output_states_taken_early_in_a_child_are_the_same_proof(tmp_
         with open(video, "r+b") as handle:
             handle.write(b"VIDEO")
         os.utime(video, ns=(state.st_atime_ns, state.st_mtime_ns))
-    after = EarlyOutputs(settings, names).digests(keys, names)
+    after = EarlyOutputs(exports, names).digests(keys, names)
     assert [key for key in keys if after[key] != before[key]] == written
-    other = EarlyOutputs(settings, names)
+    other = EarlyOutputs(exports)
     assert other.digests(keys[1:], names) is None
-    assert EarlyOutputs(settings, names).digests(keys, ["other.mp4"]) is None
+    assert EarlyOutputs(exports).digests(keys, ["other.mp4"]) is None
+
+
+def test_the_states_begun_at_import_are_used_only_for_their_root_and_files(tmp_path,
+                                                                            monkeypatch):
+    """The loader begins the stamp's states from the command line alone (a guess: the
+    exports root said, the files the stamp names); the build takes them only when its
+    settings and platforms agree, and stops the child otherwise."""
+    from exporter.pipeline.export import output_states
+    from exporter.pipeline.plumbing.arguments import exports_to_prove
+    exports = tmp_path / "exports"
+    (exports / "s/a/t").mkdir(parents=True)
+    names = ["youtube.mp4"]
+    (exports / STAMP_NAME).write_text(json.dumps({"titles": {"s/a/t": []},
+                                                  "file_names": names}))
+    monkeypatch.setattr(output_states, "FORK_FROM", 1)
+    monkeypatch.setattr(output_states, "BEGUN", [])
+    monkeypatch.chdir(tmp_path)
+    assert exports_to_prove(["/venv/bin/doit", "-n", "8", "exports=exports"], {}) == "exports"
+    assert exports_to_prove(["doit", "list", "--status"], {"REELEXPORT_EXPORTS": "e"}) == "e"
+    assert exports_to_prove(["doit", "status", "exports=exports"], {}) is None
+    assert exports_to_prove(["doit", "exports=s3://bucket/prefix"], {}) is None
+    assert exports_to_prove(["pytest", "-n", "2"], {}) is None
+
+    output_states.begin_early("exports")
+    begun = output_states.BEGUN[0]
+    assert begun.shared is not None, "a child is working"
+    assert output_states.early_outputs(exports, names) is begun
+    assert begun.digests(["s/a/t"], names) == output_states.outputs_digests(
+        str(exports), ["s/a/t"], names)
+    output_states.begin_early("exports")
+    begun = output_states.BEGUN[0]
+    taken = output_states.early_outputs(exports, ["tiktok.mp4"])     # other platforms
+    assert taken is not begun and begun.shared is None, "the guessed child was stopped"
+    assert taken.digests(["s/a/t"], ["tiktok.mp4"]) == output_states.outputs_digests(
+        str(exports), ["s/a/t"], ["tiktok.mp4"])
+    assert output_states.BEGUN == []

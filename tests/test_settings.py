@@ -85,7 +85,7 @@ def test_a_bad_retry_value_is_refused_never_clamped(name, value, says):
 def test_doit_help_lists_every_variable_and_the_options_this_project_sets():
     from conftest import run_doit
 
-    from exporter.model.settings import OTHER_VAR_NAMES, VAR_NAMES
+    from exporter.model.variables import OTHER_VAR_NAMES, VAR_NAMES
     text = run_doit("help", check=0).stdout
     for name in (*VAR_NAMES, *OTHER_VAR_NAMES):
         assert f"\n  {name}=" in text, name

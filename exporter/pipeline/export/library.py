@@ -23,8 +23,8 @@ from exporter.model.settings import Settings, resolve_settings
 from exporter.model.sources import Title, describe_library, discover, select
 from exporter.model.spec import Spec, load_specs, preset_problem, select_specs
 from exporter.pipeline.export.job import ExportJob, RetryPolicy
+from exporter.pipeline.export.output_states import early_outputs
 from exporter.pipeline.export.stamp import (
-    EarlyOutputs,
     LoadedStamp,
     StampCheck,
     export_file_names,
@@ -59,7 +59,7 @@ class Build:
             if problem:
                 raise LibraryError(f"preset={settings.preset}: {problem} ({spec.name})")
         # the stamp's output states, taken meanwhile in a child (the no-op's largest part)
-        self.early_outputs = EarlyOutputs(settings, export_file_names(self))
+        self.early_outputs = early_outputs(settings.exports, export_file_names(self))
         # the exports' store listed meanwhile: a bucket's pages wait on the network, and the
         # renders' listing as much (a tree answers at once)
         with ThreadPoolExecutor(max_workers=1) as meanwhile:

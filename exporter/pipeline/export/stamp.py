@@ -29,14 +29,8 @@ slow path needlessly, never skip a change doit would have seen.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import hashlib
-import json
-import mmap
 import os
-import signal
-import struct
 from array import array
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,14 +41,16 @@ import doit
 
 from exporter import __version__
 from exporter.model import layout, records
-from exporter.model.file_states import directory_states
 from exporter.model.files import file_state, read_json, write_json_atomic
 from exporter.model.sources import INPUT_NAMES, Title
 from exporter.pipeline.export.job import up_to_date_key
+from exporter.pipeline.export.output_states import (
+    EarlyOutputs,
+    absent_files,
+    title_outputs,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
-
     from exporter.media.credentials import Credentials
     from exporter.model.settings import Settings
     from exporter.model.spec import Spec
@@ -146,228 +142,6 @@ def title_inputs(titles: list[Title]) -> dict[str, str]:
         digests[title.key] = hashlib.blake2b(directory.encode() + b"\0" + numbers.tobytes(),
                                              digest_size=12).hexdigest()
     return digests
-
-
-def title_outputs(exports: Path, keys: list[str], file_names: list[str]) -> dict[str, str]:
-    """Per title: a digest of its exports directory's state and of each of its exports'
-    files' states (`file_names`: every platform's targets). The directory's state changes
-    when a file is created, removed or renamed; a file's own state, when it is written in
-    place (ctime cannot be set back), which the directory's does not show.
-
-    One stat per file, the price of certifying the bytes (docs/performance.md): 200,000 at
-    10,000 titles of four platforms. With two cores or more, a forked child shares them
-    (SharedDigests; threads do not help: each stat is too short to give up the GIL for;
-    two threads were twice as slow as one, two processes 1.7 times as fast)."""
-    shared = SharedDigests.start(str(exports), keys, file_names)
-    return shared.finish() if shared else outputs_digests(str(exports), keys, file_names)
-
-
-FORK_FROM = 2000        # titles: below, a fork costs more than the half it takes
-CHUNK = 200             # titles claimed at a time by each of the two processes
-
-
-class SharedDigests:
-    """outputs_digests of `keys` by a forked child and this process together, whatever
-    else each is doing: the child takes chunks of titles from the front from the moment it
-    starts; this process, from the back once it calls finish(); they stop where they meet,
-    so both end about together however busy this process was meanwhile.
-
-    Each writes the chunk it claims into shared memory (the child's ascending, this
-    process's descending) before reading the other's, and stops only when the other has
-    claimed a chunk strictly past its own: a chunk is then never missed, at worst taken by
-    both (the same digests). A child that fails has its titles taken here instead."""
-
-    def __init__(self, root: str, keys: list[str], file_names: list[str]):
-        self.root, self.keys, self.file_names = root, keys, file_names
-        self.chunks = (len(keys) + CHUNK - 1) // CHUNK
-        self.claims = mmap.mmap(-1, 16)      # [the child's chunk, this process's chunk]
-        self.set_claim(0, -1)
-        self.set_claim(1, self.chunks)
-        self.wait: Callable[[], dict | None] = lambda: None
-
-    @classmethod
-    def start(cls, root: str, keys: list[str], file_names: list[str]) -> SharedDigests | None:
-        """Begun in a child; None when the library is too small or this machine has one
-        core (outputs_digests alone is then faster)."""
-        if len(keys) < FORK_FROM or len(os.sched_getaffinity(0)) < 2:
-            return None
-        shared = cls(root, keys, file_names)
-        shared.wait = fork_json(shared.child_digests)
-        return shared
-
-    def claim(self, side: int) -> int:
-        return struct.unpack_from("q", self.claims, 8 * side)[0]
-
-    def set_claim(self, side: int, chunk: int) -> None:
-        struct.pack_into("q", self.claims, 8 * side, chunk)
-
-    def chunk_digests(self, chunk: int) -> dict[str, str]:
-        return outputs_digests(self.root, self.keys[chunk * CHUNK:(chunk + 1) * CHUNK],
-                               self.file_names)
-
-    def child_digests(self) -> dict[str, str]:
-        digests = {}
-        for chunk in range(self.chunks):
-            self.set_claim(0, chunk)
-            if self.claim(1) < chunk:
-                break
-            digests.update(self.chunk_digests(chunk))
-        return digests
-
-    def finish(self) -> dict[str, str]:
-        """Every title's digest: this process's chunks, then the child's."""
-        mine, lowest = {}, self.chunks
-        for chunk in reversed(range(self.chunks)):
-            self.set_claim(1, chunk)
-            if self.claim(0) > chunk:
-                break
-            mine.update(self.chunk_digests(chunk))
-            lowest = chunk
-        theirs = self.wait()
-        if theirs is None:
-            theirs = {}
-            for chunk in range(lowest):
-                theirs.update(self.chunk_digests(chunk))
-        return {**theirs, **mine}
-
-
-def fork_json(compute: Callable[[], Any]) -> Callable[[], Any]:
-    """compute() in a forked child, meanwhile; the returned function waits for its result
-    (None when the child could not give it: the caller computes it itself). A child never
-    waited for is stopped when this process exits."""
-    try:
-        read, write = os.pipe()
-        pid = os.fork()
-    except OSError:
-        return lambda: None
-    if pid == 0:        # the child: its result down the pipe, then out, running nothing else
-        status = 1
-        try:
-            os.close(read)
-            with os.fdopen(write, "wb") as pipe:
-                pipe.write(json.dumps(compute()).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write)
-    waited = []
-
-    def wait() -> Any:
-        waited.append(True)
-        with os.fdopen(read, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        try:
-            return json.loads(data) if status == 0 else None
-        except ValueError:
-            return None
-
-    def stop_unwaited() -> None:
-        if not waited:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-    atexit.register(stop_unwaited)
-    return wait
-
-
-class EarlyOutputs:
-    """The stamp's title_outputs, begun as soon as the platforms are known (SharedDigests):
-    the child works while this process lists the library and takes its inputs' states,
-    then both finish the rest. The stamped titles' keys are the stamp's, not the
-    listing's."""
-
-    def __init__(self, settings: Settings, file_names: list[str]):
-        self.keys: list[str] = []
-        self.file_names = file_names
-        self.shared: SharedDigests | None = None
-        stamp = read_json(stamp_path(settings))
-        titles = stamp.get("titles") if isinstance(stamp, dict) else None
-        if isinstance(titles, dict):
-            self.keys = list(titles)
-            self.shared = SharedDigests.start(str(settings.exports), self.keys, file_names)
-
-    def digests(self, keys: list[str], file_names: list[str]) -> dict[str, str] | None:
-        """The digests of `keys`, when the child was computing exactly those (once)."""
-        if self.shared is None or keys != self.keys or file_names != self.file_names:
-            return None
-        shared, self.shared = self.shared, None
-        return shared.finish()
-
-
-ABSENT = "absent"
-
-
-def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[str, str]:
-    """title_outputs for `keys`, in this process: each title's directory opened, its own
-    state and its files' read relative to it (sparing the kernel the whole path again),
-    through statx into one buffer where libc has it (model/file_states.py: half the time
-    of os.stat's), else os.stat. A title missing some files has them named before its
-    digest (`absent NAME,NAME DIGEST`): the same stat proves a target is there
-    (absent_files)."""
-    reader = directory_states(file_names)
-    if reader is None:
-        return outputs_digests_by_os_stat(root, keys, file_names)
-    opened, digests = os.O_RDONLY | os.O_DIRECTORY, {}
-    for key in keys:
-        try:
-            directory = os.open(f"{root}/{key}", opened)
-        except OSError as error:
-            digests[key] = f"no folder: {error.errno}"
-            continue
-        try:
-            states, failures = reader.read(directory)
-        finally:
-            os.close(directory)
-        if failures:    # missing, or a link loop, no permission: not proven
-            states += repr(failures).encode()
-        digest = hashlib.blake2b(states, digest_size=12).hexdigest()
-        absent = [file_names[index] for index, _ in failures if index >= 0]
-        digests[key] = f"{ABSENT} {','.join(absent)} {digest}" if absent else digest
-    return digests
-
-
-def outputs_digests_by_os_stat(root: str, keys: list[str],
-                               file_names: list[str]) -> dict[str, str]:
-    """outputs_digests where statx is not to be had: the states go into the digest as
-    64-bit numbers (repr was a third of the time)."""
-    stat, opened = os.stat, os.O_RDONLY | os.O_DIRECTORY
-    digests = {}
-    for key in keys:
-        try:
-            directory = os.open(f"{root}/{key}", opened)
-        except OSError as error:
-            digests[key] = f"no folder: {error.errno}"
-            continue
-        numbers = array("q")
-        add = numbers.extend
-        absent = []
-        try:
-            state = stat(directory)
-            add((state.st_ino, state.st_mtime_ns, state.st_ctime_ns))
-            for name in file_names:
-                try:
-                    state = stat(name, dir_fd=directory)
-                    add((state.st_ino, state.st_size, state.st_mtime_ns, state.st_ctime_ns))
-                except FileNotFoundError:
-                    add((-1,))
-                    absent.append(name)
-                except OSError as error:    # a link loop, no permission: not proven
-                    add((-2, error.errno))
-                    absent.append(name)
-        finally:
-            os.close(directory)
-        digest = hashlib.blake2b(numbers.tobytes(), digest_size=12).hexdigest()
-        digests[key] = f"{ABSENT} {','.join(absent)} {digest}" if absent else digest
-    return digests
-
-
-def absent_files(digest: str, file_names: Iterable[str]) -> set[str]:
-    """The files of `file_names` outputs_digests found missing (or unreadable) for a title:
-    all of them when its folder was not there."""
-    if digest.startswith(f"{ABSENT} "):
-        return set(digest.split(" ")[1].split(","))
-    return set(file_names) if digest.startswith("no folder") else set()
 
 
 def export_file_owners(build: Build) -> dict[str, str]:
@@ -520,6 +294,8 @@ def write_stamp(build: Build, registry_totals: dict[str, Any], fresh: dict[str, 
         "inputs": build.inputs_fingerprint,
         "outputs": outputs_fingerprint(build),
         "history": history_fingerprint(build, history_state),
+        # what the next run's output states are taken of, before its platforms are loaded
+        "file_names": list(owners),
         "titles": dict(sorted(titles.items())),
     }, compact=True)
 

@@ -26,6 +26,8 @@ from typing import Any
 from doit import doit_cmd
 from doit.cmd_base import DodoTaskLoader, DoitCmdBase
 
+from exporter.model.variables import exports_named
+
 RUN = "run"
 
 
@@ -104,6 +106,23 @@ def split_args(args: Iterable[str], commands: Any) -> tuple[dict[str, str], list
             value_next = takes_value(arg, short, long)
         rest.append(arg)
     return variables, rest
+
+
+def exports_to_prove(argv: list[str], environ: Any) -> str | None:
+    """The exports root whose stamp a `doit` or `doit list` command line (sys.argv) will
+    check, read before doit reads it (a guess the loader confirms:
+    exporter.pipeline.export.output_states); None for other commands and programs (the
+    loader imported by a test), and for a bucket (its local tree is the settings' to find)."""
+    program, args = (argv[0] if argv else ""), argv[1:]
+    if not (program.endswith("/doit") or program == "doit"
+            or program.endswith("/doit/__main__.py")):
+        return None
+    variables = [arg for arg in args if not arg.startswith("-") and is_variable(arg)]
+    first = next((arg for arg in args if arg not in variables), None)
+    if first not in (None, RUN, "list") and not first.startswith("-"):
+        return None
+    exports = exports_named(variables, environ)
+    return None if exports.startswith("s3://") else exports
 
 
 def process_args(self: doit_cmd.DoitMain, cmd_args: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from doit.cmd_help import Help
 
-from exporter.model.settings import DEFAULTS, ENV_NAMES, OTHER_VAR_NAMES, VAR_HELP, VAR_NAMES
+from exporter.model.variables import DEFAULTS, ENV_NAMES, OTHER_VAR_NAMES, VAR_HELP, VAR_NAMES
 from exporter.pipeline.plumbing.tasks import DOIT_CONFIG_BACKEND
 from exporter.pipeline.plumbing.watch import POLL_S, SETTLE_S
 

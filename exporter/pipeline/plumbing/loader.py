@@ -23,17 +23,26 @@ does in its reporter: refused at once while a run writes the same tree.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
-from doit.cmd_base import DodoTaskLoader, DoitCmdBase
-from doit.task import Task
-
+from exporter.pipeline.export.output_states import begin_early
+from exporter.pipeline.plumbing.arguments import exports_to_prove
 from exporter.pipeline.plumbing.arguments import install as install_argument_reading
-from exporter.pipeline.plumbing.checker import MD5Checker
-from exporter.pipeline.export.library import Build, load_build
-from exporter.pipeline.plumbing.lock import acquire_or_exit
-from exporter.pipeline.export.stamp import prove_titles, unprovable_titles, usable_stamp
-from exporter.pipeline.plumbing.tasks import (
+
+# The stamp's output states (the no-op's largest part) begin in a child now, before the
+# imports below and the listing: doit imports this module before it reads the arguments.
+begin_early(exports_to_prove(sys.argv, os.environ))
+
+from doit.cmd_base import DodoTaskLoader, DoitCmdBase  # noqa: E402
+from doit.task import Task  # noqa: E402
+
+from exporter.pipeline.plumbing.checker import MD5Checker  # noqa: E402
+from exporter.pipeline.export.library import Build, load_build  # noqa: E402
+from exporter.pipeline.plumbing.lock import acquire_or_exit  # noqa: E402
+from exporter.pipeline.export.stamp import prove_titles, unprovable_titles, usable_stamp  # noqa: E402
+from exporter.pipeline.plumbing.tasks import (  # noqa: E402
     DOIT_CONFIG_BACKEND,
     EXPORT_GROUP_DOC,
     REGISTRY_DOC,
