@@ -222,7 +222,7 @@ def late_proof_task(build: Build) -> Task:
 
     A run whose titles to check are known from their inputs (a render added or changed)
     starts their tasks before the stamp's other titles are proven: their exports' states
-    (20 stats a title) are taken meanwhile (stamp.SharedDigests). doit calls this task's
+    (20 stats a title) are taken meanwhile (output_states.SharedDigests). doit calls this task's
     creator when it reaches it, after the first tasks started; the creator adds the tasks
     of any title whose exports changed (edited in place, deleted), checked as usual."""
     return Task(LATE_PROOF, None, loader=DelayedLoader(lambda: late_tasks(build)),
