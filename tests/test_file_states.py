@@ -15,6 +15,9 @@ from exporter.pipeline.export.output_states import (
     outputs_digests_by_os_stat,
 )
 
+# The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
+pytestmark = pytest.mark.once
+
 NAMES = ["youtube.mp4", "youtube.export.json", "tiktok.mp4"]
 READERS = [pytest.param(outputs_digests, id="statx"),
            pytest.param(outputs_digests_by_os_stat, id="os.stat")]
