@@ -5,7 +5,9 @@
 `--compare REV` measures another revision the same way, side by side: REV is checked out in
 a worktree with its own venv (made once, kept under the temp directory), its own
 bench/noop.py builds the same library for it, and the two rows are printed with their
-ratio, this tree's first; the runs alternate (this tree, REV) for each library size.
+ratio, this tree's first; the runs alternate (this tree, REV) for each library size. Then
+the no-op alone, the trees in turns on a library of each's own at the largest size (five
+runs each, four times over), the medians and their ratio: one run varies by half here.
 
 `--realtime` runs the bench (the doit runs measured, with their children) under the
 real-time scheduler (SCHED_FIFO, `chrt`; root or CAP_SYS_NICE): whatever else the machine
@@ -44,6 +46,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -268,6 +271,58 @@ def measured_row(python, script, titles, small, realtime=False):
     raise SystemExit(f"no row for {titles} titles in:\n{result.stdout}")
 
 
+TURNS, RUNS = 4, 5      # the no-ops in turns: each tree RUNS times, TURNS times over
+
+
+def stamped_library(tree, python, root, titles, small, realtime):
+    """doit's arguments for a library of `titles` built by `tree`'s own bench/noop.py (an
+    older one without --small builds it at full size), run until stamped."""
+    small = small and "--small" in (tree / "bench" / "noop.py").read_text()
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import noop\n"
+            "root = Path(sys.argv[2]); root.mkdir(parents=True)\n"
+            "extra = noop.small_platforms(root / 'platforms') if sys.argv[4] == '1' else []\n"
+            "r, e = noop.build_library(root, int(sys.argv[3]), dict(noop.os.environ),"
+            " *([extra] if extra else []))\n"
+            "print(' '.join([f'renders={r}', f'exports={e}', *extra]))")
+    built = subprocess.run([str(python), "-c", code, str(tree / "bench"), str(root), str(titles),
+                            "1" if small else "0"], cwd=tree, env=tree_env(tree),
+                           capture_output=True, text=True)
+    if built.returncode:
+        raise SystemExit(f"building {root} with {tree} failed:\n{built.stderr[-3000:]}")
+    args = built.stdout.split()
+    for _ in range(2):          # registry, gallery and stamp; then the no-op holds
+        timed_noop(tree, python, args, realtime)
+    return args
+
+
+def tree_env(tree):
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env.update(REELEXPORT_X264_PRESET="superfast", PYTHONPATH=str(tree), **UNBUFFERED)
+    return env
+
+
+def timed_noop(tree, python, args, realtime):
+    start = time.perf_counter()
+    subprocess.run([*(REALTIME if realtime else []), str(Path(python).parent / "doit"), *args],
+                   cwd=tree, env=tree_env(tree), capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def noops_in_turns(trees, titles, small, realtime):
+    """{name: walls}: each tree's no-op on a library of its own, the trees taking turns
+    (RUNS no-ops each, TURNS times): single runs vary by half on this machine, turns share
+    its slow moments between the trees."""
+    with tempfile.TemporaryDirectory() as tmp:
+        libraries = {name: (tree, python, stamped_library(tree, python, Path(tmp) / str(index),
+                                                          titles, small, realtime))
+                     for index, (name, tree, python) in enumerate(trees)}
+        walls = {name: [] for name in libraries}
+        for _ in range(TURNS):
+            for name, (tree, python, args) in libraries.items():
+                walls[name] += [timed_noop(tree, python, args, realtime) for _ in range(RUNS)]
+    return walls
+
+
 def compare(revision, sizes, small, realtime):
     commit, python = revision_python(revision)
     here = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
@@ -294,6 +349,14 @@ def compare(revision, sizes, small, realtime):
         print(f"{titles:>7}  {'ratio':<{width}}"
               + "".join(f"{'x' + format(mine[column] / other[column], '.2f'):>18}"
                         if other[column] else f"{'-':>18}" for _, column, _ in COMPARED))
+    titles = max(sizes)
+    walls = noops_in_turns([(ours, REPO, sys.executable),
+                            (theirs, Path(python).parents[2], python)], titles, small, realtime)
+    medians = {name: statistics.median(runs) for name, runs in walls.items()}
+    print(f"no-op at {titles} titles, the trees in turns ({TURNS} x {RUNS} runs each): "
+          + ", ".join(f"{name} median {medians[name]:.2f} s ({min(runs):.2f}-{max(runs):.2f})"
+                      for name, runs in walls.items())
+          + f", ratio x{medians[ours] / medians[theirs]:.2f}")
 
 
 def main():
