@@ -477,6 +477,7 @@ def test_the_states_begun_at_import_are_used_only_for_their_root_and_files(tmp_p
     assert exports_to_prove(["doit", "status", "exports=exports"], {}) is None
     assert exports_to_prove(["doit", "exports=s3://bucket/prefix"], {}) is None
     assert exports_to_prove(["pytest", "-n", "2"], {}) is None
+    assert exports_to_prove(["doit", "--version"], {}) is None
 
     output_states.begin_early("exports")
     begun = output_states.BEGUN[0]

@@ -119,7 +119,8 @@ def exports_to_prove(argv: list[str], environ: Any) -> str | None:
         return None
     variables = [arg for arg in args if not arg.startswith("-") and is_variable(arg)]
     first = next((arg for arg in args if arg not in variables), None)
-    if first not in (None, RUN, "list") and not first.startswith("-"):
+    if (first not in (None, RUN, "list") and not first.startswith("-")
+            or first in ("--help", "--version")):     # doit answers these, loading nothing
         return None
     exports = exports_named(variables, environ)
     return None if exports.startswith("s3://") else exports
