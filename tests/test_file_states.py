@@ -2,17 +2,17 @@
 statx into one buffer (model/file_states.py) where libc has it, by os.stat elsewhere. Both
 must see every change of a file's bytes or presence, and nothing else."""
 
+import functools
 import os
 import shutil
 import sys
 
 import pytest
 
-from exporter.model.file_states import STATX, directory_states
+from exporter.model.file_states import STATX, OsStatStates, directory_states
 from exporter.pipeline.export.output_states import (
     absent_files,
     outputs_digests,
-    outputs_digests_by_os_stat,
 )
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.once
 
 NAMES = ["youtube.mp4", "youtube.export.json", "tiktok.mp4"]
 READERS = [pytest.param(outputs_digests, id="statx"),
-           pytest.param(outputs_digests_by_os_stat, id="os.stat")]
+           pytest.param(functools.partial(outputs_digests, reader_of=OsStatStates),
+                        id="os.stat")]
 
 
 def in_place(path, data):

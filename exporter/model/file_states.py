@@ -7,13 +7,15 @@ statx writes each state into one buffer and the fields that matter are read out 
 at once, by strided views, so Python's share is one foreign call per file.
 
 statx's layout is the same on every architecture (unlike struct stat). Where libc has no
-statx (not glibc >= 2.28, not Linux) `directory_states` is None and callers use os.stat.
+statx (not glibc >= 2.28, not Linux), or the kernel refuses it, `directory_states` gives
+OsStatStates: the same reading by os.stat, twice the time.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+from array import array
 
 RECORD = 256                    # sizeof(struct statx)
 WORDS = RECORD // 8
@@ -76,6 +78,28 @@ if STATX is not None and not _answers():
     STATX = None
 
 
-def directory_states(names: list[str]) -> DirectoryStates | None:
-    """A reader of these names' states, or None where statx is not to be had."""
-    return DirectoryStates(names) if STATX is not None else None
+class OsStatStates:
+    """DirectoryStates by os.stat: the states as 64-bit numbers (repr was a third of the
+    time), failures the same."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+
+    def read(self, dir_fd: int) -> tuple[bytes, list[tuple[int, int]]]:
+        stat, numbers, failures = os.stat, array("q"), []
+        add = numbers.extend
+        state = stat(dir_fd)
+        add((state.st_ino, state.st_mtime_ns, state.st_ctime_ns))
+        for index, name in enumerate(self.names):
+            try:
+                state = stat(name, dir_fd=dir_fd)
+                add((state.st_ino, state.st_size, state.st_mtime_ns, state.st_ctime_ns))
+            except OSError as error:    # missing, a link loop, no permission
+                add((-1, error.errno))
+                failures.append((index, error.errno))
+        return numbers.tobytes(), failures
+
+
+def directory_states(names: list[str]) -> DirectoryStates | OsStatStates:
+    """A reader of these names' states: by statx where it is to be had, else os.stat."""
+    return DirectoryStates(names) if STATX is not None else OsStatStates(names)

@@ -19,7 +19,6 @@ import mmap
 import os
 import signal
 import struct
-from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -215,16 +214,16 @@ def early_outputs(exports: Path, file_names: list[str]) -> EarlyOutputs:
 ABSENT = "absent"
 
 
-def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[str, str]:
+def outputs_digests(root: str, keys: list[str], file_names: list[str],
+                    reader_of: Callable[[list[str]], Any] = directory_states
+                    ) -> dict[str, str]:
     """title_outputs for `keys`, in this process: each title's directory opened, its own
     state and its files' read relative to it (sparing the kernel the whole path again),
     through statx into one buffer where libc has it (model/file_states.py: half the time
     of os.stat's), else os.stat. A title missing some files has them named before its
     digest (`absent NAME,NAME DIGEST`): the same stat proves a target is there
     (absent_files)."""
-    reader = directory_states(file_names)
-    if reader is None:
-        return outputs_digests_by_os_stat(root, keys, file_names)
+    reader = reader_of(file_names)
     opened, digests = os.O_RDONLY | os.O_DIRECTORY, {}
     for key in keys:
         try:
@@ -240,41 +239,6 @@ def outputs_digests(root: str, keys: list[str], file_names: list[str]) -> dict[s
             states += repr(failures).encode()
         digest = hashlib.blake2b(states, digest_size=12).hexdigest()
         absent = [file_names[index] for index, _ in failures if index >= 0]
-        digests[key] = f"{ABSENT} {','.join(absent)} {digest}" if absent else digest
-    return digests
-
-
-def outputs_digests_by_os_stat(root: str, keys: list[str],
-                               file_names: list[str]) -> dict[str, str]:
-    """outputs_digests where statx is not to be had: the states go into the digest as
-    64-bit numbers (repr was a third of the time)."""
-    stat, opened = os.stat, os.O_RDONLY | os.O_DIRECTORY
-    digests = {}
-    for key in keys:
-        try:
-            directory = os.open(f"{root}/{key}", opened)
-        except OSError as error:
-            digests[key] = f"no folder: {error.errno}"
-            continue
-        numbers = array("q")
-        add = numbers.extend
-        absent = []
-        try:
-            state = stat(directory)
-            add((state.st_ino, state.st_mtime_ns, state.st_ctime_ns))
-            for name in file_names:
-                try:
-                    state = stat(name, dir_fd=directory)
-                    add((state.st_ino, state.st_size, state.st_mtime_ns, state.st_ctime_ns))
-                except FileNotFoundError:
-                    add((-1,))
-                    absent.append(name)
-                except OSError as error:    # a link loop, no permission: not proven
-                    add((-2, error.errno))
-                    absent.append(name)
-        finally:
-            os.close(directory)
-        digest = hashlib.blake2b(numbers.tobytes(), digest_size=12).hexdigest()
         digests[key] = f"{ABSENT} {','.join(absent)} {digest}" if absent else digest
     return digests
 
