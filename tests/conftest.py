@@ -276,10 +276,9 @@ def clip_cache(tmp_path_factory):
     return clip
 
 
-@pytest.fixture
-def library(tmp_path, clip_cache):
-    """A function adding titles to a fresh renders root: library.add(segment, age, id, shape)."""
-    renders = tmp_path / "renders"
+def library_at(directory, clip_cache):
+    """A fresh renders root in `directory`: library.add(segment, age, id, shape) adds a title."""
+    renders = Path(directory) / "renders"
     shapes = {
         "vertical": dict(width=360, height=640, seconds=1, fps=30, audio=True),
         "landscape": dict(width=640, height=360, seconds=1, fps=25, audio=True),
@@ -289,7 +288,7 @@ def library(tmp_path, clip_cache):
 
     class Library:
         root = renders
-        exports = tmp_path / "exports"
+        exports = Path(directory) / "exports"
 
         def add(self, segment, age, title_id, shape="vertical", metadata=None):
             directory = renders / segment / age / title_id
@@ -303,6 +302,41 @@ def library(tmp_path, clip_cache):
             return [f"renders={renders}", f"exports={self.exports}", *extra]
 
     return Library()
+
+
+@pytest.fixture
+def library(tmp_path, clip_cache):
+    """A function adding titles to a fresh renders root: library.add(segment, age, id, shape)."""
+    return library_at(tmp_path, clip_cache)
+
+
+@pytest.fixture(scope="session")
+def restored_library(tmp_path_factory, clip_cache):
+    """restored_library(name, make): the library `make(library)` exports, made once per
+    xdist worker at a path of its own and restored from a copy for each later test, so
+    each test starts from the same files without the encodes. `make` returns the
+    attributes to set on the library (JSON: paths as strings) and leaves every export up
+    to date. The copy has new inodes and ctimes, so one run proves it again before the
+    test (no task runs; the stamp is written anew): a test of what doit's dependency
+    records hold for an unchanged file (test_content_truth) makes its own library."""
+    def restored(name, make):
+        directory = tmp_path_factory.getbasetemp() / name
+        pristine = directory.with_name(f"{name}.pristine")
+        if not pristine.exists():
+            directory.mkdir()
+            attributes = make(library_at(directory, clip_cache))
+            (directory / "attributes.json").write_text(json.dumps(attributes))
+            shutil.copytree(directory, pristine, symlinks=True)
+        else:
+            shutil.rmtree(directory)
+            shutil.copytree(pristine, directory, symlinks=True)
+        library = library_at(directory, clip_cache)
+        for key, value in json.loads((directory / "attributes.json").read_text()).items():
+            setattr(library, key, Path(value) if isinstance(value, str) else value)
+        again = run_doit(*library.all_args, check=0)
+        assert not executed_tasks(again.stdout), again.stdout
+        return library
+    return restored
 
 
 __all__ = ["make_title"]

@@ -27,19 +27,22 @@ pytestmark = pytest.mark.once
 FAST = "nothing changed since the run of"
 
 
-@pytest.fixture
-def stamped(library, tmp_path):
+def make_stamped(library):
     """Two titles x two platforms, exported by a complete run (which stamps the library)."""
-    platforms = small_platforms(tmp_path / "platforms")
+    platforms = small_platforms(library.root.parent / "platforms")
     library.add("women", "18-23", "alpha")
     library.add("men", "24-30", "beta", shape="landscape")
-    library.platforms = platforms
-    library.all_args = library.args(f"platforms_dir={platforms}")
-    first = run_doit(*library.all_args, check=0)
+    all_args = library.args(f"platforms_dir={platforms}")
+    first = run_doit(*all_args, check=0)
     assert len(executed_tasks(first.stdout)) == 4
     assert FAST not in first.stdout
     assert (library.exports / STAMP_NAME).exists()
-    return library
+    return {"platforms": str(platforms), "all_args": all_args}
+
+
+@pytest.fixture
+def stamped(restored_library):
+    return restored_library("noop-stamped", make_stamped)
 
 
 def stamp_holds(args, **environ):

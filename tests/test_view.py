@@ -29,19 +29,22 @@ pytestmark = pytest.mark.once
 INDEX = ".view-index.json"
 
 
-@pytest.fixture
-def stamped(library, tmp_path):
+def make_stamped(library):
     """Three titles x two platforms, exported by a complete run (which stamps the library
     and indexes its registry and gallery)."""
-    platforms = small_platforms(tmp_path / "platforms")
+    platforms = small_platforms(library.root.parent / "platforms")
     library.add("women", "18-23", "alpha")
     library.add("men", "24-30", "beta", shape="landscape")
     library.add("men", "13-17", "gamma")
-    library.platforms = platforms
-    library.all_args = library.args(f"platforms_dir={platforms}")
-    run_doit(*library.all_args, check=0)
+    all_args = library.args(f"platforms_dir={platforms}")
+    run_doit(*all_args, check=0)
     assert (library.exports / INDEX).exists() and (library.exports / STAMP_NAME).exists()
-    return library
+    return {"platforms": str(platforms), "all_args": all_args}
+
+
+@pytest.fixture
+def stamped(restored_library):
+    return restored_library("view-stamped", make_stamped)
 
 
 def build_of(library):
