@@ -19,15 +19,21 @@ DOIT = Path(sys.executable).parent / "doit"
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def made(library, tmp_path):
-    """Two titles, youtube and tiktok, exported: (library, doit args)."""
-    platforms = small_platforms(tmp_path / "platforms")
+def make_two(library):
+    """Two titles, youtube and tiktok, exported."""
+    platforms = small_platforms(library.root.parent / "platforms")
     library.add("women", "18-23", "t1")
     library.add("men", "24-30", "t2")
     args = library.args(f"platforms_dir={platforms}")
     run_doit(*args, check=0)
-    return library, args
+    return {"all_args": args}
+
+
+@pytest.fixture
+def made(restored_library):
+    """(library, doit args): make_two's library, restored for each test."""
+    library = restored_library("uploads-hostile", make_two)
+    return library, library.all_args
 
 
 def upload_of(library, title, platform="youtube"):
