@@ -374,6 +374,7 @@ os.execv({TEST_FFMPEG!r}, [{TEST_FFMPEG!r}, *args])
     return wrapper
 
 
+@pytest.mark.once        # the tool's check of a damaged output: bookkeeping
 def test_output_of_a_failed_conformance_check_is_not_kept(library, platforms, tmp_path):
     library.add("women", "18-23", "alpha")
     result = run_doit(*args_for(library, platforms, "platforms=youtube",
@@ -413,6 +414,7 @@ def modes(exports, title):
             for p in (exports / title).glob("*.export.json")}
 
 
+@pytest.mark.once        # which platforms share an encode: the plan's bookkeeping
 def test_four_platforms_run_exactly_two_encodes(library, tmp_path):
     platforms = small_platforms(tmp_path / "four", names=ALL_FOUR)
     library.add("women", "18-23", "alpha")
@@ -479,6 +481,7 @@ def test_gallery_follows_a_changed_caption_without_reading_unchanged_exports(lib
     assert "Beta caption" in text          # from the cache: beta's task did not run
 
 
+@pytest.mark.once        # the shared-encode cache: bookkeeping
 def test_an_encode_made_alongside_is_kept_for_a_platform_run_later(library, tmp_path):
     """`doit youtube` encodes TikTok's bytes in the same ffmpeg process; `doit tiktok`
     then shares them instead of encoding again (they are not pruned in between)."""

@@ -199,6 +199,7 @@ def limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
 
 
+@pytest.mark.once        # a retry and what is remembered: bookkeeping
 def test_transient_failure_is_retried_then_remembered(library, tmp_path):
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     library.add("women", "18-23", "alpha")

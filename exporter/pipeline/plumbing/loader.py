@@ -41,6 +41,7 @@ from doit.task import Task  # noqa: E402
 from exporter.pipeline.plumbing.checker import MD5Checker  # noqa: E402
 from exporter.pipeline.export.library import Build, load_build  # noqa: E402
 from exporter.pipeline.plumbing.lock import acquire_or_exit  # noqa: E402
+from exporter.pipeline.plumbing.plugins import install as install_plugin_lookup  # noqa: E402
 from exporter.pipeline.export.stamp import prove_titles, unprovable_titles, usable_stamp  # noqa: E402
 from exporter.pipeline.plumbing.tasks import (  # noqa: E402
     DOIT_CONFIG_BACKEND,
@@ -61,6 +62,9 @@ WRITING_COMMANDS = ("clean", "forget", "ignore", "reset-dep")
 # doit reads the command line after importing this module: `--url VALUE` keeps its value,
 # an empty argument is one line (pipeline/plumbing/arguments.py).
 install_argument_reading()
+# doit looks up its other kinds of plugins after this import: from one reading of the
+# installed entry points (pipeline/plumbing/plugins.py).
+install_plugin_lookup()
 
 
 class ExportLoader(DodoTaskLoader):
