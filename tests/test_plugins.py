@@ -20,7 +20,7 @@ def test_doit_finds_the_installed_plugins_from_one_reading(monkeypatch):
     plugins.install()
     lookup = doit.plugin.entry_points_impl()
     for group in ("doit.BACKEND", "doit.COMMAND", "doit.LOADER", "doit.REPORTER"):
-        assert lookup(group=group) == read(group=group)
+        assert list(lookup(group=group)) == list(read(group=group))
     assert "sqlite3-lean" in lookup(group="doit.BACKEND").names
     found = doit.plugin.PluginDict()
     found.add_plugins({}, "BACKEND")
