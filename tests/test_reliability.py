@@ -99,21 +99,50 @@ def check_all_exported(library, platforms):
     assert [row["status"] for row in registry["exports"]] == ["exported"] * 6
 
 
+# An ffmpeg that runs the real one and, once the file `gate` exists, stops each encode
+# (the runs given -progress) where it is (SIGSTOP) and waits: the run is held mid-encode,
+# its lock taken, until it is killed. Other runs (-version, measurements) pass.
+HELD_FFMPEG = """#!{python}
+import os, signal, subprocess, sys, time
+child = subprocess.Popen([{real!r}, *sys.argv[1:]])
+while child.poll() is None:
+    if "-progress" in sys.argv and os.path.exists({gate!r}):
+        child.send_signal(signal.SIGSTOP)
+        while True:
+            time.sleep(1)
+    time.sleep(0.02)
+sys.exit(child.returncode)
+"""
+
+
+def held_ffmpeg(directory):
+    """(an ffmpeg to give as REELEXPORT_FFMPEG, the gate file that holds it)."""
+    wrapper, gate = Path(directory, "ffmpeg-held"), Path(directory, "hold")
+    wrapper.write_text(HELD_FFMPEG.format(python=sys.executable, real=TEST_FFMPEG,
+                                          gate=str(gate)))
+    wrapper.chmod(0o755)
+    return wrapper, gate
+
+
 @pytest.mark.faults      # kills and interrupts: the tool's process handling
-def test_sigkill_mid_batch_loses_nothing_finished(batch):
+def test_sigkill_mid_batch_loses_nothing_finished(batch, tmp_path):
     library, platforms = batch
     args = library.args(f"platforms_dir={platforms}")
-    run = start_doit("-n", "2", *args)
+    ffmpeg, gate = held_ffmpeg(tmp_path)
+    env = doit_env(REELEXPORT_FFMPEG=str(ffmpeg))
+    run = start_doit("-n", "2", *args, env=env)
     wait_for(lambda: finished(library.exports) and temporaries(library.exports))
+    gate.touch()        # the run cannot end while the checks below run beside it
 
     # while it runs: a second run is refused at once, read-only commands work
-    second = run_doit(*args)
+    second = run_doit(*args, env=env)
     assert second.returncode == 4
     assert f"{library.exports / '.lock'} is held by pid {run.pid}" in second.stderr
-    assert run_doit("list", "--status", *args).returncode == 0
+    assert run_doit("list", "--status", *args, env=env).returncode == 0
     for command in ("forget", "clean"):     # they would change what the run is writing
-        refused = run_doit(command, *args)
+        refused = run_doit(command, *args, env=env)
         assert refused.returncode == 4 and "is held by pid" in refused.stderr, command
+    assert run.poll() is None, "the run was held to the end of the checks"
 
     os.killpg(run.pid, signal.SIGKILL)       # power loss: doit, its workers and ffmpeg
     run.wait()
@@ -124,7 +153,8 @@ def test_sigkill_mid_batch_loses_nothing_finished(batch):
         assert_conforms(video, spec, 2.0)     # whatever has a target's name is complete
     assert len(done_before) < 6
 
-    rerun = run_doit("-n", "2", *args, check=0)   # the stale lock is taken over
+    gate.unlink()
+    rerun = run_doit("-n", "2", *args, env=env, check=0)   # the stale lock is taken over
     after = finished(library.exports)
     for video, stamp in done_before.items():
         assert after[video] == stamp, f"{video} was encoded again"
