@@ -60,7 +60,8 @@ def test_page_examples_print_what_the_page_shows(page, tmp_path):
 
 def test_readme_install_and_test_lines_are_what_ci_runs():
     """README's Install and Test commands (skipped in the page: they install into the
-    checkout, run the suite) are the lines .ci/run runs, in a fresh venv."""
+    checkout, run the suite) are the lines .ci/run runs, in a fresh venv: README's pip
+    install is CI's fallback, after uv installing the same requirements."""
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     shown = [command.text.split("#")[0].strip() for block in shell_blocks(REPO / "README.md")
              for command in block if re.match(r"(python3 -m venv|pip|pytest|REELEXPORT_)",
@@ -74,6 +75,8 @@ def test_readme_install_and_test_lines_are_what_ci_runs():
             part = {"pip install -e .": "pip install --quiet -e '.[test]'",
                     "pip install -e '.[test]'": "pip install --quiet -e '.[test]'"}.get(part, part)
             assert part in ran, f"README shows {part!r}; .ci/run does not run it"
+    assert ("if ! { python -m pip install --quiet uv && uv pip install --quiet "
+            "--compile-bytecode -e '.[test]'; }; then") in ran, "uv: the same requirements"
 
 
 # Every benchmark a page shows, with arguments that make it quick: it must run to the end,
