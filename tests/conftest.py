@@ -2,6 +2,7 @@
 independent probe (MediaInfo via pymediainfo: not libav, which the tool itself probes with)."""
 
 import contextlib
+import copy
 import fcntl
 import json
 import os
@@ -315,26 +316,29 @@ def restored_library(tmp_path_factory, clip_cache):
     """restored_library(name, make): the library `make(library)` exports, made once per
     xdist worker at a path of its own and restored from a copy for each later test, so
     each test starts from the same files without the encodes. `make` returns the
-    attributes to set on the library (JSON: paths as strings) and leaves every export up
-    to date. The copy has new inodes and ctimes, so one run proves it again before the
-    test (no task runs; the stamp is written anew): a test of what doit's dependency
-    records hold for an unchanged file (test_content_truth) makes its own library."""
+    attributes to set on the library and leaves every export up to date. A copy has new
+    inodes and ctimes, so one run proves it again before the test (no task runs; the stamp
+    is written anew): a test of what doit's dependency records hold for an unchanged file
+    (test_content_truth) makes its own library."""
+    made = {}       # name -> the attributes `make` returned, in this worker
+
     def restored(name, make):
         directory = tmp_path_factory.getbasetemp() / name
         pristine = directory.with_name(f"{name}.pristine")
-        if not pristine.exists():
-            directory.mkdir()
-            attributes = make(library_at(directory, clip_cache))
-            (directory / "attributes.json").write_text(json.dumps(attributes))
-            shutil.copytree(directory, pristine, symlinks=True)
-        else:
+        copied = name in made
+        if copied:
             shutil.rmtree(directory)
             shutil.copytree(pristine, directory, symlinks=True)
+        else:
+            directory.mkdir()
+            made[name] = make(library_at(directory, clip_cache))
+            shutil.copytree(directory, pristine, symlinks=True)
         library = library_at(directory, clip_cache)
-        for key, value in json.loads((directory / "attributes.json").read_text()).items():
-            setattr(library, key, Path(value) if isinstance(value, str) else value)
-        again = run_doit(*library.all_args, check=0)
-        assert not executed_tasks(again.stdout), again.stdout
+        for key, value in made[name].items():
+            setattr(library, key, copy.copy(value))     # a test's edit stays its own
+        if copied:
+            again = run_doit(*library.all_args, check=0)
+            assert not executed_tasks(again.stdout), again.stdout
         return library
     return restored
 

@@ -37,7 +37,7 @@ def make_stamped(library):
     assert len(executed_tasks(first.stdout)) == 4
     assert FAST not in first.stdout
     assert (library.exports / STAMP_NAME).exists()
-    return {"platforms": str(platforms), "all_args": all_args}
+    return {"platforms": platforms, "all_args": all_args}
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def make_stamped(library):
     all_args = library.args(f"platforms_dir={platforms}")
     run_doit(*all_args, check=0)
     assert (library.exports / INDEX).exists() and (library.exports / STAMP_NAME).exists()
-    return {"platforms": str(platforms), "all_args": all_args}
+    return {"platforms": platforms, "all_args": all_args}
 
 
 @pytest.fixture
