@@ -85,7 +85,7 @@ TINY_BENCHMARKS = {
     "bench/backends.py": ["--tasks", "50"],
     "bench/batch.py": ["--titles", "1", "--seconds", "3", "--preset", "superfast", "--small"],
     "bench/bitrate.py": ["--lengths", "0.1", "--contents", "flat"],
-    "bench/cluster.py": ["--titles", "1", "--seconds", "1"],
+    "bench/cluster.py": ["--titles", "1", "--seconds", "0.5"],
     "bench/loudness.py": ["--seconds", "1"],
     "bench/noop.py": ["--titles", "2", "--small"],
     "bench/parallel.py": ["--seconds", "1", "--preset", "superfast"],

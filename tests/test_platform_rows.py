@@ -4,7 +4,12 @@ One hostile title (a 150-character title with `<b>`, 6,000 characters of descrip
 hashtags, 25 mentions, a landscape thumbnail) is exported by `doit` to the four shipped
 platforms at their full size. Each test reads what the platform would receive (the video,
 the request file, the cover) and checks the platform's published rule on it, with the
-figures restated here from the platforms' references, not read from our specs."""
+figures restated here from the platforms' references, not read from our specs.
+
+With the bundled ffmpeg only (`once`): what is ffmpeg's here is checked on Debian's too,
+at full size by the sample library (assert_conforms: codec, profile, chroma, bitrate,
+size, duration, audio, moov first) and by the conformance matrix (no edit lists); what
+is this file's own, the request files and the covers' rules, is the tool's."""
 
 import json
 
@@ -16,7 +21,7 @@ from test_acceptance import tracks_with_edit_lists
 from exporter.media.ffmpeg import run_ffmpeg
 from exporter.media.samples import make_clip
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.once]
 
 TITLE = "A title that runs far past what YouTube takes <b>bold</b> " * 3
 HASHTAGS = [f"tag{number:02d}" for number in range(70)]
