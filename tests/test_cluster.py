@@ -15,6 +15,7 @@ import pytest
 from conftest import (
     REPO,
     S3_BUCKET,
+    TEST_FFMPEG,
     assert_conforms,
     aws_env,
     doit_env,
@@ -29,7 +30,6 @@ from conftest import (
 from test_cluster_security import make_certificates
 from test_storage import fetches, log_mark, objects, put, requests_since
 
-from exporter.media.samples import NOISE
 from exporter.pipeline.placement.cluster import storage_problem
 from exporter.storage.exports import ExportsBucket, ExportsDirectory
 from exporter.storage.renders import RendersBucket, RendersDirectory
@@ -38,6 +38,23 @@ pytest.importorskip("distributed")
 # Process handling on a real cluster, not ffmpeg: run once, with the bundled ffmpeg.
 pytestmark = pytest.mark.cluster
 DASK = Path(sys.executable).parent / "dask"
+
+
+# An ffmpeg whose encodes read their input at its own rate (-re): an encode lasts as long
+# as its clip, on a fraction of a core, so a test can act mid-encode without the CPU a
+# slow-to-encode clip would cost.
+REALTIME_FFMPEG = """#!/bin/sh
+case "$*" in *libx264*) exec {real} -re "$@";; esac
+exec {real} "$@"
+"""
+
+
+def realtime_env(directory):
+    """doit's environment with REALTIME_FFMPEG as its ffmpeg."""
+    wrapper = Path(directory) / "ffmpeg-realtime"
+    wrapper.write_text(REALTIME_FFMPEG.format(real=TEST_FFMPEG))
+    wrapper.chmod(0o755)
+    return doit_env(REELEXPORT_FFMPEG=str(wrapper))
 
 
 def free_port():
@@ -226,12 +243,12 @@ def test_the_library_exports_through_two_workers_and_survives_losing_one(
 
     # a worker killed mid-encode: its work is resubmitted, the batch completes (two titles:
     # an encode on each worker)
-    slow = clip_cache("slow-noise", width=540, height=960, seconds=4, fps=30, pattern=NOISE)
+    slow = clip_cache("four-seconds", width=360, height=640, seconds=4, fps=30, audio=True)
     titles = titles[:2]
     for title in titles:
         (library.root / "women/18-23" / title / "final.mp4").write_bytes(slow.read_bytes())
     running = subprocess.Popen([str(Path(sys.executable).parent / "doit"), "-n", "2", *args],
-                               cwd=REPO, env=doit_env(), stdout=subprocess.PIPE,
+                               cwd=REPO, env=realtime_env(tmp_path), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     names = {address: name for name, address in cluster.workers().items()}
     wait_for(lambda: encoding_on(library.exports) & set(names), 120, "an encode on a worker")
@@ -262,13 +279,14 @@ def encoding_on(exports):
 def test_the_scheduler_lost_is_one_clear_line_and_a_plain_rerun_finishes(
         library, tmp_path, cluster, clip_cache):
     platforms = small_platforms(tmp_path / "platforms")
-    slow = clip_cache("slow-noise", width=540, height=960, seconds=4, fps=30, pattern=NOISE)
+    slow = clip_cache("four-seconds", width=360, height=640, seconds=4, fps=30, audio=True)
     for title in ("alpha", "beta"):
         directory = library.add("women", "18-23", title)
         (directory / "final.mp4").write_bytes(slow.read_bytes())
     args = library.args(f"platforms_dir={platforms}")
     running = subprocess.Popen([str(Path(sys.executable).parent / "doit"), "-n", "2", *args,
-                                f"cluster={cluster.address}"], cwd=REPO, env=doit_env(),
+                                f"cluster={cluster.address}"], cwd=REPO,
+                               env=realtime_env(tmp_path),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: encoding_on(library.exports) - {None}, 120, "an encode on the cluster")
     cluster.kill("scheduler")
