@@ -243,6 +243,25 @@ def logging_ffmpeg(directory):
     return wrapper, runs
 
 
+# An ffmpeg whose encodes read their input at `rate` times its own rate (-readrate; 1 is
+# -re): an encode lasts its clip's time over the rate, on a fraction of a core, so a test
+# can act mid-encode (kill, interrupt, replace the source) without the CPU a slow-to-encode
+# clip would cost. The encode's output appears once x264's delay has passed (~0.5 s of
+# frames): a test that waits for the output's temporary wants a rate under 1.
+REALTIME_FFMPEG = """#!/bin/sh
+case "$*" in *libx264*) exec {real} -readrate {rate} "$@";; esac
+exec {real} "$@"
+"""
+
+
+def realtime_ffmpeg(directory, rate=1.0):
+    """An ffmpeg (REALTIME_FFMPEG, written in `directory`) to give as REELEXPORT_FFMPEG."""
+    wrapper = Path(directory) / "ffmpeg-realtime"
+    wrapper.write_text(REALTIME_FFMPEG.format(real=TEST_FFMPEG, rate=rate))
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def small_platforms(directory, names=("youtube", "tiktok"), minimum=False, **edits):
     """Copies of shipped specs at a small frame size (fast encodes), plus `edits` per name.
     Without a minimum duration unless `minimum`: the pipeline's tests use 1 s clips; the

@@ -15,7 +15,6 @@ import pytest
 from conftest import (
     REPO,
     S3_BUCKET,
-    TEST_FFMPEG,
     assert_conforms,
     aws_env,
     doit_env,
@@ -24,6 +23,7 @@ from conftest import (
     leftovers,
     load_yaml,
     read_json,
+    realtime_ffmpeg,
     run_doit,
     small_platforms,
 )
@@ -40,21 +40,9 @@ pytestmark = pytest.mark.cluster
 DASK = Path(sys.executable).parent / "dask"
 
 
-# An ffmpeg whose encodes read their input at its own rate (-re): an encode lasts as long
-# as its clip, on a fraction of a core, so a test can act mid-encode without the CPU a
-# slow-to-encode clip would cost.
-REALTIME_FFMPEG = """#!/bin/sh
-case "$*" in *libx264*) exec {real} -re "$@";; esac
-exec {real} "$@"
-"""
-
-
 def realtime_env(directory):
-    """doit's environment with REALTIME_FFMPEG as its ffmpeg."""
-    wrapper = Path(directory) / "ffmpeg-realtime"
-    wrapper.write_text(REALTIME_FFMPEG.format(real=TEST_FFMPEG))
-    wrapper.chmod(0o755)
-    return doit_env(REELEXPORT_FFMPEG=str(wrapper))
+    """doit's environment with conftest's realtime ffmpeg: an encode lasts its clip's time."""
+    return doit_env(REELEXPORT_FFMPEG=str(realtime_ffmpeg(directory)))
 
 
 def free_port():

@@ -145,8 +145,8 @@ def test_a_linked_thumbnail_outside_the_renders_root_is_refused(library, platfor
 @pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_kill_9_of_a_parallel_run_leaves_no_lock(batch):  # noqa: F811
     """The workers of `doit -n 2` die with the run and never keep the tree's lock."""
-    library, platforms = batch
-    args = library.args(f"platforms_dir={platforms}")
+    library, platforms, ffmpeg = batch
+    args = library.args(f"platforms_dir={platforms}", f"ffmpeg={ffmpeg}")
     run = start_doit("-n", "2", *args)
     wait_for(lambda: temporaries(library.exports))
     os.kill(run.pid, signal.SIGKILL)        # the run only, as `kill -9 $!` does
@@ -163,8 +163,8 @@ def test_kill_9_of_a_parallel_run_leaves_no_lock(batch):  # noqa: F811
 def test_a_source_replaced_during_its_encode_is_made_again_from_the_new_one(batch):  # noqa: F811
     """`mv other.mp4 final.mp4` mid-encode: the export is of the new bytes, and the
     registry, status and a later run agree that it is up to date."""
-    library, platforms = batch
-    args = library.args(f"platforms_dir={platforms}", "segment=women")
+    library, platforms, ffmpeg = batch
+    args = library.args(f"platforms_dir={platforms}", f"ffmpeg={ffmpeg}", "segment=women")
     final = library.root / "women/18-23/title-0/final.mp4"
     replacement = final.with_name("other.mp4")
     shutil.copy(library.root / "women/18-23/title-5/final.mp4", replacement)
@@ -190,13 +190,13 @@ def worker_pids(run_pid):
     """The doit -n workers: the run's child processes that are Python (not ffmpeg)."""
     children = Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split()
     return [int(pid) for pid in children
-            if "ffmpeg" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+            if b"ffmpeg" not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]]
 
 
 @pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_kill_9_of_one_worker_fails_its_export_and_the_batch_finishes(batch):  # noqa: F811
-    library, platforms = batch
-    args = library.args(f"platforms_dir={platforms}")
+    library, platforms, ffmpeg = batch
+    args = library.args(f"platforms_dir={platforms}", f"ffmpeg={ffmpeg}")
     run = start_doit("-n", "2", *args)
     wait_for(lambda: temporaries(library.exports) and len(worker_pids(run.pid)) == 2)
     os.kill(worker_pids(run.pid)[0], signal.SIGKILL)

@@ -23,6 +23,7 @@ from conftest import (
     leftovers,
     load_yaml,
     read_json,
+    realtime_ffmpeg,
     run_doit,
     small_platforms,
 )
@@ -76,16 +77,17 @@ def finished(exports):
 
 @pytest.fixture
 def batch(library, tmp_path, clip_cache):
-    """Six different 2-second titles for one platform at 540x960: long enough to interrupt
-    mid-encode (a quarter of the full size's work: six kill and interrupt tests export
-    it), and distinct bytes, so no export can share another's encode."""
-    platforms = small_platforms(tmp_path / "platforms", names=("youtube",),
-                                youtube={"video.width": 540, "video.height": 960})
+    """(library, platforms, ffmpeg): six different 2-second titles for one platform at
+    270x480, distinct bytes so that no export can share another's encode, and conftest's
+    realtime ffmpeg at half rate to give as `ffmpeg=`: each encode then lasts ~4 s, its
+    output's temporary there for ~3 s, long enough to interrupt mid-encode on a fraction
+    of a core (six kill and interrupt tests export it)."""
+    platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     for index in range(6):
         title = library.add("women", "18-23", f"title-{index}")
         shutil.copy(clip_cache(f"distinct-{index}", width=352 + 8 * index, height=640,
                                seconds=2, fps=30, audio=True), title / "final.mp4")
-    return library, platforms
+    return library, platforms, realtime_ffmpeg(tmp_path, rate=0.5)
 
 
 def check_all_exported(library, platforms):
@@ -126,7 +128,7 @@ def held_ffmpeg(directory):
 
 @pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_sigkill_mid_batch_loses_nothing_finished(batch, tmp_path):
-    library, platforms = batch
+    library, platforms, _ = batch           # held by its own ffmpeg, below
     args = library.args(f"platforms_dir={platforms}")
     ffmpeg, gate = held_ffmpeg(tmp_path)
     env = doit_env(REELEXPORT_FFMPEG=str(ffmpeg))
@@ -166,8 +168,8 @@ def test_sigkill_mid_batch_loses_nothing_finished(batch, tmp_path):
 
 @pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_ctrl_c_mid_batch_then_resume(batch):
-    library, platforms = batch
-    args = library.args(f"platforms_dir={platforms}")
+    library, platforms, ffmpeg = batch
+    args = library.args(f"platforms_dir={platforms}", f"ffmpeg={ffmpeg}")
     run = start_doit("-n", "2", *args)
     wait_for(lambda: finished(library.exports) and temporaries(library.exports))
     os.killpg(run.pid, signal.SIGINT)        # what Ctrl-C in a terminal sends
@@ -213,8 +215,8 @@ def one_interrupt_line(signal_name, stderr):
 
 @pytest.mark.faults      # kills and interrupts: the tool's process handling
 def test_sigterm_stops_a_serial_run_with_one_line(batch):
-    library, platforms = batch
-    args = library.args(f"platforms_dir={platforms}")
+    library, platforms, ffmpeg = batch
+    args = library.args(f"platforms_dir={platforms}", f"ffmpeg={ffmpeg}")
     run = start_doit(*args)
     wait_for(lambda: temporaries(library.exports))
     os.killpg(run.pid, signal.SIGTERM)       # a scheduler stopping the job
