@@ -6,6 +6,7 @@ so each encode takes well under a second.
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -329,10 +330,16 @@ def test_parallel_runs_encodes_at_the_same_time(library, tmp_path):
                                 youtube={"video.width": 1080, "video.height": 1920})
     library.add("women", "18-23", "one", shape="two-seconds")
     library.add("women", "18-23", "two", shape="two-seconds")
-    run_doit("-n", "2", *args_for(library, platforms), check=0)
+    # Python's import log, from doit and from the workers it forks (they inherit it)
+    run = run_doit("-n", "2", *args_for(library, platforms), check=0,
+                   env=doit_env(PYTHONPROFILEIMPORTTIME="1"))
     spans = [read_json(p) for p in library.exports.rglob("youtube.export.json")]
     (a_start, a_end), (b_start, b_end) = [(s["started_at"], s["finished_at"]) for s in spans]
     assert a_start < b_end and b_start < a_end, "the two encodes did not overlap"
+    # what an export imports at first use was imported once, before the workers forked,
+    # not once by each of them
+    imported = re.findall(r"\| (av|numpy|jsonschema)$", run.stderr, re.MULTILINE)
+    assert sorted(imported) == ["av", "jsonschema", "numpy"], imported
 
 
 @pytest.mark.once        # doit's DB and commands: bookkeeping

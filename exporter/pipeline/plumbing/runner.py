@@ -26,6 +26,8 @@ import doit.cmd_run
 from doit.exceptions import TaskFailed
 from doit.runner import ERROR, FAILURE, MRunner, Runner
 
+from exporter.pipeline.export.action import export_action, preload_for_exports
+
 POLL_S = 1.0
 
 
@@ -84,10 +86,23 @@ class WatchfulMRunner(FailedExportIsError, MRunner):
     def _run_start_processes(self, job_q, result_q):
         self.parent_pid = os.getpid()       # the workers' parent, as they will see it
         self.running = {}                   # worker pid -> name of the task it runs
-        self.workers = super()._run_start_processes(job_q, result_q)
+        self.starting = True                # get_next_job: the workers are being forked
+        try:
+            self.workers = super()._run_start_processes(job_q, result_q)
+        finally:
+            self.starting = False
         self.original_get = result_q.get
         result_q.get = self.next_result
         return self.workers
+
+    def get_next_job(self, completed: Any) -> Any:
+        """doit's next job; an export's, while the workers are forked, first has what an
+        export imports imported here, for the workers forked after it to share."""
+        job = super().get_next_job(completed)
+        if getattr(self, "starting", False) and job is not None and is_export(
+                self.tasks.get(getattr(job, "name", None))):
+            preload_for_exports()
+        return job
 
     def next_result(self) -> dict[str, Any]:
         """The next worker message; a made-up failure for the task of a dead worker."""
@@ -124,6 +139,12 @@ class WatchfulMRunner(FailedExportIsError, MRunner):
             return {"name": name, "failure": failure, "task": task.pickle_safe_dict(),
                     "out": [None] * len(task.actions), "err": [None] * len(task.actions)}
         return None
+
+
+def is_export(task: Any) -> bool:
+    """Whether a doit task is one export's (its action is export_action)."""
+    return task is not None and any(getattr(action, "py_callable", None) is export_action
+                                    for action in task.actions)
 
 
 def install() -> None:
