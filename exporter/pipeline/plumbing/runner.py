@@ -78,6 +78,8 @@ class WatchfulMRunner(FailedExportIsError, MRunner):
     """MRunner that fails the task of a worker that died instead of waiting for it, and
     whose workers end when the run is gone."""
 
+    starting = False            # get_next_job is being called while the workers are forked
+
     def execute_task_subprocess(self, job_q: Any, result_q: Any, reporter_class: Any) -> Any:
         return super().execute_task_subprocess(
             OrphanAwareQueue(job_q, result_q, self.parent_pid), PidTaggingQueue(result_q),
@@ -86,7 +88,7 @@ class WatchfulMRunner(FailedExportIsError, MRunner):
     def _run_start_processes(self, job_q, result_q):
         self.parent_pid = os.getpid()       # the workers' parent, as they will see it
         self.running = {}                   # worker pid -> name of the task it runs
-        self.starting = True                # get_next_job: the workers are being forked
+        self.starting = True
         try:
             self.workers = super()._run_start_processes(job_q, result_q)
         finally:
@@ -99,7 +101,7 @@ class WatchfulMRunner(FailedExportIsError, MRunner):
         """doit's next job; an export's, while the workers are forked, first has what an
         export imports imported here, for the workers forked after it to share."""
         job = super().get_next_job(completed)
-        if getattr(self, "starting", False) and job is not None and is_export(
+        if self.starting and job is not None and is_export(
                 self.tasks.get(getattr(job, "name", None))):
             preload_for_exports()
         return job
