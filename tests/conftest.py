@@ -222,6 +222,15 @@ def probe_of(**changes):
     return Probe(**facts)
 
 
+def executable(path, text):
+    """`path` written with `text` (a script with its #! line) and made executable: the
+    wrapper ffmpegs the tests give as REELEXPORT_FFMPEG or ffmpeg=."""
+    path = Path(path)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
 # An ffmpeg that logs each command line (one JSON list a line) and runs the real one.
 LOGGING_FFMPEG = """#!{python}
 import json, subprocess, sys
@@ -233,10 +242,9 @@ sys.exit(subprocess.call([{real!r}, *sys.argv[1:]]))
 
 def logging_ffmpeg(directory):
     """(an ffmpeg to give as REELEXPORT_FFMPEG, a function returning the argv of each run)."""
-    log, wrapper = Path(directory, "ffmpeg.log"), Path(directory, "ffmpeg-logging")
-    wrapper.write_text(LOGGING_FFMPEG.format(python=sys.executable, log=str(log),
-                                             real=TEST_FFMPEG))
-    wrapper.chmod(wrapper.stat().st_mode | 0o111)
+    log = Path(directory, "ffmpeg.log")
+    wrapper = executable(Path(directory, "ffmpeg-logging"), LOGGING_FFMPEG.format(
+        python=sys.executable, log=str(log), real=TEST_FFMPEG))
 
     def runs():
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -256,10 +264,8 @@ exec {real} "$@"
 
 def realtime_ffmpeg(directory, rate=1.0):
     """An ffmpeg (REALTIME_FFMPEG, written in `directory`) to give as REELEXPORT_FFMPEG."""
-    wrapper = Path(directory) / "ffmpeg-realtime"
-    wrapper.write_text(REALTIME_FFMPEG.format(real=TEST_FFMPEG, rate=rate))
-    wrapper.chmod(0o755)
-    return wrapper
+    return executable(Path(directory) / "ffmpeg-realtime",
+                      REALTIME_FFMPEG.format(real=TEST_FFMPEG, rate=rate))
 
 
 def small_platforms(directory, names=("youtube", "tiktok"), minimum=False, **edits):

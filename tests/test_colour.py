@@ -13,7 +13,6 @@ not sample negated, a black render made grey), and none of those exports is kept
 """
 
 import json
-import stat
 import sys
 from dataclasses import replace
 
@@ -24,6 +23,7 @@ from colour_support import KINDS, PATCHES, make_patch_render, patch_delta_e
 from conftest import (
     TEST_FFMPEG,
     doit_env,
+    executable,
     exported_videos,
     leftovers,
     load_yaml,
@@ -325,10 +325,8 @@ def test_a_picture_chain_damaged_before_x264_is_not_kept(library, tmp_path, clip
     clip = clip_cache(f"attack-{pattern}", width=360, height=640, seconds=2, fps=30,
                       audio=False, pattern=pattern)
     (directory / "final.mp4").write_bytes(clip.read_bytes())
-    wrapper = tmp_path / "ffmpeg-attacking"
-    wrapper.write_text(ATTACKING_FFMPEG.format(python=sys.executable, real=TEST_FFMPEG,
-                                               filter=damage))
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    wrapper = executable(tmp_path / "ffmpeg-attacking", ATTACKING_FFMPEG.format(
+        python=sys.executable, real=TEST_FFMPEG, filter=damage))
     result = run_doit(*library.args(f"platforms_dir={platforms}", "attempts=1"),
                       env=doit_env(REELEXPORT_FFMPEG=str(wrapper)))
     assert result.returncode != 0, result.stdout

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEST_FFMPEG, doit_env, run_doit, small_platforms
+from conftest import TEST_FFMPEG, doit_env, executable, run_doit, small_platforms
 
 from exporter.media.ffmpeg_binary import (
     bundled_ffmpeg,
@@ -60,10 +60,8 @@ def test_the_default_is_the_bundled_ffmpeg_whatever_path_holds(tmp_path):
 
 def fake_ffmpeg(directory, version_text):
     """A binary that only answers -version (as an old or libx264-less build would)."""
-    path = Path(directory) / "ffmpeg"
-    path.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write({version_text!r})\n")
-    path.chmod(0o755)
-    return path
+    return executable(Path(directory) / "ffmpeg",
+                      f"#!{sys.executable}\nimport sys\nsys.stdout.write({version_text!r})\n")
 
 
 @pytest.mark.parametrize("text, cause", [(UBUNTU_4_4, "is older than ffmpeg 5.1"),

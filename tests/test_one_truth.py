@@ -17,6 +17,7 @@ from conftest import (
     TEST_FFMPEG,
     aws_env,
     doit_env,
+    executable,
     executed_tasks,
     run_doit,
     small_platforms,
@@ -270,9 +271,8 @@ def test_a_coordinator_in_another_pid_namespace_is_never_taken_over(moto, machin
     if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
                       capture_output=True).returncode != 0:
         pytest.skip("unshare --pid is not allowed here")
-    slow = tmp_path / "ffmpeg-slow"
-    slow.write_text(SLOW_FFMPEG.format(seconds=15, real=TEST_FFMPEG))   # outlasts a busy start
-    slow.chmod(0o755)
+    slow = executable(tmp_path / "ffmpeg-slow",   # 15 s outlasts a busy start
+                      SLOW_FFMPEG.format(seconds=15, real=TEST_FFMPEG))
     doit = Path(sys.executable).parent / "doit"
     first = subprocess.Popen(
         ["unshare", "--pid", "--fork", "--mount-proc", str(doit), *machines.args],

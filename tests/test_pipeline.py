@@ -18,6 +18,7 @@ from conftest import (
     TEST_FFMPEG,
     assert_conforms,
     doit_env,
+    executable,
     executed_tasks,
     exported_videos,
     image_facts,
@@ -371,14 +372,11 @@ def test_clean_forget_and_resume_without_reencoding(library, platforms):
 def faulty_ffmpeg(directory):
     """The ffmpeg under test behind a wrapper that drops +faststart: a real encoder fault
     (a build whose mp4 muxer ignores the flag), which the conformance check must catch."""
-    wrapper = Path(directory) / "ffmpeg-without-faststart"
-    wrapper.write_text(f"""#!{sys.executable}
+    return executable(Path(directory) / "ffmpeg-without-faststart", f"""#!{sys.executable}
 import os, sys
 args = [a.replace("+faststart", "") if "+faststart" in a else a for a in sys.argv[1:]]
 os.execv({TEST_FFMPEG!r}, [{TEST_FFMPEG!r}, *args])
 """)
-    wrapper.chmod(0o755)
-    return wrapper
 
 
 @pytest.mark.once        # the tool's check of a damaged output: bookkeeping

@@ -8,7 +8,6 @@ The independent check is PyAV decoding the kept files (not the tool's ffmpeg pas
 
 import json
 import shutil
-import stat
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,6 +17,7 @@ import pytest
 from conftest import (
     TEST_FFMPEG,
     doit_env,
+    executable,
     exported_videos,
     leftovers,
     media_facts,
@@ -83,9 +83,8 @@ def test_an_output_damaged_after_its_encode_is_refused_and_a_clean_one_passes(
         library, tmp_path):
     platforms = small_platforms(tmp_path / "platforms", names=("youtube",))
     library.add("women", "18-23", "clip", shape="silent")   # no loudness pass: one encode
-    wrapper = tmp_path / "ffmpeg-damaging"
-    wrapper.write_text(DAMAGING_FFMPEG.format(python=sys.executable, real=TEST_FFMPEG))
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    wrapper = executable(tmp_path / "ffmpeg-damaging",
+                         DAMAGING_FFMPEG.format(python=sys.executable, real=TEST_FFMPEG))
 
     damaged = run_doit(*library.args(f"platforms_dir={platforms}", "attempts=2", "backoff=0"),
                        env=doit_env(REELEXPORT_FFMPEG=str(wrapper)), check=2)

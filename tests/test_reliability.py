@@ -18,6 +18,7 @@ from conftest import (
     TEST_FFMPEG,
     assert_conforms,
     doit_env,
+    executable,
     executed_tasks,
     exported_videos,
     leftovers,
@@ -119,10 +120,9 @@ sys.exit(child.returncode)
 
 def held_ffmpeg(directory):
     """(an ffmpeg to give as REELEXPORT_FFMPEG, the gate file that holds it)."""
-    wrapper, gate = Path(directory, "ffmpeg-held"), Path(directory, "hold")
-    wrapper.write_text(HELD_FFMPEG.format(python=sys.executable, real=TEST_FFMPEG,
-                                          gate=str(gate)))
-    wrapper.chmod(0o755)
+    gate = Path(directory, "hold")
+    wrapper = executable(Path(directory, "ffmpeg-held"), HELD_FFMPEG.format(
+        python=sys.executable, real=TEST_FFMPEG, gate=str(gate)))
     return wrapper, gate
 
 

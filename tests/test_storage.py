@@ -16,6 +16,7 @@ from conftest import (
     assert_conforms,
     aws_env,
     doit_env,
+    executable,
     executed_tasks,
     leftovers,
     load_yaml,
@@ -195,11 +196,9 @@ os.execv({real!r}, [{real!r}, *sys.argv[1:]])
 def test_a_render_replaced_during_its_export_is_not_recorded_as_exported(moto, in_bucket,
                                                                          tmp_path):
     import sys
-    wrapper = tmp_path / "ffmpeg-replacing"
-    wrapper.write_text(REPLACING_FFMPEG.format(
+    wrapper = executable(tmp_path / "ffmpeg-replacing", REPLACING_FFMPEG.format(
         python=sys.executable, bucket=S3_BUCKET, real=TEST_FFMPEG, body=b"a newer render",
         key=f"{in_bucket.prefix}/women/18-23/beta/final.mp4"))
-    wrapper.chmod(0o755)
     env = {**in_bucket.env, "REELEXPORT_FFMPEG": str(wrapper)}
     result = run_doit(*in_bucket.args, "segment=women", "platforms=youtube", "export:beta",
                       env=env)
@@ -416,11 +415,9 @@ def test_a_run_renews_its_lease_and_stops_when_another_run_took_it_over(moto, to
     over: it stops writing at once, and leaves the other run's lease alone."""
     import sys
     lease_key = f"{to_bucket.prefix}/.reelexport/lease.json"
-    wrapper = tmp_path / "ffmpeg-taking-over"
-    wrapper.write_text(REPLACING_FFMPEG.format(
+    wrapper = executable(tmp_path / "ffmpeg-taking-over", REPLACING_FFMPEG.format(
         python=sys.executable, bucket=S3_BUCKET, real=TEST_FFMPEG, key=lease_key,
         body=b'{"host": "render-02", "pid": 4242}'))
-    wrapper.chmod(0o755)
     renewing = {**to_bucket.env, "REELEXPORT_LEASE_RENEW_S": "0"}
     stopped = run_doit(*to_bucket.args, env={**renewing, "REELEXPORT_FFMPEG": str(wrapper)})
     assert stopped.returncode != 0
