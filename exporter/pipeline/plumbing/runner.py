@@ -101,7 +101,7 @@ class WatchfulMRunner(FailedExportIsError, MRunner):
         """doit's next job; an export's, while the workers are forked, first has what an
         export imports imported here, for the workers forked after it to share."""
         job = super().get_next_job(completed)
-        if self.starting and job is not None and is_export(
+        if self.starting and job is not None and exports_here(
                 self.tasks.get(getattr(job, "name", None))):
             preload_for_exports()
         return job
@@ -143,10 +143,12 @@ class WatchfulMRunner(FailedExportIsError, MRunner):
         return None
 
 
-def is_export(task: Any) -> bool:
-    """Whether a doit task is one export's (its action is export_action)."""
-    return task is not None and any(getattr(action, "py_callable", None) is export_action
-                                    for action in task.actions)
+def exports_here(task: Any) -> bool:
+    """Whether a doit task is an export (its action is export_action) whose work runs in
+    this machine's workers, not away on a cluster's."""
+    return task is not None and any(
+        getattr(action, "py_callable", None) is export_action and not action.args[0].place.away
+        for action in task.actions)
 
 
 def install() -> None:
