@@ -53,10 +53,12 @@ def doit_env(**extra):
     return env
 
 
+DOIT = Path(sys.executable).parent / "doit"     # the venv's, whatever PATH says
+
+
 def run_doit(*args, env=None, check=None):
     """Run `doit ARGS` from the repository root, exactly as a user would type it."""
-    doit = Path(sys.executable).parent / "doit"
-    result = subprocess.run([str(doit), *map(str, args)], cwd=REPO, capture_output=True,
+    result = subprocess.run([str(DOIT), *map(str, args)], cwd=REPO, capture_output=True,
                             text=True, env=env or doit_env(), timeout=600)
     if check is not None:
         assert result.returncode == check, (

@@ -3,11 +3,9 @@ the group commands (clean, forget) acting on the exports a group stands for."""
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import REPO, doit_env, executed_tasks, run_doit, small_platforms
+from conftest import DOIT, REPO, doit_env, executed_tasks, run_doit, small_platforms
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once
@@ -56,7 +54,7 @@ def test_groups_list_up_to_date_and_status_check_says_when_not(library, tmp_path
 def test_a_closed_pipe_ends_the_listing_quietly(library, tmp_path):
     platforms = small_platforms(tmp_path / "platforms")
     library.add("women", "18-23", "alpha")
-    doit = Path(sys.executable).parent / "doit"
+    doit = DOIT
     for command in (["list", "--status"], ["status"]):
         process = subprocess.Popen([str(doit), *command,
                                     *library.args(f"platforms_dir={platforms}")],

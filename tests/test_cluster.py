@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    DOIT,
     REPO,
     S3_BUCKET,
     assert_conforms,
@@ -235,7 +236,7 @@ def test_the_library_exports_through_two_workers_and_survives_losing_one(
     titles = titles[:2]
     for title in titles:
         (library.root / "women/18-23" / title / "final.mp4").write_bytes(slow.read_bytes())
-    running = subprocess.Popen([str(Path(sys.executable).parent / "doit"), "-n", "2", *args],
+    running = subprocess.Popen([str(DOIT), "-n", "2", *args],
                                cwd=REPO, env=realtime_env(tmp_path), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     names = {address: name for name, address in cluster.workers().items()}
@@ -272,7 +273,7 @@ def test_the_scheduler_lost_is_one_clear_line_and_a_plain_rerun_finishes(
         directory = library.add("women", "18-23", title)
         (directory / "final.mp4").write_bytes(slow.read_bytes())
     args = library.args(f"platforms_dir={platforms}")
-    running = subprocess.Popen([str(Path(sys.executable).parent / "doit"), "-n", "2", *args,
+    running = subprocess.Popen([str(DOIT), "-n", "2", *args,
                                 f"cluster={cluster.address}"], cwd=REPO,
                                env=realtime_env(tmp_path),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

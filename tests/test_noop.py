@@ -4,12 +4,16 @@ check has changed since a run that left every export up to date, and never other
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 from doit.task import Task
 from conftest import (
+    DOIT,
+    REPO,
     TEST_FFMPEG,
     TEST_PRESET,
+    doit_env,
     executed_tasks,
     read_json,
     run_doit,
@@ -20,6 +24,7 @@ from exporter.model.settings import resolve_settings
 from exporter.pipeline.export.library import Build
 from exporter.pipeline.export.stamp import STAMP_NAME, check_stamp, write_stamp
 from exporter.pipeline.plumbing.loader import PROVEN, like
+from exporter.pipeline.plumbing.tasks import WITHOUT_PROJECT_SETTINGS
 
 # The tool's bookkeeping, not ffmpeg: run once, in the first pass (README: Test).
 pytestmark = pytest.mark.once
@@ -346,6 +351,19 @@ def test_a_task_added_to_dodo_is_not_skipped(stamped, tmp_path):
     assert "R hello" in listing and "U youtube:alpha" in listing
     run = run_doit("-f", dodo, *stamped.all_args, check=0)
     assert FAST not in run.stdout and (tmp_path / "hello.txt").exists()
+
+
+def test_doit_run_outside_the_repository_says_it_lacks_the_projects_settings(stamped, tmp_path):
+    """doit reads its loader and commands from pyproject.toml in the current directory:
+    `doit -f .../dodo.py` elsewhere checks every export in full (the stamp unread) and has
+    no `doit status`. The run still exports right, and says why it is slow."""
+    elsewhere = subprocess.run([str(DOIT), "-f", str(REPO / "dodo.py"), *stamped.all_args],
+                               cwd=tmp_path, env=doit_env(), capture_output=True, text=True)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert executed_tasks(elsewhere.stdout) == [] and FAST not in elsewhere.stdout
+    assert elsewhere.stderr.splitlines() == [WITHOUT_PROJECT_SETTINGS]
+    at_root = run_doit(*stamped.all_args, check=0)
+    assert "reelexport's settings" not in at_root.stderr
 
 
 def test_a_run_of_some_platforms_proves_their_exports_and_takes_the_fast_path(

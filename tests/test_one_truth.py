@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    DOIT,
     REPO,
     S3_BUCKET,
     TEST_FFMPEG,
@@ -273,7 +274,7 @@ def test_a_coordinator_in_another_pid_namespace_is_never_taken_over(moto, machin
         pytest.skip("unshare --pid is not allowed here")
     slow = executable(tmp_path / "ffmpeg-slow",   # 15 s outlasts a busy start
                       SLOW_FFMPEG.format(seconds=15, real=TEST_FFMPEG))
-    doit = Path(sys.executable).parent / "doit"
+    doit = DOIT
     first = subprocess.Popen(
         ["unshare", "--pid", "--fork", "--mount-proc", str(doit), *machines.args],
         cwd=REPO, env={**machines.a, "REELEXPORT_FFMPEG": str(slow)},

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    DOIT,
     REPO,
     TEST_FFMPEG,
     assert_conforms,
@@ -35,7 +36,7 @@ from exporter.model.history import read_events
 
 def start_doit(*args, env=None, **popen):
     """Start `doit ARGS` in its own process group, as a terminal would run it."""
-    doit = Path(sys.executable).parent / "doit"
+    doit = DOIT
     return subprocess.Popen([str(doit), *map(str, args)], cwd=REPO, env=env or doit_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **popen)
@@ -237,7 +238,7 @@ def test_transient_failure_is_retried_then_remembered(library, tmp_path):
     library.add("women", "18-23", "alpha")
     args = library.args(f"platforms_dir={platforms}")
     env = doit_env(REELEXPORT_ATTEMPTS="2", REELEXPORT_BACKOFF_S="0.1")
-    doit = Path(sys.executable).parent / "doit"
+    doit = DOIT
     # a file-size limit, as a full disk would: ffmpeg dies of SIGXFSZ mid-write
     limited = subprocess.run([str(doit), *args], cwd=REPO, env=env, capture_output=True,
                              text=True, preexec_fn=limit_file_size, timeout=120)

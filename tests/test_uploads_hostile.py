@@ -3,19 +3,17 @@ failed exports, and a history that was lost, damaged or replaced (issue 20)."""
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import doit_env, read_json, run_doit, small_platforms
+from conftest import DOIT, doit_env, read_json, run_doit, small_platforms
 
 from exporter.pipeline.plumbing.lock import acquire, release
 from exporter.report.history import UPLOADED_HOLDER
 
 pytestmark = pytest.mark.once
 
-DOIT = Path(sys.executable).parent / "doit"
 REPO = Path(__file__).resolve().parent.parent
 
 

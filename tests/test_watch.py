@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    DOIT,
     REPO,
     S3_BUCKET,
     assert_conforms,
@@ -200,7 +201,7 @@ def test_watch_exports_settled_renders_rewrites_removals_and_stops_on_ctrl_c(
     finish_copy = copy_slowly(clip, title / "final.mp4", first_chunk=1)
     with open(log, "w") as log_file:
         watch = subprocess.Popen(
-            [str(Path(sys.executable).parent / "doit"), "watch", f"renders={renders}",
+            [str(DOIT), "watch", f"renders={renders}",
              f"exports={exports}", f"platforms_dir={platforms}", "settle=2", "-n", "2"],
             cwd=REPO, env=doit_env(), stdout=log_file, stderr=subprocess.STDOUT, text=True)
     try:
@@ -254,7 +255,7 @@ def start_watch(log, renders, exports, platforms, *extra):
     """`doit watch` as a user starts it, its output into `log`."""
     with open(log, "w") as log_file:
         return subprocess.Popen(
-            [str(Path(sys.executable).parent / "doit"), "watch", f"renders={renders}",
+            [str(DOIT), "watch", f"renders={renders}",
              f"exports={exports}", f"platforms_dir={platforms}", *extra],
             cwd=REPO, env=doit_env(), stdout=log_file, stderr=subprocess.STDOUT, text=True)
 
@@ -354,7 +355,7 @@ def test_a_title_deleted_or_renamed_mid_export_fails_alone_in_one_line_with_no_r
         library.add("women", "18-23", title_id, "two-seconds")
     platforms = small_platforms(tmp_path / "platforms")
     args = library.args(f"platforms_dir={platforms}", "-n", processes)
-    run = subprocess.Popen([str(Path(sys.executable).parent / "doit"), *args], cwd=REPO,
+    run = subprocess.Popen([str(DOIT), *args], cwd=REPO,
                            env=doit_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
     title = library.root / "women/18-23/b"
@@ -416,7 +417,7 @@ def test_watch_lists_a_renders_bucket_and_exports_a_title_once_it_has_landed(
     env = doit_env(**aws_env(moto))
     with open(log, "w") as log_file:
         watch = subprocess.Popen(
-            [str(Path(sys.executable).parent / "doit"), "watch",
+            [str(DOIT), "watch",
              f"renders=s3://{S3_BUCKET}/{prefix}", f"exports={exports}",
              f"platforms_dir={platforms}", "poll=1"],
             cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gc
 import inspect
+import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -35,6 +37,13 @@ from exporter.pipeline.plumbing.runner import install as install_watchful_runner
 from exporter.pipeline.export.stamp import remove_stamp
 
 DOIT_CONFIG_BACKEND = "sqlite3-lean"
+LOG = logging.getLogger(__name__)
+# Imported by doit before dodo.py when it read the project's pyproject.toml (its loader).
+PROJECT_LOADER = "exporter.pipeline.plumbing.loader"
+WITHOUT_PROJECT_SETTINGS = (
+    "WARNING doit did not read reelexport's settings (pyproject.toml in the current "
+    "directory): every export is checked in full, a no-op too, and `doit status`, `history` "
+    "and `uploaded` are missing; run doit from the repository root")
 
 
 def default_task_names(build: Build) -> list[str]:
@@ -52,6 +61,8 @@ def doit_config(reporter: type) -> dict[str, Any]:
     install_watchful_runner()       # `doit -n N` notices a worker that dies
     configure_logging()             # every module's messages: plain lines on stderr
     quiet_on_closed_pipe()          # `doit list | head`: no BrokenPipeError traceback
+    if PROJECT_LOADER not in sys.modules:   # `doit -f .../dodo.py` from another directory
+        LOG.warning(WITHOUT_PROJECT_SETTINGS)
     # Loading tens of thousands of task dicts allocates no garbage worth collecting, and
     # the collector's passes over them would slow every load (docs/performance.md); the
     # reporter turns it back on (with the loaded tasks frozen) before any task runs.
