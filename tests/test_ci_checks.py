@@ -54,9 +54,8 @@ def test_groups_list_up_to_date_and_status_check_says_when_not(library, tmp_path
 def test_a_closed_pipe_ends_the_listing_quietly(library, tmp_path):
     platforms = small_platforms(tmp_path / "platforms")
     library.add("women", "18-23", "alpha")
-    doit = DOIT
     for command in (["list", "--status"], ["status"]):
-        process = subprocess.Popen([str(doit), *command,
+        process = subprocess.Popen([str(DOIT), *command,
                                     *library.args(f"platforms_dir={platforms}")],
                                    cwd=REPO, env=doit_env(), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)

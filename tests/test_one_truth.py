@@ -274,9 +274,8 @@ def test_a_coordinator_in_another_pid_namespace_is_never_taken_over(moto, machin
         pytest.skip("unshare --pid is not allowed here")
     slow = executable(tmp_path / "ffmpeg-slow",   # 15 s outlasts a busy start
                       SLOW_FFMPEG.format(seconds=15, real=TEST_FFMPEG))
-    doit = DOIT
     first = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--mount-proc", str(doit), *machines.args],
+        ["unshare", "--pid", "--fork", "--mount-proc", str(DOIT), *machines.args],
         cwd=REPO, env={**machines.a, "REELEXPORT_FFMPEG": str(slow)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

@@ -36,8 +36,7 @@ from exporter.model.history import read_events
 
 def start_doit(*args, env=None, **popen):
     """Start `doit ARGS` in its own process group, as a terminal would run it."""
-    doit = DOIT
-    return subprocess.Popen([str(doit), *map(str, args)], cwd=REPO, env=env or doit_env(),
+    return subprocess.Popen([str(DOIT), *map(str, args)], cwd=REPO, env=env or doit_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **popen)
 
@@ -238,9 +237,8 @@ def test_transient_failure_is_retried_then_remembered(library, tmp_path):
     library.add("women", "18-23", "alpha")
     args = library.args(f"platforms_dir={platforms}")
     env = doit_env(REELEXPORT_ATTEMPTS="2", REELEXPORT_BACKOFF_S="0.1")
-    doit = DOIT
     # a file-size limit, as a full disk would: ffmpeg dies of SIGXFSZ mid-write
-    limited = subprocess.run([str(doit), *args], cwd=REPO, env=env, capture_output=True,
+    limited = subprocess.run([str(DOIT), *args], cwd=REPO, env=env, capture_output=True,
                              text=True, preexec_fn=limit_file_size, timeout=120)
     assert limited.returncode != 0
     assert ("FAILED youtube:alpha (women/18-23/alpha): ffmpeg was killed by signal 25 "
