@@ -56,9 +56,9 @@ def doit_env(**extra):
 DOIT = Path(sys.executable).parent / "doit"     # the venv's, whatever PATH says
 
 
-def run_doit(*args, env=None, check=None):
-    """Run `doit ARGS` from the repository root, exactly as a user would type it."""
-    result = subprocess.run([str(DOIT), *map(str, args)], cwd=REPO, capture_output=True,
+def run_doit(*args, env=None, check=None, cwd=REPO):
+    """Run `doit ARGS` from the repository root (or `cwd`), exactly as a user would type it."""
+    result = subprocess.run([str(DOIT), *map(str, args)], cwd=cwd, capture_output=True,
                             text=True, env=env or doit_env(), timeout=600)
     if check is not None:
         assert result.returncode == check, (

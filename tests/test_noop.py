@@ -4,16 +4,13 @@ check has changed since a run that left every export up to date, and never other
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 from doit.task import Task
 from conftest import (
-    DOIT,
     REPO,
     TEST_FFMPEG,
     TEST_PRESET,
-    doit_env,
     executed_tasks,
     read_json,
     run_doit,
@@ -357,9 +354,7 @@ def test_doit_run_outside_the_repository_says_it_lacks_the_projects_settings(sta
     """doit reads its loader and commands from pyproject.toml in the current directory:
     `doit -f .../dodo.py` elsewhere checks every export in full (the stamp unread) and has
     no `doit status`. The run still exports right, and says why it is slow."""
-    elsewhere = subprocess.run([str(DOIT), "-f", str(REPO / "dodo.py"), *stamped.all_args],
-                               cwd=tmp_path, env=doit_env(), capture_output=True, text=True)
-    assert elsewhere.returncode == 0, elsewhere.stderr
+    elsewhere = run_doit("-f", REPO / "dodo.py", *stamped.all_args, cwd=tmp_path, check=0)
     assert executed_tasks(elsewhere.stdout) == [] and FAST not in elsewhere.stdout
     assert elsewhere.stderr.splitlines() == [WITHOUT_PROJECT_SETTINGS]
     at_root = run_doit(*stamped.all_args, check=0)
